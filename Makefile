@@ -1,0 +1,34 @@
+# The two commands of the README: `make run` and `make test`. Both set up what is missing first.
+VENV := .venv
+PY := $(VENV)/bin/python
+DEMO := $(HOME)/.cache/shieldwright/demo-base.img
+
+.PHONY: setup run test lint bench screenshots demo-image clean
+
+setup:
+	@bash installer/setup.sh
+
+demo-image: setup
+	@test -f $(DEMO) || $(PY) -m app demo-image $(DEMO)
+
+run: demo-image
+	@if [ -z "$$DISPLAY$$WAYLAND_DISPLAY" ]; then \
+		echo "run: no display found; starting the wizard under xvfb-run (use a desktop session to see it)"; \
+		xvfb-run -a $(PY) -m app $(DEMO); \
+	else $(PY) -m app $(DEMO); fi
+
+test: setup
+	@QT_QPA_PLATFORM=offscreen $(PY) -m ruff check app wizard_pages tests benchmarks
+	@QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q
+
+lint: setup
+	@$(PY) -m ruff check app wizard_pages tests benchmarks
+
+bench: setup
+	@for b in benchmarks/bench_*.py; do $(PY) $$b; done
+
+screenshots: demo-image
+	@QT_QPA_PLATFORM=offscreen $(PY) -m app.gui.screenshots docs/screenshots $(DEMO)
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,1 @@
+"""Disk images (raw, VHD, VHDX, qcow2), GPT, the partition model, and image writers. Qt-free."""

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Install what is missing, quietly: the apt packages in installer/apt-packages.txt and the .venv.
+# Idempotent: a second run with nothing missing prints nothing and takes about a second.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+want=$(grep -vE '^\s*(#|$)' installer/apt-packages.txt)
+missing=()
+for pkg in $want; do
+    status=$(dpkg-query -W -f='${db:Status-Abbrev}' "$pkg" 2>/dev/null || true)
+    [[ "$status" == ii* ]] || missing+=("$pkg")
+done
+if ((${#missing[@]})); then
+    echo "setup: installing system packages: ${missing[*]}"
+    sudo_cmd=()
+    if [[ $(id -u) -ne 0 ]]; then
+        command -v sudo >/dev/null || { echo "setup: need root or sudo to install: ${missing[*]}" >&2; exit 1; }
+        sudo_cmd=(sudo)
+    fi
+    export DEBIAN_FRONTEND=noninteractive
+    "${sudo_cmd[@]}" apt-get update -qq
+    "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# Rebuild the venv when pyproject.toml changed since it was made.
+stamp=.venv/.shieldwright-stamp
+want_stamp=$(sha256sum pyproject.toml | cut -d' ' -f1)
+if [[ ! -x .venv/bin/python || ! -f $stamp || $(cat "$stamp") != "$want_stamp" ]]; then
+    echo "setup: building .venv"
+    python3 -m venv .venv
+    .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip
+    .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
+    echo "$want_stamp" > "$stamp"
+fi
