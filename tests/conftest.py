@@ -140,3 +140,14 @@ def require_tool(name: str) -> str:
     if not found:
         raise AssertionError(f"{name} is not installed; installer/apt-packages.txt must list its package")
     return found
+
+
+@pytest.fixture(scope="session")
+def demo_image(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The demo base image from ``shieldwright demo-image`` (kernel .deb cached under ~/.cache). Read-only!"""
+    from app.disk.demo import build_demo_image
+
+    path = tmp_path_factory.mktemp("demo") / "demo.img"
+    build_demo_image(path)
+    path.chmod(0o444)
+    return path
