@@ -22,6 +22,12 @@ if ((${#missing[@]})); then
     "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+# The demo image downloads a Debian cloud kernel with `apt-get download`, which needs package lists.
+if ! apt-cache show linux-image-cloud-amd64 >/dev/null 2>&1; then
+    echo "setup: refreshing apt package lists (needed to fetch the demo kernel)"
+    if [[ $(id -u) -eq 0 ]]; then apt-get update -qq; else sudo apt-get update -qq; fi
+fi
+
 # Rebuild the venv when pyproject.toml changed since it was made.
 stamp=.venv/.shieldwright-stamp
 want_stamp=$(sha256sum pyproject.toml | cut -d' ' -f1)

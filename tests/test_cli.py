@@ -1,0 +1,55 @@
+"""CLI dispatch: subcommands run the engine; errors are one line; no subcommand means the wizard."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from app import cli
+from app.errors import CancelledError, ImageError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def sw(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "app", *args], cwd=ROOT, capture_output=True, text=True, timeout=60)
+
+
+def test_help_lists_subcommands() -> None:
+    proc = sw("--help")
+    assert proc.returncode == 0
+    for name in cli.SUBCOMMANDS:
+        assert name in proc.stdout
+
+
+def test_no_subcommand_opens_the_wizard(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = []
+    import app.gui.application as application
+
+    monkeypatch.setattr(application, "run_wizard", lambda image, debug: calls.append((image, debug)) or 0)
+    assert cli.main([]) == 0
+    assert cli.main(["some.vhdx", "--debug"]) == 0
+    assert calls == [(None, False), ("some.vhdx", True)]
+
+
+def test_engine_errors_print_one_line_and_exit_with_their_code(monkeypatch, capsys) -> None:
+    def boom(args):
+        raise ImageError("disk.img is truncated", "copy it again")
+
+    monkeypatch.setattr(cli, "cmd_inspect", boom)
+    parser_main = cli.main(["inspect", "disk.img"])  # cmd_inspect is bound at parser build time
+    err = capsys.readouterr().err
+    assert parser_main == 2
+    assert err == "shieldwright: error: disk.img is truncated (copy it again)\n"
+
+
+def test_cancel_exits_130(monkeypatch, capsys) -> None:
+    def cancelled(args):
+        raise CancelledError()
+
+    monkeypatch.setattr(cli, "cmd_convert", cancelled)
+    assert cli.main(["convert", "a", "b", "--format", "raw"]) == 130
+    assert capsys.readouterr().err.startswith("shieldwright: error: Cancelled")
