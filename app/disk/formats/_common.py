@@ -1,0 +1,151 @@
+"""Shared plumbing for the container readers: one read-only fd, pread, and run coalescing.
+
+Every reader maps the virtual disk onto the file in units (VHDX blocks, qcow2 clusters). A large read
+(hashing and encryption read 4-64 MiB at a time) would be slow as one pread per unit, so
+:class:`MappedImage` merges units that are contiguous in the file - and adjacent holes - into single
+preads / single zero buffers. ``os.pread`` has no shared file position, so concurrent ``read()`` calls
+from hashing threads are safe as long as the subclass's lookup structures are.
+"""
+
+from __future__ import annotations
+
+import os
+from abc import abstractmethod
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from app.disk.image import DiskImage
+from app.errors import ImageError, TruncatedImageError
+
+#: Returned by :meth:`MappedImage._lookup` for a region that reads as zeros.
+HOLE = -1
+
+KiB = 1024
+MiB = 1024 * KiB
+
+
+def open_ro(path: Path) -> int:
+    """Open ``path`` read-only (and close-on-exec), turning OS errors into ImageError."""
+    try:
+        return os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise ImageError(f"{path}: cannot open ({exc.strerror})", "check the path and permissions") from None
+
+
+def file_size(fd: int) -> int:
+    """Size of a regular file or block device (st_size is 0 for the latter)."""
+    return os.lseek(fd, 0, os.SEEK_END)
+
+
+def pread_exact(fd: int, length: int, offset: int, path: Path, what: str = "data") -> bytes:
+    """``length`` bytes at ``offset``; a short read means the container is truncated."""
+    try:
+        data = os.pread(fd, length, offset)
+        while len(data) < length:
+            more = os.pread(fd, length - len(data), offset + len(data))
+            if not more:
+                break
+            data += more
+    except OSError as exc:
+        raise ImageError(
+            f"{path}: read error at offset {offset} ({exc.strerror})", "check the disk"
+        ) from None
+    if len(data) < length:
+        raise TruncatedImageError(
+            f"{path} is truncated: {what} at offset {offset} extends past the end of the file",
+            "the copy or download is incomplete; copy the image again",
+        )
+    return data
+
+
+def merge_ranges(ranges: Iterable[tuple[int, int]]) -> Iterator[tuple[int, int]]:
+    """Merge ascending ``(offset, length)`` ranges that touch or overlap."""
+    cur_start = cur_end = -1
+    for start, length in ranges:
+        if length <= 0:
+            continue
+        if cur_end >= start:
+            cur_end = max(cur_end, start + length)
+            continue
+        if cur_end > cur_start:
+            yield (cur_start, cur_end - cur_start)
+        cur_start, cur_end = start, start + length
+    if cur_end > cur_start:
+        yield (cur_start, cur_end - cur_start)
+
+
+class FileImage(DiskImage):
+    """A DiskImage backed by one read-only file descriptor."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self._fd = open_ro(self.path)
+        try:
+            self.file_size = file_size(self._fd)
+        except BaseException:
+            self.close()
+            raise
+
+    def _pread(self, length: int, offset: int, what: str = "data") -> bytes:
+        if offset + length > self.file_size:
+            # Checked up front so a corrupt length never allocates a huge buffer for a read that must fail.
+            raise TruncatedImageError(
+                f"{self.path} is truncated: {what} at offset {offset} extends past the end of the file",
+                "the copy or download is incomplete; copy the image again",
+            )
+        return pread_exact(self._fd, length, offset, self.path, what)
+
+    def close(self) -> None:
+        fd, self._fd = getattr(self, "_fd", -1), -1
+        if fd >= 0:
+            os.close(fd)
+
+    def __del__(self) -> None:
+        self.close()
+
+
+class MappedImage(FileImage):
+    """A container whose virtual disk is a sequence of mapped units; subclasses supply the mapping."""
+
+    @abstractmethod
+    def _lookup(self, offset: int) -> tuple[int | bytes, int]:
+        """Where virtual ``offset`` lives, as ``(target, n)``.
+
+        ``n`` > 0 is how many bytes from ``offset`` share the same mapping (to the end of the unit).
+        ``target`` is a file offset, :data:`HOLE`, or ``bytes`` already holding those ``n`` bytes
+        (decompressed data).
+        """
+
+    def read(self, offset: int, length: int) -> bytes:
+        self._check_range(offset, length)
+        parts: list[bytes] = []
+        run_target = HOLE - 1  # no pending run
+        run_len = 0
+        pos, end = offset, offset + length
+        while pos < end:
+            target, n = self._lookup(pos)
+            n = min(n, end - pos)
+            if isinstance(target, bytes):
+                self._flush(parts, run_target, run_len)
+                run_target, run_len = HOLE - 1, 0
+                parts.append(target[:n])
+            elif (target == HOLE and run_target == HOLE) or (
+                target >= 0 and run_target >= 0 and run_target + run_len == target
+            ):
+                run_len += n
+            else:
+                self._flush(parts, run_target, run_len)
+                run_target, run_len = target, n
+            pos += n
+        self._flush(parts, run_target, run_len)
+        if len(parts) == 1:
+            return parts[0]
+        return b"".join(parts)
+
+    def _flush(self, parts: list[bytes], target: int, length: int) -> None:
+        if length <= 0:
+            return
+        if target == HOLE:
+            parts.append(bytes(length))
+        else:
+            parts.append(self._pread(length, target))

@@ -1,0 +1,322 @@
+"""VHDX reader (MS-VHDX; formats.md §4.2), native and random-access.
+
+Everything is validated at open time - both headers and region tables with CRC-32C, the metadata
+items, every BAT entry against the file size - so a damaged or truncated file fails up front with a
+:class:`CorruptImageError` / :class:`TruncatedImageError` instead of halfway through a long hash. Only
+what a template base image needs is supported: dynamic and fixed disks with fully-present or absent
+blocks. Differencing disks, partially-present blocks and a log that still needs replaying are refused
+with a hint. The structure layouts and GUIDs live here and are shared with the writer.
+"""
+
+from __future__ import annotations
+
+import struct
+import sys
+import uuid
+from array import array
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from app.disk.crc32c import crc32c
+from app.disk.formats._common import HOLE, MappedImage, MiB, merge_ranges
+from app.errors import CorruptImageError, TruncatedImageError, UnsupportedImageError
+
+KiB = 1024
+FILE_ID = b"vhdxfile"
+HEADER_OFFSETS = (64 * KiB, 128 * KiB)
+HEADER_SIZE = 4 * KiB
+REGION_TABLE_OFFSETS = (192 * KiB, 256 * KiB)
+REGION_TABLE_SIZE = 64 * KiB
+METADATA_TABLE_SIZE = 64 * KiB
+MAX_ENTRIES = 2047
+MAX_VIRTUAL_SIZE = 64 * 1024**4  # 64 TiB, the format's limit
+
+#: header: signature crc seq FileWriteGuid DataWriteGuid LogGuid LogVersion Version LogLength LogOffset
+HEADER = struct.Struct("<4sIQ16s16s16sHHIQ")
+REGION_HEADER = struct.Struct("<4sIII")
+REGION_ENTRY = struct.Struct("<16sQII")
+METADATA_HEADER = struct.Struct("<8sHH20s")
+METADATA_ENTRY = struct.Struct("<16sIIII")
+
+
+def guid(text: str) -> bytes:
+    """A GUID as stored on disk (Microsoft mixed-endian)."""
+    return uuid.UUID(text).bytes_le
+
+
+BAT_GUID = guid("2DC27766-F623-4200-9D64-115E9BFD4A08")
+METADATA_GUID = guid("8B7CA206-4790-4B9A-B8FE-575F050F886E")
+FILE_PARAMETERS = guid("caa16737-fa36-4d43-b3b6-33f0aa44e76b")
+VIRTUAL_DISK_SIZE = guid("2fa54224-cd1b-4876-b211-5dbed83bf4b8")
+PAGE83 = guid("beca12ab-b2e6-4523-93ef-c309e000c746")
+LOGICAL_SECTOR_SIZE = guid("8141bf1d-a96f-4709-ba47-f233a8faab5f")
+PHYSICAL_SECTOR_SIZE = guid("cda348c7-445d-4471-9cc9-e9885251c556")
+PARENT_LOCATOR = guid("a8d35f2d-b30b-454d-abf7-d3d84834ab0c")
+ZERO_GUID = bytes(16)
+
+META_IS_USER, META_IS_VIRTUAL_DISK, META_IS_REQUIRED = 1, 2, 4
+
+# Payload block states (bits 0-2 of a BAT entry)
+NOT_PRESENT, UNDEFINED, ZERO, UNMAPPED, UNMAPPED_V095, FULLY_PRESENT, PARTIALLY_PRESENT = 0, 1, 2, 3, 5, 6, 7
+_HOLE_STATES = frozenset({NOT_PRESENT, UNDEFINED, ZERO, UNMAPPED, UNMAPPED_V095})
+
+DAMAGED_HINT = "the VHDX file is damaged; copy the image again or repair a copy with `qemu-img check -r all`"
+TRUNCATED_HINT = "the copy or download is incomplete; copy the image again"
+
+
+def checksum_ok(buf: bytes) -> bool:
+    """CRC-32C over ``buf`` with its checksum field (bytes 4-7) zeroed, compared with that field."""
+    stored = struct.unpack_from("<I", buf, 4)[0]
+    return crc32c(buf[:4] + b"\0\0\0\0" + buf[8:]) == stored
+
+
+def with_checksum(buf: bytes | bytearray) -> bytes:
+    """``buf`` with its CRC-32C filled in at bytes 4-7."""
+    out = bytearray(buf)
+    out[4:8] = b"\0\0\0\0"
+    struct.pack_into("<I", out, 4, crc32c(out))
+    return bytes(out)
+
+
+def chunk_ratio(logical_sector_size: int, block_size: int) -> int:
+    """Payload blocks per sector-bitmap block: one bitmap block (2**23 bits) covers this many."""
+    return (2**23 * logical_sector_size) // block_size
+
+
+def bat_entry_count(virtual_size: int, block_size: int, ratio: int) -> int:
+    """BAT entries of a non-differencing disk: payload entries plus an interleaved bitmap entry per chunk."""
+    blocks = -(-virtual_size // block_size)
+    return blocks + (blocks - 1) // ratio if blocks else 0
+
+
+@dataclass(frozen=True)
+class _Header:
+    seq: int
+    log_guid: bytes
+    version: int
+    log_length: int
+    log_offset: int
+
+
+class VhdxImage(MappedImage):
+    """A dynamic or fixed VHDX, opened read-only with its whole BAT in memory (8 bytes per block)."""
+
+    format = "vhdx"
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        try:
+            self._open()
+        except BaseException:
+            self.close()
+            raise
+
+    # -- parsing ---------------------------------------------------------------------------------
+
+    def _corrupt(self, what: str) -> CorruptImageError:
+        return CorruptImageError(f"{self.path}: VHDX {what}", DAMAGED_HINT)
+
+    def _open(self) -> None:
+        if self.file_size < 1 * MiB:
+            raise TruncatedImageError(
+                f"{self.path} is truncated: a VHDX is at least 1 MiB but the file has {self.file_size} bytes",
+                TRUNCATED_HINT,
+            )
+        head = self._pread(1 * MiB, 0, "VHDX header section")
+        if head[:8] != FILE_ID:
+            raise self._corrupt("file identifier is missing")
+        header = self._active_header(head)
+        if self._log_needs_replay(header):
+            raise UnsupportedImageError(
+                f"{self.path}: the VHDX log has not been replayed (the disk was not shut down cleanly)",
+                "replay the log on a copy with `qemu-img check -r all copy.vhdx`, or attach and detach it "
+                "once in Hyper-V",
+            )
+        regions = self._region_table(head)
+        bat_off, bat_len = regions[BAT_GUID]
+        meta_off, meta_len = regions[METADATA_GUID]
+        self._read_metadata(meta_off, meta_len)
+        self._read_bat(bat_off, bat_len)
+
+    def _active_header(self, head: bytes) -> _Header:
+        valid: list[_Header] = []
+        for off in HEADER_OFFSETS:
+            buf = head[off : off + HEADER_SIZE]
+            if buf[:4] != b"head" or not checksum_ok(buf):
+                continue
+            _, _, seq, _, _, log_guid, _, version, log_len, log_off = HEADER.unpack_from(buf)
+            valid.append(_Header(seq, log_guid, version, log_len, log_off))
+        if not valid:
+            raise self._corrupt("headers are both damaged (checksum mismatch)")
+        hdr = max(valid, key=lambda h: h.seq)
+        if hdr.version != 1:
+            raise UnsupportedImageError(
+                f"{self.path}: VHDX header version {hdr.version} is not supported",
+                "convert it with `qemu-img convert -O raw`",
+            )
+        return hdr
+
+    def _log_needs_replay(self, hdr: _Header) -> bool:
+        """True if the log holds entries for the current LogGuid (data not yet in the BAT/blocks).
+
+        A zero LogGuid means an empty log. A non-zero one only matters if some 4 KiB-aligned log
+        entry ("loge") carries that GUID, as in QEMU's ``vhdx_parse_log``; we do not replay logs, so
+        any such entry - valid or not - refuses the image rather than risk reading stale data.
+        """
+        if hdr.log_guid == ZERO_GUID:
+            return False
+        if hdr.log_offset < 1 * MiB or hdr.log_offset % MiB or hdr.log_length % MiB or not hdr.log_length:
+            raise self._corrupt("log location is invalid")
+        log = self._pread(hdr.log_length, hdr.log_offset, "VHDX log")
+        return any(
+            log[off : off + 4] == b"loge" and log[off + 32 : off + 48] == hdr.log_guid
+            for off in range(0, len(log), 4 * KiB)
+        )
+
+    def _region_table(self, head: bytes) -> dict[bytes, tuple[int, int]]:
+        for off in REGION_TABLE_OFFSETS:
+            buf = head[off : off + REGION_TABLE_SIZE]
+            if buf[:4] == b"regi" and checksum_ok(buf):
+                break
+        else:
+            raise self._corrupt("region tables are both damaged (checksum mismatch)")
+        _, _, count, _ = REGION_HEADER.unpack_from(buf)
+        if count > MAX_ENTRIES:
+            raise self._corrupt(f"region table has {count} entries")
+        regions: dict[bytes, tuple[int, int]] = {}
+        for i in range(count):
+            gid, offset, length, flags = REGION_ENTRY.unpack_from(buf, 16 + 32 * i)
+            if gid not in (BAT_GUID, METADATA_GUID):
+                if flags & 1:
+                    raise UnsupportedImageError(
+                        f"{self.path}: VHDX requires an unknown region {uuid.UUID(bytes_le=gid)}",
+                        "convert it with `qemu-img convert -O raw` on a system that understands it",
+                    )
+                continue
+            if gid in regions:
+                raise self._corrupt("region table lists a region twice")
+            if offset < 1 * MiB or offset % MiB or length == 0 or length % MiB:
+                raise self._corrupt(f"region at offset {offset} length {length} is not 1 MiB aligned")
+            regions[gid] = (offset, length)
+        if BAT_GUID not in regions or METADATA_GUID not in regions:
+            raise self._corrupt("region table lacks the BAT or the metadata region")
+        (a_off, a_len), (b_off, b_len) = regions[BAT_GUID], regions[METADATA_GUID]
+        if a_off < b_off + b_len and b_off < a_off + a_len:
+            raise self._corrupt("BAT and metadata regions overlap")
+        return regions
+
+    def _read_metadata(self, region_off: int, region_len: int) -> None:
+        if region_len < METADATA_TABLE_SIZE:
+            raise self._corrupt("metadata region is too small")
+        table = self._pread(METADATA_TABLE_SIZE, region_off, "VHDX metadata table")
+        sig, _, count, _ = METADATA_HEADER.unpack_from(table)
+        if sig != b"metadata":
+            raise self._corrupt("metadata table signature is missing")
+        if count > MAX_ENTRIES:
+            raise self._corrupt(f"metadata table has {count} entries")
+        items: dict[bytes, bytes] = {}
+        for i in range(count):
+            item_id, offset, length, flags, _ = METADATA_ENTRY.unpack_from(table, 32 + 32 * i)
+            known = item_id in (
+                FILE_PARAMETERS,
+                VIRTUAL_DISK_SIZE,
+                PAGE83,
+                LOGICAL_SECTOR_SIZE,
+                PHYSICAL_SECTOR_SIZE,
+                PARENT_LOCATOR,
+            )
+            if not known:
+                if flags & META_IS_REQUIRED:
+                    raise UnsupportedImageError(
+                        f"{self.path}: VHDX requires an unknown metadata item {uuid.UUID(bytes_le=item_id)}",
+                        "convert it with `qemu-img convert -O raw` on a system that understands it",
+                    )
+                continue
+            if length == 0:
+                continue
+            if offset < METADATA_TABLE_SIZE or offset + length > region_len or length > 1 * MiB:
+                raise self._corrupt("metadata item lies outside the metadata region")
+            items[item_id] = self._pread(length, region_off + offset, "VHDX metadata item")
+
+        def item(gid: bytes, size: int, name: str) -> bytes:
+            data = items.get(gid)
+            if data is None or len(data) < size:
+                raise self._corrupt(f"metadata lacks {name}")
+            return data
+
+        block_size, bits = struct.unpack_from("<II", item(FILE_PARAMETERS, 8, "FileParameters"))
+        if bits & 2 or PARENT_LOCATOR in items:
+            raise UnsupportedImageError(
+                f"{self.path} is a differencing VHDX (it has a parent disk), which is not supported",
+                "merge it into a standalone disk first, e.g. `qemu-img convert -O vhdx child.vhdx out.vhdx`",
+            )
+        if block_size < 1 * MiB or block_size > 256 * MiB or block_size & (block_size - 1):
+            raise self._corrupt(f"block size {block_size} is invalid (must be a power of two, 1-256 MiB)")
+        size = struct.unpack_from("<Q", item(VIRTUAL_DISK_SIZE, 8, "VirtualDiskSize"))[0]
+        logical = struct.unpack_from("<I", item(LOGICAL_SECTOR_SIZE, 4, "LogicalSectorSize"))[0]
+        physical = struct.unpack_from("<I", item(PHYSICAL_SECTOR_SIZE, 4, "PhysicalSectorSize"))[0]
+        if logical not in (512, 4096):
+            raise self._corrupt(f"logical sector size {logical} is invalid")
+        if physical not in (512, 4096):
+            raise self._corrupt(f"physical sector size {physical} is invalid")
+        if size % logical or size > MAX_VIRTUAL_SIZE:
+            raise self._corrupt(f"virtual disk size {size} is invalid")
+        self.block_size = block_size
+        self.virtual_size = size
+        self.declared_sector_size = logical
+        self.physical_sector_size = physical
+        self.chunk_ratio = chunk_ratio(logical, block_size)
+
+    def _read_bat(self, region_off: int, region_len: int) -> None:
+        nblocks = -(-self.virtual_size // self.block_size)
+        entries = bat_entry_count(self.virtual_size, self.block_size, self.chunk_ratio)
+        if entries * 8 > region_len:
+            raise self._corrupt(f"BAT region ({region_len} bytes) is too small for {entries} entries")
+        raw = self._pread(entries * 8, region_off, "VHDX block allocation table")
+        bat = array("Q")
+        bat.frombytes(raw)
+        if sys.byteorder != "little":
+            bat.byteswap()
+        ratio = self.chunk_ratio
+        offsets = array("q", bytes(8 * nblocks))
+        last_len = self.virtual_size - (nblocks - 1) * self.block_size if nblocks else 0
+        for i in range(nblocks):
+            entry = bat[i + i // ratio]
+            state = entry & 7
+            if state == FULLY_PRESENT:
+                file_off = (entry >> 20) * MiB
+                if file_off < 1 * MiB:
+                    raise self._corrupt(f"block {i} points into the header section")
+                need = self.block_size if i < nblocks - 1 else last_len
+                if file_off + need > self.file_size:
+                    raise TruncatedImageError(
+                        f"{self.path} is truncated: data block {i} at offset {file_off} lies past the end "
+                        f"of the {self.file_size}-byte file",
+                        TRUNCATED_HINT,
+                    )
+                offsets[i] = file_off
+            elif state in _HOLE_STATES:
+                offsets[i] = HOLE
+            elif state == PARTIALLY_PRESENT:
+                raise UnsupportedImageError(
+                    f"{self.path} has partially present blocks (a differencing disk), which is not supported",
+                    "merge it into a standalone disk first, e.g. `qemu-img convert -O vhdx`",
+                )
+            else:
+                raise self._corrupt(f"block {i} has invalid state {state}")
+        self._offsets = offsets
+
+    # -- reading ---------------------------------------------------------------------------------
+
+    def _lookup(self, offset: int) -> tuple[int, int]:
+        idx, within = divmod(offset, self.block_size)
+        file_off = self._offsets[idx]
+        n = self.block_size - within
+        return (HOLE if file_off == HOLE else file_off + within), n
+
+    def allocated_ranges(self) -> Iterator[tuple[int, int]]:
+        bs, size = self.block_size, self.virtual_size
+        yield from merge_ranges(
+            (i * bs, min(bs, size - i * bs)) for i, off in enumerate(self._offsets) if off != HOLE
+        )

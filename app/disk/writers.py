@@ -1,0 +1,308 @@
+"""Write a :class:`DiskImage` out as raw, dynamic VHDX or fixed VHD - atomically.
+
+The output goes to a hidden ``.{name}.partial-XXXXXXXX`` file next to ``dst``, is fsynced and then
+renamed over ``dst``; any exception (including cancellation) deletes the partial file, so a
+half-written image never exists under the final name. The source is only ever read.
+
+All three writers share one loop: walk the source's allocated ranges in 4 MiB chunks, skip chunks
+that are all zeros, and ``pwrite`` the rest where the format wants them. Holes are never written, so
+raw output is sparse and VHDX output only holds blocks with data.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import struct
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from app.disk.formats import vhd, vhdx
+from app.disk.image import DiskImage
+from app.errors import ImageError, UnsupportedImageError
+from app.progress import CancelToken, NullProgress, Progress
+
+MiB = 1024 * 1024
+#: Read/write unit: big enough for throughput, small enough to cancel promptly.
+CHUNK = 4 * MiB
+#: Zero runs this large inside a non-zero chunk are also left as holes (keeps raw output sparse).
+SUBCHUNK = 64 * 1024
+_ZERO_CHUNK = bytes(CHUNK)
+_ZERO_SUB = bytes(SUBCHUNK)
+WRITE_FORMATS = ("raw", "vhdx", "vhd")
+VHD_EPOCH = 946684800  # 2000-01-01T00:00:00Z
+
+
+def write_image(
+    src: DiskImage,
+    dst: Path,
+    fmt: str,
+    *,
+    progress: Progress | None = None,
+    cancel: CancelToken | None = None,
+    block_size: int = 32 * MiB,
+) -> Path:
+    """Write ``src``'s virtual disk to ``dst`` as ``fmt`` ("raw", "vhdx" dynamic, "vhd" fixed).
+
+    ``block_size`` is the VHDX payload block size (power of two, 1-256 MiB). Returns ``dst``.
+    """
+    if fmt not in WRITE_FORMATS:
+        raise ValueError(f"unknown output format {fmt!r}; expected one of {WRITE_FORMATS}")
+    if fmt == "vhdx" and (block_size < MiB or block_size > 256 * MiB or block_size & (block_size - 1)):
+        raise ValueError(f"VHDX block size {block_size} must be a power of two between 1 and 256 MiB")
+    dst = Path(dst)
+    _refuse_overwriting_source(src, dst)
+    progress = progress or NullProgress()
+    cancel = cancel or CancelToken()
+
+    tmp, fd = _create_partial(dst)
+    try:
+        try:
+            if fmt == "raw":
+                _write_raw(src, fd, progress, cancel)
+            elif fmt == "vhd":
+                _write_vhd(src, fd, progress, cancel)
+            else:
+                _write_vhdx(src, fd, progress, cancel, block_size)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, dst)
+    except OSError as exc:
+        _unlink_quietly(tmp)
+        raise ImageError(
+            f"cannot write {dst}: {exc.strerror or exc}", "check free space and permissions of the target"
+        ) from None
+    except BaseException:
+        _unlink_quietly(tmp)
+        raise
+    _fsync_dir(dst.parent)
+    return dst
+
+
+# -- plumbing ------------------------------------------------------------------------------------
+
+
+def _refuse_overwriting_source(src: DiskImage, dst: Path) -> None:
+    try:
+        same = dst.exists() and os.path.samefile(dst, src.path)
+    except OSError:
+        same = False
+    if same:
+        raise ImageError(f"{dst} is the input image", "choose a different output file name")
+
+
+def _create_partial(dst: Path) -> tuple[Path, int]:
+    """A new hidden file next to ``dst`` (same filesystem, so the final rename is atomic)."""
+    parent = dst.parent if str(dst.parent) else Path(".")
+    for _ in range(100):
+        tmp = parent / f".{dst.name}.partial-{secrets.token_hex(4)}"
+        try:
+            return tmp, os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
+        except FileExistsError:
+            continue
+        except OSError as exc:
+            raise ImageError(f"cannot create {dst}: {exc.strerror}", "check the target folder") from None
+    raise ImageError(f"cannot create a temporary file next to {dst}", "clean up .partial files there")
+
+
+def _unlink_quietly(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(path)
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Make the rename itself durable (best effort: some filesystems refuse directory fsync)."""
+    try:
+        dfd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return
+    try:
+        os.fsync(dfd)
+    except OSError:
+        pass
+    finally:
+        os.close(dfd)
+
+
+def _pwrite_all(fd: int, data: bytes | memoryview, offset: int) -> None:
+    view = memoryview(data)
+    while view:
+        n = os.pwrite(fd, view, offset)
+        view, offset = view[n:], offset + n
+
+
+def _is_zero(data: bytes) -> bool:
+    return data == _ZERO_CHUNK if len(data) == CHUNK else data == bytes(len(data))
+
+
+def _nonzero_runs(data: bytes) -> Iterator[tuple[int, memoryview]]:
+    """``(relative offset, bytes)`` runs of ``data`` left after dropping all-zero 64 KiB pieces."""
+    view = memoryview(data)
+    run_start = -1
+    for i in range(0, len(data), SUBCHUNK):
+        piece = data[i : i + SUBCHUNK]  # bytes == bytes is a memcmp; memoryview == bytes is not
+        zero = piece == _ZERO_SUB if len(piece) == SUBCHUNK else piece == bytes(len(piece))
+        if zero and run_start >= 0:
+            yield run_start, view[run_start:i]
+            run_start = -1
+        elif not zero and run_start < 0:
+            run_start = i
+    if run_start >= 0:
+        yield run_start, view[run_start:]
+
+
+def _data_chunks(
+    src: DiskImage, progress: Progress, cancel: CancelToken, step: str
+) -> Iterator[tuple[int, memoryview]]:
+    """``(offset, data)`` for every non-zero run of ``src``, in order; reports progress and cancels.
+
+    Runs never cross a multiple of :data:`CHUNK` (so never straddle a VHDX block, which is larger).
+    """
+    size = src.virtual_size
+    progress.begin(step, size)
+    cancel.check()
+    for start, length in src.allocated_ranges():
+        pos, end = start, start + length
+        while pos < end:
+            cancel.check()
+            n = min(CHUNK, end - pos, CHUNK - pos % CHUNK)
+            data = src.read(pos, n)
+            if not _is_zero(data):
+                for rel, run in _nonzero_runs(data):
+                    yield pos + rel, run
+            pos += n
+            progress.update(pos)
+    cancel.check()
+    progress.update(size)
+
+
+def _write_sparse(
+    src: DiskImage,
+    fd: int,
+    progress: Progress,
+    cancel: CancelToken,
+    step: str,
+    place: Callable[[int], int] = lambda pos: pos,
+) -> None:
+    for pos, data in _data_chunks(src, progress, cancel, step):
+        _pwrite_all(fd, data, place(pos))
+
+
+# -- raw -----------------------------------------------------------------------------------------
+
+
+def _write_raw(src: DiskImage, fd: int, progress: Progress, cancel: CancelToken) -> None:
+    os.ftruncate(fd, src.virtual_size)
+    _write_sparse(src, fd, progress, cancel, "Writing raw")
+
+
+# -- fixed VHD -----------------------------------------------------------------------------------
+
+
+def _write_vhd(src: DiskImage, fd: int, progress: Progress, cancel: CancelToken) -> None:
+    """Raw data padded to a whole MiB (Azure requires it), then the footer."""
+    size = -(-src.virtual_size // MiB) * MiB
+    os.ftruncate(fd, size + vhd.FOOTER_SIZE)
+    _write_sparse(src, fd, progress, cancel, "Writing vhd")
+    footer = vhd.build_footer(size, int(time.time()) - VHD_EPOCH, uuid.uuid4().bytes)
+    _pwrite_all(fd, footer, size)
+
+
+# -- dynamic VHDX --------------------------------------------------------------------------------
+
+LOG_OFFSET = 1 * MiB
+LOG_LENGTH = 1 * MiB
+METADATA_OFFSET = 2 * MiB
+METADATA_LENGTH = 1 * MiB
+BAT_OFFSET = 3 * MiB
+
+
+def _write_vhdx(src: DiskImage, fd: int, progress: Progress, cancel: CancelToken, block_size: int) -> None:
+    """Layout: header section | log (1 MiB, empty) | metadata (1 MiB) | BAT | data blocks.
+
+    Data blocks are appended in virtual order as the first non-zero chunk of each block shows up;
+    the BAT and the headers are written last, once every block is in place.
+    """
+    logical = src.declared_sector_size or 512
+    if logical not in (512, 4096):
+        raise UnsupportedImageError(f"sector size {logical} cannot be stored in a VHDX", "use 512 or 4096")
+    size = -(-src.virtual_size // logical) * logical
+    if size > vhdx.MAX_VIRTUAL_SIZE:
+        raise UnsupportedImageError(
+            f"a {size}-byte disk is larger than VHDX allows (64 TiB)", "write raw instead"
+        )
+    ratio = vhdx.chunk_ratio(logical, block_size)
+    entries = vhdx.bat_entry_count(size, block_size, ratio)
+    bat_length = max(MiB, -(-entries * 8 // MiB) * MiB)
+    data_start = BAT_OFFSET + bat_length
+
+    block_offsets: dict[int, int] = {}
+    next_free = data_start
+
+    def place(pos: int) -> int:
+        nonlocal next_free
+        block, within = divmod(pos, block_size)
+        if block not in block_offsets:
+            block_offsets[block] = next_free
+            next_free += block_size
+        return block_offsets[block] + within
+
+    os.ftruncate(fd, data_start)
+    _write_sparse(src, fd, progress, cancel, "Writing vhdx", place)
+    os.ftruncate(fd, next_free)  # every allocated block is whole in the file, also the last one
+
+    # Blocks never written stay PAYLOAD_BLOCK_NOT_PRESENT (entry 0): with no parent they read as
+    # zeros, and it is what Hyper-V and QEMU use for unwritten blocks of a dynamic disk. Sector-bitmap
+    # entries stay 0 (SB_BLOCK_NOT_PRESENT): only differencing disks have bitmaps.
+    bat = bytearray(entries * 8)
+    for block, off in block_offsets.items():
+        struct.pack_into("<Q", bat, 8 * (block + block // ratio), (off // MiB) << 20 | vhdx.FULLY_PRESENT)
+    _pwrite_all(fd, bytes(bat), BAT_OFFSET)
+    _pwrite_all(fd, _vhdx_metadata(size, block_size, logical), METADATA_OFFSET)
+    _pwrite_all(fd, _vhdx_header_section(bat_length), 0)
+
+
+def _vhdx_metadata(size: int, block_size: int, logical: int) -> bytes:
+    disk_item = vhdx.META_IS_REQUIRED | vhdx.META_IS_VIRTUAL_DISK
+    items = [
+        (vhdx.FILE_PARAMETERS, struct.pack("<II", block_size, 0), vhdx.META_IS_REQUIRED),
+        (vhdx.VIRTUAL_DISK_SIZE, struct.pack("<Q", size), disk_item),
+        (vhdx.PAGE83, uuid.uuid4().bytes_le, disk_item),
+        (vhdx.LOGICAL_SECTOR_SIZE, struct.pack("<I", logical), disk_item),
+        (vhdx.PHYSICAL_SECTOR_SIZE, struct.pack("<I", 4096), disk_item),
+    ]
+    table = bytearray(vhdx.METADATA_TABLE_SIZE)
+    vhdx.METADATA_HEADER.pack_into(table, 0, b"metadata", 0, len(items), bytes(20))
+    body = bytearray()
+    for i, (gid, data, flags) in enumerate(items):
+        offset = vhdx.METADATA_TABLE_SIZE + len(body)
+        vhdx.METADATA_ENTRY.pack_into(table, 32 + 32 * i, gid, offset, len(data), flags, 0)
+        body += data
+    return bytes(table + body)
+
+
+def _vhdx_header_section(bat_length: int) -> bytes:
+    """File identifier, two headers (sequence 1 and 2) and two identical region tables: the first 320 KiB."""
+    section = bytearray(320 * 1024)
+    section[0:8] = vhdx.FILE_ID
+    creator = "Shieldwright".encode("utf-16-le")
+    section[8 : 8 + len(creator)] = creator
+    file_write, data_write = uuid.uuid4().bytes_le, uuid.uuid4().bytes_le
+    for seq, off in enumerate(vhdx.HEADER_OFFSETS, start=1):
+        hdr = bytearray(vhdx.HEADER_SIZE)
+        vhdx.HEADER.pack_into(
+            hdr, 0, b"head", 0, seq, file_write, data_write, vhdx.ZERO_GUID, 0, 1, LOG_LENGTH, LOG_OFFSET
+        )
+        section[off : off + vhdx.HEADER_SIZE] = vhdx.with_checksum(hdr)
+    table = bytearray(vhdx.REGION_TABLE_SIZE)
+    vhdx.REGION_HEADER.pack_into(table, 0, b"regi", 0, 2, 0)
+    vhdx.REGION_ENTRY.pack_into(table, 16, vhdx.BAT_GUID, BAT_OFFSET, bat_length, 1)
+    vhdx.REGION_ENTRY.pack_into(table, 48, vhdx.METADATA_GUID, METADATA_OFFSET, METADATA_LENGTH, 1)
+    table_bytes = vhdx.with_checksum(table)
+    for off in vhdx.REGION_TABLE_OFFSETS:
+        section[off : off + vhdx.REGION_TABLE_SIZE] = table_bytes
+    return bytes(section)
