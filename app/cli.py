@@ -44,8 +44,8 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         print(f"Disk GUID:    {layout.disk_guid or '-'}")
         if layout.partitions:
             print()
-            header = f"{'#':>3}  {'First LBA':>10}  {'Last LBA':>10}  {'Size':>10}  {'Content':<8}  {'Type':<24}  Name"
-            print(header)
+            cols = f"{'#':>3}  {'First LBA':>10}  {'Last LBA':>10}  {'Size':>10}  {'Content':<8}"
+            print(f"{cols}  {'Type':<24}  Name")
             for p in layout.partitions:
                 print(
                     f"{p.number:>3}  {p.first_lba:>10}  {p.last_lba:>10}  {_human_size(p.size_bytes):>10}  "
@@ -139,7 +139,9 @@ def main(argv: list[str]) -> int:
         return run_wizard(positional[0] if positional else None, debug="--debug" in argv)
 
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING, format="%(levelname)s %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if args.debug else logging.WARNING, format="%(levelname)s %(message)s"
+    )
     if args.command is None:
         build_parser().print_help()
         return 2
