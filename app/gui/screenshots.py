@@ -1,0 +1,81 @@
+"""``python -m app.gui.screenshots OUTDIR IMAGE``: render the wizard's pages to PNGs for the docs.
+
+Runs offscreen (``QT_QPA_PLATFORM=offscreen`` unless a platform is already chosen), opens IMAGE on
+the Base image page, waits for the inspection, and saves ``OUTDIR/base-image.png`` with QWidget.grab().
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+#: The size the documentation screenshots are taken at (logical pixels).
+SCREENSHOT_SIZE = (1000, 640)
+
+
+def _spin_until(app: object, done: object, timeout: float) -> bool:
+    from PySide6.QtCore import QCoreApplication, QEventLoop
+
+    deadline = time.monotonic() + timeout
+    while not done():  # type: ignore[operator]
+        if time.monotonic() > deadline:
+            return False
+        QCoreApplication.processEvents(QEventLoop.ProcessEventsFlag.AllEvents, 50)
+        time.sleep(0.01)
+    return True
+
+
+def take_screenshots(outdir: Path, image: Path, timeout: float = 60.0) -> list[Path]:
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    from app.gui.application import create_application
+    from app.gui.tasks import TaskRunner
+    from app.gui.wizard import ShieldwrightWizard
+
+    app = create_application()
+    executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="shieldwright-shot")
+    runner = TaskRunner(executor, app)
+    wizard = ShieldwrightWizard(runner)
+    try:
+        wizard.resize(*SCREENSHOT_SIZE)
+        wizard.show()
+        page = wizard.base_image_page
+        wizard.open_image(image)
+        if not _spin_until(app, lambda: not page.is_busy(), timeout):
+            raise SystemExit(f"screenshots: inspecting {image} took longer than {timeout:.0f} s")
+        if page.error_panel.isVisible():
+            raise SystemExit(f"screenshots: {image}: {page.error_panel.message_label.text()}")
+        # Show a selected partition (the root, if there is one) with keyboard focus, as a user would.
+        segments = page.bar.partition_segments()
+        target = next((s for s in segments if s.partition.role == "root"), segments[0] if segments else None)
+        if target is not None:
+            target.setFocus()
+        _spin_until(app, lambda: False, 0.3)  # let layouts and repaints settle
+        outdir.mkdir(parents=True, exist_ok=True)
+        out = outdir / "base-image.png"
+        if not wizard.grab().save(str(out)):
+            raise SystemExit(f"screenshots: cannot write {out}")
+        return [out]
+    finally:
+        runner.shutdown()
+        wizard.close()
+        wizard.deleteLater()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m app.gui.screenshots", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument("outdir", type=Path, help="directory for the PNG files")
+    parser.add_argument("image", type=Path, help="disk image to open on the Base image page")
+    args = parser.parse_args(argv)
+    for path in take_screenshots(args.outdir, args.image):
+        print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,139 @@
+"""The template disk wizard: a QWizard whose pages are added by id, with a step list on the side."""
+
+from __future__ import annotations
+
+from enum import IntEnum
+from pathlib import Path
+
+from PySide6.QtCore import QCoreApplication, Qt
+from PySide6.QtGui import QFont, QPalette
+from PySide6.QtWidgets import QFrame, QLabel, QVBoxLayout, QWidget, QWizard
+
+from app.gui.state import WizardState
+from app.gui.tasks import TaskRunner
+from wizard_pages.base_image import BaseImagePage
+
+__all__ = ["PageId", "ShieldwrightWizard", "StepList", "WizardState"]
+
+
+class PageId(IntEnum):
+    """Page ids, spaced so pages can be inserted later without renumbering."""
+
+    BASE_IMAGE = 10
+    CERTIFICATES = 20
+    BOOT_FILES = 30
+    PCR_POLICY = 40
+    ENCRYPTION = 50
+    CATALOG = 60
+    REVIEW = 70
+    BUILD = 80
+    SUMMARY = 90
+
+
+def step_titles() -> dict[PageId, str]:
+    """The side panel's names for every step of the process, in order."""
+
+    def tr(text: str) -> str:
+        return QCoreApplication.translate("ShieldwrightWizard", text)
+
+    return {
+        PageId.BASE_IMAGE: tr("Base image"),
+        PageId.CERTIFICATES: tr("Certificates"),
+        PageId.BOOT_FILES: tr("Boot files"),
+        PageId.PCR_POLICY: tr("PCR policy"),
+        PageId.ENCRYPTION: tr("Encryption"),
+        PageId.CATALOG: tr("Signature catalog"),
+        PageId.REVIEW: tr("Review"),
+        PageId.BUILD: tr("Build"),
+        PageId.SUMMARY: tr("Summary"),
+    }
+
+
+class StepList(QFrame):
+    """Where am I: every step of the process, the current one bold and marked, the done ones ticked."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("stepList")
+        self.setFrameShape(QFrame.Shape.NoFrame)
+        self.setAutoFillBackground(True)
+        self.setBackgroundRole(QPalette.ColorRole.AlternateBase)
+        self.setMinimumWidth(170)
+        self.setAccessibleName(self.tr("Steps"))
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(14, 16, 14, 16)
+        layout.setSpacing(10)
+        heading = QLabel(self.tr("Steps"), self)
+        font = heading.font()
+        font.setBold(True)
+        font.setCapitalization(QFont.Capitalization.AllUppercase)
+        font.setPointSizeF(font.pointSizeF() * 0.85)
+        heading.setFont(font)
+        heading.setForegroundRole(QPalette.ColorRole.PlaceholderText)
+        layout.addWidget(heading)
+        self._labels: dict[PageId, QLabel] = {}
+        for page_id, title in step_titles().items():
+            label = QLabel(title, self)
+            label.setTextFormat(Qt.TextFormat.PlainText)
+            self._labels[page_id] = label
+            layout.addWidget(label)
+        layout.addStretch(1)
+        self.set_current(None, ())
+
+    def set_current(self, current: int | None, visited: tuple[int, ...] | list[int]) -> None:
+        titles = step_titles()
+        for page_id, label in self._labels.items():
+            font = label.font()
+            font.setBold(page_id == current)
+            label.setFont(font)
+            if page_id == current:
+                label.setText(f"▸ {titles[page_id]}")
+                label.setForegroundRole(QPalette.ColorRole.WindowText)
+                label.setAccessibleName(self.tr("%1 (current step)").replace("%1", titles[page_id]))
+            elif page_id in visited:
+                label.setText(f"✓ {titles[page_id]}")
+                label.setForegroundRole(QPalette.ColorRole.WindowText)
+                label.setAccessibleName(self.tr("%1 (done)").replace("%1", titles[page_id]))
+            else:
+                label.setText(f"   {titles[page_id]}")
+                label.setForegroundRole(QPalette.ColorRole.PlaceholderText)
+                label.setAccessibleName(titles[page_id])
+
+
+class ShieldwrightWizard(QWizard):
+    """The template disk wizard. Pages share one :class:`WizardState` and one :class:`TaskRunner`."""
+
+    def __init__(
+        self, runner: TaskRunner, state: WizardState | None = None, parent: QWidget | None = None
+    ) -> None:
+        super().__init__(parent)
+        self.runner = runner
+        self.state = state or WizardState()
+        self.setObjectName("shieldwrightWizard")
+        self.setWindowTitle(self.tr("Shieldwright — Template Disk Wizard"))
+        # ClassicStyle keeps the native look on Linux (Picard uses ModernStyle only on Windows).
+        self.setWizardStyle(QWizard.WizardStyle.ClassicStyle)
+        self.setOption(QWizard.WizardOption.NoBackButtonOnStartPage, True)
+        self.setOption(QWizard.WizardOption.NoDefaultButton, False)
+        self.setMinimumSize(960, 640)
+
+        self.base_image_page = BaseImagePage(self.state, runner, self)
+        self.setPage(PageId.BASE_IMAGE, self.base_image_page)
+        self.setStartId(PageId.BASE_IMAGE)
+
+        self.steps = StepList(self)
+        self.setSideWidget(self.steps)
+        self.currentIdChanged.connect(self._on_page_changed)
+
+    def open_image(self, path: str | Path) -> None:
+        """Open ``path`` on the Base image page (used for the command-line argument)."""
+        self.base_image_page.open_image(path)
+
+    def _on_page_changed(self, page_id: int) -> None:
+        visited = [i for i in self.visitedIds() if i != page_id]
+        self.steps.set_current(page_id if page_id != -1 else None, visited)
+
+    def done(self, result: int) -> None:
+        # Closing the wizard stops whatever it started; the application shuts the executor down.
+        self.runner.cancel_all()
+        super().done(result)

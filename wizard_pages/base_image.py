@@ -1,0 +1,449 @@
+"""Wizard page 1: choose the base image, see its partitions, choose which ones to protect.
+
+The page never reads the image itself: ``inspect_image`` runs in the app's executor through the
+TaskRunner, and the page only shows the DiskLayout it returns (or the error it raises, inline).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+from PySide6.QtCore import QItemSelectionModel, QModelIndex, QSize, Qt, Signal
+from PySide6.QtGui import QDragEnterEvent, QDropEvent, QKeySequence, QShortcut
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QFileDialog,
+    QFrame,
+    QGridLayout,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QListWidget,
+    QListWidgetItem,
+    QProgressBar,
+    QPushButton,
+    QSizePolicy,
+    QStyle,
+    QTableView,
+    QVBoxLayout,
+    QWidget,
+    QWizardPage,
+)
+
+from app.disk.model import DiskLayout, Severity
+from app.errors import ShieldwrightError
+from app.gui.models.partition_table_model import Column, PartitionTableModel
+from app.gui.presentation import human_size
+from app.gui.state import WizardState
+from app.gui.tasks import BackgroundTask, TaskRunner
+from app.gui.widgets.disk_layout_bar import DiskLayoutBar, DiskLayoutLegend
+
+log = logging.getLogger(__name__)
+
+IMAGE_FILTERS = ("Disk images (*.img *.raw *.vhd *.vhdx *.qcow2)", "All files (*)")
+
+
+def _inspect(path: str) -> DiskLayout:
+    """Runs in the executor. Imported late so the GUI starts even while the engine loads."""
+    from app.disk.layout import inspect_image
+
+    return inspect_image(path)
+
+
+class ErrorPanel(QFrame):
+    """An inline error box: icon, one-line message, hint. Hidden until ``show_error``."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("errorPanel")
+        self.setStyleSheet(
+            "#errorPanel { background: rgba(220, 50, 47, 0.12); border: 1px solid rgba(200, 40, 40, 0.75);"
+            " border-radius: 6px; }"
+        )
+        icon = QLabel(self)
+        icon.setPixmap(self.style().standardIcon(QStyle.StandardPixmap.SP_MessageBoxCritical).pixmap(32, 32))
+        icon.setAlignment(Qt.AlignmentFlag.AlignTop)
+        self.message_label = QLabel(self)
+        self.message_label.setObjectName("errorMessage")
+        font = self.message_label.font()
+        font.setBold(True)
+        self.message_label.setFont(font)
+        self.hint_label = QLabel(self)
+        self.hint_label.setObjectName("errorHint")
+        for label in (self.message_label, self.hint_label):
+            label.setWordWrap(True)
+            label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+            label.setTextFormat(Qt.TextFormat.PlainText)
+        text = QVBoxLayout()
+        text.setSpacing(2)
+        text.addWidget(self.message_label)
+        text.addWidget(self.hint_label)
+        row = QHBoxLayout(self)
+        row.setContentsMargins(10, 8, 10, 8)
+        row.addWidget(icon)
+        row.addLayout(text, 1)
+        self.hide()
+
+    def show_error(self, message: str, hint: str = "") -> None:
+        self.message_label.setText(message)
+        self.hint_label.setText(hint)
+        self.hint_label.setVisible(bool(hint))
+        self.setAccessibleName(self.tr("Error: %1").replace("%1", message))
+        self.setAccessibleDescription(hint)
+        self.show()
+
+    def clear(self) -> None:
+        self.hide()
+        self.message_label.clear()
+        self.hint_label.clear()
+
+
+class BaseImagePage(QWizardPage):
+    """Open a base image and choose the partitions to protect."""
+
+    #: An inspection ended (successfully or not) and the page shows its outcome.
+    inspectionFinished = Signal()
+
+    def __init__(
+        self,
+        state: WizardState,
+        runner: TaskRunner,
+        parent: QWidget | None = None,
+        inspector: Callable[[str], DiskLayout] = _inspect,
+    ) -> None:
+        super().__init__(parent)
+        self.state = state
+        self._runner = runner
+        self._inspector = inspector
+        self._task: BackgroundTask | None = None
+        self._pending_path: Path | None = None
+        self._layout: DiskLayout | None = None
+        self._file_dialog: QFileDialog | None = None
+        self._syncing = False
+
+        self.setTitle(self.tr("Base image"))
+        self.setSubTitle(
+            self.tr(
+                "Open the prepared disk image to turn into a template (raw, VHD, VHDX or qcow2), or drop "
+                "it here. Check the partitions to protect: they will be encrypted and listed in the signed "
+                "catalog."
+            )
+        )
+        self.setAcceptDrops(True)
+        self._build_ui()
+        self._show_layout(None)
+
+    # -- UI ---------------------------------------------------------------------------------------
+
+    def _build_ui(self) -> None:
+        style = self.style()
+        self.open_button = QPushButton(
+            style.standardIcon(QStyle.StandardPixmap.SP_DialogOpenButton), self.tr("&Open image…"), self
+        )
+        self.open_button.setToolTip(self.tr("Choose a disk image file (Ctrl+O)"))
+        self.open_button.clicked.connect(self.choose_image)
+        QShortcut(QKeySequence(QKeySequence.StandardKey.Open), self, self.choose_image)
+
+        self.busy_bar = QProgressBar(self)
+        self.busy_bar.setRange(0, 0)
+        self.busy_bar.setTextVisible(False)
+        self.busy_bar.setMaximumWidth(160)
+        self.busy_bar.setAccessibleName(self.tr("Inspecting image"))
+        self.busy_label = QLabel(self.tr("Inspecting image…"), self)
+        for w in (self.busy_bar, self.busy_label):
+            w.setSizePolicy(QSizePolicy.Policy.Maximum, QSizePolicy.Policy.Fixed)
+            w.setVisible(False)
+
+        top = QHBoxLayout()
+        top.addWidget(self.open_button)
+        top.addSpacing(8)
+        top.addWidget(self.busy_bar)
+        top.addWidget(self.busy_label)
+        top.addStretch(1)
+
+        # File facts.
+        self.path_value = QLabel(self)
+        self.format_value = QLabel(self)
+        self.size_value = QLabel(self)
+        self.guid_value = QLabel(self)
+        facts = QGridLayout()
+        facts.setHorizontalSpacing(10)
+        facts.setVerticalSpacing(4)
+        pairs = [
+            (self.tr("File:"), self.path_value, 0, 0, 5),
+            (self.tr("Format:"), self.format_value, 1, 0, 1),
+            (self.tr("Virtual size:"), self.size_value, 1, 2, 1),
+            (self.tr("Disk GUID:"), self.guid_value, 1, 4, 1),
+        ]
+        for caption, value, row, col, span in pairs:
+            label = QLabel(caption, self)
+            label.setBuddy(value)
+            facts.addWidget(label, row, col, Qt.AlignmentFlag.AlignLeft)
+            value.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+            value.setTextFormat(Qt.TextFormat.PlainText)
+            facts.addWidget(value, row, col + 1, 1, span)
+        facts.setColumnStretch(1, 1)
+        facts.setColumnStretch(3, 1)
+        facts.setColumnStretch(5, 2)
+
+        self.error_panel = ErrorPanel(self)
+
+        self.bar = DiskLayoutBar(self)
+        self.bar.partitionSelected.connect(self._on_bar_selected)
+        self.legend = DiskLayoutLegend(self)
+
+        self.model = PartitionTableModel(self)
+        self.model.protectionChanged.connect(self._on_protection_changed)
+        self.table = QTableView(self)
+        self.table.setObjectName("partitionTable")
+        self.table.setModel(self.model)
+        self.table.setAccessibleName(self.tr("Partitions"))
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.table.setAlternatingRowColors(True)
+        self.table.setWordWrap(False)
+        self.table.setIconSize(QSize(12, 12))
+        self.table.verticalHeader().hide()
+        self.table.setHorizontalScrollMode(QAbstractItemView.ScrollMode.ScrollPerPixel)
+        self.table.setTextElideMode(Qt.TextElideMode.ElideMiddle)
+        self.table.verticalHeader().setDefaultSectionSize(self.fontMetrics().height() + 10)
+        header = self.table.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(Column.PARTITION_GUID, QHeaderView.ResizeMode.Stretch)
+        header.setHighlightSections(False)
+        self.table.selectionModel().currentRowChanged.connect(self._on_table_row_changed)
+
+        self.findings_caption = QLabel(self.tr("&Findings"), self)
+        self.findings = QListWidget(self)
+        self.findings.setObjectName("findings")
+        self.findings.setAccessibleName(self.tr("Findings"))
+        self.findings.setWordWrap(True)
+        self.findings.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
+        self.findings.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Maximum)
+        self.findings_caption.setBuddy(self.findings)
+        partitions_caption = QLabel(self.tr("&Partitions"), self)
+        partitions_caption.setBuddy(self.table)
+
+        layout = QVBoxLayout(self)
+        layout.setSpacing(8)
+        layout.addLayout(top)
+        layout.addLayout(facts)
+        layout.addWidget(self.error_panel)
+        layout.addSpacing(2)
+        layout.addWidget(self.bar)
+        layout.addWidget(self.legend)
+        layout.addWidget(partitions_caption)
+        layout.addWidget(self.table, 3)
+        layout.addWidget(self.findings_caption)
+        layout.addWidget(self.findings, 1)
+
+        # Tab order: Open, the bar's segments (added as they appear), the table, the findings.
+        QWidget.setTabOrder(self.open_button, self.table)
+        QWidget.setTabOrder(self.table, self.findings)
+
+    # -- opening ----------------------------------------------------------------------------------
+
+    def choose_image(self) -> None:
+        """Show a non-blocking file dialog; the chosen file is opened when the dialog closes."""
+        if self._file_dialog is not None:
+            self._file_dialog.raise_()
+            return
+        start = str(self.state.image_path.parent) if self.state.image_path else str(Path.home())
+        dialog = QFileDialog(self, self.tr("Open base image"), start)
+        dialog.setFileMode(QFileDialog.FileMode.ExistingFile)
+        dialog.setNameFilters([self.tr(f) for f in IMAGE_FILTERS])
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.fileSelected.connect(self.open_image)
+        dialog.finished.connect(self._on_file_dialog_closed)
+        self._file_dialog = dialog
+        dialog.open()
+
+    def _on_file_dialog_closed(self) -> None:
+        self._file_dialog = None
+
+    def open_image(self, path: str | Path) -> None:
+        """Inspect ``path`` in the background; a newer request supersedes a running one."""
+        path = Path(path)
+        log.info("opening base image %s", path)
+        if self._task is not None:
+            self._task.cancel()
+            self._detach(self._task)
+            self._task = None
+        self._pending_path = path
+        self.error_panel.clear()
+        self._show_layout(None)
+        self.path_value.setText(str(path))
+        self._set_busy(True)
+        task = self._runner.start(self._inspector, str(path), name="inspect-image")
+        task.succeeded.connect(self._on_inspected)
+        task.failed.connect(self._on_failed)
+        task.finished.connect(self._on_task_finished)
+        self._task = task
+
+    def _detach(self, task: BackgroundTask) -> None:
+        for signal, slot in (
+            (task.succeeded, self._on_inspected),
+            (task.failed, self._on_failed),
+            (task.finished, self._on_task_finished),
+        ):
+            signal.disconnect(slot)
+
+    def _on_inspected(self, layout: DiskLayout) -> None:
+        self.state.set_image(self._pending_path, layout)
+        self._show_layout(layout)
+
+    def _on_failed(self, error: ShieldwrightError) -> None:
+        self.state.set_image(None, None)
+        self.error_panel.show_error(error.message, error.hint)
+
+    def _on_task_finished(self) -> None:
+        task, self._task = self._task, None
+        if task is not None and task.error is not None and not isinstance(task.error, ShieldwrightError):
+            # A bug: the excepthook logged it and shows the details; say so here too.
+            self.state.set_image(None, None)
+            self.error_panel.show_error(
+                self.tr("The image could not be inspected because of an unexpected error."),
+                self.tr("The details were written to the log."),
+            )
+        self._set_busy(False)
+        self.inspectionFinished.emit()
+
+    def is_busy(self) -> bool:
+        return self._task is not None
+
+    def _set_busy(self, busy: bool) -> None:
+        self.busy_bar.setVisible(busy)
+        self.busy_label.setVisible(busy)
+        self.open_button.setEnabled(True)
+        self.completeChanged.emit()
+
+    # -- showing ----------------------------------------------------------------------------------
+
+    def _show_layout(self, layout: DiskLayout | None) -> None:
+        self._layout = layout
+        self.model.set_disk_layout(layout, self.state.protected if layout else ())
+        self.bar.set_disk_layout(layout)
+        self.bar.set_protected(self.model.protected_numbers())
+        previous = self.open_button
+        for seg in self.bar.partition_segments():
+            QWidget.setTabOrder(previous, seg)
+            previous = seg
+        QWidget.setTabOrder(previous, self.table)
+        if layout is None:
+            if self._task is None:
+                self.path_value.setText(self.tr("none - open an image to begin"))
+            for w in (self.format_value, self.size_value, self.guid_value):
+                w.setText("–")
+        else:
+            self.path_value.setText(layout.path or str(self._pending_path))
+            self.format_value.setText(layout.format.upper())
+            self.size_value.setText(
+                self.tr("%1 (%2 bytes)")
+                .replace("%1", human_size(layout.virtual_size))
+                .replace("%2", f"{layout.virtual_size:,}")
+            )
+            self.guid_value.setText(layout.disk_guid or self.tr("none"))
+        self._show_findings(layout)
+        errors = [f for f in layout.findings if f.severity is Severity.ERROR] if layout else []
+        if errors:
+            # Say why Next is disabled right where the user looks, not only in the findings list.
+            more = len(errors) - 1
+            self.error_panel.show_error(
+                errors[0].message,
+                self.tr("This image cannot be made into a template as it is.")
+                + " "
+                + (
+                    self.tr("%n more problem(s) are listed under Findings.", "", more)
+                    if more
+                    else self.tr("Fix the image, or open another one.")
+                ),
+            )
+        if layout is not None and layout.partitions:
+            self.table.selectRow(0)
+        self.completeChanged.emit()
+
+    def _show_findings(self, layout: DiskLayout | None) -> None:
+        self.findings.clear()
+        style = self.style()
+        icons = {
+            Severity.ERROR: (QStyle.StandardPixmap.SP_MessageBoxCritical, self.tr("Error")),
+            Severity.WARNING: (QStyle.StandardPixmap.SP_MessageBoxWarning, self.tr("Warning")),
+            Severity.INFO: (QStyle.StandardPixmap.SP_MessageBoxInformation, self.tr("Note")),
+        }
+        order = {Severity.ERROR: 0, Severity.WARNING: 1, Severity.INFO: 2}
+        findings = sorted(layout.findings, key=lambda f: order[f.severity]) if layout else []
+        for finding in findings:
+            pixmap, word = icons[finding.severity]
+            item = QListWidgetItem(style.standardIcon(pixmap), finding.message)
+            item.setData(Qt.ItemDataRole.UserRole, str(finding.severity))
+            item.setData(Qt.ItemDataRole.AccessibleTextRole, f"{word}: {finding.message}")
+            item.setToolTip(f"{word}: {finding.message}")
+            self.findings.addItem(item)
+        if layout is not None and not findings:
+            item = QListWidgetItem(
+                style.standardIcon(QStyle.StandardPixmap.SP_DialogApplyButton), self.tr("No problems found.")
+            )
+            self.findings.addItem(item)
+        rows = max(self.findings.count(), 1)
+        row_h = self.findings.sizeHintForRow(0) if self.findings.count() else self.fontMetrics().height() + 6
+        frame = 2 * self.findings.frameWidth()
+        self.findings.setMaximumHeight(min(rows, 5) * row_h + frame + 4)
+
+    # -- selection and protection sync ------------------------------------------------------------
+
+    def _on_bar_selected(self, number: int) -> None:
+        row = self.model.row_of(number)
+        if row is None or self._syncing:
+            return
+        self._syncing = True
+        try:
+            index = self.model.index(row, Column.NUMBER)
+            self.table.selectionModel().setCurrentIndex(
+                index,
+                QItemSelectionModel.SelectionFlag.ClearAndSelect | QItemSelectionModel.SelectionFlag.Rows,
+            )
+            self.table.scrollTo(index)
+        finally:
+            self._syncing = False
+
+    def _on_table_row_changed(self, current: QModelIndex, _previous: QModelIndex) -> None:
+        if current.isValid():
+            self.bar.select_partition(self.model.partition(current.row()).number)
+        else:
+            self.bar.select_partition(None)
+
+    def _on_protection_changed(self) -> None:
+        numbers = self.model.protected_numbers()
+        if self._layout is not None:
+            self.state.protected = numbers
+        self.bar.set_protected(numbers)
+
+    # -- QWizardPage ------------------------------------------------------------------------------
+
+    def isComplete(self) -> bool:
+        return self._layout is not None and self._task is None and not self._layout.has_errors
+
+    # -- drag and drop ----------------------------------------------------------------------------
+
+    @staticmethod
+    def _dropped_file(event: QDragEnterEvent | QDropEvent) -> Path | None:
+        urls = event.mimeData().urls() if event.mimeData().hasUrls() else []
+        if len(urls) != 1 or not urls[0].isLocalFile():
+            return None
+        return Path(urls[0].toLocalFile())
+
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:
+        if self._dropped_file(event) is not None:
+            event.acceptProposedAction()
+        else:
+            event.ignore()
+
+    def dropEvent(self, event: QDropEvent) -> None:
+        path = self._dropped_file(event)
+        if path is None:
+            event.ignore()
+            return
+        event.acceptProposedAction()
+        self.open_image(path)
