@@ -41,9 +41,24 @@ def build_vhdx(workdir: Path) -> Path:
     with open(raw, "wb") as f:
         f.truncate(2 * GiB)
     subprocess.run(
-        ["sgdisk", "-n", "1:0:+100M", "-t", "1:ef00", "-n", "2:0:+200M", "-t", "2:ea00",
-         "-n", "3:0:0", "-t", "3:8304", str(raw)],
-        check=True, capture_output=True,
+        [
+            "sgdisk",
+            "-n",
+            "1:0:+100M",
+            "-t",
+            "1:ef00",
+            "-n",
+            "2:0:+200M",
+            "-t",
+            "2:ea00",
+            "-n",
+            "3:0:0",
+            "-t",
+            "3:8304",
+            str(raw),
+        ],
+        check=True,
+        capture_output=True,
     )
     # 1 GiB of incompressible data inside the root partition: the VHDX gets ~32 allocated blocks.
     root_start = (2048 + (300 * MiB) // 512) * 512
@@ -53,8 +68,10 @@ def build_vhdx(workdir: Path) -> Path:
             f.seek(root_start + i * 16 * MiB)
             f.write(chunk)
     vhdx = workdir / "disk.vhdx"
-    subprocess.run(["qemu-img", "convert", "-f", "raw", "-O", "vhdx", "-o", "subformat=dynamic", str(raw), str(vhdx)],
-                   check=True)
+    subprocess.run(
+        ["qemu-img", "convert", "-f", "raw", "-O", "vhdx", "-o", "subformat=dynamic", str(raw), str(vhdx)],
+        check=True,
+    )
     raw.unlink()
     return vhdx
 
@@ -66,12 +83,24 @@ def main() -> None:
         layout = inspect_image(vhdx)
         assert layout.format == "vhdx" and len(layout.partitions) == 3, layout
         in_process = best_of(10, lambda: inspect_image(vhdx))
-        cli = best_of(3, lambda: subprocess.run(
-            [sys.executable, "-m", "app", "inspect", "--json", str(vhdx)], cwd=ROOT, check=False,
-            capture_output=True))
-        baseline = best_of(10, lambda: subprocess.run(
-            ["qemu-img", "info", "--output=json", str(vhdx)], check=True, capture_output=True))
-        print(f"2 GiB dynamic VHDX ({size_on_disk / MiB:.0f} MiB on disk, {len(layout.partitions)} partitions)")
+        cli = best_of(
+            3,
+            lambda: subprocess.run(
+                [sys.executable, "-m", "app", "inspect", "--json", str(vhdx)],
+                cwd=ROOT,
+                check=False,
+                capture_output=True,
+            ),
+        )
+        baseline = best_of(
+            10,
+            lambda: subprocess.run(
+                ["qemu-img", "info", "--output=json", str(vhdx)], check=True, capture_output=True
+            ),
+        )
+        print(
+            f"2 GiB dynamic VHDX ({size_on_disk / MiB:.0f} MiB on disk, {len(layout.partitions)} partitions)"
+        )
         print(f"  shieldwright inspect (in process, best of 10):   {in_process * 1000:8.1f} ms")
         print(f"  shieldwright inspect --json (new process, best of 3): {cli * 1000:8.1f} ms")
         print(f"  baseline qemu-img info (new process, best of 10): {baseline * 1000:8.1f} ms")

@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Install what is missing, quietly: the apt packages in installer/apt-packages.txt and the .venv.
 # Idempotent: a second run with nothing missing prints nothing and takes about a second.
+# `setup.sh --check` only reports what is missing (exit 1 if anything is) and changes nothing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+check_only=0
+[[ ${1:-} == --check ]] && check_only=1
 
 want=$(grep -vE '^\s*(#|$)' installer/apt-packages.txt)
 missing=()
@@ -10,6 +13,15 @@ for pkg in $want; do
     status=$(dpkg-query -W -f='${db:Status-Abbrev}' "$pkg" 2>/dev/null || true)
     [[ "$status" == ii* ]] || missing+=("$pkg")
 done
+if ((check_only)); then
+    stale=0
+    stamp=.venv/.shieldwright-stamp
+    [[ -x .venv/bin/python && -f $stamp && $(cat "$stamp") == $(sha256sum pyproject.toml | cut -d' ' -f1) ]] || stale=1
+    ((${#missing[@]})) && echo "setup: missing system packages: ${missing[*]}"
+    ((stale)) && echo "setup: .venv is missing or older than pyproject.toml"
+    ((${#missing[@]} + stale == 0))
+    exit
+fi
 if ((${#missing[@]})); then
     echo "setup: installing system packages: ${missing[*]}"
     sudo_cmd=()

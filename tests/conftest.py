@@ -70,7 +70,15 @@ def make_gpt_image(path: Path, layout=SMALL_LAYOUT, disk_mib: int | None = None)
         if p.fs:
             part = path.with_name(f"{path.name}.p{i}")
             _make_fs(p.fs, part, p.size_mib * MiB)
-            run("dd", f"if={part}", f"of={path}", "bs=1M", f"seek={start // MiB}", "conv=notrunc,sparse", "status=none")
+            run(
+                "dd",
+                f"if={part}",
+                f"of={path}",
+                "bs=1M",
+                f"seek={start // MiB}",
+                "conv=notrunc,sparse",
+                "status=none",
+            )
             part.unlink()
         start += p.size_mib * MiB
     return path

@@ -8,10 +8,30 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def setup(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["bash", "installer/setup.sh", *args], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+
+
 def test_setup_is_quiet_when_nothing_is_missing() -> None:
-    proc = subprocess.run(["bash", "installer/setup.sh"], cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout == "" and proc.stderr == ""
+    # --check first: it never installs, so a stale environment fails here instead of being rebuilt mid-run.
+    check = setup("--check")
+    assert (check.returncode, check.stdout, check.stderr) == (0, "", "")
+    proc = setup()
+    assert (proc.returncode, proc.stdout, proc.stderr) == (0, "", "")
+
+
+def test_setup_check_reports_a_stale_venv(tmp_path) -> None:
+    import shutil
+
+    copy = tmp_path / "repo"
+    (copy / "installer").mkdir(parents=True)
+    for name in ("installer/setup.sh", "installer/apt-packages.txt", "pyproject.toml"):
+        shutil.copy(ROOT / name, copy / name)
+    proc = subprocess.run(["bash", "installer/setup.sh", "--check"], cwd=copy, capture_output=True, text=True)
+    assert proc.returncode == 1
+    assert ".venv is missing" in proc.stdout
 
 
 def test_every_listed_package_is_installed() -> None:
