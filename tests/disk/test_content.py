@@ -10,7 +10,7 @@ import pytest
 
 from app.disk.content import detect_content
 from app.disk.image import DiskImage
-from tests.conftest import MiB, require_tool, run
+from tests.conftest import MiB, luks_format, require_tool, run
 
 
 class BytesImage(DiskImage):
@@ -72,25 +72,7 @@ def test_fat32(tmp_path: Path) -> None:
 
 
 def _luks_format(tmp_path: Path, kind: str) -> Path:
-    require_tool("cryptsetup")
-    path = _file(tmp_path)
-    key = tmp_path / "key"
-    key.write_bytes(b"not-a-secret")
-    run(
-        "cryptsetup",
-        "luksFormat",
-        "--type",
-        kind,
-        "--batch-mode",
-        "--pbkdf",
-        "pbkdf2",
-        "--pbkdf-force-iterations",
-        "1000",
-        "--key-file",
-        key,
-        path,
-    )
-    return path
+    return luks_format(tmp_path / "part.img", kind)
 
 
 @pytest.mark.parametrize("kind", ["luks1", "luks2"])

@@ -17,7 +17,7 @@ from app.disk.image import DiskImage
 from app.disk.layout import layout_of
 from app.disk.model import DiskLayout, Severity
 from app.errors import ShieldwrightError
-from tests.conftest import MiB, PartSpec, make_gpt_image, require_tool, run, sgdisk_partitions
+from tests.conftest import MiB, PartSpec, luks_format, make_gpt_image, require_tool, run, sgdisk_partitions
 
 SECTOR = 512
 
@@ -463,25 +463,7 @@ def test_encrypted_root(tmp_path: Path, kind: str) -> None:
     disk = make_gpt_image(
         tmp_path / "d.raw", (PartSpec(4, "ef00", "ESP", "vfat"), PartSpec(20, "8304", "root", None))
     )
-    key = tmp_path / "key"
-    key.write_bytes(b"not-a-secret")
-    container = tmp_path / "root.luks"
-    with open(container, "wb") as f:
-        f.truncate(20 * MiB)
-    run(
-        "cryptsetup",
-        "luksFormat",
-        "--type",
-        kind,
-        "--batch-mode",
-        "--pbkdf",
-        "pbkdf2",
-        "--pbkdf-force-iterations",
-        "1000",
-        "--key-file",
-        key,
-        container,
-    )
+    container = luks_format(tmp_path / "root.luks", kind)
     run("dd", f"if={container}", f"of={disk}", "bs=1M", "seek=5", "conv=notrunc", "status=none")
     layout = layout_of(FileImage(disk))
     assert layout.partitions[1].content == kind and layout.partitions[1].encrypted

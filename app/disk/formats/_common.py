@@ -15,7 +15,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from app.disk.image import DiskImage
-from app.errors import ImageError, TruncatedImageError
+from app.errors import CorruptImageError, ImageError, TruncatedImageError
 
 #: Returned by :meth:`MappedImage._lookup` for a region that reads as zeros.
 HOLE = -1
@@ -105,7 +105,30 @@ class FileImage(DiskImage):
 
 
 class MappedImage(FileImage):
-    """A container whose virtual disk is a sequence of mapped units; subclasses supply the mapping."""
+    """A container whose virtual disk is a sequence of mapped units; subclasses supply the mapping.
+
+    Subclasses parse their structures in :meth:`_open`; a failure there closes the file again.
+    """
+
+    #: Format name used in error messages ("VHDX", "qcow2").
+    label: str
+    #: What to do about a damaged container of this format.
+    damaged_hint: str
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        try:
+            self._open()
+        except BaseException:
+            self.close()
+            raise
+
+    @abstractmethod
+    def _open(self) -> None:
+        """Read and validate the container's headers and maps."""
+
+    def _corrupt(self, what: str) -> CorruptImageError:
+        return CorruptImageError(f"{self.path}: {self.label} {what}", self.damaged_hint)
 
     @abstractmethod
     def _lookup(self, offset: int) -> tuple[int | bytes, int]:

@@ -55,19 +55,14 @@ class Qcow2Image(MappedImage):
 
     format = "qcow2"
 
+    label = "qcow2"
+    damaged_hint = DAMAGED_HINT
+
     def __init__(self, path: Path) -> None:
-        super().__init__(path)
         self._lock = threading.Lock()
         self._l2_cache: OrderedDict[int, array[int]] = OrderedDict()
         self._cluster_cache: OrderedDict[int, bytes] = OrderedDict()
-        try:
-            self._open()
-        except BaseException:
-            self.close()
-            raise
-
-    def _corrupt(self, what: str) -> CorruptImageError:
-        return CorruptImageError(f"{self.path}: qcow2 {what}", DAMAGED_HINT)
+        super().__init__(path)
 
     def _unsupported(self, what: str, hint: str = CONVERT_HINT) -> UnsupportedImageError:
         return UnsupportedImageError(f"{self.path}: qcow2 {what} is not supported", hint)

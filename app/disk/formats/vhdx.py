@@ -16,11 +16,10 @@ import uuid
 from array import array
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 from app.disk.crc32c import crc32c
 from app.disk.formats._common import HOLE, MappedImage, MiB, merge_ranges
-from app.errors import CorruptImageError, TruncatedImageError, UnsupportedImageError
+from app.errors import TruncatedImageError, UnsupportedImageError
 
 KiB = 1024
 FILE_ID = b"vhdxfile"
@@ -104,18 +103,8 @@ class VhdxImage(MappedImage):
 
     format = "vhdx"
 
-    def __init__(self, path: Path) -> None:
-        super().__init__(path)
-        try:
-            self._open()
-        except BaseException:
-            self.close()
-            raise
-
-    # -- parsing ---------------------------------------------------------------------------------
-
-    def _corrupt(self, what: str) -> CorruptImageError:
-        return CorruptImageError(f"{self.path}: VHDX {what}", DAMAGED_HINT)
+    label = "VHDX"
+    damaged_hint = DAMAGED_HINT
 
     def _open(self) -> None:
         if self.file_size < 1 * MiB:
