@@ -6,12 +6,13 @@ Nothing here uses Shieldwright's own writers, so tests of our readers are graded
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from app.tools import find_tool
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
@@ -19,8 +20,9 @@ MiB = 1024 * 1024
 
 
 def run(*cmd: str | os.PathLike[str]) -> subprocess.CompletedProcess[str]:
-    """Run a tool, failing the test with its stderr if it fails."""
-    proc = subprocess.run([str(c) for c in cmd], capture_output=True, text=True)
+    """Run a tool (found on PATH or in /usr/sbin), failing the test with its stderr if it fails."""
+    argv = [find_tool(str(cmd[0])) or str(cmd[0])] + [str(c) for c in cmd[1:]]
+    proc = subprocess.run(argv, capture_output=True, text=True)
     if proc.returncode != 0:
         raise AssertionError(f"{cmd[0]} failed ({proc.returncode}): {proc.stderr.strip()}")
     return proc
@@ -159,7 +161,7 @@ def small_disk_formats(small_disk: Path, tmp_path_factory: pytest.TempPathFactor
 
 def require_tool(name: str) -> str:
     """Path of an external tool the test needs; its absence is a setup bug, so fail loudly (never skip)."""
-    found = shutil.which(name)
+    found = find_tool(name)
     if not found:
         raise AssertionError(f"{name} is not installed; installer/apt-packages.txt must list its package")
     return found

@@ -27,25 +27,25 @@ import hashlib
 import os
 import shutil
 import struct
-import subprocess
 import tempfile
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from app.boot.cpio import CpioWriter
+from app.disk import partition_types as pt
+from app.disk.formats.raw import RawImage
 from app.disk.partitioning import NewPartition, PlacedPartition, create_gpt
 from app.errors import CancelledError, ShieldwrightError, ToolMissingError
 from app.progress import CancelToken, NullProgress, Progress
+from app.tools import run_tool
 
 MiB = 1024 * 1024
 DISK_SIZE = 512 * MiB
 ESP_SIZE = 100 * MiB  # FAT32 needs >= 65525 clusters; 100 MiB also leaves room for UKIs later
 XBOOTLDR_SIZE = 128 * MiB
 
-ESP_TYPE = "c12a7328-f81f-11d2-ba4b-00a0c93ec93b"
-XBOOTLDR_TYPE = "bc13c2ff-59e6-4262-a352-b275fd6f7172"
-ROOT_X86_64_TYPE = "4f68bce3-e8cd-4db1-96e7-fbcaf984b709"
 
 #: Metapackage whose single dependency names the current versioned cloud kernel.
 KERNEL_METAPACKAGE = "linux-image-cloud-amd64"
@@ -69,7 +69,6 @@ _APPLETS = (
     "ps", "readlink", "reboot", "rm", "sed", "setsid", "sh", "sleep", "stat", "switch_root", "sync",
     "tail", "test", "tr", "true", "umount", "uname", "vi", "wc",
 )  # fmt: skip
-_SBIN_TOOLS = ("/usr/sbin", "/sbin")  # mkfs.* and debugfs live here, off an ordinary user's PATH on Debian
 
 
 def _guid(name: str) -> str:
@@ -172,20 +171,13 @@ class _Steps:
 
 def _layout() -> list[NewPartition]:
     return [
-        NewPartition("ESP", ESP_TYPE, ESP_SIZE, partition_guid=_guid("partition/esp")),
-        NewPartition("XBOOTLDR", XBOOTLDR_TYPE, XBOOTLDR_SIZE, partition_guid=_guid("partition/xbootldr")),
-        NewPartition("root-x86-64", ROOT_X86_64_TYPE, None, partition_guid=_guid("partition/root")),
+        NewPartition("ESP", pt.ESP, ESP_SIZE, partition_guid=_guid("partition/esp")),
+        NewPartition("XBOOTLDR", pt.XBOOTLDR, XBOOTLDR_SIZE, partition_guid=_guid("partition/xbootldr")),
+        NewPartition("root-x86-64", pt.ROOT_X86_64, None, partition_guid=_guid("partition/root")),
     ]
 
 
 # --- external tools -----------------------------------------------------------------------------
-
-
-def _which(tool: str) -> str:
-    found = shutil.which(tool) or shutil.which(tool, path=os.pathsep.join(_SBIN_TOOLS))
-    if not found:
-        raise ToolMissingError(f"{tool} is not installed", "run `make setup` to install the system packages")
-    return found
 
 
 def _run(
@@ -195,30 +187,9 @@ def _run(
     env: Mapping[str, str] | None = None,
     hint: str = "",
 ) -> str:
-    """Run a tool, polling ``cancel`` while it runs; return its stdout.
-
-    A missing tool is a :class:`ToolMissingError` (fix: ``make setup``); a failing one is a
-    :class:`ShieldwrightError` carrying the tool's last stderr line, which is nearly always the cause.
-    """
-    argv = [_which(str(cmd[0]))] + [str(c) for c in cmd[1:]]
-    full_env = {**os.environ, "LC_ALL": "C", "SOURCE_DATE_EPOCH": str(EPOCH), **(env or {})}
-    proc = subprocess.Popen(
-        argv, cwd=cwd, env=full_env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE
-    )
-    while True:
-        try:
-            out, err = proc.communicate(timeout=0.1)
-            break
-        except subprocess.TimeoutExpired:
-            if cancel.cancelled:
-                proc.kill()
-                proc.communicate()
-                cancel.check()
-    if proc.returncode != 0:
-        lines = [ln.strip() for ln in err.decode(errors="replace").splitlines() if ln.strip()]
-        last = lines[-1] if lines else f"exit status {proc.returncode}"
-        raise ShieldwrightError(f"{Path(argv[0]).name} failed: {last}", hint)
-    return out.decode(errors="replace")
+    """:func:`app.tools.run_tool` with SOURCE_DATE_EPOCH fixed, so tools that stamp times are reproducible."""
+    env = {"SOURCE_DATE_EPOCH": str(EPOCH), **(env or {})}
+    return run_tool(*cmd, cancel=cancel, cwd=cwd, env=env, hint=hint)
 
 
 # --- the kernel package -------------------------------------------------------------------------
@@ -530,10 +501,10 @@ def build_initrd(kernel: KernelFiles) -> bytes:
     reproducible (fixed mtimes, fixed inode numbers, gzip mtime 0).
     """
     init = _INIT.replace("@INITRD_MARKER@", INITRD_MARKER).replace(
-        "@ROOT_TYPE@", _gpt_type_bytes(ROOT_X86_64_TYPE)
+        "@ROOT_TYPE@", _gpt_type_bytes(pt.ROOT_X86_64)
     )
     moddir = f"lib/modules/{kernel.version}"
-    archive = _Cpio()
+    archive = CpioWriter(mtime=EPOCH)
     for d in ("bin", "dev", "etc", "lib", "lib/modules", moddir, "newroot", "proc", "run", "sys", "tmp"):
         archive.directory(d)
     archive.symlink("sbin", "bin")
@@ -549,55 +520,6 @@ def build_initrd(kernel: KernelFiles) -> bytes:
     archive.file("lib/modules/load-order", "".join(f"{rel}\n" for rel, _ in kernel.modules).encode(), 0o644)
     archive.file("init", init.encode(), 0o755)
     return gzip.compress(archive.finish(), compresslevel=9, mtime=0)
-
-
-class _Cpio:
-    """A minimal writer of the "newc" cpio format the kernel unpacks as initramfs (070701 headers)."""
-
-    def __init__(self) -> None:
-        self._out = bytearray()
-        self._ino = 0
-        self._seen: set[str] = set()
-
-    def directory(self, name: str) -> None:
-        if name not in self._seen:
-            self._entry(name, 0o040755, b"", nlink=2)
-
-    def file(self, name: str, data: bytes, perm: int) -> None:
-        self._entry(name, 0o100000 | perm, data)
-
-    def symlink(self, name: str, target: str) -> None:
-        self._entry(name, 0o120777, target.encode())
-
-    def device(self, name: str, perm: int, major: int, minor: int) -> None:
-        self._entry(name, 0o020000 | perm, b"", rdev=(major, minor))
-
-    def finish(self) -> bytes:
-        self._entry("TRAILER!!!", 0, b"", ino=0)
-        return bytes(self._out)
-
-    def _entry(
-        self,
-        name: str,
-        mode: int,
-        data: bytes,
-        nlink: int = 1,
-        rdev: tuple[int, int] = (0, 0),
-        ino: int | None = None,
-    ) -> None:
-        self._seen.add(name)
-        if ino is None:
-            self._ino += 1
-            ino = self._ino
-        encoded = name.encode() + b"\0"
-        fields = (ino, mode, 0, 0, nlink, EPOCH if mode else 0, len(data), 0, 0, *rdev, len(encoded), 0)
-        self._out += b"070701" + b"".join(b"%08X" % v for v in fields) + encoded
-        self._pad()
-        self._out += data
-        self._pad()
-
-    def _pad(self) -> None:
-        self._out += b"\0" * (-len(self._out) % 4)
 
 
 # --- filesystems --------------------------------------------------------------------------------
@@ -752,13 +674,12 @@ def _write_partitions(
             size = src.stat().st_size
             if size > placed.size_bytes:
                 raise ShieldwrightError(f"{src.name} is larger than partition {placed.number}")
-            with open(src, "rb") as f:
-                for start, end in _data_ranges(f.fileno(), size):
-                    pos = start
+            with RawImage(src) as fs:
+                for start, length in fs.allocated_ranges():
+                    pos, end = start, start + length
                     while pos < end:
                         cancel.check()
-                        f.seek(pos)
-                        data = f.read(min(chunk, end - pos))
+                        data = fs.read(pos, min(chunk, end - pos))
                         if data != zero[: len(data)]:
                             out.seek(placed.offset + pos)
                             out.write(data)
@@ -766,26 +687,3 @@ def _write_partitions(
                         progress.update(done + pos)
             done += placed.size_bytes
             progress.update(done)
-
-
-def _data_ranges(fd: int, size: int) -> Iterable[tuple[int, int]]:
-    """``(start, end)`` ranges of ``fd`` that may hold data, via SEEK_DATA/SEEK_HOLE where supported."""
-    pos = 0
-    while pos < size:
-        try:
-            start = os.lseek(fd, pos, os.SEEK_DATA)
-        except OSError:  # ENXIO: only a hole remains; EINVAL: not supported (then all is data)
-            if pos == 0 and not _supports_seek_hole(fd):
-                yield 0, size
-            return
-        end = min(os.lseek(fd, start, os.SEEK_HOLE), size)
-        yield start, end
-        pos = end
-
-
-def _supports_seek_hole(fd: int) -> bool:
-    try:
-        os.lseek(fd, 0, os.SEEK_HOLE)
-        return True
-    except OSError:
-        return False

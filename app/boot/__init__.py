@@ -1,0 +1,1 @@
+"""Boot files: initrds, UKI build/inspect, shim fallback CSV, PCR prediction. Qt-free."""
