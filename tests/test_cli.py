@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from app import cli
+from app.commands import disk as disk_commands
 from app.errors import CancelledError, ImageError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -23,7 +24,7 @@ def sw(*args: str) -> subprocess.CompletedProcess[str]:
 def test_help_lists_subcommands() -> None:
     proc = sw("--help")
     assert proc.returncode == 0
-    for name in cli.SUBCOMMANDS:
+    for name in ("inspect", "convert", "demo-image"):
         assert name in proc.stdout
 
 
@@ -41,8 +42,8 @@ def test_engine_errors_print_one_line_and_exit_with_their_code(monkeypatch, caps
     def boom(args):
         raise ImageError("disk.img is truncated", "copy it again")
 
-    monkeypatch.setattr(cli, "cmd_inspect", boom)
-    parser_main = cli.main(["inspect", "disk.img"])  # cmd_inspect is bound at parser build time
+    monkeypatch.setattr(disk_commands, "cmd_inspect", boom)
+    parser_main = cli.main(["inspect", "disk.img"])  # handlers are bound when main builds the parser
     err = capsys.readouterr().err
     assert parser_main == 2
     assert err == "shieldwright: error: disk.img is truncated (copy it again)\n"
@@ -52,6 +53,25 @@ def test_cancel_exits_130(monkeypatch, capsys) -> None:
     def cancelled(args):
         raise CancelledError()
 
-    monkeypatch.setattr(cli, "cmd_convert", cancelled)
+    monkeypatch.setattr(disk_commands, "cmd_convert", cancelled)
     assert cli.main(["convert", "a", "b", "--format", "raw"]) == 130
     assert capsys.readouterr().err.startswith("shieldwright: error: Cancelled")
+
+
+def test_passphrases_come_from_a_file_or_the_environment(tmp_path: Path, monkeypatch) -> None:
+    import argparse
+
+    from app.commands._util import add_passphrase_options, read_passphrase
+    from app.errors import ShieldwrightError
+
+    parser = argparse.ArgumentParser()
+    add_passphrase_options(parser)
+    secret = tmp_path / "pass"
+    secret.write_bytes(b"correct horse\n")
+    assert read_passphrase(parser.parse_args(["--key-passphrase-file", str(secret)])) == b"correct horse"
+    monkeypatch.setenv("SW_TEST_PASS", "from-env")
+    assert read_passphrase(parser.parse_args(["--key-passphrase-env", "SW_TEST_PASS"])) == b"from-env"
+    assert read_passphrase(parser.parse_args([])) is None  # no source, no prompt asked for
+    with pytest.raises(ShieldwrightError) as missing:
+        read_passphrase(parser.parse_args(["--key-passphrase-env", "SW_TEST_UNSET_VARIABLE"]))
+    assert "SW_TEST_UNSET_VARIABLE" in missing.value.message

@@ -8,11 +8,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from app.findings import Finding, Severity, has_errors
 
-class Severity(StrEnum):
-    ERROR = "error"
-    WARNING = "warning"
-    INFO = "info"
+__all__ = ["DiskLayout", "Finding", "Partition", "Role", "Severity"]
 
 
 class Role(StrEnum):
@@ -27,15 +25,6 @@ class Role(StrEnum):
     HOME = "home"
     DATA = "data"
     OTHER = "other"
-
-
-@dataclass(frozen=True)
-class Finding:
-    severity: Severity
-    message: str
-
-    def to_dict(self) -> dict[str, str]:
-        return {"severity": str(self.severity), "message": self.message}
 
 
 @dataclass(frozen=True)
@@ -93,7 +82,7 @@ class DiskLayout:
 
     @property
     def has_errors(self) -> bool:
-        return any(f.severity is Severity.ERROR for f in self.findings)
+        return has_errors(self.findings)
 
     def to_dict(self) -> dict[str, object]:
         """The ``inspect --json`` document: exactly these keys."""

@@ -1,0 +1,85 @@
+"""Helpers shared by CLI subcommands: sizes, terminal progress, passphrases."""
+
+from __future__ import annotations
+
+import getpass
+import os
+import sys
+from pathlib import Path
+
+from app.errors import ShieldwrightError
+
+
+def human_size(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    raise AssertionError("unreachable")
+
+
+class TerminalProgress:
+    """Progress on stderr, only when it is a terminal; silent in pipelines."""
+
+    def __init__(self) -> None:
+        self.tty = sys.stderr.isatty()
+        self.step, self.total = "", 0
+
+    def begin(self, step: str, total: int) -> None:
+        self.step, self.total = step, total
+        if self.tty:
+            sys.stderr.write(f"\r\033[K{step}")
+            sys.stderr.flush()
+
+    def update(self, done: int) -> None:
+        if self.tty and self.total:
+            sys.stderr.write(f"\r\033[K{self.step}: {100 * done // self.total}%")
+            sys.stderr.flush()
+
+    def advance(self, amount: int) -> None:
+        pass
+
+    def close(self) -> None:
+        if self.tty:
+            sys.stderr.write("\r\033[K")
+            sys.stderr.flush()
+
+
+def add_passphrase_options(parser, name: str = "key-passphrase", what: str = "the private key") -> None:
+    """``--NAME-file FILE`` and ``--NAME-env VAR``: passphrases never come from argv (ps shows argv)."""
+    parser.add_argument(f"--{name}-file", metavar="FILE", help=f"read the passphrase of {what} from FILE")
+    parser.add_argument(
+        f"--{name}-env", metavar="VAR", help=f"read the passphrase of {what} from variable VAR"
+    )
+
+
+def read_passphrase(
+    args, name: str = "key-passphrase", *, prompt: str | None = None, confirm: bool = False
+) -> bytes | None:
+    """The passphrase from ``--NAME-file`` / ``--NAME-env``, else a terminal prompt when ``prompt`` is given.
+
+    Returns None when no source is given and there is no prompt (or no terminal to prompt on).
+    A file's trailing newline is dropped. The value is never logged.
+    """
+    attr = name.replace("-", "_")
+    path, var = getattr(args, f"{attr}_file", None), getattr(args, f"{attr}_env", None)
+    if path:
+        try:
+            data = Path(path).read_bytes()
+        except OSError as exc:
+            raise ShieldwrightError(
+                f"cannot read passphrase file {path}: {exc.strerror}", "check the path"
+            ) from None
+        return data[:-1] if data.endswith(b"\n") else data
+    if var:
+        if var not in os.environ:
+            raise ShieldwrightError(
+                f"environment variable {var} is not set", "export it or use a passphrase file"
+            )
+        return os.environ[var].encode()
+    if prompt and sys.stdin.isatty():
+        first = getpass.getpass(prompt)
+        if confirm and getpass.getpass("Repeat: ") != first:
+            raise ShieldwrightError("the passphrases do not match", "type the same passphrase twice")
+        return first.encode()
+    return None
