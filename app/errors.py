@@ -62,3 +62,27 @@ class CancelledError(ShieldwrightError):
 
     def __init__(self, message: str = "Cancelled", hint: str = "nothing was written") -> None:
         super().__init__(message, hint)
+
+
+class SigningError(ShieldwrightError):
+    """A key, certificate or signature problem: unreadable, mismatched, unsupported, or not verifying."""
+
+
+class WrongPassphraseError(SigningError):
+    """The passphrase does not decrypt the key or PKCS#12 file. Never carries the passphrase itself."""
+
+
+class KeyMismatchError(SigningError):
+    """The private key does not belong to the certificate."""
+
+
+class SignatureError(SigningError):
+    """A signature is missing, malformed, does not verify, or would be overwritten without consent."""
+
+
+class PeFormatError(ShieldwrightError):
+    """The file is not a well-formed PE/COFF image (truncated, corrupt headers or section table)."""
+
+
+class OutputExistsError(ShieldwrightError):
+    """We refuse to overwrite an existing output (keys especially)."""
