@@ -1,0 +1,137 @@
+"""PE subcommands: Authenticode digest, sign, verify and list for EFI images (UKIs, kernels, shim)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from app.commands._util import add_passphrase_options, read_passphrase
+from app.errors import ShieldwrightError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    pe = sub.add_parser("pe", help="Authenticode for PE/EFI images: digest, sign, verify, list")
+    pe_sub = pe.add_subparsers(dest="pe_command", metavar="ACTION", required=True)
+
+    p = pe_sub.add_parser("digest", help="print the Authenticode SHA-256 digest (hex)")
+    p.add_argument("file", help="PE/EFI image")
+    p.set_defaults(func=cmd_digest)
+
+    p = pe_sub.add_parser("sign", help="write a signed copy of an image (the input is never modified)")
+    p.add_argument("file", help="PE/EFI image to sign")
+    p.add_argument(
+        "--cert", required=True, metavar="C", help="signing certificate (PEM/DER, + chain) or PKCS#12"
+    )
+    p.add_argument("--key", metavar="K", help="private key (PEM/DER); omit for PKCS#12 or a combined PEM")
+    add_passphrase_options(p, what="the private key or PKCS#12 file")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--append", action="store_true", help="keep existing signatures and add ours")
+    mode.add_argument("--replace", action="store_true", help="drop existing signatures")
+    p.add_argument("-o", "--output", required=True, metavar="OUT", help="signed image (written atomically)")
+    p.set_defaults(func=cmd_sign)
+
+    p = pe_sub.add_parser("verify", help="check every signature; exit 0 when at least one verifies")
+    p.add_argument("file", help="PE/EFI image")
+    p.add_argument(
+        "--cert", metavar="C", help="trusted certificate(s) (PEM bundle or DER) the signer must chain to"
+    )
+    p.set_defaults(func=cmd_verify)
+
+    p = pe_sub.add_parser("list", help="list the embedded signatures")
+    p.add_argument("file", help="PE/EFI image")
+    p.set_defaults(func=cmd_list)
+
+
+def _read_image(path: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise ShieldwrightError(f"cannot read {path}: {exc.strerror or exc}", "check the path") from None
+
+
+def cmd_digest(args: argparse.Namespace) -> int:
+    from app.signing.authenticode import authenticode_digest
+
+    print(authenticode_digest(_read_image(args.file)).hex())
+    return 0
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.resolve() == b.resolve() or (b.exists() and os.path.samefile(a, b))
+    except OSError:
+        return False
+
+
+def cmd_sign(args: argparse.Namespace) -> int:
+    from app.errors import WrongPassphraseError
+    from app.signing.authenticode import sign_pe
+    from app.signing.keys import load_signer
+    from app.signing.output import write_output
+
+    src, out = Path(args.file), Path(args.output)
+    if _same_file(src, out):
+        raise ShieldwrightError(
+            "the output is the input file", "give a different -o path; the input is never modified"
+        )
+    data = _read_image(args.file)
+    passphrase = read_passphrase(args)
+    try:
+        signer = load_signer(args.cert, args.key, passphrase)
+    except WrongPassphraseError:
+        if passphrase is not None:
+            raise
+        passphrase = read_passphrase(args, prompt="Passphrase for the signing key: ")
+        if passphrase is None:
+            raise
+        signer = load_signer(args.cert, args.key, passphrase)
+    mode = "append" if args.append else "replace" if args.replace else "refuse"
+    signed = sign_pe(data, signer, mode=mode, name=args.file)
+    write_output(out, signed, overwrite=True)
+    print(out)
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from app.signing.authenticode import verify_pe
+    from app.signing.keys import load_certificates
+
+    trusted = load_certificates(args.cert) if args.cert else None
+    results = verify_pe(_read_image(args.file), trusted)
+    if not results:
+        print(f"shieldwright: error: {args.file} is not signed", file=sys.stderr)
+        return 1
+    for r in results:
+        who = r.info.subject or "(unknown signer)"
+        status = "OK" if r.valid else "FAILED"
+        detail = "" if r.valid else f": {r.reason}"
+        print(f"signature {r.info.index}: {status:<6} {who}{detail}")
+    if any(r.valid for r in results):
+        if trusted is None:
+            print("note: no --cert given, so no signer was checked against a trusted certificate")
+        return 0
+    against = f" against {args.cert}" if args.cert else ""
+    print(f"shieldwright: error: no signature of {args.file} verifies{against}", file=sys.stderr)
+    return 1
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from app.signing.authenticode import list_signatures
+
+    sigs = list_signatures(_read_image(args.file))
+    if not sigs:
+        print("no signatures")
+        return 0
+    for s in sigs:
+        if s.error:
+            print(f"{s.index}  unreadable: {s.error}")
+            continue
+        match = "digest matches" if s.digest_matches else "DIGEST MISMATCH"
+        when = s.signing_time.isoformat() if s.signing_time else "-"
+        serial = f"{s.serial:x}" if s.serial is not None else "-"
+        print(f"{s.index}  {s.digest_algorithm}  {match}  signed {when}")
+        print(f"   subject {s.subject or '(certificate not embedded)'}")
+        print(f"   issuer  {s.issuer or '-'}  serial {serial}")
+    return 0
