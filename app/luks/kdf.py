@@ -1,0 +1,237 @@
+"""Keyslot KDFs (argon2id, pbkdf2) and a calibration like cryptsetup's ``--iter-time`` benchmark.
+
+Why calibrate at all: a keyslot is only as strong as the work an attacker must do per guessed
+passphrase. cryptsetup picks parameters so that one unlock takes about ``iter_time`` (2 s by default)
+on the machine that formats; we do the same, so our containers are as hard to brute-force as
+cryptsetup's. Tests and callers can bypass calibration with explicit cheap :class:`KdfParams`.
+
+Note: cryptography's Argon2id computes the lanes on one thread, so a calibration here yields a time
+cost that unlocks faster with cryptsetup's 4 threads. That errs on the cheap side for the defender's
+CPU, never on the weak side for the attacker's: memory and lanes are what cryptsetup would choose.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import time
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
+from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
+
+from app.luks.errors import LuksHeaderError, LuksUnsupportedError
+from app.progress import CancelToken
+
+#: cryptsetup's lower limits (lib/crypto_backend/pbkdf_check.c).
+PBKDF2_MIN_ITERATIONS = 1000
+ARGON2_MIN_TIME = 4
+ARGON2_MIN_MEMORY_KIB = 32
+ARGON2_MAX_MEMORY_KIB = 4 * 1024 * 1024
+ARGON2_MAX_PARALLEL = 4
+SALT_SIZE = 32
+
+_HASHES: dict[str, type[hashes.HashAlgorithm]] = {
+    "sha1": hashes.SHA1,
+    "sha256": hashes.SHA256,
+    "sha384": hashes.SHA384,
+    "sha512": hashes.SHA512,
+}
+
+Passphrase = bytes | bytearray | memoryview | str
+
+
+def _salt() -> bytes:
+    return os.urandom(SALT_SIZE)
+
+
+@dataclass
+class KdfParams:
+    """One keyslot's KDF. ``time`` is argon2's time cost, or pbkdf2's iteration count.
+
+    The salt defaults to fresh random bytes; the container code gives every keyslot its own fresh salt
+    anyway (:meth:`with_new_salt`), so a calibrated KdfParams can be reused for several keyslots.
+    """
+
+    type: str
+    time: int
+    memory_kib: int | None = None
+    parallel: int | None = None
+    salt: bytes = field(default_factory=_salt)
+    hash: str = "sha256"  # pbkdf2 only
+
+    def __repr__(self) -> str:  # the salt is not secret, but it is noise in logs
+        if self.type == "pbkdf2":
+            return f"KdfParams(pbkdf2-{self.hash}, iterations={self.time})"
+        mem, par = self.memory_kib, self.parallel
+        return f"KdfParams({self.type}, time={self.time}, memory_kib={mem}, parallel={par})"
+
+    @property
+    def iterations(self) -> int:
+        """pbkdf2's name for :attr:`time`."""
+        return self.time
+
+    @classmethod
+    def pbkdf2(cls, iterations: int, hash: str = "sha256") -> KdfParams:
+        return cls("pbkdf2", iterations, None, None, _salt(), hash)
+
+    @classmethod
+    def argon2id(cls, time: int, memory_kib: int, parallel: int = 4) -> KdfParams:
+        return cls("argon2id", time, memory_kib, parallel, _salt())
+
+    def with_new_salt(self) -> KdfParams:
+        return replace(self, salt=_salt())
+
+    def validate(self) -> None:
+        """Raise :class:`LuksUnsupportedError`/:class:`LuksHeaderError` for parameters we cannot use."""
+        if self.type == "pbkdf2":
+            if self.hash not in _HASHES:
+                raise LuksUnsupportedError(f"pbkdf2 hash {self.hash!r} is not supported")
+            if not 1 <= self.time < 2**32:
+                raise LuksHeaderError(f"pbkdf2 iteration count {self.time} is out of range")
+        elif self.type in ("argon2id", "argon2i"):
+            if self.type == "argon2i":
+                raise LuksUnsupportedError("argon2i keyslots are not supported (argon2id and pbkdf2 are)")
+            if not (1 <= self.time < 2**32):
+                raise LuksHeaderError(f"argon2 time cost {self.time} is out of range")
+            if self.parallel is None or not 1 <= self.parallel <= 16:
+                raise LuksHeaderError("argon2 parallelism is missing or out of range")
+            if self.memory_kib is None or not 8 * self.parallel <= self.memory_kib <= ARGON2_MAX_MEMORY_KIB:
+                raise LuksHeaderError("argon2 memory cost is missing or out of range")
+        else:
+            raise LuksUnsupportedError(f"keyslot KDF {self.type!r} is not supported")
+        if len(self.salt) < 8:
+            raise LuksHeaderError("KDF salt is too short")
+
+    def to_json(self) -> dict[str, Any]:
+        """The keyslot ``kdf`` object as LUKS2 stores it."""
+        salt = base64.b64encode(self.salt).decode()
+        if self.type == "pbkdf2":
+            return {"type": "pbkdf2", "hash": self.hash, "iterations": self.time, "salt": salt}
+        return {
+            "type": self.type,
+            "time": self.time,
+            "memory": self.memory_kib,
+            "cpus": self.parallel,
+            "salt": salt,
+        }
+
+    @classmethod
+    def from_json(cls, obj: dict[str, Any]) -> KdfParams:
+        """Parse a keyslot ``kdf`` object; malformed input is a :class:`LuksHeaderError`."""
+        try:
+            kind = obj["type"]
+            salt = base64.b64decode(obj["salt"], validate=True)
+            if kind == "pbkdf2":
+                params = cls("pbkdf2", _int(obj["iterations"]), None, None, salt, str(obj["hash"]))
+            elif kind in ("argon2i", "argon2id"):
+                params = cls(kind, _int(obj["time"]), _int(obj["memory"]), _int(obj["cpus"]), salt)
+            else:
+                raise LuksUnsupportedError(f"keyslot KDF {kind!r} is not supported")
+        except (KeyError, TypeError, ValueError) as exc:
+            raise LuksHeaderError(f"malformed keyslot KDF: {type(exc).__name__}") from None
+        return params
+
+
+def _int(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError("not an integer")
+    return value
+
+
+def passphrase_bytes(passphrase: Passphrase) -> bytes | bytearray | memoryview:
+    """Passphrases are bytes to LUKS; a ``str`` is taken as UTF-8 (what a terminal sends)."""
+    return passphrase.encode() if isinstance(passphrase, str) else passphrase
+
+
+def derive(params: KdfParams, passphrase: Passphrase, length: int) -> bytearray:
+    """The keyslot key (``length`` bytes) for ``passphrase``. The caller wipes the result."""
+    params.validate()
+    secret = bytes(passphrase_bytes(passphrase))
+    try:
+        if params.type == "pbkdf2":
+            kdf: Argon2id | PBKDF2HMAC = PBKDF2HMAC(_HASHES[params.hash](), length, params.salt, params.time)
+        else:
+            assert params.memory_kib is not None and params.parallel is not None
+            kdf = Argon2id(
+                salt=params.salt,
+                length=length,
+                iterations=params.time,
+                lanes=params.parallel,
+                memory_cost=params.memory_kib,
+            )
+        return bytearray(kdf.derive(secret))
+    except UnsupportedAlgorithm:
+        raise LuksUnsupportedError(f"{params.type} is not available in this OpenSSL") from None
+    except (ValueError, MemoryError):
+        raise LuksHeaderError(f"{params.type} parameters are not usable") from None
+
+
+def physical_memory_kib() -> int:
+    """Installed RAM in KiB (0 when the OS does not say)."""
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // 1024
+    except (ValueError, OSError):
+        return 0
+
+
+def _timed(params: KdfParams) -> float:
+    start = time.perf_counter()
+    derive(params, b"calibration passphrase", 64)
+    return max(time.perf_counter() - start, 1e-6)
+
+
+def calibrate(
+    kind: str,
+    iter_time_ms: int = 2000,
+    max_memory_kib: int = 1048576,
+    parallel: int | None = None,
+    cancel: CancelToken | None = None,
+) -> KdfParams:
+    """KDF parameters that take about ``iter_time_ms`` here, like cryptsetup's benchmark.
+
+    argon2id: memory is fixed at ``max_memory_kib`` (capped at half the RAM) and the time cost found
+    by extrapolating from cheap runs; if even the minimum time cost (4) at that memory is too slow, the
+    memory is reduced instead, as cryptsetup does. pbkdf2: iterations for the target time, at least 1000.
+    ``cancel`` is checked between benchmark runs (one run lasts at most about ``iter_time_ms``).
+    """
+    target = iter_time_ms / 1000.0
+    check = cancel.check if cancel else (lambda: None)
+    if kind == "pbkdf2":
+        iterations = 1000
+        while True:
+            check()
+            elapsed = _timed(KdfParams.pbkdf2(iterations))
+            if elapsed >= min(0.05, target / 4) or iterations >= 1 << 30:
+                break
+            iterations *= 4
+        return KdfParams.pbkdf2(max(PBKDF2_MIN_ITERATIONS, int(iterations * target / elapsed)))
+    if kind != "argon2id":
+        raise LuksUnsupportedError(f"keyslot KDF {kind!r} is not supported", "use argon2id or pbkdf2")
+    parallel = parallel or min(ARGON2_MAX_PARALLEL, os.cpu_count() or 1)
+    ram = physical_memory_kib()
+    memory = min(max_memory_kib, ram // 2 if ram else max_memory_kib, ARGON2_MAX_MEMORY_KIB)
+    memory = max(memory, ARGON2_MIN_MEMORY_KIB, 8 * parallel)
+    # cost ~ time * memory: measure on a small memory first, then at the real memory if affordable
+    probe = min(memory, 65536)
+    check()
+    rate = ARGON2_MIN_TIME * probe / _timed(KdfParams.argon2id(ARGON2_MIN_TIME, probe, parallel))
+    if probe < memory and ARGON2_MIN_TIME * memory / rate <= 1.5 * target:
+        check()
+        rate = ARGON2_MIN_TIME * memory / _timed(KdfParams.argon2id(ARGON2_MIN_TIME, memory, parallel))
+    budget = rate * target  # time * KiB we can afford
+    if budget >= ARGON2_MIN_TIME * memory:
+        return KdfParams.argon2id(max(ARGON2_MIN_TIME, int(budget / memory)), memory, parallel)
+    memory = max(ARGON2_MIN_MEMORY_KIB, 8 * parallel, int(budget / ARGON2_MIN_TIME))
+    return KdfParams.argon2id(ARGON2_MIN_TIME, memory, parallel)
+
+
+def digest_hash(name: str) -> type[hashes.HashAlgorithm]:
+    """The cryptography hash class for a LUKS hash name (digests, pbkdf2)."""
+    try:
+        return _HASHES[name]
+    except KeyError:
+        raise LuksUnsupportedError(f"hash {name!r} is not supported") from None
