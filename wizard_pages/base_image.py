@@ -15,13 +15,10 @@ from PySide6.QtGui import QDragEnterEvent, QDropEvent, QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QFileDialog,
-    QFrame,
     QGridLayout,
     QHBoxLayout,
     QHeaderView,
     QLabel,
-    QListWidget,
-    QListWidgetItem,
     QProgressBar,
     QPushButton,
     QSizePolicy,
@@ -39,6 +36,10 @@ from app.gui.presentation import human_size
 from app.gui.state import WizardState
 from app.gui.tasks import BackgroundTask, TaskRunner
 from app.gui.widgets.disk_layout_bar import DiskLayoutBar, DiskLayoutLegend
+from app.gui.widgets.error_panel import ErrorPanel
+from app.gui.widgets.findings_list import FindingsList
+
+__all__ = ["BaseImagePage", "ErrorPanel"]
 
 log = logging.getLogger(__name__)
 
@@ -50,54 +51,6 @@ def _inspect(path: str) -> DiskLayout:
     from app.disk.layout import inspect_image
 
     return inspect_image(path)
-
-
-class ErrorPanel(QFrame):
-    """An inline error box: icon, one-line message, hint. Hidden until ``show_error``."""
-
-    def __init__(self, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.setObjectName("errorPanel")
-        self.setStyleSheet(
-            "#errorPanel { background: rgba(220, 50, 47, 0.12); border: 1px solid rgba(200, 40, 40, 0.75);"
-            " border-radius: 6px; }"
-        )
-        icon = QLabel(self)
-        icon.setPixmap(self.style().standardIcon(QStyle.StandardPixmap.SP_MessageBoxCritical).pixmap(32, 32))
-        icon.setAlignment(Qt.AlignmentFlag.AlignTop)
-        self.message_label = QLabel(self)
-        self.message_label.setObjectName("errorMessage")
-        font = self.message_label.font()
-        font.setBold(True)
-        self.message_label.setFont(font)
-        self.hint_label = QLabel(self)
-        self.hint_label.setObjectName("errorHint")
-        for label in (self.message_label, self.hint_label):
-            label.setWordWrap(True)
-            label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-            label.setTextFormat(Qt.TextFormat.PlainText)
-        text = QVBoxLayout()
-        text.setSpacing(2)
-        text.addWidget(self.message_label)
-        text.addWidget(self.hint_label)
-        row = QHBoxLayout(self)
-        row.setContentsMargins(10, 8, 10, 8)
-        row.addWidget(icon)
-        row.addLayout(text, 1)
-        self.hide()
-
-    def show_error(self, message: str, hint: str = "") -> None:
-        self.message_label.setText(message)
-        self.hint_label.setText(hint)
-        self.hint_label.setVisible(bool(hint))
-        self.setAccessibleName(self.tr("Error: %1").replace("%1", message))
-        self.setAccessibleDescription(hint)
-        self.show()
-
-    def clear(self) -> None:
-        self.hide()
-        self.message_label.clear()
-        self.hint_label.clear()
 
 
 class BaseImagePage(QWizardPage):
@@ -216,12 +169,7 @@ class BaseImagePage(QWizardPage):
         self.table.selectionModel().currentRowChanged.connect(self._on_table_row_changed)
 
         self.findings_caption = QLabel(self.tr("&Findings"), self)
-        self.findings = QListWidget(self)
-        self.findings.setObjectName("findings")
-        self.findings.setAccessibleName(self.tr("Findings"))
-        self.findings.setWordWrap(True)
-        self.findings.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
-        self.findings.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Maximum)
+        self.findings = FindingsList(self)
         self.findings_caption.setBuddy(self.findings)
         partitions_caption = QLabel(self.tr("&Partitions"), self)
         partitions_caption.setBuddy(self.table)
@@ -365,31 +313,7 @@ class BaseImagePage(QWizardPage):
         self.completeChanged.emit()
 
     def _show_findings(self, layout: DiskLayout | None) -> None:
-        self.findings.clear()
-        style = self.style()
-        icons = {
-            Severity.ERROR: (QStyle.StandardPixmap.SP_MessageBoxCritical, self.tr("Error")),
-            Severity.WARNING: (QStyle.StandardPixmap.SP_MessageBoxWarning, self.tr("Warning")),
-            Severity.INFO: (QStyle.StandardPixmap.SP_MessageBoxInformation, self.tr("Note")),
-        }
-        order = {Severity.ERROR: 0, Severity.WARNING: 1, Severity.INFO: 2}
-        findings = sorted(layout.findings, key=lambda f: order[f.severity]) if layout else []
-        for finding in findings:
-            pixmap, word = icons[finding.severity]
-            item = QListWidgetItem(style.standardIcon(pixmap), finding.message)
-            item.setData(Qt.ItemDataRole.UserRole, str(finding.severity))
-            item.setData(Qt.ItemDataRole.AccessibleTextRole, f"{word}: {finding.message}")
-            item.setToolTip(f"{word}: {finding.message}")
-            self.findings.addItem(item)
-        if layout is not None and not findings:
-            item = QListWidgetItem(
-                style.standardIcon(QStyle.StandardPixmap.SP_DialogApplyButton), self.tr("No problems found.")
-            )
-            self.findings.addItem(item)
-        rows = max(self.findings.count(), 1)
-        row_h = self.findings.sizeHintForRow(0) if self.findings.count() else self.fontMetrics().height() + 6
-        frame = 2 * self.findings.frameWidth()
-        self.findings.setMaximumHeight(min(rows, 5) * row_h + frame + 4)
+        self.findings.set_findings(layout.findings if layout is not None else None)
 
     # -- selection and protection sync ------------------------------------------------------------
 

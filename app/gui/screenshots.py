@@ -2,6 +2,9 @@
 
 Runs offscreen (``QT_QPA_PLATFORM=offscreen`` unless a platform is already chosen), opens IMAGE on
 the Base image page, waits for the inspection, and saves ``OUTDIR/base-image.png`` with QWidget.grab().
+Then it generates a throw-away signing certificate (in a temporary folder, deleted afterwards), loads it
+on the Certificates page for both roles (the catalog reusing the UEFI certificate, the default) and
+saves ``OUTDIR/certificates.png``.
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -58,11 +62,38 @@ def take_screenshots(outdir: Path, image: Path, timeout: float = 60.0) -> list[P
         out = outdir / "base-image.png"
         if not wizard.grab().save(str(out)):
             raise SystemExit(f"screenshots: cannot write {out}")
-        return [out]
+        return [out, _certificates_screenshot(app, wizard, outdir, timeout)]
     finally:
         runner.shutdown()
         wizard.close()
         wizard.deleteLater()
+
+
+def _certificates_screenshot(app: object, wizard: object, outdir: Path, timeout: float) -> Path:
+    from app.gui.wizard import PageId
+    from app.signing import keys
+    from wizard_pages.certificates import Role
+
+    wizard.next()  # type: ignore[attr-defined]
+    page = wizard.certificates_page  # type: ignore[attr-defined]
+    if wizard.currentId() != PageId.CERTIFICATES:  # type: ignore[attr-defined]
+        raise SystemExit("screenshots: the wizard did not move to the Certificates page")
+    with tempfile.TemporaryDirectory(prefix="shieldwright-shot-") as tmp:
+        key = keys.generate_key("rsa2048")
+        cert = keys.generate_self_signed(key, common_name="Example Corp UEFI signing 2026",
+                                         organization="Example Corp", days=3650)  # fmt: skip
+        cert_path = keys.write_certificate(cert, Path(tmp) / "uefi-signing.crt")
+        key_path = keys.write_private_key(key, Path(tmp) / "uefi-signing.key")
+        page.key_directory = Path(tmp)
+        page.load(Role.UEFI, cert_path, key_path)
+        if not _spin_until(app, lambda: not page.is_busy() and page.uefi_box.loaded is not None, timeout):
+            raise SystemExit("screenshots: loading the generated certificate did not finish")
+        page.uefi_box.load_button.setFocus()
+        _spin_until(app, lambda: False, 0.3)
+        out = outdir / "certificates.png"
+        if not wizard.grab().save(str(out)):  # type: ignore[attr-defined]
+            raise SystemExit(f"screenshots: cannot write {out}")
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:

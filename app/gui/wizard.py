@@ -12,6 +12,7 @@ from PySide6.QtWidgets import QFrame, QLabel, QVBoxLayout, QWidget, QWizard
 from app.gui.state import WizardState
 from app.gui.tasks import TaskRunner
 from wizard_pages.base_image import BaseImagePage
+from wizard_pages.certificates import CertificatesPage
 
 __all__ = ["PageId", "ShieldwrightWizard", "StepList", "WizardState"]
 
@@ -119,6 +120,8 @@ class ShieldwrightWizard(QWizard):
 
         self.base_image_page = BaseImagePage(self.state, runner, self)
         self.setPage(PageId.BASE_IMAGE, self.base_image_page)
+        self.certificates_page = CertificatesPage(self.state, runner, self)
+        self.setPage(PageId.CERTIFICATES, self.certificates_page)
         self.setStartId(PageId.BASE_IMAGE)
 
         self.steps = StepList(self)
