@@ -1,0 +1,238 @@
+"""The re-laid-out, encrypted disk as a read-only :class:`DiskImage` computed on the fly.
+
+Why a view and not a writer loop of our own: :func:`app.disk.writers.write_image` already writes any
+``DiskImage`` as sparse raw, dynamic VHDX or fixed VHD with a temp name, fsync and atomic rename, and
+skips holes and zero chunks. Presenting the output disk as a ``DiskImage`` gives encryption all three
+formats in the same single streaming pass, with no intermediate raw file.
+
+Reading byte ``x`` of the view yields the new GPT (primary in front, backup at the new end), a
+partition's bytes copied from the input at its old offset, or - inside an encrypted partition - the
+LUKS2 header area followed by AES-XTS ciphertext of the input's plaintext. Gaps read as zeros.
+``allocated_ranges`` lists the GPT areas, the allocated parts of copied partitions (so their holes stay
+holes) and all of every encrypted partition (ciphertext of zeros is not zeros).
+
+Encryption runs one chunk ahead on a worker thread (AES and NumPy release the GIL), so the next
+chunk is encrypted while ``write_image`` writes this one: on two cores that hides most of the
+write time. The guess is ``write_image``'s own chunking; a wrong guess just costs one wasted chunk.
+
+The ``on_block`` hook sees every byte of the output partitions as it is produced, so a catalog can
+hash protected blocks *as they are written* instead of reading the output again.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+from app.disk.image import DiskImage
+from app.disk.writers import CHUNK as WRITE_CHUNK
+
+if TYPE_CHECKING:  # relayout imports this module to execute plans
+    from app.luks.relayout import PlannedPartition, RelayoutPlan
+
+#: ``on_block(partition_number, offset_in_output_partition, data)``; see :class:`RelaidImage`.
+BlockHook = Callable[[int, int, memoryview], None]
+
+
+class SectorCipher(Protocol):
+    """What encryption needs of :class:`app.luks.xts.XtsCipher`."""
+
+    def encrypt(self, data: bytes, offset: int) -> bytes:
+        """Ciphertext of whole sectors starting at byte ``offset`` of the data segment."""
+        ...
+
+
+@dataclass(frozen=True)
+class PartitionCrypto:
+    """What an encrypted partition is written with: its LUKS2 header area and its data cipher.
+
+    ``header`` is exactly ``plan.data_offset`` bytes (binary headers, JSON, keyslots area);
+    ``cipher`` encrypts the data segment under the volume key that header wraps.
+    """
+
+    header: bytes
+    cipher: SectorCipher
+
+
+@dataclass(frozen=True)
+class _Region:
+    start: int  # output byte offset
+    end: int
+    kind: str  # "bytes" (GPT, LUKS header) | "copy" | "cipher"
+    part: PlannedPartition | None = None
+    data: bytes = b""
+
+
+class RelaidImage(DiskImage):
+    """The output disk of ``plan`` over the input ``src`` (see the module docstring).
+
+    ``gpt_head``/``gpt_tail`` are the first 34 and last 33 sectors of a GPT written for the plan.
+    With ``on_block``, bytes of encrypted partitions must be read exactly once and in order (as
+    ``write_image`` does); anything else raises ``RuntimeError`` rather than feed a catalog wrong
+    hashes. For copied partitions the hook sees what is read in order; skipped holes are zeros.
+    """
+
+    format = "raw"
+    declared_sector_size = 512
+
+    def __init__(
+        self,
+        src: DiskImage,
+        plan: RelayoutPlan,
+        crypto: dict[int, PartitionCrypto],
+        gpt_head: bytes,
+        gpt_tail: bytes,
+        on_block: BlockHook | None = None,
+        readahead: bool = True,
+    ) -> None:
+        super().__init__(src.path)
+        self.src = src
+        self.plan = plan
+        self.virtual_size = plan.disk_size
+        self._crypto = crypto
+        self._on_block = on_block
+        self._next: dict[int, int] = {p.number: 0 for p in plan.encrypted}
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="luks-readahead") if readahead else None
+        self._ahead: tuple[tuple[int, int, int], Future[bytes]] | None = None
+        regions = [_Region(0, len(gpt_head), "bytes", data=gpt_head)]
+        for p in sorted(plan.partitions, key=lambda q: q.first_lba):
+            if p.encrypt:
+                header = crypto[p.number].header
+                if len(header) != p.data_offset:
+                    raise ValueError(f"LUKS2 header area of partition {p.number} is {len(header)} bytes")
+                seg = p.offset + p.data_offset
+                regions.append(_Region(p.offset, seg, "bytes", p, header))
+                regions.append(_Region(seg, p.end, "cipher", p))
+            else:
+                regions.append(_Region(p.offset, p.end, "copy", p))
+        regions.append(_Region(plan.disk_size - len(gpt_tail), plan.disk_size, "bytes", data=gpt_tail))
+        self._regions = regions
+        self._starts = [r.start for r in regions]
+
+    # -- DiskImage -----------------------------------------------------------------------------
+
+    def read(self, offset: int, length: int) -> bytes:
+        self._check_range(offset, length)
+        end = offset + length
+        i = max(0, bisect.bisect_right(self._starts, offset) - 1)
+        pieces: list[tuple[int, bytes]] = []
+        while i < len(self._regions) and self._regions[i].start < end:
+            r = self._regions[i]
+            lo, hi = max(offset, r.start), min(end, r.end)
+            if lo < hi:
+                data = self._read_region(r, lo, hi)
+                if r.part is not None and self._on_block is not None:
+                    self._feed(r.part, lo - r.part.offset, data)
+                pieces.append((lo, data))
+            i += 1
+        if len(pieces) == 1 and pieces[0][0] == offset and len(pieces[0][1]) == length:
+            return pieces[0][1]
+        out = bytearray(length)
+        for lo, data in pieces:
+            out[lo - offset : lo - offset + len(data)] = data
+        return bytes(out)
+
+    def allocated_ranges(self) -> Iterator[tuple[int, int]]:
+        src_ranges = list(self.src.allocated_ranges())
+        src_starts = [s for s, _ in src_ranges]
+        pending: tuple[int, int] | None = None
+        for r in self._regions:
+            for start, length in self._region_ranges(r, src_ranges, src_starts):
+                if pending and pending[0] + pending[1] == start:
+                    pending = (pending[0], pending[1] + length)
+                    continue
+                if pending:
+                    yield pending
+                pending = (start, length)
+        if pending:
+            yield pending
+
+    # -- internals -----------------------------------------------------------------------------
+
+    def _region_ranges(
+        self, r: _Region, src_ranges: list[tuple[int, int]], src_starts: list[int]
+    ) -> Iterator[tuple[int, int]]:
+        if r.kind != "copy":
+            yield (r.start, r.end - r.start)
+            return
+        assert r.part is not None
+        lo, hi = r.part.src_offset, r.part.src_offset + r.part.plaintext_size
+        delta = r.start - lo
+        i = max(0, bisect.bisect_right(src_starts, lo) - 1)
+        while i < len(src_ranges) and src_ranges[i][0] < hi:
+            s, n = src_ranges[i]
+            a, b = max(s, lo), min(s + n, hi)
+            if a < b:
+                yield (a + delta, b - a)
+            i += 1
+
+    def close(self) -> None:
+        """Stop the read-ahead worker. The input image stays open: it belongs to the caller."""
+        self._drain()
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+
+    def _read_region(self, r: _Region, lo: int, hi: int) -> bytes:
+        if r.kind == "bytes":
+            return r.data[lo - r.start : hi - r.start]
+        p = r.part
+        assert p is not None
+        if r.kind == "copy":
+            self._drain()  # the input and the ciphers are used by one thread at a time
+            return self.src.read(p.src_offset + lo - r.start, hi - lo)
+        key = (r.start, lo, hi)
+        data = self._drain(key)
+        if data is None:
+            data = self._encrypt(r, lo, hi)
+        if self._pool is not None and hi < r.end:
+            nxt = min((hi // WRITE_CHUNK + 1) * WRITE_CHUNK, r.end)
+            self._ahead = ((r.start, hi, nxt), self._pool.submit(self._encrypt, r, hi, nxt))
+        return data
+
+    def _drain(self, key: tuple[int, int, int] | None = None) -> bytes | None:
+        """Wait for the pending read-ahead; its bytes if it was for ``key``, else None (errors dropped)."""
+        if self._ahead is None:
+            return None
+        ahead_key, future = self._ahead
+        self._ahead = None
+        if ahead_key == key:
+            return future.result()
+        future.exception()  # wait; a failure for a range nobody asked for is not an error
+        return None
+
+    def _encrypt(self, r: _Region, lo: int, hi: int) -> bytes:
+        """Ciphertext of output bytes [lo, hi) of the data segment ``r``: whole LUKS sectors around them."""
+        p = r.part
+        assert p is not None
+        ss = self.plan.sector_size
+        rel_lo, rel_hi = lo - r.start, hi - r.start
+        a = rel_lo - rel_lo % ss
+        b = min(-(-rel_hi // ss) * ss, p.data_size)
+        n_plain = max(0, min(b, p.plaintext_size) - a)
+        plain = self.src.read(p.src_offset + a, n_plain) if n_plain else b""
+        if len(plain) < b - a:
+            plain += bytes(b - a - len(plain))  # the zero padding up to a whole LUKS sector
+        cipher = self._crypto[p.number].cipher.encrypt(plain, a)
+        if (a, b) == (rel_lo, rel_hi):
+            return bytes(cipher)
+        return bytes(cipher[rel_lo - a : rel_hi - a])
+
+    def _feed(self, p: PlannedPartition, offset: int, data: bytes) -> None:
+        assert self._on_block is not None
+        if p.encrypt:
+            expected = self._next[p.number]
+            if offset != expected:
+                raise RuntimeError(
+                    f"partition {p.number} was read at offset {offset}, expected {expected}: "
+                    "the block hook needs every byte once, in order"
+                )
+            self._next[p.number] = offset + len(data)
+        self._on_block(p.number, offset, memoryview(data))
+
+    def unfed(self) -> list[int]:
+        """Encrypted partitions whose bytes have not all gone through the hook (empty when complete)."""
+        return [p.number for p in self.plan.encrypted if self._next[p.number] != p.size_bytes]
