@@ -47,6 +47,10 @@ class CorruptImageError(ImageError):
     """A container structure (header, BAT, metadata) fails its checksum or is inconsistent."""
 
 
+class OutOfSpaceError(ImageError):
+    """The output filesystem is (or would be) full. Writers raise it after removing their partial file."""
+
+
 class PartitionTableError(ShieldwrightError):
     """The partition table cannot be read or written."""
 

@@ -12,6 +12,7 @@ raw output is sparse and VHDX output only holds blocks with data.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import secrets
 import struct
@@ -22,7 +23,7 @@ from pathlib import Path
 
 from app.disk.formats import vhd, vhdx
 from app.disk.image import DiskImage
-from app.errors import ImageError, UnsupportedImageError
+from app.errors import ImageError, OutOfSpaceError, UnsupportedImageError
 from app.progress import CancelToken, NullProgress, Progress
 
 MiB = 1024 * 1024
@@ -73,6 +74,12 @@ def write_image(
         os.replace(tmp, dst)
     except OSError as exc:
         _unlink_quietly(tmp)
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise OutOfSpaceError(
+                f"not enough space on {dst.parent.resolve()} to write {dst.name} "
+                f"(needs up to {src.virtual_size / 2**30:.2f} GiB)",
+                "free some space or write the output elsewhere; no partial file was left",
+            ) from None
         raise ImageError(
             f"cannot write {dst}: {exc.strerror or exc}", "check free space and permissions of the target"
         ) from None
