@@ -1,0 +1,146 @@
+"""PCR 11 prediction for UKIs, replicating systemd-measure byte for byte (systemd.md §2.2, formats.md §3.4).
+
+Algorithm (src/boot/measure.c ``measure_kernel``/``measure_phase``; the stub's ``measure_sections``):
+start from an all-zero PCR; for each section the stub measures, in the stub's own order (not file order),
+skipping absent and empty ones: extend ``H(name + "\\0")``, then ``H(contents)``, where contents are the
+section's VirtualSize bytes. That is the value when the kernel starts (an initrd without systemd stops
+here: phase path ``""``). systemd's initrd and host then extend ``H(word)`` (UTF-8, no NUL) for each word of
+a phase path ``enter-initrd:leave-initrd:…``; each path starts again from the kernel value.
+
+The measured-section set depends on the stub's version (:mod:`app.boot.stub`): stub 252 measures
+``.linux .osrel .cmdline .initrd .splash .dtb .pcrpkey``, not ``.uname`` or ``.sbat``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Mapping, Sequence
+
+from app.boot.errors import PcrPredictionError
+from app.boot.stub import UNPREDICTABLE, measured_sections
+
+#: TPM 2.0 banks systemd-measure supports, with their digest sizes.
+BANK_SIZES = {"sha1": 20, "sha256": 32, "sha384": 48, "sha512": 64}
+BANKS = tuple(BANK_SIZES)
+#: The kernel value, then systemd-measure's default phase paths (its ``arg_phase`` default).
+DEFAULT_PHASES = (
+    "",
+    "enter-initrd",
+    "enter-initrd:leave-initrd",
+    "enter-initrd:leave-initrd:sysinit",
+    "enter-initrd:leave-initrd:sysinit:ready",
+)
+#: Words systemd-pcrextend measures (ukify's KNOWN_PHASES); others are accepted if they look like words.
+KNOWN_PHASE_WORDS = ("enter-initrd", "leave-initrd", "sysinit", "ready", "shutdown", "final")
+_WORD = re.compile(r"[a-z0-9][a-z0-9._-]*")
+
+
+def _bank(bank: str) -> str:
+    name = bank.lower().replace("-", "")
+    if name not in BANK_SIZES:
+        raise PcrPredictionError(f"unknown PCR bank {bank!r}", f"use one of {', '.join(BANKS)}")
+    return name
+
+
+def zero(bank: str) -> str:
+    """The reset value of a PCR in ``bank`` (all zeros), as hex."""
+    return "00" * BANK_SIZES[_bank(bank)]
+
+
+def extend_digest(bank: str, value_hex: str, digest: bytes) -> str:
+    """TPM2_PCR_Extend: ``H(value || digest)``. ``digest`` must already be a ``bank`` digest (an event's
+    measured hash, e.g. an Authenticode digest for PCR 4)."""
+    bank = _bank(bank)
+    if len(digest) != BANK_SIZES[bank]:
+        raise ValueError(f"a {bank} digest is {BANK_SIZES[bank]} bytes, not {len(digest)}")
+    value = bytes.fromhex(value_hex)
+    if len(value) != BANK_SIZES[bank]:
+        raise ValueError(f"a {bank} PCR value is {BANK_SIZES[bank]} bytes, not {len(value)}")
+    return hashlib.new(bank, value + digest).hexdigest()
+
+
+def extend(bank: str, value_hex: str, data: bytes) -> str:
+    """Measure ``data``: extend ``H(data)`` into ``value_hex`` (how the stub and pcrextend measure)."""
+    bank = _bank(bank)
+    return extend_digest(bank, value_hex, hashlib.new(bank, data).digest())
+
+
+def normalize_phase(path: str) -> str:
+    """systemd-measure's ``normalize_phase``: drop empty words, so ``":"`` and ``""`` both mean no phase."""
+    words = [w for w in path.split(":") if w]
+    for w in words:
+        if not _WORD.fullmatch(w):
+            raise PcrPredictionError(f"bad boot phase word {w!r} in {path!r}",
+                                     f"phase words are e.g. {', '.join(KNOWN_PHASE_WORDS)}")  # fmt: skip
+    return ":".join(words)
+
+
+def pcr11_from_sections(
+    sections: Mapping[str, bytes],
+    order: Sequence[str],
+    *,
+    banks: Sequence[str] = ("sha256",),
+    phases: Sequence[str] = DEFAULT_PHASES,
+) -> dict[str, dict[str, str]]:
+    """PCR 11 per bank and phase path, measuring ``sections`` (name → mapped bytes) in ``order``.
+
+    Sections not in ``order`` are not measured; empty ones are skipped, as the stub does.
+    """
+    paths = [normalize_phase(p) for p in phases]
+    result: dict[str, dict[str, str]] = {}
+    for bank in dict.fromkeys(_bank(b) for b in banks):
+        value = zero(bank)
+        for name in order:
+            contents = sections.get(name)
+            if not contents:
+                continue
+            value = extend(bank, value, name.encode() + b"\0")
+            value = extend(bank, value, contents)
+        per_phase: dict[str, str] = {}
+        for path in paths:
+            v = value
+            for word in path.split(":") if path else ():
+                v = extend(bank, v, word.encode())
+            per_phase[path] = v
+        result[bank] = per_phase
+    return result
+
+
+def predict_pcr11(
+    uki,
+    banks: Sequence[str] = ("sha256",),
+    phases: Sequence[str] = DEFAULT_PHASES,
+    *,
+    stub_version: str | None = None,
+) -> dict[str, dict[str, str]]:
+    """PCR 11 after the UKI's stub runs (phase ``""``) and after each phase path, per bank.
+
+    ``uki`` is the UKI's bytes or an :class:`app.boot.uki.UkiInfo`. The measured sections follow the
+    stub's version as found in the UKI, or ``stub_version`` when given (for vendor builds that backport).
+    """
+    from app.boot.peimage import read_pe
+    from app.boot.uki import UkiInfo, inspect_uki
+
+    info = uki if isinstance(uki, UkiInfo) else inspect_uki(bytes(uki))
+    if stub_version is None:
+        if info.stub is None or info.stub.kind != "systemd-stub":
+            raise PcrPredictionError(
+                "cannot tell which sections this UKI's stub measures: it has no systemd-stub version marker",
+                "give the stub's systemd version explicitly",
+            )
+        stub_version = info.stub.version
+    order = measured_sections(stub_version)
+    pe = read_pe(info.data)
+    names = [s.name for s in pe.sections]
+    for name in order:
+        if names.count(name) > 1:
+            raise PcrPredictionError(f"the UKI has {names.count(name)} {name} sections",
+                                     "a UKI has each measured section once")  # fmt: skip
+        if name in UNPREDICTABLE and name in names:
+            raise PcrPredictionError(
+                f"the UKI has a {name} section, whose measurement depends on the machine it boots on",
+                "PCR 11 prediction supports UKIs without profiles, automatic DTBs, HWIDs and firmware",
+            )
+    sections = {s.name: pe.data_of(s) for s in pe.sections if s.name in order}
+    return pcr11_from_sections(sections, order, banks=banks, phases=phases)
