@@ -1,0 +1,378 @@
+"""Boot a disk image in QEMU on real UEFI firmware (OVMF) with a software TPM (swtpm); capture the console.
+
+Why it exists: the only proof that a signed UKI, a shim fallback CSV or an exported template really boots
+under Secure Boot — and that the PCR values we predicted are what a TPM really measures — is to boot it on
+the real firmware. Tests use it for the UKI (issue 4) and later for the exported template; the product can
+use it for a "test boot" of what it built. It is Qt-free, needs no root, and leaves nothing running.
+
+What one :func:`boot` does:
+
+1. Start a fresh **swtpm** (TPM 2.0) as a child process, unless the caller passes a TPM state directory to
+   keep (a vTPM whose SRK something was sealed to). A new state is manufactured with
+   ``swtpm_setup --tpm2 --tpm-state ABS --pcr-banks sha256 --config /dev/null`` (~0.6 s; ``--config
+   /dev/null`` skips EK certificates and never reads the user's config). It runs as
+   ``swtpm socket --tpm2 --tpmstate dir=ABS --ctrl type=unixio,fd=N --log file=ABS,level=20``, where N is
+   a unix socket this module has already bound and put in listen mode (QEMU connects to its path).
+   swtpm wants **absolute** paths; a unix socket path must stay under 108 bytes, so the runtime directory is
+   a short ``mkdtemp`` under the system temp directory, not the (long) pytest temp path.
+2. Copy the firmware's VARS template (the firmware writes to its variable store; the template must stay
+   pristine, and every boot starts from the same enrolled keys).
+3. Run ``qemu-system-x86_64``; the flags that work here (QEMU 7.2, Debian 12 ``ovmf`` 2022.11)::
+
+       -accel tcg -cpu max -m 512 -smp 1
+       -machine q35,smm=on -global ICH9-LPC.disable_s3=1
+       -global driver=cfi.pflash01,property=secure,value=on
+       -drive if=pflash,format=raw,unit=0,readonly=on,file=OVMF_CODE_4M.secboot.fd
+       -drive if=pflash,format=raw,unit=1,file=<copy of OVMF_VARS_4M.snakeoil.fd>
+       -chardev socket,id=chrtpm,path=<swtpm ctrl socket>
+       -tpmdev emulator,id=tpm0,chardev=chrtpm -device tpm-tis,tpmdev=tpm0
+       -drive file=<disk>,format=raw,if=virtio,snapshot=on
+       -nodefaults -display none -no-reboot -serial file:<console>
+
+   * ``smm=on`` + the pflash ``secure`` property: the Secure Boot CODE build keeps its variable store behind
+     SMM, and ``secure=on`` lets only SMM code write the flash — otherwise the guest OS could rewrite db
+     itself, and Secure Boot would prove nothing. (Observed here: QEMU 7.2 with Debian's secboot CODE but
+     *without* the two still boots and still refuses unsigned images; we keep them, as libvirt and mkosi do,
+     because that is the configuration whose guarantees we claim.)
+   * ``-accel tcg -cpu max``: in our build sandbox ``/dev/kvm`` exists but KVM guests hang, so TCG is the
+     default. Under TCG on a 2-core host, a signed 15 MiB UKI (Debian cloud kernel + busybox initrd that
+     prints PCRs and powers off) takes **10-15 s** wall time: the firmware hands over at 6-10 s (loading
+     and verifying the UKI is most of it), the kernel banner follows ~1.5 s later, /init ~2 s after that.
+     A refused image is reported at ~5 s and the run ends at ~6-10 s.
+   * ``-no-reboot`` turns the guest's ``poweroff -f`` — and a ``panic=-1`` kernel panic, and a firmware reset
+     — into QEMU exiting, so a run ends by itself; ``-nodefaults -display none`` leaves no monitor or VGA,
+     and the serial console goes to a file this module tails.
+   * ``snapshot=on``: writes go to a throw-away overlay, so the image under test is never modified.
+4. Tail the console file every 0.1 s. The run ends when QEMU exits (the guest powered off), when a
+   ``stop_on`` text appears, when the firmware says it has nothing left to boot, on ``timeout``, or on
+   cancel. QEMU and swtpm are killed and the runtime directory removed in every case.
+
+What OVMF prints when Secure Boot refuses an image (unsigned, or signed by a key not in db), on the serial
+console, ~5 s into the boot under TCG — and then it waits for a key press forever, hence the stop text::
+
+    BdsDxe: loading Boot0001 "UEFI Non-Block Boot Device" from PciRoot(0x0)/Pci(0x1,0x0)
+    BdsDxe: failed to load Boot0001 "UEFI Non-Block Boot Device" from PciRoot(0x0)/Pci(0x1,0x0): Access Denied
+    BdsDxe: loading Boot0002 "EFI Internal Shell" from Fv(...)/FvFile(...)
+    BdsDxe: failed to start Boot0002 "EFI Internal Shell" from Fv(...)/FvFile(...): Security Violation
+    BdsDxe: No bootable option or device was found.
+    BdsDxe: Press any key to enter the Boot Manager Menu.
+
+(The built-in shell is refused too: the Secure Boot build will not start it.) The disk's boot option is the
+one refused with ``Access Denied``; :attr:`BootResult.refusals` lists such lines.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from app.errors import ShieldwrightError
+from app.progress import CancelToken
+from app.tools import require_tool, run_tool
+
+MiB = 1024 * 1024
+
+#: Debian 12 ``ovmf`` files (package ``ovmf``): the 4 MiB builds, the only ones trixie still ships.
+OVMF_DIR = Path("/usr/share/OVMF")
+#: Debian's snakeoil test key pair, enrolled as PK, KEK and db in ``OVMF_VARS_4M.snakeoil.fd``.
+SNAKEOIL_CERT = Path("/usr/share/ovmf/PkKek-1-snakeoil.pem")
+SNAKEOIL_KEY = Path("/usr/share/ovmf/PkKek-1-snakeoil.key")
+SNAKEOIL_PASSPHRASE = b"snakeoil"
+
+#: The firmware's last words when every boot option failed; it then waits for a key press forever.
+FIRMWARE_NO_BOOT_OPTION = "BdsDxe: No bootable option or device was found."
+#: A boot option Secure Boot refused: ``BdsDxe: failed to load Boot0001 "..." from ...: Access Denied``.
+_REFUSAL = re.compile(
+    r"^BdsDxe: failed to (?:load|start) (Boot[0-9A-Fa-f]{4}) .*: (Access Denied|Security Violation)$"
+)
+#: The firmware handing over to a loaded image, and the kernel's first console line: timing milestones.
+FIRMWARE_STARTING_IMAGE = "BdsDxe: starting Boot"
+KERNEL_BANNER = "Linux version "
+
+#: ESC [ ... final-byte (cursor movement, clear screen) and the odd ESC = / ESC ( the firmware emits.
+_ANSI = re.compile(r"\x1b\[[0-9;=?]*[A-Za-z]|\x1b[()][A-Za-z0-9]|\x1b[=>]")
+#: sun_path is 108 bytes including the NUL.
+_MAX_SOCKET_PATH = 107
+
+
+@dataclass(frozen=True)
+class Firmware:
+    """An OVMF build: the read-only CODE image and the VARS template each boot starts from a copy of."""
+
+    code: Path
+    vars_template: Path
+    secure_boot: bool
+    description: str
+
+    @classmethod
+    def snakeoil(cls) -> Firmware:
+        """Secure Boot on, Debian's snakeoil certificate as PK, KEK and db: sign with :data:`SNAKEOIL_KEY`."""
+        return cls(
+            OVMF_DIR / "OVMF_CODE_4M.secboot.fd",
+            OVMF_DIR / "OVMF_VARS_4M.snakeoil.fd",
+            True,
+            "OVMF Secure Boot, snakeoil keys",
+        )
+
+    @classmethod
+    def microsoft(cls) -> Firmware:
+        """Secure Boot on, Microsoft's keys enrolled (as in a cloud VM): boots a Microsoft-signed shim."""
+        return cls(
+            OVMF_DIR / "OVMF_CODE_4M.secboot.fd",
+            OVMF_DIR / "OVMF_VARS_4M.ms.fd",
+            True,
+            "OVMF Secure Boot, Microsoft keys",
+        )
+
+    @classmethod
+    def insecure(cls) -> Firmware:
+        """No Secure Boot (empty variable store): boots anything; measured boot still works."""
+        return cls(
+            OVMF_DIR / "OVMF_CODE_4M.fd", OVMF_DIR / "OVMF_VARS_4M.fd", False, "OVMF without Secure Boot"
+        )
+
+    def check(self) -> None:
+        for path in (self.code, self.vars_template):
+            if not path.is_file():
+                raise ShieldwrightError(f"{path} is not installed", "run `make setup` (package ovmf)")
+
+
+@dataclass(frozen=True)
+class BootResult:
+    """What one boot showed. ``console`` is the serial output as text (CR and terminal escapes removed).
+
+    ``ended``: ``"exited"`` — QEMU exited by itself (guest powered off, or reset with ``-no-reboot``);
+    ``"stop"`` — a ``stop_on`` text appeared (``stopped_by`` says which); ``"no-boot-option"`` — the firmware
+    ran out of boot options; ``"timeout"``. ``seen`` maps each watched text (``stop_on`` and the milestones
+    :data:`FIRMWARE_STARTING_IMAGE`, :data:`KERNEL_BANNER`, :data:`FIRMWARE_NO_BOOT_OPTION`) to the seconds
+    after QEMU started when it first appeared — how we know what a boot costs.
+    """
+
+    console: str
+    ended: str
+    elapsed: float
+    stopped_by: str | None = None
+    seen: dict[str, float] = field(default_factory=dict)
+    qemu_stderr: str = ""
+
+    @property
+    def refusals(self) -> list[str]:
+        """The firmware's "failed to load/start BootXXXX ...: Access Denied / Security Violation" lines."""
+        return [line.strip() for line in self.console.splitlines() if _REFUSAL.match(line.strip())]
+
+    @property
+    def secure_boot_refused(self) -> bool:
+        """True when the firmware refused a boot option with Access Denied (a Secure Boot signature failure).
+
+        ``Security Violation`` alone does not count: OVMF's Secure Boot build answers that for its own
+        built-in shell on every boot that reaches it, whatever happened to the disk.
+        """
+        return any(line.endswith(": Access Denied") for line in self.refusals)
+
+    def tail(self, chars: int = 3000) -> str:
+        """The end of the console, for assertion messages."""
+        return self.console[-chars:]
+
+
+def console_text(raw: bytes) -> str:
+    """Serial bytes as plain text: UTF-8 (errors replaced), CRLF → LF, terminal escapes removed."""
+    text = raw.decode("utf-8", errors="replace").replace("\r\n", "\n").replace("\r", "\n")
+    return _ANSI.sub("", text)
+
+
+def make_esp_image(path: Path, files: dict[str, bytes], *, cancel: CancelToken | None = None) -> Path:
+    """A FAT image at ``path`` holding ``files`` (``"EFI/BOOT/BOOTX64.EFI"`` → bytes), for :func:`boot`.
+
+    OVMF boots a whole-disk FAT filesystem (no partition table) as a removable medium, running
+    ``\\EFI\\BOOT\\BOOTX64.EFI`` — the least that exercises the firmware's Secure Boot check. Built with
+    ``mkfs.vfat`` and mtools on a plain file: no mount, no root. The size is the data plus 50 % and 4 MiB,
+    so mkfs picks FAT12/16 for small payloads; OVMF reads either.
+    """
+    cancel = cancel or CancelToken()
+    payload = sum(len(data) for data in files.values())
+    size = (payload * 3 // 2 + 4 * MiB + MiB - 1) // MiB * MiB
+    with open(path, "wb") as f:
+        f.truncate(size)
+    env = {"MTOOLS_SKIP_CHECK": "1", "MTOOLSRC": os.devnull}
+    run_tool("mkfs.vfat", "-n", "ESP", path, cancel=cancel)
+    staging = Path(tempfile.mkdtemp(prefix=".esp-", dir=path.parent))
+    try:
+        made: set[str] = set()
+        for name, data in files.items():
+            parts = name.strip("/").split("/")
+            for depth in range(1, len(parts)):
+                folder = "/".join(parts[:depth])
+                if folder not in made:
+                    run_tool("mmd", "-i", path, f"::/{folder}", cancel=cancel, env=env)
+                    made.add(folder)
+            src = staging / "file"
+            src.write_bytes(data)
+            run_tool("mcopy", "-i", path, "-o", src, f"::/{'/'.join(parts)}", cancel=cancel, env=env)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return path
+
+
+def boot(
+    disk: Path,
+    *,
+    firmware: Firmware | None = None,
+    tpm: bool = True,
+    tpm_state: Path | None = None,
+    pcr_banks: Sequence[str] = ("sha256",),
+    stop_on: Sequence[str] = (),
+    timeout: float = 120.0,
+    memory_mib: int = 512,
+    disk_format: str = "raw",
+    accel: str = "tcg",
+    cancel: CancelToken | None = None,
+) -> BootResult:
+    """Boot ``disk`` (attached as virtio-blk, ``snapshot=on``) and return the console. See the module doc.
+
+    ``tpm_state``: keep the vTPM in this directory (manufactured there on first use with ``pcr_banks``);
+    without it a fresh vTPM lives in the runtime directory and is gone afterwards. ``stop_on``: texts after
+    which there is nothing more to learn (the run is cut short there). Infrastructure failures (a tool
+    missing, swtpm or QEMU failing to start) raise :class:`ShieldwrightError`; what the guest did — boot,
+    refusal, hang — is in the :class:`BootResult`, never an exception.
+    """
+    firmware = firmware or Firmware.snakeoil()
+    cancel = cancel or CancelToken()
+    firmware.check()
+    qemu_bin = require_tool("qemu-system-x86_64")
+    disk = Path(disk).resolve()
+    if not disk.is_file():
+        raise ShieldwrightError(f"{disk} does not exist", "give a disk image file")
+    runtime = Path(tempfile.mkdtemp(prefix="sw-vm-")).resolve()
+    swtpm: subprocess.Popen[bytes] | None = None
+    qemu: subprocess.Popen[bytes] | None = None
+    try:
+        vars_copy = runtime / "vars.fd"
+        shutil.copyfile(firmware.vars_template, vars_copy)
+        argv = [
+            qemu_bin, "-accel", accel, "-cpu", "max", "-m", str(memory_mib), "-smp", "1",
+            "-machine", "q35,smm=on", "-global", "ICH9-LPC.disable_s3=1",
+            "-global", "driver=cfi.pflash01,property=secure,value=on",
+            "-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={firmware.code}",
+            "-drive", f"if=pflash,format=raw,unit=1,file={vars_copy}",
+            "-drive", f"file={disk},format={disk_format},if=virtio,snapshot=on",
+            "-nodefaults", "-display", "none", "-no-reboot",
+            "-serial", f"file:{runtime / 'console.log'}",
+        ]  # fmt: skip
+        if tpm:
+            state = Path(tpm_state).resolve() if tpm_state is not None else runtime / "tpm"
+            swtpm, tpm_socket = _start_swtpm(state, runtime, pcr_banks, cancel)
+            argv += [
+                "-chardev", f"socket,id=chrtpm,path={tpm_socket}",
+                "-tpmdev", "emulator,id=tpm0,chardev=chrtpm", "-device", "tpm-tis,tpmdev=tpm0",
+            ]  # fmt: skip
+        stderr_path = runtime / "qemu.stderr"
+        with open(stderr_path, "wb") as stderr:
+            qemu = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=stderr, stderr=stderr)
+        result = _watch(qemu, runtime / "console.log", stderr_path, stop_on, timeout, cancel)
+        if result.ended == "exited" and qemu.returncode != 0 and not result.console:
+            last = (result.qemu_stderr.strip().splitlines() or [f"exit status {qemu.returncode}"])[-1]
+            swtpm_err = runtime / "swtpm.stderr"
+            said = swtpm_err.read_text(errors="replace").strip() if swtpm_err.exists() else ""
+            hint = f"swtpm said: {said.splitlines()[-1]}" if said else "check the QEMU and swtpm installation"
+            raise ShieldwrightError(f"qemu-system-x86_64 failed: {last}", hint)
+        return result
+    finally:
+        for proc in (qemu, swtpm):
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+            if proc is not None:
+                proc.wait()
+        shutil.rmtree(runtime, ignore_errors=True)
+
+
+def _start_swtpm(
+    state: Path, runtime: Path, pcr_banks: Sequence[str], cancel: CancelToken
+) -> tuple[subprocess.Popen[bytes], Path]:
+    """Manufacture the vTPM in ``state`` if it is new, then start swtpm on a control socket we bound.
+
+    Binding and listening here and handing swtpm the descriptor (``--ctrl type=unixio,fd=N``, as mkosi
+    does) means the socket accepts connections before QEMU starts: no polling for the socket file, no race
+    between swtpm's bind and listen.
+    """
+    swtpm_bin = require_tool("swtpm")
+    path = runtime / "swtpm.sock"
+    if len(str(path)) > _MAX_SOCKET_PATH:
+        raise ShieldwrightError(
+            f"the swtpm socket path {path} is too long for a unix socket", "set TMPDIR to a short directory"
+        )
+    state.mkdir(parents=True, exist_ok=True)
+    if not any(state.glob("tpm2-*.permall")):
+        run_tool(
+            "swtpm_setup", "--tpm2", "--tpm-state", state, "--pcr-banks", ",".join(pcr_banks),
+            "--config", os.devnull, cancel=cancel, hint="check the swtpm installation (package swtpm-tools)",
+        )  # fmt: skip
+    cancel.check()
+    log = runtime / "swtpm.log"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as listener:
+        listener.bind(str(path))
+        listener.listen(1)
+        fd = listener.fileno()
+        # stdout/stderr to a file, not a pipe nobody drains while the guest runs.
+        with open(runtime / "swtpm.stderr", "wb") as stderr:
+            proc = subprocess.Popen(
+                [swtpm_bin, "socket", "--tpm2", "--tpmstate", f"dir={state}",
+                 "--ctrl", f"type=unixio,fd={fd}", "--log", f"file={log},level=20"],
+                stdin=subprocess.DEVNULL, stdout=stderr, stderr=stderr, pass_fds=(fd,),
+            )  # fmt: skip
+    return proc, path
+
+
+def _watch(
+    qemu: subprocess.Popen[bytes],
+    console_path: Path,
+    stderr_path: Path,
+    stop_on: Sequence[str],
+    timeout: float,
+    cancel: CancelToken,
+) -> BootResult:
+    """Tail the console until QEMU exits, a stop text appears, the firmware gives up, or time runs out."""
+    start = time.monotonic()
+    watched = [*stop_on, FIRMWARE_NO_BOOT_OPTION, FIRMWARE_STARTING_IMAGE, KERNEL_BANNER]
+    seen: dict[str, float] = {}
+    raw = b""
+    ended, stopped_by = "timeout", None
+    while True:
+        exited = qemu.poll() is not None  # read the console *after* this, so nothing printed is missed
+        if console_path.exists():
+            with open(console_path, "rb") as f:
+                f.seek(len(raw))
+                raw += f.read()
+        text = console_text(raw)
+        now = time.monotonic() - start
+        for marker in watched:
+            if marker not in seen and marker in text:
+                seen[marker] = round(now, 1)
+        hit = next((m for m in stop_on if m in text), None)
+        if exited:
+            ended = "exited"
+        elif hit is not None:
+            ended, stopped_by = "stop", hit
+        elif FIRMWARE_NO_BOOT_OPTION in text:
+            ended = "no-boot-option"
+        elif now > timeout:
+            ended = "timeout"
+        elif cancel.cancelled:
+            qemu.kill()
+            cancel.check()
+        else:
+            time.sleep(0.1)
+            continue
+        break
+    if qemu.poll() is None:
+        qemu.kill()
+    qemu.wait()
+    stderr = stderr_path.read_bytes().decode(errors="replace") if stderr_path.exists() else ""
+    return BootResult(text, ended, round(time.monotonic() - start, 1), stopped_by, seen, stderr)
