@@ -4,7 +4,12 @@ Runs offscreen (``QT_QPA_PLATFORM=offscreen`` unless a platform is already chose
 the Base image page, waits for the inspection, and saves ``OUTDIR/base-image.png`` with QWidget.grab().
 Then it generates a throw-away signing certificate (in a temporary folder, deleted afterwards), loads it
 on the Certificates page for both roles (the catalog reusing the UEFI certificate, the default) and
-saves ``OUTDIR/certificates.png``.
+saves ``OUTDIR/certificates.png``. On the Boot image page it builds a UKI from the image's kernel, signed
+with that certificate, and saves ``OUTDIR/boot-image.png`` (sections, PCR 11 prediction, signer).
+Last it moves to the Encryption page (the protected partitions selected,
+a generated passphrase, the KDF calibrated for real on this machine) and saves ``OUTDIR/encryption.png``.
+Then, on the Signature catalog page, it computes and verifies the catalog of the protected partitions
+(catalog-only, the real engine) and saves ``OUTDIR/catalog.png``.
 """
 
 from __future__ import annotations
@@ -62,7 +67,11 @@ def take_screenshots(outdir: Path, image: Path, timeout: float = 60.0) -> list[P
         out = outdir / "base-image.png"
         if not wizard.grab().save(str(out)):
             raise SystemExit(f"screenshots: cannot write {out}")
-        return [out, _certificates_screenshot(app, wizard, outdir, timeout)]
+        shots = [out, _certificates_screenshot(app, wizard, outdir, timeout)]
+        shots.append(_boot_image_screenshot(app, wizard, outdir, timeout))
+        shots.append(_encryption_screenshot(app, wizard, outdir, timeout))
+        shots.append(_catalog_screenshot(app, wizard, outdir, timeout))
+        return shots
     finally:
         runner.shutdown()
         wizard.close()
@@ -93,6 +102,75 @@ def _certificates_screenshot(app: object, wizard: object, outdir: Path, timeout:
         out = outdir / "certificates.png"
         if not wizard.grab().save(str(out)):  # type: ignore[attr-defined]
             raise SystemExit(f"screenshots: cannot write {out}")
+    return out
+
+
+def _boot_image_screenshot(app: object, wizard: object, outdir: Path, timeout: float) -> Path:
+    """The Boot image page after building a UKI from the image's kernel, signed with the generated cert."""
+    from app.gui.wizard import PageId
+
+    wizard.setCurrentId(PageId.BOOT_IMAGE)  # type: ignore[attr-defined]  # initializes it, like Next
+    page = wizard.boot_image_page  # type: ignore[attr-defined]
+    if wizard.currentId() != PageId.BOOT_IMAGE:  # type: ignore[attr-defined]
+        raise SystemExit("screenshots: the wizard did not move to the Boot image page")
+    if not _spin_until(app, lambda: not page.is_busy(), timeout):
+        raise SystemExit("screenshots: looking for the image's kernels did not finish")
+    page.build()
+    if not _spin_until(app, lambda: not page.is_busy(), timeout):
+        raise SystemExit("screenshots: building the UKI did not finish")
+    if page.error_panel.isVisible() or not page.isComplete():
+        raise SystemExit(f"screenshots: building the UKI failed: {page.error_panel.message_label.text()}")
+    page.build_button.setFocus()
+    _spin_until(app, lambda: False, 0.3)
+    out = outdir / "boot-image.png"
+    if not wizard.grab().save(str(out)):  # type: ignore[attr-defined]
+        raise SystemExit(f"screenshots: cannot write {out}")
+    return out
+
+
+def _encryption_screenshot(app: object, wizard: object, outdir: Path, timeout: float) -> Path:
+    from app.gui.wizard import PageId
+
+    wizard.setCurrentId(PageId.ENCRYPTION)  # type: ignore[attr-defined]  # initializes it, like Next
+    page = wizard.encryption_page  # type: ignore[attr-defined]
+    if wizard.currentId() != PageId.ENCRYPTION:  # type: ignore[attr-defined]
+        raise SystemExit("screenshots: the wizard did not move to the Encryption page")
+    if not _spin_until(app, lambda: not page.is_calibrating(), timeout):
+        raise SystemExit("screenshots: the KDF calibration did not finish")
+    if not page.choice.kdf_ready:
+        raise SystemExit(f"screenshots: calibration failed: {page.params_value.text()}")
+    root = next((n for n in sorted(page.choice.partitions) if page.option(n).partition.role == "root"), None)
+    item = page.item(root) if root is not None else None
+    if item is not None:
+        page.tree.setCurrentItem(item)
+    page.tree.setFocus()
+    _spin_until(app, lambda: False, 0.3)
+    out = outdir / "encryption.png"
+    if not wizard.grab().save(str(out)):  # type: ignore[attr-defined]
+        raise SystemExit(f"screenshots: cannot write {out}")
+    return out
+
+
+def _catalog_screenshot(app: object, wizard: object, outdir: Path, timeout: float) -> Path:
+    """The Signature catalog page after computing (catalog-only) and verifying the catalog for real."""
+    from app.gui.wizard import PageId
+
+    wizard.setCurrentId(PageId.CATALOG)  # type: ignore[attr-defined]  # initializes it, like Next
+    page = wizard.catalog_page  # type: ignore[attr-defined]
+    if wizard.currentId() != PageId.CATALOG:  # type: ignore[attr-defined]
+        raise SystemExit("screenshots: the wizard did not move to the Signature catalog page")
+    page.name_edit.setText("Demo web server")
+    for step in (page.compute, page.verify):
+        step()
+        if not _spin_until(app, lambda: not page.is_busy(), timeout):
+            raise SystemExit(f"screenshots: {step.__name__} on the catalog page did not finish")
+        if page.error_panel.isVisible():
+            raise SystemExit(f"screenshots: catalog {step.__name__}: {page.error_panel.message_label.text()}")
+    page.verify_button.setFocus()
+    _spin_until(app, lambda: False, 0.3)
+    out = outdir / "catalog.png"
+    if not wizard.grab().save(str(out)):  # type: ignore[attr-defined]
+        raise SystemExit(f"screenshots: cannot write {out}")
     return out
 
 

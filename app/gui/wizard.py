@@ -12,7 +12,10 @@ from PySide6.QtWidgets import QFrame, QLabel, QVBoxLayout, QWidget, QWizard
 from app.gui.state import WizardState
 from app.gui.tasks import TaskRunner
 from wizard_pages.base_image import BaseImagePage
+from wizard_pages.boot_image import BootImagePage
+from wizard_pages.catalog import CatalogPage
 from wizard_pages.certificates import CertificatesPage
+from wizard_pages.encryption import EncryptionPage
 
 __all__ = ["PageId", "ShieldwrightWizard", "StepList", "WizardState"]
 
@@ -22,7 +25,7 @@ class PageId(IntEnum):
 
     BASE_IMAGE = 10
     CERTIFICATES = 20
-    BOOT_FILES = 30
+    BOOT_IMAGE = 30
     PCR_POLICY = 40
     ENCRYPTION = 50
     CATALOG = 60
@@ -40,7 +43,7 @@ def step_titles() -> dict[PageId, str]:
     return {
         PageId.BASE_IMAGE: tr("Base image"),
         PageId.CERTIFICATES: tr("Certificates"),
-        PageId.BOOT_FILES: tr("Boot files"),
+        PageId.BOOT_IMAGE: tr("Boot image"),
         PageId.PCR_POLICY: tr("PCR policy"),
         PageId.ENCRYPTION: tr("Encryption"),
         PageId.CATALOG: tr("Signature catalog"),
@@ -122,6 +125,13 @@ class ShieldwrightWizard(QWizard):
         self.setPage(PageId.BASE_IMAGE, self.base_image_page)
         self.certificates_page = CertificatesPage(self.state, runner, self)
         self.setPage(PageId.CERTIFICATES, self.certificates_page)
+        self.boot_image_page = BootImagePage(self.state, runner, self)
+        self.setPage(PageId.BOOT_IMAGE, self.boot_image_page)
+        # PCR policy (id 40) is not built yet; QWizard goes by id order.
+        self.encryption_page = EncryptionPage(self.state, runner, self)
+        self.setPage(PageId.ENCRYPTION, self.encryption_page)
+        self.catalog_page = CatalogPage(self.state, runner, self)
+        self.setPage(PageId.CATALOG, self.catalog_page)
         self.setStartId(PageId.BASE_IMAGE)
 
         self.steps = StepList(self)
@@ -139,4 +149,7 @@ class ShieldwrightWizard(QWizard):
     def done(self, result: int) -> None:
         # Closing the wizard stops whatever it started; the application shuts the executor down.
         self.runner.cancel_all()
+        # The LUKS passphrase and recovery key live only as long as the wizard (best effort wipe).
+        self.encryption_page.clear_secrets()
+        self.state.clear_secrets()
         super().done(result)

@@ -1,0 +1,228 @@
+"""The predicted PCR 11 values of a UKI, per boot phase, for one PCR bank at a time.
+
+Pure presentation of ``predict_pcr11``'s result ``{bank: {phase_path: hex}}``: the widget never hashes.
+Values are monospace and middle-elided (the full value is in the tooltip); Ctrl+C or the context menu
+copies the full values of the selected rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QAction, QFontDatabase, QGuiApplication, QKeySequence, QPalette
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QComboBox,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+#: Banks in the order offered; sha256 first (what TPM2 policies use).
+BANKS = ("sha256", "sha1", "sha384", "sha512")
+BANK_LABELS = {"sha256": "SHA-256", "sha1": "SHA-1", "sha384": "SHA-384", "sha512": "SHA-512"}
+#: The phase paths systemd-measure calculates by default, in boot order ("" = no phase).
+PHASES = (
+    "",
+    "enter-initrd",
+    "enter-initrd:leave-initrd",
+    "enter-initrd:leave-initrd:sysinit",
+    "enter-initrd:leave-initrd:sysinit:ready",
+)
+
+
+class PcrPreview(QWidget):
+    """Bank selector, a plain-language explanation, and a phase → value table."""
+
+    #: The bank shown changed (the combo's data, e.g. "sha256").
+    bankChanged = Signal(str)
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("pcrPreview")
+        self._predictions: dict[str, dict[str, str]] = {}
+
+        self.caption = QLabel(self.tr("PCR 11 &prediction"), self)
+        font = self.caption.font()
+        font.setBold(True)
+        self.caption.setFont(font)
+        self.bank_combo = QComboBox(self)
+        self.bank_combo.setAccessibleName(self.tr("PCR bank"))
+        self.bank_combo.setToolTip(self.tr("The hash algorithm of the PCR bank to show"))
+        for bank in BANKS:
+            self.bank_combo.addItem(BANK_LABELS[bank], bank)
+        bank_label = QLabel(self.tr("&Bank:"), self)
+        bank_label.setBuddy(self.bank_combo)
+        self.bank_combo.currentIndexChanged.connect(self._on_bank_changed)
+
+        self.explanation = QLabel(self)
+        self.explanation.setWordWrap(True)
+        self.explanation.setTextFormat(Qt.TextFormat.PlainText)
+        self.explanation.setForegroundRole(QPalette.ColorRole.PlaceholderText)
+        self.set_measured_sections(None)
+        self.unavailable = QLabel(self)
+        self.unavailable.setObjectName("pcrUnavailable")
+        self.unavailable.setWordWrap(True)
+        self.unavailable.setTextFormat(Qt.TextFormat.PlainText)
+        self.unavailable.hide()
+
+        self.table = QTableWidget(0, 2, self)
+        self.table.setObjectName("pcrTable")
+        self.table.setAccessibleName(self.tr("Predicted PCR 11 values"))
+        self.table.setHorizontalHeaderLabels([self.tr("Boot phase"), self.tr("PCR 11 value")])
+        self.table.verticalHeader().hide()
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
+        self.table.setTextElideMode(Qt.TextElideMode.ElideMiddle)
+        self.table.setWordWrap(False)
+        self.table.setAlternatingRowColors(True)
+        self.table.verticalHeader().setDefaultSectionSize(self.fontMetrics().height() + 8)
+        header = self.table.horizontalHeader()
+        header.setSectionResizeMode(0, QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
+        header.setHighlightSections(False)
+        self.table.setContextMenuPolicy(Qt.ContextMenuPolicy.ActionsContextMenu)
+        self.copy_action = QAction(self.tr("&Copy value"), self.table)
+        self.copy_action.setShortcut(QKeySequence(QKeySequence.StandardKey.Copy))
+        self.copy_action.setShortcutContext(Qt.ShortcutContext.WidgetShortcut)
+        self.copy_action.triggered.connect(self.copy_selected)
+        self.table.addAction(self.copy_action)
+        self.caption.setBuddy(self.table)
+
+        top = QHBoxLayout()
+        top.addWidget(self.caption)
+        top.addStretch(1)
+        top.addWidget(bank_label)
+        top.addWidget(self.bank_combo)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(4)
+        layout.addLayout(top)
+        layout.addWidget(self.explanation)
+        layout.addWidget(self.unavailable)
+        layout.addWidget(self.table, 1)
+        QWidget.setTabOrder(self.bank_combo, self.table)
+        self.set_predictions(None)
+
+    # -- content ----------------------------------------------------------------------------------
+
+    def set_predictions(self, predictions: Mapping[str, Mapping[str, str]] | None) -> None:
+        """Show ``{bank: {phase_path: hex}}`` (None: an empty table)."""
+        self._predictions = {b: dict(p) for b, p in (predictions or {}).items()}
+        self.unavailable.hide()
+        for i in range(self.bank_combo.count()):  # offer only the banks that were predicted
+            bank = self.bank_combo.itemData(i)
+            item = self.bank_combo.model().item(i)  # type: ignore[attr-defined]
+            item.setEnabled(not self._predictions or bank in self._predictions)
+        self._fill()
+
+    def set_measured_sections(self, names: list[str] | None) -> None:
+        """Explain PCR 11, naming the sections this UKI's stub measures when they are known."""
+        what = " ".join(names) if names else self.tr("its kernel, initrd, command line and os-release")
+        self.explanation.setText(
+            self.tr(
+                "PCR 11 records what systemd-stub measures of the UKI: %1. An initrd without systemd "
+                "sees the first value; a systemd initrd extends PCR 11 at each boot phase and reaches the "
+                "values below it."
+            ).replace("%1", what)
+        )
+
+    def show_unavailable(self, message: str) -> None:
+        """Say why there are no values (e.g. the stub's version is unknown) instead of an empty table."""
+        self.unavailable.setText(message)
+        self.unavailable.show()
+
+    def bank(self) -> str:
+        return str(self.bank_combo.currentData())
+
+    def set_bank(self, bank: str) -> None:
+        index = self.bank_combo.findData(bank)
+        if index < 0:
+            raise ValueError(f"unknown PCR bank {bank!r}")
+        self.bank_combo.setCurrentIndex(index)
+
+    def value(self, phase: str) -> str | None:
+        """The full value shown for ``phase`` in the current bank."""
+        return self._predictions.get(self.bank(), {}).get(phase)
+
+    def shown_rows(self) -> list[tuple[str, str]]:
+        """(phase path, full value) of every row, top to bottom."""
+        return [
+            (
+                self.table.item(r, 0).data(Qt.ItemDataRole.UserRole),
+                self.table.item(r, 1).data(Qt.ItemDataRole.UserRole),
+            )
+            for r in range(self.table.rowCount())
+        ]
+
+    def phase_label(self, phase: str) -> str:
+        """``none (stub only)``, ``enter-initrd``, ``…:leave-initrd``: paths are cumulative; the last word."""
+        if phase == "":
+            return self.tr("none (stub only)")
+        head, _, last = phase.rpartition(":")
+        return f"…:{last}" if head else last
+
+    def phase_tooltip(self, phase: str) -> str:
+        if phase == "":
+            return self.tr(
+                "After systemd-stub measured the UKI's sections: what an initrd without systemd sees, "
+                "and what the TPM shows until the initrd extends PCR 11."
+            )
+        words = phase.split(":")
+        return self.tr("After a systemd initrd extended PCR 11 with: %1").replace("%1", ", ".join(words))
+
+    def _fill(self) -> None:
+        values = self._predictions.get(self.bank(), {})
+        phases = [p for p in PHASES if p in values] + [p for p in values if p not in PHASES]
+        self.table.setRowCount(len(phases))
+        mono = QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont)
+        for row, phase in enumerate(phases):
+            name = QTableWidgetItem(self.phase_label(phase))
+            name.setData(Qt.ItemDataRole.UserRole, phase)
+            name.setToolTip(self.phase_tooltip(phase))
+            if phase:
+                name.setFont(mono)
+            value = QTableWidgetItem(values[phase])
+            value.setData(Qt.ItemDataRole.UserRole, values[phase])
+            value.setFont(mono)
+            value.setToolTip(values[phase])
+            value.setData(
+                Qt.ItemDataRole.AccessibleTextRole,
+                self.tr("PCR 11 after %1: %2")
+                .replace("%1", self.phase_label(phase))
+                .replace("%2", values[phase]),
+            )
+            for item in (name, value):
+                item.setFlags(Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable)
+            self.table.setItem(row, 0, name)
+            self.table.setItem(row, 1, value)
+        self.copy_action.setEnabled(bool(phases))
+        self._fit_height(len(phases))
+
+    def _fit_height(self, rows: int) -> None:
+        """Exactly as tall as the rows (at least the five default phases), so no space is wasted."""
+        rows = max(rows, len(PHASES))
+        height = self.table.horizontalHeader().sizeHint().height()
+        height += rows * self.table.verticalHeader().defaultSectionSize() + 2 * self.table.frameWidth()
+        self.table.setFixedHeight(height)
+
+    def _on_bank_changed(self) -> None:
+        self._fill()
+        self.bankChanged.emit(self.bank())
+
+    def copy_selected(self) -> str:
+        """Copy the full values of the selected rows (or all rows) to the clipboard, one per line."""
+        rows = sorted({i.row() for i in self.table.selectedIndexes()}) or range(self.table.rowCount())
+        shown = self.shown_rows()
+        text = "\n".join(
+            f"{shown[r][1]}  {shown[r][0] or '-'}" if len(rows) > 1 else shown[r][1] for r in rows
+        )
+        if text:
+            QGuiApplication.clipboard().setText(text)
+        return text
