@@ -5,7 +5,8 @@ the template's signer approved, the way Microsoft's Shielded VM flow uses its ``
 (Microsoft never published theirs) and is specified in ``docs/formats/vsc.md``:
 
 - :mod:`app.catalog.format` - the catalog content (magic, JSON header, raw block digests), strict decoding,
-  CMS signing and signature-checked reading; :mod:`app.catalog.signature` - the strict CMS envelope;
+  CMS signing and signature-checked reading; :mod:`app.catalog.signature` - the CMS envelope (strict CMS
+  comes from :mod:`app.signing.cms`; the catalog adds that its signer must be embedded);
 - :mod:`app.catalog.hasher` - the parallel block hasher (a thread pool; hashlib releases the GIL on large
   buffers), hole skipping, and a streaming sink so a writer can hash ciphertext as it writes it;
 - :mod:`app.catalog.create` / :mod:`app.catalog.verify` - catalogue an image; check one against a catalog;

@@ -224,7 +224,9 @@ def verify_pe(data: bytes, trusted: Sequence[x509.Certificate] | None = None) ->
             results.append(SignatureVerification(info, False, "image digest mismatch: the image was changed"))
             continue
         try:
-            cms.verify_signed_data(sd, sd.econtent.content if sd.econtent else b"", trusted=trusted)
+            # PKCS#7 v1.5 / the Authenticode spec: SignedData version 1, whatever the content type
+            econtent = sd.econtent.content if sd.econtent else b""
+            cms.verify_signed_data(sd, econtent, trusted=trusted, version=1)
         except SignatureError as exc:
             results.append(SignatureVerification(info, False, exc.message))
             continue
@@ -246,11 +248,14 @@ def sign_pe(
     hash_name: HashName = "sha256",
     signing_time: datetime | None = None,
     name: str = "the image",
+    signing_certificate: bool = False,
 ) -> bytes:
     """A signed copy of ``data`` (never modified): padded to 8 bytes, signature table appended, checksum set.
 
     ``mode``: "refuse" raises SignatureError when the image already carries signatures, "replace" drops
-    them, "append" keeps them and adds ours as a further WIN_CERTIFICATE entry.
+    them, "append" keeps them and adds ours as a further WIN_CERTIFICATE entry. ``signing_certificate``
+    adds the ESS signingCertificateV2 attribute that plain CMS always carries (off by default: the
+    signature then has exactly the attributes sbsign writes, which every firmware and tool knows).
     """
     layout = parse_layout(data)
     if layout.security_entry_offset is None:
@@ -284,6 +289,7 @@ def sign_pe(
         extra_attributes=extra,
         version=1,
         null_digest_params=True,
+        signing_certificate=signing_certificate,
     )
     ours = WinCertificate(0, WIN_CERT_REVISION_2_0, WIN_CERT_TYPE_PKCS_SIGNED_DATA, pkcs7)
     kept = existing if mode == "append" else []

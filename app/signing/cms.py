@@ -12,6 +12,23 @@ All signing goes through a :class:`~app.signing.signer.Signer`; this module neve
 Verification checks the messageDigest, the contentType attribute, the signature over the signed
 attributes re-encoded as a SET (as received, never re-sorted), and optionally the chain to trusted
 certificates. Every failure is a :class:`SignatureError` with a one-line reason.
+
+Strictness. A few bytes of a SignedData lie outside the signature: the embedded certificates, the
+SignedData version, AlgorithmIdentifier parameters, the framing. Every user of this module (the catalog,
+the build manifest, shielding data) promises that one changed byte of a file we signed fails
+verification, so both sides are strict here rather than in each format:
+
+- signing binds the signer's certificate into the signed attributes with the ESS ``signingCertificateV2``
+  attribute (RFC 5035; SHA-256, hash algorithm omitted as the DEFAULT, as OpenSSL writes it). Authenticode
+  leaves it out by default, so its signatures stay byte-for-byte what sbsign/osslsigncode/firmware know;
+- verification demands: the SignedData version RFC 5652 section 5.1 prescribes for the contents (or the
+  one the caller names: Authenticode's PKCS#7 v1.5 version 1); the SignerInfo version its sid form
+  prescribes; every AlgorithmIdentifier's parameters absent or NULL (the only encodings RFC 3370/5754/5758
+  allow for the algorithms accepted here); a signingCertificate(V2) attribute, when present, naming the
+  certificate that verifies the signature; and that certificate taken from the signature itself. A trusted
+  certificate stands in for the signer's only when the signature embeds no certificates at all (``openssl
+  cms -sign -nocerts``), never when an embedded one fails to match - a damaged copy is not papered over.
+  Files without the attribute (``openssl cms -sign`` without ``-cades``) still verify.
 """
 
 from __future__ import annotations
@@ -36,6 +53,9 @@ OID_SIGNED_DATA = "1.2.840.113549.1.7.2"
 OID_CONTENT_TYPE = "1.2.840.113549.1.9.3"
 OID_MESSAGE_DIGEST = "1.2.840.113549.1.9.4"
 OID_SIGNING_TIME = "1.2.840.113549.1.9.5"
+#: ESS signingCertificate (RFC 2634, SHA-1 ESSCertID) and signingCertificateV2 (RFC 5035).
+OID_SIGNING_CERTIFICATE = "1.2.840.113549.1.9.16.2.12"
+OID_SIGNING_CERTIFICATE_V2 = "1.2.840.113549.1.9.16.2.47"
 
 #: Digest algorithms by name; sha1 is recognised only to name it in a refusal.
 HASH_OIDS: dict[str, str] = {
@@ -87,6 +107,12 @@ def attribute(oid: str, value: bytes) -> bytes:
     return der.sequence(der.oid(oid), der.set_of([value]))
 
 
+def signing_certificate_v2(cert: x509.Certificate) -> bytes:
+    """The ESS signingCertificateV2 attribute naming ``cert`` by SHA-256 (the DEFAULT hash: omitted)."""
+    cert_id = der.sequence(der.octet_string(_hash("sha256", cert.public_bytes(serialization.Encoding.DER))))
+    return attribute(OID_SIGNING_CERTIFICATE_V2, der.sequence(der.sequence(cert_id)))
+
+
 def issuer_and_serial(cert: x509.Certificate) -> tuple[bytes, bytes]:
     """The exact DER of the certificate's issuer Name and serialNumber INTEGER, copied from the certificate.
 
@@ -116,7 +142,8 @@ def sign_cms(
     signing_time: datetime | None = None,
     include_chain: bool = True,
 ) -> bytes:
-    """A DER ContentInfo holding SignedData over ``content`` (encapsulated unless ``detached``)."""
+    """A DER ContentInfo holding SignedData over ``content`` (encapsulated unless ``detached``), with the
+    signer's certificate bound in by a signingCertificateV2 attribute."""
     return sign_signed_data(
         der.octet_string(content),
         signer,
@@ -140,11 +167,14 @@ def sign_signed_data(
     extra_attributes: Sequence[bytes] = (),
     version: int | None = None,
     null_digest_params: bool = False,
+    signing_certificate: bool = True,
 ) -> bytes:
     """SignedData over ``econtent``, the complete DER of the eContent value.
 
     ``extra_attributes`` are complete Attribute encodings added to the signed attributes (Authenticode's
     SpcSpOpusInfo). ``version`` defaults to RFC 5652's rule (1 for id-data, else 3); Authenticode needs 1.
+    ``signing_certificate`` adds the signingCertificateV2 attribute binding the signer's certificate
+    (plain CMS: always; Authenticode turns it off to stay what sbsign writes).
     """
     inner = der.decode(econtent)
     digest = _hash(hash_name, inner.content)
@@ -156,6 +186,7 @@ def sign_signed_data(
         attribute(OID_SIGNING_TIME, der.time(when)),
         attribute(OID_MESSAGE_DIGEST, der.octet_string(digest)),
         *extra_attributes,
+        *([signing_certificate_v2(signer.certificate)] if signing_certificate else []),
     ]
     signed_attrs = der.set_of(attrs)  # what the signature covers: the SET, tag 0x31
     signature = signer.sign(signed_attrs, hash_name)
@@ -206,6 +237,9 @@ class SignerInfo:
     signed_attrs: der.Element | None  # the [0] IMPLICIT element as received
     signature_oid: str
     signature: bytes
+    version: int = 1
+    digest_params: bytes | None = None  # raw DER of the AlgorithmIdentifier parameters, None when absent
+    signature_params: bytes | None = None
 
     @property
     def hash_name(self) -> str | None:
@@ -244,6 +278,9 @@ class SignedData:
     econtent: der.Element | None  # the eContent value (inside [0] EXPLICIT), None when detached
     certificates: tuple[x509.Certificate, ...]
     signer_infos: tuple[SignerInfo, ...]
+    digest_params: tuple[bytes | None, ...] = ()  # per digestAlgorithms entry, as in SignerInfo
+    #: The version RFC 5652 section 5.1 prescribes for what this SignedData holds.
+    expected_version: int = 1
 
     @property
     def content(self) -> bytes | None:
@@ -268,7 +305,7 @@ def _parse_signed_data(data: bytes) -> SignedData:
     (sd_el,) = ci[1].items(0, der.CONTEXT, what="[0] content", count=(1, 1))
     sd = sd_el.items(what="SignedData", count=(4, 6))
     version = sd[0].as_int()
-    digest_oids = tuple(_algorithm_oid(a) for a in sd[1].items(der.SET, what="digestAlgorithms"))
+    digest_algs = [_algorithm(a) for a in sd[1].items(der.SET, what="digestAlgorithms")]
     encap = sd[2].items(what="EncapsulatedContentInfo", count=(1, 2))
     content_type = encap[0].as_oid()
     econtent = None
@@ -277,18 +314,44 @@ def _parse_signed_data(data: bytes) -> SignedData:
         if content_type == OID_DATA:
             econtent.expect(der.OCTET_STRING, what="id-data eContent OCTET STRING")
     certificates: list[x509.Certificate] = []
+    choices: set[int] = set()  # context tags of the non-X.509 certificate / revocation choices present
     rest = list(sd[3:])
     if rest and rest[0].is_(0, der.CONTEXT):
         for c in rest.pop(0).items(0, der.CONTEXT, what="certificates"):
-            if not c.is_(der.SEQUENCE):
-                continue  # other certificate choices (attribute certificates): not ours to use
-            certificates.append(_load_certificate(c.raw, len(certificates)))
+            if c.is_(der.SEQUENCE):
+                certificates.append(_load_certificate(c.raw, len(certificates)))
+            elif c.tag_class == der.CONTEXT and c.tag in (1, 2, 3) and c.constructed:
+                choices.add(c.tag)  # attribute certificates, other formats: not ours to use
+            else:
+                raise SignatureError(f"malformed SignedData: {c.describe()} is not a certificate choice")
     if rest and rest[0].is_(1, der.CONTEXT):
-        rest.pop(0)  # CRLs: firmware does not use them, neither do we
+        for crl in rest.pop(0).items(1, der.CONTEXT, what="crls"):  # checked, then unused (as firmware)
+            if crl.is_(1, der.CONTEXT) and crl.constructed:
+                choices.add(5)  # otherRevocationInfoFormat
+            else:
+                _load_crl(crl)
     if len(rest) != 1:
         raise SignatureError("malformed SignedData: expected signerInfos last")
     infos = tuple(_parse_signer_info(si) for si in rest[0].items(der.SET, what="signerInfos"))
-    return SignedData(version, digest_oids, content_type, econtent, tuple(certificates), infos)
+    # RFC 5652 section 5.1
+    if 3 in choices or 5 in choices:
+        expected = 5
+    elif 2 in choices:
+        expected = 4
+    elif 1 in choices or content_type != OID_DATA or any(si.version == 3 for si in infos):
+        expected = 3
+    else:
+        expected = 1
+    return SignedData(
+        version,
+        tuple(oid for oid, _ in digest_algs),
+        content_type,
+        econtent,
+        tuple(certificates),
+        infos,
+        tuple(params for _, params in digest_algs),
+        expected,
+    )
 
 
 def _load_certificate(raw: bytes, index: int) -> x509.Certificate:
@@ -307,9 +370,18 @@ def _load_certificate(raw: bytes, index: int) -> x509.Certificate:
         raise SignatureError(f"embedded certificate {index} is malformed or unsupported: {reason}") from None
 
 
-def _algorithm_oid(el: der.Element) -> str:
+def _load_crl(el: der.Element) -> None:
+    """An embedded CertificateList must at least be one (a certificate set re-tagged as CRLs is not)."""
+    try:
+        x509.load_der_x509_crl(el.expect(der.SEQUENCE, what="CertificateList").raw)
+    except (ValueError, UnsupportedAlgorithm):
+        raise SignatureError("malformed SignedData: an embedded CRL is not a CertificateList") from None
+
+
+def _algorithm(el: der.Element) -> tuple[str, bytes | None]:
+    """(OID, raw DER of the parameters or None when absent) of an AlgorithmIdentifier."""
     parts = el.items(what="AlgorithmIdentifier", count=(1, 2))
-    return parts[0].as_oid()
+    return parts[0].as_oid(), parts[1].raw if len(parts) == 2 else None
 
 
 def _parse_signer_info(el: der.Element) -> SignerInfo:
@@ -324,21 +396,28 @@ def _parse_signer_info(el: der.Element) -> SignerInfo:
             raise SignatureError(f"SignerInfo version {version} does not fit an issuerAndSerialNumber")
     elif sid.is_(0, der.CONTEXT) and not sid.constructed:
         key_id = sid.content
+        if version != 3:
+            raise SignatureError(f"SignerInfo version {version} does not fit a subjectKeyIdentifier")
     else:
         raise SignatureError(f"unsupported SignerInfo sid {sid.describe()}")
-    digest_oid = _algorithm_oid(parts[2])
+    digest_oid, digest_params = _algorithm(parts[2])
     rest = parts[3:]
     signed_attrs = None
     if rest and rest[0].is_(0, der.CONTEXT):
         signed_attrs = rest.pop(0)
-        signed_attrs.items(0, der.CONTEXT, what="signedAttrs")
+        for attr in signed_attrs.items(0, der.CONTEXT, what="signedAttrs"):
+            attr.items(what="Attribute", count=(2, 2))[1].items(der.SET, what="attribute values")
     if len(rest) < 2:
         raise SignatureError("malformed SignerInfo: missing signature")
-    signature_oid = _algorithm_oid(rest[0])
+    signature_oid, signature_params = _algorithm(rest[0])
     signature = rest[1].as_octets()
-    if len(rest) > 2 and not rest[2].is_(1, der.CONTEXT):
+    if len(rest) > 3 or (len(rest) == 3 and not rest[2].is_(1, der.CONTEXT)):
         raise SignatureError("malformed SignerInfo: unexpected trailing field")
-    return SignerInfo(issuer, serial, key_id, digest_oid, signed_attrs, signature_oid, signature)
+    if len(rest) == 3:  # unsignedAttrs: outside the signature (timestamps live here); shape only
+        for attr in rest[2].items(1, der.CONTEXT, what="unsignedAttrs"):
+            attr.items(what="Attribute", count=(2, 2))[1].items(der.SET, what="attribute values")
+    return SignerInfo(issuer, serial, key_id, digest_oid, signed_attrs, signature_oid, signature,
+                      version, digest_params, signature_params)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -363,7 +442,8 @@ def verify_cms(
     """Verify a DER CMS SignedData (every SignerInfo); ``content`` is required for detached signatures.
 
     With ``trusted``, the signer must be one of those certificates or chain to one through certificates
-    embedded in the signature. Returns the first signer's details; raises SignatureError otherwise.
+    embedded in the signature. The strict rules of the module docstring apply. Returns the first signer's
+    details; raises SignatureError otherwise.
     """
     sd = parse_signed_data(data)
     if sd.econtent is None:
@@ -378,11 +458,24 @@ def verify_cms(
 
 
 def verify_signed_data(
-    sd: SignedData, digest_input: bytes, *, trusted: Sequence[x509.Certificate] | None = None
+    sd: SignedData,
+    digest_input: bytes,
+    *,
+    trusted: Sequence[x509.Certificate] | None = None,
+    version: int | None = None,
 ) -> CmsVerification:
-    """Check every SignerInfo of a parsed SignedData over ``digest_input`` (eContent contents octets)."""
+    """Check every SignerInfo of a parsed SignedData over ``digest_input`` (eContent contents octets).
+
+    ``version`` is the SignedData version to demand instead of RFC 5652's (Authenticode: 1).
+    """
     if not sd.signer_infos:
         raise SignatureError("the SignedData has no signers")
+    expected = sd.expected_version if version is None else version
+    if sd.version != expected:
+        rule = "RFC 5652 section 5.1" if version is None else "this format"
+        raise SignatureError(f"SignedData version {sd.version} should be {expected} ({rule})")
+    for params in sd.digest_params:
+        _check_params(params, "a digestAlgorithms entry")
     results = [_verify_signer(sd, si, digest_input, trusted) for si in sd.signer_infos]
     signer, si = results[0]
     try:
@@ -401,10 +494,9 @@ def _verify_signer(
         raise SignatureError(f"unsupported digest algorithm {name}", "sign with SHA-256")
     if si.digest_oid not in sd.digest_oids:
         raise SignatureError("the signer's digest algorithm is missing from SignedData.digestAlgorithms")
-    candidates = list(sd.certificates) + list(trusted or ())
-    cert = find_signer_certificate(si, candidates)
-    if cert is None:
-        raise SignatureError("the signer's certificate is not in the signature", "give it with --cert")
+    _check_params(si.digest_params, "signer's digest algorithm")
+    _check_params(si.signature_params, "signer's signature algorithm")
+    cert = _signer_certificate(sd, si, trusted)
     digest = _hash(hash_name, digest_input)
     try:
         if si.signed_attrs is None:
@@ -420,6 +512,7 @@ def _verify_signer(
                 raise SignatureError("the messageDigest attribute is missing")
             if md[0].as_octets() != digest:
                 raise SignatureError("message digest mismatch: the content was changed after signing")
+            check_signing_certificate(si, cert)
             signed_bytes = b"\x31" + si.signed_attrs.raw[1:]  # [0] IMPLICIT → SET, as signed
     except SignatureError:
         raise
@@ -429,6 +522,73 @@ def _verify_signer(
     if trusted is not None:
         check_chain(cert, sd.certificates, trusted)
     return cert, si
+
+
+def _check_params(params: bytes | None, what: str) -> None:
+    if params is not None and params != b"\x05\x00":
+        raise SignatureError(f"the {what} has parameters where only NULL or none are allowed")
+
+
+def _signer_certificate(
+    sd: SignedData, si: SignerInfo, trusted: Sequence[x509.Certificate] | None
+) -> x509.Certificate:
+    """The certificate that must verify ``si``: the embedded one; a trusted one only if none is embedded."""
+    if sd.certificates:
+        matches = [c for c in sd.certificates if find_signer_certificate(si, [c]) is not None]
+        if not matches:
+            raise SignatureError(
+                "the signer's certificate is not among the certificates in the signature",
+                "the signature is damaged, or was made without embedding its signer's certificate",
+            )
+        if len({c.public_bytes(serialization.Encoding.DER) for c in matches}) > 1:
+            raise SignatureError("the signature embeds two different certificates for its signer")
+        return matches[0]
+    cert = find_signer_certificate(si, list(trusted or ()))
+    if cert is None:
+        raise SignatureError("the signer's certificate is not in the signature", "give it with --cert")
+    return cert
+
+
+def check_signing_certificate(si: SignerInfo, cert: x509.Certificate) -> None:
+    """When ``si`` carries ESS signingCertificateV2 or signingCertificate, its first ESSCertID (RFC 5035
+    section 5.4: the signer's) must hash to ``cert`` and, if it has an issuerSerial, name it."""
+    cert_der = cert.public_bytes(serialization.Encoding.DER)
+    for oid, name in ((OID_SIGNING_CERTIFICATE_V2, "signingCertificateV2"),
+                      (OID_SIGNING_CERTIFICATE, "signingCertificate")):  # fmt: skip
+        values = si.attribute_values(oid)
+        if values is None:
+            continue
+        if len(values) != 1:
+            raise SignatureError(f"{name} must have exactly one value")
+        parts = values[0].items(what=name, count=(1, 2))
+        cert_ids = parts[0].items(what=f"{name} certs")
+        if len(parts) == 2:
+            parts[1].items(what=f"{name} policies")
+        if not cert_ids:
+            raise SignatureError(f"{name} names no certificate")
+        fields = list(cert_ids[0].items(what="ESSCertID", count=(1, 3)))
+        hash_name = "sha1" if oid == OID_SIGNING_CERTIFICATE else "sha256"
+        if oid == OID_SIGNING_CERTIFICATE_V2 and fields[0].is_(der.SEQUENCE):
+            alg_oid, params = _algorithm(fields.pop(0))
+            _check_params(params, f"{name} hash algorithm")
+            if alg_oid not in _HASH_BY_OID:
+                raise SignatureError(f"{name} uses an unsupported hash {alg_oid}")
+            hash_name = _HASH_BY_OID[alg_oid]
+        if not fields or len(fields) > 2:
+            raise SignatureError(f"malformed {name}: expected a certificate hash, optionally an issuerSerial")
+        if fields[0].as_octets() != _hash(hash_name, cert_der):
+            raise SignatureError(f"the signer's certificate is not the one its signed {name} names")
+        if len(fields) == 2:
+            _check_issuer_serial(fields[1], cert, name)
+
+
+def _check_issuer_serial(el: der.Element, cert: x509.Certificate, name: str) -> None:
+    general_names, serial = el.items(what="IssuerSerial", count=(2, 2))
+    issuer, _ = issuer_and_serial(cert)
+    names = [g.items(4, der.CONTEXT, what="directoryName", count=(1, 1))[0].raw
+             for g in general_names.items(what="GeneralNames") if g.is_(4, der.CONTEXT)]  # fmt: skip
+    if serial.as_int() != _serial(cert) or issuer not in names:
+        raise SignatureError(f"the signer's certificate is not the one its signed {name} names")
 
 
 def find_signer_certificate(
@@ -442,7 +602,7 @@ def find_signer_certificate(
                 continue
             if ski == si.sid_key_id:
                 return cert
-        elif cert.serial_number == si.sid_serial:
+        elif _serial(cert) == si.sid_serial:
             try:
                 issuer, _ = issuer_and_serial(cert)
             except SigningError:
@@ -450,6 +610,12 @@ def find_signer_certificate(
             if issuer == si.sid_issuer:
                 return cert
     return None
+
+
+def _serial(cert: x509.Certificate) -> int:
+    with warnings.catch_warnings():  # a non-positive serial (a damaged copy): not for the user's terminal
+        warnings.simplefilter("ignore")
+        return cert.serial_number
 
 
 def _check_signature(cert: x509.Certificate, si: SignerInfo, hash_name: str, signed: bytes) -> None:

@@ -150,6 +150,31 @@ def test_tampered_image_fails_ours_and_sbverify(stub: bytes, work: Path, key_a: 
     assert not list_signatures(bytes(signed))[0].digest_matches
 
 
+def test_opt_in_signing_certificate_passes_sbverify_and_osslsigncode(stub: bytes, work: Path,
+                                                                     key_a: TestKey) -> None:  # fmt: skip
+    """Plain CMS always binds the signer's certificate (signingCertificateV2); Authenticode only on request,
+    and the tools (and firmware's OpenSSL) take the extra signed attribute in their stride."""
+    signed = sign_pe(stub, key_a.signer, signing_certificate=True)
+    assert b"\x06\x0b\x2a\x86\x48\x86\xf7\x0d\x01\x09\x10\x02\x2f" in signed  # the attribute's OID
+    assert b"\x06\x0b\x2a\x86\x48\x86\xf7\x0d\x01\x09\x10\x02\x2f" not in sign_pe(stub, key_a.signer)
+    path = _write(work, "stub.sigcert.efi", signed)
+    assert sbverify(path, key_a.cert_path).returncode == 0
+    proc = osslsigncode_verify(path, key_a.cert_path)
+    assert proc.returncode == 0 and "Signature verification: ok" in proc.stdout, proc.stdout + proc.stderr
+    (result,) = verify_pe(signed, [key_a.cert])
+    assert result.valid, result.reason
+
+
+def test_signed_data_version_other_than_1_is_refused(stub: bytes, key_a: TestKey) -> None:
+    """Authenticode is PKCS#7 v1.5: SignedData version 1 (RFC 5652 would say 3 for its content type)."""
+    signed = sign_pe(stub, key_a.signer)
+    _, table, _ = security_dir(signed)
+    at = signed.index(b"\x02\x01\x01\x31", table)  # SignedData version, then the digestAlgorithms SET
+    bad = signed[:at] + b"\x02\x01\x03" + signed[at + 3 :]
+    (result,) = verify_pe(bad, [key_a.cert])
+    assert not result.valid and "version 3 should be 1" in result.reason
+
+
 # -- sbsign's signatures, judged by us ---------------------------------------------------------------
 
 
