@@ -1,0 +1,392 @@
+"""The value rules of a Recipe: what :func:`app.recipe.validate_recipe` reports, key by key.
+
+Kept apart from the model so the rules read as a list. Every problem names the dotted recipe key at fault
+(``catalog.version``) because that is what the user must edit; the wizard shows the same sentences.
+Where an engine module already owns a rule (template name and version, block size, UKI id, vendor
+directory, KDF limits) it is asked rather than copied, so "valid" has one definition.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from app.errors import ShieldwrightError
+from app.findings import Finding, Severity
+from app.recipe import (
+    DEFAULT_VENDOR_DIR,
+    EXISTING_ACTIONS,
+    FORMAT_VERSION,
+    KDF_KINDS,
+    MAX_ITER_TIME_MS,
+    OUTPUT_FORMATS,
+    PBKDF2_HASHES,
+    SECRET_KINDS,
+    SECTOR_SIZES,
+    UKI_SOURCES,
+    CatalogOptions,
+    EncryptionOptions,
+    Recipe,
+    RecipeError,
+    SecretSource,
+    SigningOptions,
+    UkiOptions,
+    parse_image_ref,
+    short_repr,
+)
+
+ERROR, WARNING = Severity.ERROR, Severity.WARNING
+_ENV_NAME_HINT = "letters, digits and _, not starting with a digit"
+
+
+@dataclass(frozen=True)
+class Problem:
+    severity: Severity
+    key: str
+    text: str
+    hint: str = ""
+
+    def finding(self) -> Finding:
+        return Finding(self.severity, f"{self.key}: {self.text}" + (f" ({self.hint})" if self.hint else ""))
+
+    def error(self) -> RecipeError:
+        return RecipeError(f"{self.key}: {self.text}", self.hint, key=self.key)
+
+
+class _Problems(list[Problem]):
+    def add(self, key: str, text: str, hint: str = "", severity: Severity = ERROR) -> None:
+        self.append(Problem(severity, key, text, hint))
+
+    def choice(self, key: str, value: Any, allowed: tuple[Any, ...]) -> None:
+        if value not in allowed or isinstance(value, bool):
+            self.add(key, f"{short_repr(value)} is not one of " + ", ".join(repr(a) for a in allowed))
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def recipe_problems(r: Recipe, *, check_files: bool) -> list[Problem]:
+    """All problems of ``r`` in key order (ERRORs and WARNINGs); files are looked at only with
+    ``check_files``."""
+    out = _Problems()
+    if r.format_version != FORMAT_VERSION:
+        out.add("format_version", f"{r.format_version!r} is not supported (this Shieldwright reads 1)")
+    _numbers(out, "protect", r.protect, "the protected partitions")
+    _signing(out, r.signing)
+    _uki(out, r.uki)
+    _encryption(out, r.encryption, r.protect)
+    _catalog(out, r.catalog)
+    _boot(out, r)
+    out.choice("output.format", r.output.format, OUTPUT_FORMATS)
+    if _same_path(r.output.path, r.base_image):
+        out.add("output.path", "is the base image itself", "the input is never modified: choose another path")
+    rk = r.encryption.recovery_key_file
+    if rk is not None and (_same_path(rk, r.output.path) or _same_path(rk, r.base_image)):
+        out.add("encryption.recovery_key_file", "is the output or the base image", "choose a separate file")
+    if check_files:
+        _files(out, r)
+    return list(out)
+
+
+def _numbers(out: _Problems, key: str, numbers: Any, what: str) -> None:
+    if not isinstance(numbers, list | tuple) or not numbers:
+        out.add(key, f"no partitions given ({what})", "give at least one GPT partition number, e.g. [3]")
+        return
+    seen: set[int] = set()
+    for i, n in enumerate(numbers):
+        if not _is_int(n) or not 1 <= n <= 1024:
+            out.add(f"{key}[{i}]", f"{short_repr(n)} is not a GPT partition number (1-1024)")
+        elif n in seen:
+            out.add(key, f"partition {n} is listed twice")
+        else:
+            seen.add(n)
+
+
+def _secret(out: _Problems, key: str, s: Any) -> None:
+    if not isinstance(s, SecretSource) or s.kind not in SECRET_KINDS:
+        out.add(
+            key,
+            f"{short_repr(getattr(s, 'kind', s))} is not a secret source",
+            'use "prompt", { file = "PATH" } or { env = "VARIABLE" }',
+        )
+    elif s.kind == "prompt" and s.value is not None:
+        out.add(key, "a prompt takes no value")
+    elif s.kind == "file" and not s.value:
+        out.add(f"{key}.file", "the file path is empty")
+    elif s.kind == "env" and not (isinstance(s.value, str) and s.value.isidentifier() and s.value.isascii()):
+        out.add(f"{key}.env", f"{short_repr(s.value)} is not an environment variable name", _ENV_NAME_HINT)
+
+
+def _signing(out: _Problems, s: SigningOptions) -> None:
+    _secret(out, "signing.key_passphrase", s.key_passphrase)
+    if s.catalog_key_passphrase is not None:
+        _secret(out, "signing.catalog_key_passphrase", s.catalog_key_passphrase)
+    if s.catalog_cert is None:
+        if s.catalog_key is not None:
+            out.add(
+                "signing.catalog_key",
+                "is set but signing.catalog_cert is not",
+                "give the catalog certificate too, or drop the key to sign with the UEFI certificate",
+            )
+        if s.catalog_key_passphrase is not None:
+            out.add(
+                "signing.catalog_key_passphrase",
+                "is set but signing.catalog_cert is not",
+                "the catalog is signed with the UEFI key, whose passphrase is signing.key_passphrase",
+            )
+
+
+def _ref(out: _Problems, key: str, ref: Any) -> None:
+    try:
+        parse_image_ref(ref)
+    except RecipeError as exc:
+        out.add(key, exc.message, exc.hint)
+
+
+def _uki(out: _Problems, u: UkiOptions) -> None:
+    if u.source not in UKI_SOURCES:
+        out.choice("uki.source", u.source, UKI_SOURCES)
+        return
+    if u.source == "existing":
+        if u.existing_action not in EXISTING_ACTIONS:
+            what = (
+                "is required" if u.existing_action is None else f"{short_repr(u.existing_action)} is invalid"
+            )
+            out.add(
+                "uki.existing_action",
+                f"{what} when uki.source is 'existing'",
+                "one of " + ", ".join(repr(a) for a in EXISTING_ACTIONS),
+            )
+        if u.existing_uki is None:
+            out.add(
+                "uki.existing_uki",
+                "is required when uki.source is 'existing'",
+                "the UKI in the base image's ESP, e.g. 1:/EFI/Linux/debian.efi",
+            )
+        else:
+            _ref(out, "uki.existing_uki", u.existing_uki)
+    else:
+        for key, v in (("existing_action", u.existing_action), ("existing_uki", u.existing_uki)):
+            if v is not None:
+                out.add(f"uki.{key}", f"only applies when uki.source is 'existing' (it is {u.source!r})")
+    if not u.builds_new_uki:
+        unused = {"kernel": u.kernel, "initrds": u.initrds or None, "cmdline": u.cmdline,
+                  "os_release": u.os_release, "stub": u.stub}  # fmt: skip
+        for key, v in unused.items():
+            if v is not None:
+                out.add(
+                    f"uki.{key}",
+                    f"is not used when uki.existing_action is {u.existing_action!r}",
+                    'the existing UKI is kept as it is; existing_action = "replace" builds a new one',
+                )
+        return
+    if u.kernel_from_image:
+        if u.kernel is not None:
+            _ref(out, "uki.kernel", u.kernel)
+        elif u.initrds:
+            out.add(
+                "uki.initrds",
+                "given without uki.kernel",
+                "name the kernel too, or leave both out for the newest kernel and its initrds",
+            )
+        for i, ref in enumerate(u.initrds):
+            _ref(out, f"uki.initrds[{i}]", ref)
+    elif u.kernel is None:
+        out.add("uki.kernel", "is required when uki.source is 'files'", "give the kernel image's path")
+    for key, text in (("cmdline", u.cmdline), ("os_release", u.os_release)):
+        if isinstance(text, str) and "\0" in text:
+            out.add(f"uki.{key}", "contains a NUL character", "the stub would cut the text there")
+
+
+def _encryption(out: _Problems, e: EncryptionOptions, protect: Any) -> None:
+    if e.partitions is not None:
+        _numbers(out, "encryption.partitions", e.partitions, "the partitions to encrypt")
+        if isinstance(e.partitions, list | tuple) and isinstance(protect, list | tuple):
+            extra = sorted(n for n in set(e.partitions) - set(protect) if _is_int(n))
+            if extra:
+                out.add(
+                    "encryption.partitions",
+                    f"partition {extra[0]} is not in protect",
+                    "only protected partitions are encrypted",
+                )
+    out.choice("encryption.sector_size", e.sector_size, SECTOR_SIZES)
+    out.choice("encryption.kdf", e.kdf, KDF_KINDS)
+    if not _is_int(e.iter_time_ms) or not 1 <= e.iter_time_ms <= MAX_ITER_TIME_MS:
+        out.add(
+            "encryption.iter_time_ms", f"{short_repr(e.iter_time_ms)} is not between 1 and {MAX_ITER_TIME_MS}"
+        )
+    elif e.iter_time_ms < 1000 and e.kdf_params is None:
+        out.add(
+            "encryption.iter_time_ms",
+            f"{e.iter_time_ms} ms is less than cryptsetup's default 2000 ms",
+            "a cheaper unlock is a cheaper guess for an attacker",
+            WARNING,
+        )
+    _secret(out, "encryption.passphrase", e.passphrase)
+    if e.sparse_ciphertext:
+        out.add(
+            "encryption.sparse_ciphertext",
+            "unused space of the encrypted partitions stays as holes",
+            "anyone holding the image sees which blocks are in use",
+            WARNING,
+        )
+    if e.kdf_params is not None and e.kdf in KDF_KINDS:
+        _kdf_params(out, e.kdf, e.kdf_params)
+
+
+def _kdf_params(out: _Problems, kdf: str, p: Any) -> None:
+    from app.luks import kdf as luks_kdf
+
+    key = "encryption.kdf_params"
+    if not isinstance(p, dict):
+        out.add(key, f"{short_repr(p)} is not a table")
+        return
+    wanted = ("iterations", "hash") if kdf == "pbkdf2" else ("time", "memory_kib", "parallel")
+    takes = f"{kdf} takes " + ", ".join(wanted)
+    for k in p:
+        if k not in wanted:
+            out.add(f"{key}.{k}", f"unknown key for kdf {kdf!r}", takes)
+    numbers_ok = True
+    for k in wanted:
+        if k == "hash":
+            if p.get("hash", "sha256") not in PBKDF2_HASHES:
+                out.choice(f"{key}.hash", p.get("hash"), PBKDF2_HASHES)
+        elif k not in p:
+            out.add(f"{key}.{k}", "required key is missing", takes)
+            numbers_ok = False
+        elif not _is_int(p[k]) or not 1 <= p[k] < 2**32:
+            out.add(f"{key}.{k}", f"{short_repr(p[k])} is not a positive integer")
+            numbers_ok = False
+    if not numbers_ok:
+        return
+    if kdf == "pbkdf2":
+        if p["iterations"] < luks_kdf.PBKDF2_MIN_ITERATIONS:
+            minimum = luks_kdf.PBKDF2_MIN_ITERATIONS
+            out.add(f"{key}.iterations", f"{p['iterations']} is below cryptsetup's minimum {minimum}",
+                    "fine for tests, weak for a real template", WARNING)  # fmt: skip
+        return
+    par, mem = p["parallel"], p["memory_kib"]
+    if not 1 <= par <= 16:
+        out.add(f"{key}.parallel", f"{par} is not between 1 and 16")
+    elif not 8 * par <= mem <= luks_kdf.ARGON2_MAX_MEMORY_KIB:
+        out.add(f"{key}.memory_kib", f"{mem} is not between {8 * par} and {luks_kdf.ARGON2_MAX_MEMORY_KIB}")
+    if p["time"] < luks_kdf.ARGON2_MIN_TIME:
+        out.add(f"{key}.time", f"{p['time']} is below cryptsetup's minimum {luks_kdf.ARGON2_MIN_TIME}",
+                "fine for tests, weak for a real template", WARNING)  # fmt: skip
+
+
+def _catalog(out: _Problems, c: CatalogOptions) -> None:
+    from app.catalog.format import CatalogError, check_block_size, check_template_name, parse_version
+
+    try:
+        check_template_name(c.name)
+    except CatalogError as exc:
+        out.add("catalog.name", exc.message, exc.hint)
+    try:
+        parse_version(c.version)
+    except CatalogError:
+        out.add(
+            "catalog.version",
+            f"{short_repr(c.version)} is not a.b.c.d (four numbers 0-65535)",
+            "e.g. 1.0.0.0",
+        )
+    try:
+        check_block_size(c.block_size)
+    except CatalogError as exc:
+        out.add("catalog.block_size", exc.message, exc.hint)
+
+
+def _boot(out: _Problems, r: Recipe) -> None:
+    from app.disk.esp import plan_esp_install
+
+    b = r.boot
+    # plan_esp_install owns the rules for both names (what shim and FAT accept): ask it.
+    if b.uki_id is not None:
+        try:
+            plan_esp_install(str(b.uki_id), b"", DEFAULT_VENDOR_DIR)
+        except ShieldwrightError as exc:
+            out.add("boot.uki_id", exc.message, exc.hint)
+    try:
+        plan_esp_install("x", b"", str(b.vendor_dir))
+    except ShieldwrightError as exc:
+        out.add("boot.vendor_dir", exc.message, exc.hint)
+    if not isinstance(b.install_removable, bool):
+        out.add("boot.install_removable", f"{short_repr(b.install_removable)} is not true or false")
+
+
+def _same_path(a: Path | None, b: Path | None) -> bool:
+    if a is None or b is None:
+        return False
+    if os.path.abspath(a) == os.path.abspath(b):
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def _files(out: _Problems, r: Recipe) -> None:
+    s, u, e = r.signing, r.uki, r.encryption
+    inputs: list[tuple[str, Path | str | None]] = [
+        ("base_image", r.base_image),
+        ("signing.uefi_cert", s.uefi_cert),
+        ("signing.uefi_key", s.uefi_key),
+        ("signing.catalog_cert", s.catalog_cert),
+        ("signing.catalog_key", s.catalog_key),
+        ("uki.stub", u.stub),
+    ]
+    if u.source == "files":
+        inputs.append(("uki.kernel", u.kernel))
+        inputs += [(f"uki.initrds[{i}]", p) for i, p in enumerate(u.initrds)]
+    secrets = {
+        "signing.key_passphrase": s.key_passphrase,
+        "signing.catalog_key_passphrase": s.catalog_key_passphrase,
+        "encryption.passphrase": e.passphrase,
+    }
+    for key, source in secrets.items():
+        if source is not None and source.kind == "file" and source.value:
+            inputs.append((f"{key}.file", source.value))
+            _secret_file_mode(out, f"{key}.file", Path(source.value))
+    for key, path in inputs:
+        if path is not None:
+            _input_file(out, key, Path(path))
+    for key, out_path in (
+        ("output.path", r.output.path),
+        ("encryption.recovery_key_file", e.recovery_key_file),
+    ):
+        if out_path is None:
+            continue
+        parent = Path(os.path.abspath(out_path)).parent
+        if not parent.is_dir():
+            out.add(key, f"the directory {parent} does not exist", "create it first")
+        elif Path(out_path).is_dir():
+            out.add(key, f"{out_path} is a directory", "give a file name")
+
+
+def _input_file(out: _Problems, key: str, path: Path) -> None:
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        out.add(key, f"{path}: no such file", "relative paths start at the recipe's directory")
+        return
+    except OSError as exc:
+        out.add(key, f"{path}: {exc.strerror}", "check the path")
+        return
+    if stat.S_ISDIR(st.st_mode):
+        out.add(key, f"{path} is a directory", "give a file")
+    elif not os.access(path, os.R_OK):
+        out.add(key, f"{path}: permission denied", "check the file's permissions")
+
+
+def _secret_file_mode(out: _Problems, key: str, path: Path) -> None:
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return  # _input_file reports it
+    if stat.S_ISREG(mode) and mode & 0o077:
+        out.add(key, f"{path} can be read by other users (mode {stat.S_IMODE(mode):o})",
+                f"chmod 600 {path}", WARNING)  # fmt: skip

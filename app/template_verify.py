@@ -1,0 +1,370 @@
+"""Check an exported template end to end: GPT, ESP, signed UKIs, the signed catalog, LUKS2 headers.
+
+This is what a template's consumer (or the Finished page, or CI after ``shieldwright build``) runs before
+trusting a template disk. Each check reports instead of raising, so one damaged area never hides the
+state of the others; ``ok`` is true only when every check passed. Only input that cannot be read at all
+(a missing image, an unreadable ``--vsc`` file, a container whose structures are broken) raises a
+:class:`~app.errors.ShieldwrightError`, and a cancel raises :class:`~app.errors.CancelledError`.
+
+What each check means:
+
+- **GPT**: both copies of the table parse (signature, CRCs, position) and agree, and inspecting the layout
+  finds no ERROR - a template ships its partition table to every VM made from it.
+- **ESP**: ``fsck.fat -n`` finds nothing on a temporary copy of the EFI System Partition (the image is only
+  ever read). Firmware is far less forgiving of a damaged FAT than Linux is.
+- **UKI** (one check per ``\\EFI\\Linux\\*.efi``): a UKI whose Authenticode signature verifies - and with
+  ``trusted``, chains to one of those certificates, as the firmware's db would demand.
+- **Catalog**: the Volume Signature Catalog (from ``vsc`` or the ESP's ``ESP_CATALOG_PATH``): signature
+  (and trust), header against the GPT, every block of every protected partition.
+- **LUKS2** (one check per container): both header copies parse and agree; a damaged copy is reported
+  even though the other still opens, because the next damage would make the partition unreadable.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import subprocess
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cryptography import x509
+
+from app.disk import gpt
+from app.disk.image import DiskImage, open_image
+from app.disk.layout import layout_of
+from app.disk.model import DiskLayout, Partition, Role, Severity
+from app.errors import ShieldwrightError
+from app.progress import CancelToken, NullProgress, Progress
+
+MiB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Check:
+    """One verdict: ``name`` says what was checked ("GPT", "UKI \\EFI\\Linux\\x.efi"), ``detail`` why it
+    passed or, for a failure, what is wrong (one line)."""
+
+    name: str
+    ok: bool
+    detail: str
+
+    def to_dict(self) -> dict[str, object]:
+        return {"name": self.name, "ok": self.ok, "detail": self.detail}
+
+
+@dataclass
+class TemplateReport:
+    ok: bool
+    checks: list[Check] = field(default_factory=list)
+    path: str = ""
+
+    @property
+    def failed(self) -> list[Check]:
+        return [c for c in self.checks if not c.ok]
+
+    def to_dict(self) -> dict[str, object]:
+        return {"path": self.path, "ok": self.ok, "checks": [c.to_dict() for c in self.checks]}
+
+
+def verify_template(
+    path: str | os.PathLike[str],
+    *,
+    vsc: str | os.PathLike[str] | None = None,
+    trusted: Sequence[x509.Certificate] | None = None,
+    progress: Progress | None = None,
+    cancel: CancelToken | None = None,
+    jobs: int | None = None,
+) -> TemplateReport:
+    """Run every check on the template at ``path`` (any supported image format); see the module doc.
+
+    ``vsc``: a catalog file to check against instead of the one in the ESP. ``trusted``: certificates the
+    UKI and catalog signers must be (or chain to); None checks the signatures but not who made them.
+    """
+    progress = progress or NullProgress()
+    cancel = cancel or CancelToken()
+    catalog_der = _read_vsc(Path(vsc)) if vsc is not None else None
+    checks: list[Check] = []
+    with open_image(path) as image:
+        progress.begin("Checking the partition table", 1)
+        layout = layout_of(image)
+        checks.append(_check_gpt(image, layout))
+        progress.update(1)
+        cancel.check()
+        with tempfile.TemporaryDirectory(prefix="shieldwright-verify-") as tmp:
+            esp, esp_check = _copy_esp(image, layout, Path(tmp), progress, cancel)
+            try:
+                checks.append(esp_check)
+                checks += _check_ukis(esp, trusted, cancel)
+                if catalog_der is None:
+                    catalog_der, where = _catalog_from_esp(esp)
+                else:
+                    where = f"from {vsc}"
+            finally:
+                if esp is not None:
+                    esp.image.close()
+        checks.append(_check_catalog(image, catalog_der, where, trusted, progress, cancel, jobs))
+        progress.begin("Checking the LUKS2 headers", 1)
+        checks += _check_luks(image, layout)
+        progress.update(1)
+    return TemplateReport(ok=all(c.ok for c in checks), checks=checks, path=str(path))
+
+
+def _read_vsc(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except IsADirectoryError:
+        raise ShieldwrightError(f"{path} is a directory, not a catalog", "give the .vsc file") from None
+    except OSError as exc:
+        raise ShieldwrightError(f"cannot read {path}: {exc.strerror or exc}", "check the path") from None
+
+
+# --- GPT --------------------------------------------------------------------------------------------------
+
+
+def _check_gpt(image: DiskImage, layout: DiskLayout) -> Check:
+    table = gpt.read_gpt(image)
+    errors = [f.message for f in layout.findings if f.severity is Severity.ERROR]
+    if not table.found:
+        return Check("GPT", False, errors[0] if errors else "no GPT partition table")
+    ss, total = table.sector_size, table.total_sectors
+    # read_gpt reports a damaged backup only as a WARNING (a base image still works); a template must
+    # ship both copies intact, so each copy is parsed on its own here, with read_gpt's own parser.
+    primary = gpt._try(image, 1, ss, total)
+    backup = gpt._try(image, total - 1, ss, total)
+    problems = []
+    if isinstance(primary, str):
+        problems.append(f"primary GPT (LBA 1): {primary}")
+    if isinstance(backup, str):
+        problems.append(f"backup GPT (last LBA {total - 1}): {backup}")
+    if not problems:
+        (p_head, p_array), (b_head, b_array) = primary, backup  # type: ignore[misc]
+        if p_head.disk_guid != b_head.disk_guid or p_array != b_array:
+            problems.append("the backup GPT differs from the primary")
+        elif p_head.backup_lba != total - 1 or b_head.backup_lba != 1:
+            problems.append("the GPT copies do not point at each other")
+    problems += [e for e in errors if not problems or "GPT" not in e]
+    if problems:
+        return Check("GPT", False, "; ".join(problems[:3]))
+    warnings = [f.message for f in layout.findings if f.severity is Severity.WARNING]
+    count = len(layout.partitions)
+    detail = f"primary and backup valid and identical, disk GUID {table.disk_guid}, {count} partitions"
+    if warnings:
+        detail += f"; {len(warnings)} warning(s), first: {warnings[0]}"
+    return Check("GPT", True, detail)
+
+
+# --- ESP --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _EspCopy:
+    """The ESP copied out into a plain file, opened as a raw image whose one partition starts at 0, so
+    the :mod:`app.disk.esp` readers use the copy directly (no second copy per file read)."""
+
+    image: DiskImage
+    part: Partition
+    sector_size: int
+
+
+def _copy_esp(
+    image: DiskImage, layout: DiskLayout, tmp: Path, progress: Progress, cancel: CancelToken
+) -> tuple[_EspCopy | None, Check]:
+    from app.disk.formats.raw import RawImage
+    from app.disk.partfile import copy_partition
+
+    esps = [p for p in layout.partitions if p.role is Role.ESP]
+    if len(esps) != 1:
+        what = "no EFI System Partition" if not esps else f"{len(esps)} EFI System Partitions"
+        return None, Check("ESP", False, f"the template has {what}; it needs exactly one")
+    esp, ss = esps[0], layout.sector_size
+    offset = esp.first_lba * ss
+    if offset + esp.size_bytes > image.virtual_size:
+        return None, Check("ESP", False, f"partition {esp.number} extends past the end of the disk")
+    progress.begin(f"Checking the ESP (partition {esp.number})", 1)
+    copy = copy_partition(image, offset, esp.size_bytes, tmp / "esp.img", cancel)
+    clean, said = _fsck_fat(copy)
+    progress.update(1)
+    moved = dataclasses.replace(esp, first_lba=0, last_lba=esp.last_lba - esp.first_lba)
+    return _EspCopy(RawImage(copy), moved, ss), Check("ESP", clean, f"partition {esp.number}: {said}")
+
+
+def _fsck_fat(path: Path) -> tuple[bool, str]:
+    """``fsck.fat -n`` (check only, never repair) on ``path``: (clean, what it said)."""
+    from app.tools import require_tool
+
+    fsck = require_tool("fsck.fat")
+    proc = subprocess.run(
+        [fsck, "-n", str(path)],
+        capture_output=True,
+        text=True,
+        errors="replace",
+        env={**os.environ, "LC_ALL": "C"},
+        stdin=subprocess.DEVNULL,
+    )
+    noise = ("fsck.fat ", "Leaving filesystem unchanged.", str(path) + ":")
+    said = [ln.strip() for ln in (proc.stdout + proc.stderr).splitlines() if ln.strip()]
+    summary = next((ln for ln in said if ln.startswith(str(path) + ":")), "")
+    findings = [ln for ln in said if not ln.startswith(noise)]
+    if proc.returncode == 0:
+        return True, "fsck.fat -n finds no problems" + (
+            f" ({summary.split(':', 1)[1].strip()})" if summary else ""
+        )
+    return False, "fsck.fat -n: " + (" ".join(findings[:3]) if findings else f"exit status {proc.returncode}")
+
+
+# --- UKIs -------------------------------------------------------------------------------------------------
+
+
+def _check_ukis(
+    esp: _EspCopy | None, trusted: Sequence[x509.Certificate] | None, cancel: CancelToken
+) -> list[Check]:
+    from app.disk.esp import UKI_DIR, list_esp, read_esp_file
+
+    if esp is None:
+        return [Check("UKI", False, "no ESP to read UKIs from")]
+    try:
+        entries = list_esp(esp.image, esp.part, esp.sector_size)
+    except ShieldwrightError as exc:
+        return [Check("UKI", False, f"cannot list the ESP: {exc.message}")]
+    ukis = [
+        e.path
+        for e in entries
+        if not e.is_dir and e.path.lower().startswith("/efi/linux/") and e.path.lower().endswith(".efi")
+        and e.path.count("/") == 3
+    ]  # fmt: skip
+    if not ukis:
+        return [Check("UKI", False, f"no UKI in {UKI_DIR}: nothing for shim or the firmware to boot")]
+    checks = []
+    for uki_path in ukis:
+        cancel.check()
+        name = "UKI " + uki_path.replace("/", "\\")
+        data = read_esp_file(esp.image, esp.part, esp.sector_size, uki_path)
+        ok, detail = _uki_verdict(data, trusted)
+        checks.append(Check(name, ok, detail))
+    return checks
+
+
+def _uki_verdict(data: bytes, trusted: Sequence[x509.Certificate] | None) -> tuple[bool, str]:
+    from app.boot.uki import inspect_uki
+    from app.signing.authenticode import verify_pe
+
+    try:
+        info = inspect_uki(data)
+        results = verify_pe(data, trusted)
+    except ShieldwrightError as exc:
+        return False, exc.message
+    if not results:
+        return False, "not signed: Secure Boot firmware will refuse to start it"
+    valid = [r for r in results if r.valid]
+    if not valid:
+        return False, f"signature does not verify: {results[0].reason}"
+    signer = valid[0].info.subject or "an unnamed signer"
+    trust = "trusted" if trusted is not None else "signer not checked: no trusted certificate given"
+    uname = f", kernel {info.uname}" if info.uname else ""
+    return True, f"signed by {signer} ({trust}){uname}, Authenticode SHA-256 {info.authenticode_sha256}"
+
+
+# --- catalog ----------------------------------------------------------------------------------------------
+
+
+def _catalog_from_esp(esp: _EspCopy | None) -> tuple[bytes | None, str]:
+    from app.catalog.format import ESP_CATALOG_PATH
+    from app.disk.esp import EspFileMissingError, read_esp_file
+
+    if esp is None:
+        return None, "no ESP to read the catalog from; give the catalog file"
+    try:
+        return read_esp_file(esp.image, esp.part, esp.sector_size, ESP_CATALOG_PATH), "from the ESP"
+    except EspFileMissingError:
+        return None, f"no {ESP_CATALOG_PATH} in the ESP; give the catalog file"
+    except ShieldwrightError as exc:
+        return None, f"cannot read {ESP_CATALOG_PATH} from the ESP: {exc.message}"
+
+
+def _check_catalog(
+    image: DiskImage,
+    der: bytes | None,
+    where: str,
+    trusted: Sequence[x509.Certificate] | None,
+    progress: Progress,
+    cancel: CancelToken,
+    jobs: int | None,
+) -> Check:
+    from app.catalog.verify import verify_catalog
+
+    if der is None:
+        return Check("Catalog", False, where)
+    result = verify_catalog(image, der, trusted=trusted, progress=progress, cancel=cancel, jobs=jobs)
+    if not result.ok:
+        if result.problems:
+            return Check("Catalog", False, f"{where}: " + "; ".join(result.problems[:3]))
+        m = result.mismatches[0]
+        return Check(
+            "Catalog",
+            False,
+            f"{where}: {result.mismatch_count} block(s) differ from the catalog; first: partition "
+            f"{m.partition_number} at byte offset {m.byte_offset}",
+        )
+    assert result.signed is not None
+    cat = result.signed.catalog
+    numbers = ", ".join(str(p.number) for p in cat.partitions)
+    trust = "trusted" if trusted is not None else "signer not checked: no trusted certificate given"
+    return Check(
+        "Catalog",
+        True,
+        f"{where}: {cat.template_name} {cat.template_version} signed by {result.signed.signer_subject} "
+        f"({trust}); all {result.blocks_checked} blocks of partition(s) {numbers} match",
+    )
+
+
+# --- LUKS2 ------------------------------------------------------------------------------------------------
+
+
+def _check_luks(image: DiskImage, layout: DiskLayout) -> list[Check]:
+    from app.luks.container import read_header
+
+    checks = []
+    for part in layout.partitions:
+        start, size = part.first_lba * layout.sector_size, part.size_bytes
+        if part.role is Role.ESP or start + size > image.virtual_size:
+            continue  # the ESP is never encrypted; a partition past the end is the GPT check's finding
+        name = f"LUKS2 partition {part.number}"
+        if part.content == "luks1":
+            checks.append(Check(name, False, "a LUKS1 container: templates use LUKS2 (TPM2 tokens need it)"))
+            continue
+
+        def read(offset: int, length: int, start: int = start, size: int = size) -> bytes:
+            if offset < 0 or length < 0 or offset + length > size:
+                raise ValueError("the LUKS2 header points past the end of the partition")
+            return image.read(start + offset, length)
+
+        try:
+            header = read_header(read)
+        except ShieldwrightError as exc:
+            if part.content == "luks2":  # it says LUKS2 at the start, yet no usable header: damaged
+                checks.append(Check(name, False, exc.message))
+            continue  # not a LUKS container at all (with both header copies gone it cannot be told apart)
+        if header.problems:
+            checks.append(Check(name, False, "; ".join(header.problems)))
+            continue
+        checks.append(
+            Check(
+                name,
+                True,
+                f"both header copies valid; UUID {header.uuid}, {len(header.keyslots)} keyslot(s), "
+                f"{header.encryption}, {header.sector_size}-byte sectors, "
+                f"data at {header.data_offset // MiB} MiB",
+            )
+        )
+    if not checks:
+        checks.append(
+            Check(
+                "LUKS2",
+                False,
+                "no partition holds a LUKS2 container: a template's protected partitions are encrypted",
+            )
+        )
+    return checks
