@@ -132,8 +132,8 @@ def _check_gpt(image: DiskImage, layout: DiskLayout) -> Check:
     ss, total = table.sector_size, table.total_sectors
     # read_gpt reports a damaged backup only as a WARNING (a base image still works); a template must
     # ship both copies intact, so each copy is parsed on its own here, with read_gpt's own parser.
-    primary = gpt._try(image, 1, ss, total)
-    backup = gpt._try(image, total - 1, ss, total)
+    primary = gpt.read_gpt_copy(image, 1, ss, total)
+    backup = gpt.read_gpt_copy(image, total - 1, ss, total)
     problems = []
     if isinstance(primary, str):
         problems.append(f"primary GPT (LBA 1): {primary}")

@@ -92,7 +92,14 @@ def _mtools(
 
 def _list(path: Path, offset: int, cancel: CancelToken | None = None) -> list[EspEntry]:
     """Every file and directory, parsed from ``mdir -/ -a`` (recursive, hidden files included)."""
-    out = _mtools("mdir", path, offset, "-/", "-a", "::/", cancel=cancel)
+    try:
+        out = _mtools("mdir", path, offset, "-/", "-a", "::/", cancel=cancel)
+    except ShieldwrightError as exc:
+        # mdir says 'File "::/" not found' for a valid FAT whose root directory is empty (a fresh
+        # ESP); media that is not FAT fails differently ("non DOS media") and is still an error.
+        if '"::/" not found' in exc.message:
+            return []
+        raise
     entries: list[EspEntry] = []
     current: str | None = None
     for line in out.splitlines():

@@ -171,7 +171,12 @@ def _mbr_kind(image: DiskImage) -> str:
     return "mbr" if any(types) else "missing"
 
 
-def _try(image: DiskImage, lba: int, ss: int, total: int) -> tuple[GptHeader, bytes] | str:
+def read_gpt_copy(image: DiskImage, lba: int, ss: int, total: int) -> tuple[GptHeader, bytes] | str:
+    """One GPT copy (header at ``lba`` + its entry array), or why it is unusable.
+
+    ``read_gpt`` picks between the copies; a verifier that must judge each copy on its own (an
+    exported template needs both intact) calls this directly.
+    """
     try:
         return _parse_header(image, lba, ss, total)
     except _Bad as bad:
@@ -190,12 +195,12 @@ def read_gpt(image: DiskImage) -> GptTable:
         total = image.virtual_size // ss
         if total < 3:
             continue
-        primary = _try(image, 1, ss, total)
+        primary = read_gpt_copy(image, 1, ss, total)
         if isinstance(primary, tuple):
             table = _from_primary(image, ss, total, *primary)
         else:
             first_problem[ss] = primary
-            backup = _try(image, total - 1, ss, total)
+            backup = read_gpt_copy(image, total - 1, ss, total)
             if not isinstance(backup, tuple):
                 continue
             table = _from_backup(ss, total, primary, *backup)
@@ -229,7 +234,7 @@ def _from_primary(image: DiskImage, ss: int, total: int, header: GptHeader, arra
         candidates.append(last)
     problem = "backup header is missing"
     for lba in candidates:
-        backup = _try(image, lba, ss, total)
+        backup = read_gpt_copy(image, lba, ss, total)
         if isinstance(backup, str):
             problem = backup
             continue

@@ -194,3 +194,20 @@ def test_path_normalization() -> None:
     for bad in ("", "\\", "/EFI/../x", "/EFI/a:b", "/EFI/x?"):
         with pytest.raises(ShieldwrightError):
             normalize_path(bad)
+
+
+def test_an_empty_esp_lists_nothing_and_accepts_files(tmp_path: Path) -> None:
+    """A freshly formatted ESP has an empty root, which mdir reports as 'not found'."""
+    from app.disk.esp import list_esp, read_esp_file, write_esp_files
+    from app.disk.formats.raw import RawImage
+    from app.disk.layout import layout_of
+    from tests.conftest import PartSpec, make_gpt_image
+
+    disk = make_gpt_image(tmp_path / "empty-esp.raw", (PartSpec(34, "ef00", "ESP", "vfat"),))
+    with RawImage(disk) as image:
+        esp = layout_of(image).partitions[0]
+        assert list_esp(image, esp, 512) == []
+    write_esp_files(disk, esp, 512, {"/EFI/Linux/x.efi": b"MZ-test"})
+    with RawImage(disk) as image:
+        assert [e.path for e in list_esp(image, esp, 512)] == ["/EFI", "/EFI/Linux", "/EFI/Linux/x.efi"]
+        assert read_esp_file(image, esp, 512, "\\EFI\\Linux\\x.efi") == b"MZ-test"
