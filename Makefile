@@ -8,8 +8,12 @@ DEMO := $(HOME)/.cache/shieldwright/demo-base.img
 setup:
 	@bash installer/setup.sh
 
+# Rebuilt when the demo builder changes, so a cached image never lags behind the code.
+$(DEMO): app/disk/demo.py
+	@$(PY) -m app demo-image $(DEMO)
+
 demo-image: setup
-	@test -f $(DEMO) || $(PY) -m app demo-image $(DEMO)
+	@$(MAKE) --no-print-directory $(DEMO)
 
 run: demo-image
 	@if [ -z "$$DISPLAY$$WAYLAND_DISPLAY" ]; then \

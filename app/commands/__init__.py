@@ -6,4 +6,4 @@ message by :func:`app.cli.main`.
 """
 
 #: Modules under app.commands whose ``register`` adds subcommands, in help order.
-COMMAND_MODULES = ("disk", "cert", "pe", "uki", "luks", "vsc", "verify")
+COMMAND_MODULES = ("disk", "cert", "pe", "uki", "luks", "vsc", "build", "verify")

@@ -13,11 +13,12 @@ Layout (512 MiB, sparse):
 2. XBOOTLDR, ext4: a Debian cloud kernel, a busybox initrd, and a Boot Loader Spec type-1 entry.
 3. x86-64 root, ext4: a busybox userland with ``/etc/os-release`` (``ID=shieldwright-demo``).
 
-The initrd prints ``shieldwright-demo: initrd reached`` on the console; with ``shieldwright.test=poweroff``
-on the kernel command line it powers off right after. Otherwise it loads the virtio modules, finds the
-root partition by its DPS type GUID, and switches to it; the root's init prints
-``shieldwright-demo: root reached`` and powers off if any ``shieldwright.test=`` option is present, or
-else starts a shell. GUIDs and filesystem UUIDs are derived from fixed names, so they are stable.
+The initrd prints ``shieldwright-demo: initrd reached`` on the console, then ``PCR11=<HEX>`` (the sha256
+bank) when the VM has a TPM; with ``shieldwright.test=poweroff`` on the kernel command line it powers off
+right after. Otherwise it loads the virtio modules, finds the root partition by its DPS type GUID, and
+switches to it; the root's init prints ``shieldwright-demo: root reached`` and powers off if any
+``shieldwright.test=`` option is present, or else starts a shell. GUIDs and filesystem UUIDs are derived
+from fixed names, so they are stable.
 """
 
 from __future__ import annotations
@@ -397,6 +398,13 @@ for arg in $(cat /proc/cmdline); do
         root=/dev/*) root_dev="${arg#root=}" ;;
     esac
 done
+# With a TPM (the cloud kernel has the drivers built in), print PCR 11 as the TPM holds it: a template's
+# end-to-end test compares it with the build's prediction. Without one this costs at most 1 s.
+i=0
+while [ ! -d /sys/class/tpm/tpm0 ] && [ "$i" -lt 10 ]; do sleep 0.1; i=$((i + 1)); done
+if [ -r /sys/class/tpm/tpm0/pcr-sha256/11 ]; then
+    echo "PCR11=$(cat /sys/class/tpm/tpm0/pcr-sha256/11)"
+fi
 if [ "$test_mode" = poweroff ]; then
     echo "shieldwright-demo: powering off (shieldwright.test=poweroff)"
     sync

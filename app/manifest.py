@@ -1,0 +1,253 @@
+"""The build manifest: what was built from what, by whom, with which keys - signed, and without secrets.
+
+``<output>.manifest.json`` is a JSON document (format ``shieldwright-manifest``, ``format_version`` 1):
+
+- ``tool`` (name, version), ``created`` (RFC 3339 UTC), ``template`` (name, version);
+- ``input`` / ``output``: path (the output by file name: the manifest sits beside it), format, file size,
+  virtual disk size, ``sha256`` of the file as stored (what ``sha256sum`` prints), disk GUID;
+- ``partitions.before`` / ``partitions.after``: every GPT entry with number, name, role, type GUID and
+  name, unique GUID, first/last LBA, size, content; ``after`` adds ``protection`` (``encrypted``:
+  LUKS2, in the catalog; ``catalog``: copied as it is, in the catalog; ``none``);
+- ``uki``: SHA-256 of the file, Authenticode SHA-256 (what firmware measures into PCR 4 and db checks),
+  size, stub, kernel release, command line, where it came from, and its ESP paths;
+- ``esp``: the partition and every file the build put there, with SHA-256 and size;
+- ``pcr_predictions``: ``{"sha256": {"11": {"": hex, "enter-initrd": hex, ...}}}`` - ``""`` is the value
+  when the kernel starts, before any systemd phase word is measured;
+- ``catalog``: the ``.vsc`` file (name, SHA-256, path inside the ESP), block size, and each protected
+  partition's digest (hex SHA-256 of its block digests) and block count;
+- ``signers``: the UEFI (UKI) and catalog (catalog, manifest) certificates: subject, issuer, serial and
+  SHA-256 thumbprint of the DER certificate (lower-case hex, as ``vsc show`` prints it);
+- ``luks``: per encrypted partition its LUKS2 UUID, cipher, sector size, data offset and keyslots
+  (``id``, ``kind`` = ``passphrase`` / ``recovery`` / ``tpm2``, KDF parameters without salts).
+
+Never in it: passphrases, the recovery key, key material. The signature ``<output>.manifest.json.p7s`` is
+a detached DER CMS SignedData by the catalog signer over the exact bytes of the JSON file, so
+``openssl cms -verify -binary -inform DER -in X.p7s -content X.json -CAfile cert.pem -purpose any``
+checks it with no Shieldwright code involved.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from app import __version__
+from app.disk.model import DiskLayout, Partition
+
+FORMAT = "shieldwright-manifest"
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class ArtefactPaths:
+    """Where a build's files go, all derived from the output image's path."""
+
+    output: Path
+    catalog: Path
+    manifest: Path
+    signature: Path
+    report: Path
+
+    @classmethod
+    def for_output(cls, output: Path) -> ArtefactPaths:
+        output = Path(output)
+        return cls(
+            output=output,
+            catalog=output.with_name(output.name + ".vsc"),
+            manifest=output.with_name(output.name + ".manifest.json"),
+            signature=output.with_name(output.name + ".manifest.json.p7s"),
+            report=output.with_name(output.name + ".report.html"),
+        )
+
+    def all(self) -> tuple[Path, ...]:
+        return (self.output, self.catalog, self.manifest, self.signature, self.report)
+
+
+@dataclass
+class BuildRecord:
+    """Everything a finished build knows that the manifest and the report show (no secrets)."""
+
+    template_name: str
+    template_version: str
+    created: str
+    input_path: Path
+    input_format: str
+    input_size: int
+    input_sha256: str
+    layout: DiskLayout
+    output_paths: ArtefactPaths
+    output_format: str
+    output_size: int
+    output_sha256: str
+    output_virtual_size: int
+    plan: Any  # app.luks.relayout.RelayoutPlan
+    protected: list[int]
+    uki: Any  # app.build.boot.BuiltUki
+    uki_paths: list[str]
+    esp_partition: int
+    esp_files: dict[str, bytes] = field(repr=False)
+    pcrs: dict[str, dict[str, str]]
+    catalog: Any  # app.catalog.format.Catalog
+    catalog_sha256: str
+    catalog_esp_path: str
+    uefi_certificate: x509.Certificate
+    catalog_certificate: x509.Certificate
+    luks: list[Any]  # app.build.keys.LuksInfo
+    recovery_key_file: Path | None = None
+    notes: list[str] = field(default_factory=list)
+    step_seconds: list[tuple[str, float]] = field(default_factory=list)
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def certificate_dict(cert: x509.Certificate) -> dict[str, str]:
+    return {
+        "subject": cert.subject.rfc4514_string(),
+        "issuer": cert.issuer.rfc4514_string(),
+        "serial": format(cert.serial_number, "x"),
+        "sha256_fingerprint": sha256_hex(cert.public_bytes(serialization.Encoding.DER)),
+    }
+
+
+def _partition_dict(p: Partition) -> dict[str, Any]:
+    return {
+        "number": p.number,
+        "name": p.name,
+        "role": str(p.role),
+        "type_guid": p.type_guid,
+        "type_name": p.type_name,
+        "partition_guid": p.partition_guid,
+        "first_lba": p.first_lba,
+        "last_lba": p.last_lba,
+        "size_bytes": p.size_bytes,
+        "content": p.content,
+    }
+
+
+def _after(record: BuildRecord) -> list[dict[str, Any]]:
+    before = {p.number: p for p in record.layout.partitions}
+    out = []
+    for q in record.plan.partitions:
+        p = before[q.number]
+        protection = "encrypted" if q.encrypt else "catalog" if q.number in record.protected else "none"
+        out.append({
+            **_partition_dict(p),
+            "first_lba": q.first_lba,
+            "last_lba": q.last_lba,
+            "size_bytes": q.size_bytes,
+            "content": "luks2" if q.encrypt else p.content,
+            "protection": protection,
+        })  # fmt: skip
+    return out
+
+
+def build_manifest(record: BuildRecord) -> dict[str, Any]:
+    """The manifest document for ``record`` (see the module docstring for its keys)."""
+    info = record.uki.info
+    paths = record.output_paths
+    catalog = record.catalog
+    return {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "tool": {"name": "shieldwright", "version": __version__},
+        "created": record.created,
+        "template": {"name": record.template_name, "version": record.template_version},
+        "input": {
+            "path": str(record.input_path),
+            "format": record.input_format,
+            "size_bytes": record.input_size,
+            "virtual_size": record.layout.virtual_size,
+            "sha256": record.input_sha256,
+            "disk_guid": record.layout.disk_guid,
+            "sector_size": record.layout.sector_size,
+        },
+        "output": {
+            "path": paths.output.name,
+            "format": record.output_format,
+            "size_bytes": record.output_size,
+            "virtual_size": record.output_virtual_size,
+            "sha256": record.output_sha256,
+            "disk_guid": record.plan.disk_guid,
+        },
+        "partitions": {
+            "before": [_partition_dict(p) for p in sorted(record.layout.partitions, key=lambda p: p.number)],
+            "after": _after(record),
+            "protected": sorted(record.protected),
+            "encrypted": [p.number for p in record.plan.encrypted],
+        },
+        "uki": {
+            "sha256": sha256_hex(info.data),
+            "authenticode_sha256": info.authenticode_sha256,
+            "size_bytes": info.size,
+            "stub": f"{info.stub.kind} {info.stub.version}" if info.stub else None,
+            "uname": info.uname,
+            "cmdline": info.cmdline,
+            "os_release": info.os_release_fields.get("PRETTY_NAME") or info.os_release_fields.get("NAME"),
+            "signed_by_uefi_signer": record.uki.signed,
+            "esp_paths": list(record.uki_paths),
+            **record.uki.manifest(),
+        },
+        "esp": {
+            "partition": record.esp_partition,
+            "files": [
+                {"path": path, "sha256": sha256_hex(data), "size_bytes": len(data)}
+                for path, data in record.esp_files.items()
+            ],
+        },
+        "pcr_predictions": {bank: {"11": dict(phases)} for bank, phases in record.pcrs.items()},
+        "catalog": {
+            "path": paths.catalog.name,
+            "sha256": record.catalog_sha256,
+            "esp_path": record.catalog_esp_path,
+            "created": catalog.created,
+            "hash": catalog.hash,
+            "block_size": catalog.block_size,
+            "disk_guid": catalog.disk_guid,
+            "partitions": [
+                {
+                    "number": p.number,
+                    "partition_guid": p.partition_guid,
+                    "block_count": p.block_count,
+                    "size_bytes": p.size_bytes,
+                    "digest": p.digest,
+                }
+                for p in catalog.partitions
+            ],  # fmt: skip
+        },
+        "signers": {
+            "uefi": certificate_dict(record.uefi_certificate),
+            "catalog": certificate_dict(record.catalog_certificate),
+        },
+        "luks": [luks.to_dict() for luks in record.luks],
+        "recovery_key_file": str(record.recovery_key_file) if record.recovery_key_file else None,
+        "notes": list(record.notes),
+    }
+
+
+def encode_manifest(doc: dict[str, Any]) -> bytes:
+    """The manifest file's bytes: indented UTF-8 JSON ending in a newline (what gets signed)."""
+    return (json.dumps(doc, indent=2, ensure_ascii=False, allow_nan=False) + "\n").encode("utf-8")
+
+
+def sign_manifest(data: bytes, signer: Any) -> bytes:
+    """Detached DER CMS SignedData over ``data`` by ``signer`` (an :class:`app.signing.signer.Signer`)."""
+    from app.signing.cms import sign_cms
+
+    return sign_cms(data, signer, detached=True)
+
+
+def verify_manifest(
+    data: bytes, signature: bytes, trusted: list[x509.Certificate] | None = None
+) -> x509.Certificate:
+    """The signer certificate of a manifest signature that verifies over ``data`` (SignatureError if not)."""
+    from app.signing.cms import verify_cms
+
+    return verify_cms(signature, content=data, trusted=trusted).signer

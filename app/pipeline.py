@@ -1,0 +1,583 @@
+"""The template build: a :class:`~app.recipe.Recipe` in, a signed, encrypted template and its papers out.
+
+:func:`run_build` executes DESIGN.md's data flow as the ordered :data:`STEPS`, each reporting progress into
+a :class:`BuildProgress` and honouring a :class:`~app.progress.CancelToken`:
+
+1. **Open base image** - read-only, any format; GPT, roles and findings checked (an ERROR refuses the
+   build); the re-layout planned; the output's names checked (never the input, never overwritten unless
+   asked). A background thread starts hashing the input file for the manifest.
+2. **Build and sign the UKI** - from the recipe's UKI options (:mod:`app.build.boot`; by default the newest
+   kernel in the image's /boot with its initrds and the host's systemd-stub), Authenticode-signed.
+3. **Predict PCR values** - PCR 11 for the UKI's stub, at kernel start and after each systemd phase.
+4. **Create LUKS2 keyslots** - per encrypted partition a fresh volume key and UUID; keyslot 0 for the
+   provisioning passphrase (calibrated KDF, or the recipe's), keyslot 1 for the recovery key if any.
+5. **Write the template (copy, encrypt, hash)** - ONE streaming pass over the input
+   (:func:`app.luks.relayout.encrypt_image`): the GPT rewritten for the enlarged partitions, unprotected
+   partitions copied with their holes, protected ones LUKS2-encrypted *in full* (free space too), and every
+   byte of every protected partition fed, as it is written, to the catalog's block hasher
+   (:class:`app.catalog.hasher.PartitionSinks`) - ciphertext for encrypted ones, the bytes as they are for
+   catalog-only ones (already-LUKS partitions). The output is never read back to be hashed.
+6. **Sign the catalog** - the Volume Signature Catalog over the protected partitions only: never the ESP,
+   which the next step changes.
+7. **Update the ESP** - in the staged raw image: the UKI at ``\\EFI\\Linux\\<uki_id>.efi``, shim's fallback
+   ``\\EFI\\<vendor>\\BOOTX64.CSV`` pointing at it, the catalog at :data:`ESP_CATALOG_PATH`, and with
+   ``boot.install_removable`` the UKI again as ``\\EFI\\BOOT\\BOOTX64.EFI`` (images without shim; what
+   firmware boots from a disk without boot entries).
+8. **Export** - raw: the staged file itself; VHDX / fixed VHD: :func:`app.disk.writers.write_image` from
+   the staged raw; qcow2: ``qemu-img convert`` (why: :mod:`app.build.export`). Then the output is hashed.
+9. **Manifest and report** - ``<output>.manifest.json`` (:mod:`app.manifest`), its detached CMS signature
+   by the catalog signer, ``<output>.report.html``; then the atomic commit.
+
+Where the catalog lives in the ESP: issue 7 spelled it ``\\EFI\\shieldwright\\<template>.vsc``; the catalog
+package had already fixed it as :data:`app.catalog.format.ESP_CATALOG_PATH` (``\\EFI\\Shieldwright\\
+template.vsc``), which ``vsc extract`` and ``verify`` read. We keep that one constant: a fixed name lets a
+reader find the catalog without knowing the template's name (which it is about to learn *from* the
+catalog), and FAT is case-insensitive, so the directory is the same one either way. The template's name
+and version are inside the catalog, and beside the image the catalog is ``<output>.vsc``.
+
+Nothing half-done is ever left: every file is written under a hidden staging directory in the output's
+folder (:class:`app.build.staging.Staging`) and renamed into place only at the very end; a cancel or a
+failure at any step removes the staging directory (and the partial files of the writers inside it). The
+input is opened read-only and is never written. Secrets (the provisioning passphrase, the recovery key,
+volume keys) never reach the log, the manifest, the report or an error message.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from app.build.progress import BuildProgress, ProgressSnapshot
+from app.catalog.format import ESP_CATALOG_PATH
+from app.errors import CancelledError, OutputExistsError, ShieldwrightError
+from app.progress import CancelToken, Progress
+
+if TYPE_CHECKING:
+    from app.disk.model import DiskLayout
+    from app.recipe import Recipe
+    from app.signing.signer import Signer
+
+__all__ = [
+    "ESP_CATALOG_PATH",
+    "STEPS",
+    "BuildError",
+    "BuildInputs",
+    "BuildProgress",
+    "BuildResult",
+    "ProgressSnapshot",
+    "artifact_paths",
+    "default_protect",
+    "run_build",
+]
+
+#: The build's steps, in order (what "step k of n" counts).
+STEPS = (
+    "Open base image",
+    "Build and sign the UKI",
+    "Predict PCR values",
+    "Create LUKS2 keyslots",
+    "Write the template (copy, encrypt, hash)",
+    "Sign the catalog",
+    "Update the ESP",
+    "Export",
+    "Manifest and report",
+)
+#: PCR banks predicted into the manifest (virtual TPMs of the major clouds use SHA-256).
+PCR_BANKS = ("sha256",)
+
+
+class BuildError(ShieldwrightError):
+    """The recipe cannot be built from this base image as it is."""
+
+
+@dataclass
+class BuildInputs:
+    """What a build needs besides the recipe's plain choices: loaded signers and the secrets.
+
+    The CLI loads the signers from the recipe's paths and reads the passphrase from its source; the wizard
+    passes its in-memory signers and passphrase. The caller owns (and wipes) ``provisioning_passphrase``.
+    ``recovery_key`` is enrolled when given; when it is None and the recipe names a
+    ``recovery_key_file``, the build generates one and writes it there (mode 0600).
+    """
+
+    recipe: Recipe
+    uefi_signer: Signer
+    catalog_signer: Signer
+    provisioning_passphrase: bytearray = field(repr=False)
+    recovery_key: str | None = field(default=None, repr=False)
+    #: Replace existing output files (the image and its .vsc, manifest, signature and report).
+    overwrite: bool = False
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    """The committed files, and a JSON-ready summary (paths, digests, PCR 11, timings; no secrets)."""
+
+    output: Path
+    manifest: Path
+    manifest_signature: Path
+    report: Path
+    catalog: Path
+    summary: dict[str, Any]
+    recovery_key_file: Path | None = None
+
+
+def artifact_paths(output: str | os.PathLike[str]) -> dict[str, Path]:
+    """Every file a build of ``output`` writes, by role: template, catalog, manifest, manifest_signature,
+    report (the names the Review page announces before the build runs)."""
+    from app.manifest import ArtefactPaths
+
+    p = ArtefactPaths.for_output(Path(output))
+    return {"template": p.output, "catalog": p.catalog, "manifest": p.manifest,
+            "manifest_signature": p.signature, "report": p.report}  # fmt: skip
+
+
+def default_protect(layout: DiskLayout) -> list[int]:
+    """The partitions a template protects when nobody says otherwise: root, /usr and XBOOTLDR."""
+    return [p.number for p in layout.partitions if p.protectable and p.protect_by_default]
+
+
+def run_build(
+    inputs: BuildInputs,
+    *,
+    progress: BuildProgress | Progress | None = None,
+    cancel: CancelToken | None = None,
+) -> BuildResult:
+    """Build the template ``inputs.recipe`` describes; see the module docstring.
+
+    ``progress`` is best a :class:`BuildProgress` (any other Progress receives the per-step updates).
+    Raises :class:`~app.errors.CancelledError` on cancel and a :class:`~app.errors.ShieldwrightError` with a
+    one-line message for any input or environment problem (a full disk is an
+    :class:`~app.errors.OutOfSpaceError`); in every such case no output file and no temporary file remain.
+    """
+    from app.build.staging import os_error
+
+    if not isinstance(progress, BuildProgress):
+        progress = BuildProgress(forward=progress)
+    cancel = cancel or CancelToken()
+    build = _Build(inputs, progress, cancel)
+    try:
+        result = build.run()
+    except CancelledError:
+        progress.note("Cancelled: nothing was written")
+        progress.finish("cancelled")
+        raise
+    except ShieldwrightError as exc:
+        progress.note(f"Failed: {exc.one_line()}")
+        progress.finish("failed")
+        raise
+    except OSError as exc:
+        folder = build.staging.dir.parent if build.staging is not None else None
+        err = os_error(exc, f"in step {progress.step_index} ({progress.step_name})", folder)
+        progress.note(f"Failed: {err.one_line()}")
+        progress.finish("failed")
+        raise err from None
+    except BaseException as exc:  # a bug (or Ctrl-C in the calling thread): the caller reports it
+        progress.note(f"Failed: internal error ({type(exc).__name__})")
+        progress.finish("failed")
+        raise
+    finally:
+        build.close()
+    progress.finish("done")
+    return result
+
+
+def _source_date_epoch() -> float | None:
+    """SOURCE_DATE_EPOCH (reproducible-builds.org) stamps the new ESP files; unset or invalid means "now"."""
+    value = os.environ.get("SOURCE_DATE_EPOCH", "")
+    return float(value) if value.isdigit() else None
+
+
+class _Build:
+    """One build's state as it moves through the steps; :meth:`close` releases everything it holds."""
+
+    def __init__(self, inputs: BuildInputs, progress: BuildProgress, cancel: CancelToken) -> None:
+        self.inputs, self.recipe, self.progress, self.cancel = inputs, inputs.recipe, progress, cancel
+        self.notes: list[str] = []
+        self.staging: Any = None
+        self.image: Any = None
+        self.input_hasher: Any = None
+        self.keys: Any = None
+        self.started = time.monotonic()
+
+    # -- plumbing ------------------------------------------------------------------------------------
+
+    def note(self, line: str, *, manifest: bool = False) -> None:
+        """A log line; ``manifest`` lines also go into the manifest's and report's notes."""
+        self.progress.note(line)
+        if manifest:
+            self.notes.append(line)
+
+    def run(self) -> BuildResult:
+        steps: list[Callable[[], None]] = [
+            self._open, self._uki, self._pcrs, self._keys, self._write, self._catalog, self._esp,
+            self._export, self._finish,
+        ]  # fmt: skip
+        assert len(steps) == len(STEPS)
+        for number, (name, step) in enumerate(zip(STEPS, steps, strict=True), 1):
+            self.progress.start_step(number, name, len(STEPS))
+            self.cancel.check()
+            t0 = time.monotonic()
+            step()
+            seconds = time.monotonic() - t0
+            self.progress.end_step(seconds)
+            self.note(f"  done in {seconds:.1f} s")
+        summary = self.result.summary  # completed now that the last step's time is known
+        summary["steps"] = [{"name": n, "seconds": round(s, 3)} for n, s in self.progress.step_seconds]
+        summary["elapsed_seconds"] = round(time.monotonic() - self.started, 3)
+        return self.result
+
+    def close(self) -> None:
+        if self.input_hasher is not None:
+            self.input_hasher.stop()
+        if self.keys is not None:
+            self.keys.crypto.clear()  # the data ciphers hold the volume keys (in OpenSSL contexts)
+        if self.image is not None:
+            self.image.close()
+        if self.staging is not None and not self.staging.committed:
+            self.staging.remove()
+
+    # -- 1. open -------------------------------------------------------------------------------------
+
+    def _open(self) -> None:
+        from app.build.export import check_format
+        from app.build.staging import FileHasher, Staging
+        from app.catalog.create import check_partitions
+        from app.catalog.format import check_block_size, check_template_name, parse_version
+        from app.disk.image import open_image
+        from app.disk.layout import layout_of
+        from app.disk.model import Role, Severity
+        from app.luks.imageops import DEFAULT_DATA_OFFSET
+        from app.luks.relayout import plan_relayout
+        from app.manifest import ArtefactPaths
+
+        r = self.recipe
+        self.base = Path(r.base_image)
+        self.fmt = check_format(r.output.format)
+        check_template_name(r.catalog.name)
+        parse_version(r.catalog.version)
+        check_block_size(r.catalog.block_size)
+        if not self.inputs.provisioning_passphrase:
+            raise BuildError(
+                "the provisioning passphrase is empty", "give the passphrase the VM will be unlocked with"
+            )
+        self.paths = ArtefactPaths.for_output(Path(r.output.path))
+        self.recovery_file = Path(r.encryption.recovery_key_file) if r.encryption.recovery_key_file else None
+        self._check_outputs()
+
+        self.image = open_image(self.base)
+        self.layout = layout_of(self.image)
+        errors = [f for f in self.layout.findings if f.severity is Severity.ERROR]
+        if errors:
+            raise BuildError(f"the base image cannot be a template: {errors[0].message}",
+                             f"run `shieldwright inspect {self.base}` to see every finding")  # fmt: skip
+        self.protect = sorted(check_partitions(self.layout, list(r.protect)))
+        encrypt = r.encrypted_partitions
+        if not encrypt:
+            raise BuildError(
+                "no protected partition is to be encrypted",
+                "a template encrypts at least its root; a catalog alone is `shieldwright vsc create`",
+            )
+        self.plan = plan_relayout(
+            self.layout, encrypt, DEFAULT_DATA_OFFSET, sector_size=r.encryption.sector_size
+        )
+        esps = [p for p in self.layout.partitions if p.role is Role.ESP]
+        if len(esps) != 1 or esps[0].content != "fat":
+            raise BuildError("the base image has no FAT EFI System Partition to install the UKI into",
+                             "run `shieldwright inspect` on it")  # fmt: skip
+        self.esp = esps[0]
+        self.staging = Staging(self.paths.output)
+        self.input_hasher = FileHasher(self.base)
+
+        st = self.base.stat()
+        self.input_size = st.st_size
+        only = [n for n in self.protect if n not in encrypt]
+        self.note(f"Base image {self.base} ({self.image.format}, {_size(self.layout.virtual_size)}, "
+                  f"{len(self.layout.partitions)} partitions)")  # fmt: skip
+        self.note(f"Protecting partition(s) {_join(self.protect)}: encrypting {_join(encrypt)}"
+                  + (f", catalog only {_join(only)}" if only else ""))  # fmt: skip
+        self.note(f"Output {self.paths.output} ({self.fmt}, {_size(self.plan.disk_size)})")
+        if r.encryption.sparse_ciphertext:
+            self.note("sparse ciphertext was allowed, but this version always encrypts partitions in full "
+                      "(free space too)", manifest=True)  # fmt: skip
+
+    def _check_outputs(self) -> None:
+        base = self.base
+        for path in (*self.paths.all(), *([self.recovery_file] if self.recovery_file else [])):
+            if _same_file(path, base):
+                raise BuildError(
+                    f"{path} is the base image", "the input is never modified: choose another output"
+                )
+        if not self.inputs.overwrite:
+            for path in self.paths.all():
+                if os.path.lexists(path):
+                    raise OutputExistsError(
+                        f"{path} already exists", "remove it or choose another output path"
+                    )
+        if self.recovery_file is not None and os.path.lexists(self.recovery_file):
+            raise OutputExistsError(f"the recovery key file {self.recovery_file} already exists",
+                                    "move it away (it may hold the key of an earlier template)")  # fmt: skip
+
+    # -- 2. UKI --------------------------------------------------------------------------------------
+
+    def _uki(self) -> None:
+        from app.build.boot import make_uki
+
+        self.uki = make_uki(self.recipe.uki, self.image, self.layout, self.inputs.uefi_signer,
+                            cancel=self.cancel, note=self.note)  # fmt: skip
+        info = self.uki.info
+        self.note(self.uki.describe())
+        self.note(f"UKI Authenticode SHA-256 {info.authenticode_sha256}")
+        subject = self.inputs.uefi_signer.certificate.subject.rfc4514_string()
+        if self.uki.signed:
+            self.note(f"UKI signed by {subject}")
+        else:
+            self.note(f"the kept UKI is not signed by the UEFI certificate {subject}: Secure Boot with that "
+                      "certificate in db will refuse it", manifest=True)  # fmt: skip
+
+    # -- 3. PCRs -------------------------------------------------------------------------------------
+
+    def _pcrs(self) -> None:
+        from app.boot.errors import PcrPredictionError
+        from app.boot.pcr import predict_pcr11
+
+        try:
+            self.pcrs = {b: dict(v) for b, v in predict_pcr11(self.uki.info, banks=PCR_BANKS).items()}
+        except PcrPredictionError as exc:
+            self.pcrs = {}
+            self.note(f"PCR 11 cannot be predicted: {exc.one_line()}", manifest=True)
+            return
+        for bank, phases in self.pcrs.items():
+            self.note(f"PCR 11 ({bank}) at kernel start: {phases['']}")
+
+    # -- 4. keys -------------------------------------------------------------------------------------
+
+    def _keys(self) -> None:
+        from app.build.keys import kdf_for, prepare_keys
+        from app.luks.container import generate_recovery_key
+
+        enc = self.recipe.encryption
+        self.recovery_key = self.inputs.recovery_key
+        if self.recovery_key is not None:
+            # The caller (the wizard) already showed this key once and had the user store it: it is
+            # enrolled but never written beside the template it unlocks.
+            self.recovery_file = None
+        elif self.recovery_file is not None:
+            self.recovery_key = generate_recovery_key()
+        if enc.kdf_params is None:
+            self.progress.begin(f"Calibrating {enc.kdf} for {enc.iter_time_ms} ms", 0)
+        kdf, calibrated = kdf_for(enc, self.cancel)
+        self.note(
+            f"Keyslot KDF {kdf!r}" + (f" (calibrated here for {enc.iter_time_ms} ms)" if calibrated else "")
+        )
+        self.keys = prepare_keys(self.plan, self.inputs.provisioning_passphrase, kdf, self.recovery_key,
+                                 progress=self.progress, cancel=self.cancel)  # fmt: skip
+        for luks in self.keys.luks:
+            kinds = ", ".join(f"{k.id}: {k.kind}" for k in luks.keyslots)
+            self.note(f"Partition {luks.partition}: LUKS2 UUID {luks.uuid}, keyslots {kinds}")
+
+    # -- 5. the streaming pass -----------------------------------------------------------------------
+
+    def _write(self) -> None:
+        from app.build.sinks import AsyncSinks
+        from app.luks.relayout import encrypt_image
+
+        sizes = {n: self.plan.partition(n).size_bytes for n in self.protect}
+        sinks = AsyncSinks(sizes, self.recipe.catalog.block_size)
+        self.raw = self.staging.path("template.raw")
+        try:
+            encrypt_image(
+                self.image, self.layout, self.plan, self.raw, crypto=self.keys.crypto, out_format="raw",
+                progress=self.progress, cancel=self.cancel, on_block=sinks,
+            )  # fmt: skip
+            self.block_digests = sinks.finish()
+        finally:
+            sinks.close()
+        self.keys.crypto.clear()
+        self.note(f"Wrote the template ({_size(self.plan.disk_size)}); hashed partition(s) "
+                  f"{_join(self.protect)} as they were written")  # fmt: skip
+
+    # -- 6. catalog ----------------------------------------------------------------------------------
+
+    def _catalog(self) -> None:
+        from app.catalog.format import Catalog, CatalogPartition, sign_catalog, utc_now
+
+        c = self.recipe.catalog
+        parts = []
+        for n in self.protect:
+            q = self.plan.partition(n)
+            parts.append(CatalogPartition.from_digests(
+                number=n, partition_guid=q.partition_guid, type_guid=q.type_guid, first_lba=q.first_lba,
+                last_lba=q.last_lba, size_bytes=q.size_bytes, block_digests=self.block_digests[n],
+            ))  # fmt: skip
+        self.catalog = Catalog(
+            template_name=c.name,
+            template_version=c.version,
+            created=utc_now(),
+            disk_guid=str(self.plan.disk_guid),
+            block_size=c.block_size,
+            partitions=parts,
+        )
+        self.vsc = sign_catalog(self.catalog, self.inputs.catalog_signer)
+        self.vsc_file = self.staging.path("template.vsc")
+        self.vsc_file.write_bytes(self.vsc)
+        for p in parts:
+            self.note(f"Catalog: partition {p.number}, {p.block_count} blocks, digest {p.digest}")
+        subject = self.inputs.catalog_signer.certificate.subject.rfc4514_string()
+        self.note(f"Catalog signed by {subject} ({len(self.vsc)} bytes)")
+
+    # -- 7. ESP --------------------------------------------------------------------------------------
+
+    def _esp(self) -> None:
+        from app.disk.esp import list_esp, plan_esp_install, write_esp_files
+
+        b = self.recipe.boot
+        uki_id = self.recipe.uki_id
+        files = plan_esp_install(uki_id, self.uki.data, b.vendor_dir)
+        self.uki_paths = [p for p, data in files.items() if data is self.uki.data]
+        if b.install_removable:
+            files["\\EFI\\BOOT\\BOOTX64.EFI"] = self.uki.data
+            self.uki_paths.append("\\EFI\\BOOT\\BOOTX64.EFI")
+        files[ESP_CATALOG_PATH] = self.vsc
+        self.esp_files = files
+        vendor = b.vendor_dir.replace("/", "\\").strip("\\").removeprefix("EFI\\").removeprefix("efi\\")
+        shim = f"/efi/{vendor.lower()}/shimx64.efi"
+        present = {e.path.lower() for e in list_esp(self.image, self.esp, self.layout.sector_size)}
+        if shim not in present and not b.install_removable:
+            self.note(f"the ESP has no \\EFI\\{vendor}\\shimx64.efi: the fallback CSV takes effect once shim "
+                      "is installed there (or build with boot.install_removable)", manifest=True)  # fmt: skip
+        planned = self.plan.partition(self.esp.number)
+        esp_out = dataclasses.replace(self.esp, first_lba=planned.first_lba, last_lba=planned.last_lba)
+        write_esp_files(self.raw, esp_out, 512, files, mtime=_source_date_epoch(), cancel=self.cancel)
+        for path, data in files.items():
+            self.note(f"ESP: {path} ({len(data)} bytes)")
+
+    # -- 8. export -----------------------------------------------------------------------------------
+
+    def _export(self) -> None:
+        from app.build.export import export
+        from app.build.staging import sha256_file
+
+        target = self.staging.path(f"template.{self.fmt}")
+        self.final = export(self.raw, target, self.fmt, progress=self.progress, cancel=self.cancel)
+        if self.final != self.raw:
+            self.raw.unlink()
+        self.output_sha256 = sha256_file(self.final, progress=self.progress, cancel=self.cancel,
+                                         step="Hashing the output")  # fmt: skip
+        self.output_size = self.final.stat().st_size
+        self.note(f"Output {self.fmt}: {_size(self.output_size)}, SHA-256 {self.output_sha256}")
+
+    # -- 9. manifest, report, commit -------------------------------------------------------------------
+
+    def _finish(self) -> None:
+        from app.build.report import render_report
+        from app.manifest import BuildRecord, build_manifest, encode_manifest, sha256_hex, sign_manifest
+        from app.signing.output import write_output
+
+        input_sha256 = self.input_hasher.result(progress=self.progress, cancel=self.cancel)
+        self.note(f"Input SHA-256 {input_sha256}")
+        r, paths = self.recipe, self.paths
+        record = BuildRecord(
+            template_name=r.catalog.name, template_version=r.catalog.version, created=self.catalog.created,
+            input_path=self.base, input_format=self.image.format, input_size=self.input_size,
+            input_sha256=input_sha256, layout=self.layout, output_paths=paths, output_format=self.fmt,
+            output_size=self.output_size, output_sha256=self.output_sha256,
+            output_virtual_size=self.plan.disk_size, plan=self.plan, protected=self.protect, uki=self.uki,
+            uki_paths=self.uki_paths, esp_partition=self.esp.number, esp_files=self.esp_files, pcrs=self.pcrs,
+            catalog=self.catalog, catalog_sha256=sha256_hex(self.vsc), catalog_esp_path=ESP_CATALOG_PATH,
+            uefi_certificate=self.inputs.uefi_signer.certificate,
+            catalog_certificate=self.inputs.catalog_signer.certificate, luks=self.keys.luks,
+            recovery_key_file=self.recovery_file, notes=self.notes,
+            step_seconds=list(self.progress.step_seconds),
+        )  # fmt: skip
+        doc = build_manifest(record)
+        manifest = encode_manifest(doc)
+        signature = sign_manifest(manifest, self.inputs.catalog_signer)
+        artefacts = [
+            ("template", paths.output, self.output_size, self.output_sha256),
+            ("catalog", paths.catalog, len(self.vsc), sha256_hex(self.vsc)),
+            ("manifest", paths.manifest, len(manifest), sha256_hex(manifest)),
+            ("manifest_signature", paths.signature, len(signature), sha256_hex(signature)),
+        ]
+        report = render_report(
+            doc, [(role, p.name, size, digest) for role, p, size, digest in artefacts]
+        ).encode()
+        artefacts.append(("report", paths.report, len(report), sha256_hex(report)))
+        staged = {"manifest": manifest, "manifest_signature": signature, "report": report}
+        for name, data in staged.items():
+            self.staging.path(name).write_bytes(data)
+        self.cancel.check()  # the last moment a cancel is honoured: after this the files are in place
+
+        def write_recovery_key() -> list[Path]:
+            if self.recovery_file is None or self.recovery_key is None:
+                return []
+            write_output(self.recovery_file, (self.recovery_key + "\n").encode("ascii"), private=True)
+            return [self.recovery_file]
+
+        moves = [(self.vsc_file, paths.catalog)] + [
+            (self.staging.path(n), getattr(paths, _ATTR[n])) for n in staged
+        ]
+        moves.append((self.final, paths.output))  # the image last: whoever waits for it finds its papers
+        self.staging.commit(moves, overwrite=self.inputs.overwrite, extra=write_recovery_key)
+        for role, path, size, digest in artefacts:
+            self.note(f"Wrote {role} {path} ({_size(size)}, SHA-256 {digest})")
+        if self.recovery_file is not None and self.recovery_key is not None:
+            self.note(f"Wrote the recovery key to {self.recovery_file} (mode 0600): store it safely")
+        self.result = BuildResult(
+            output=paths.output,
+            manifest=paths.manifest,
+            manifest_signature=paths.signature,
+            report=paths.report,
+            catalog=paths.catalog,
+            recovery_key_file=self.recovery_file if self.recovery_key else None,
+            summary=self._summary(doc, artefacts),
+        )
+
+    def _summary(self, doc: dict[str, Any], artefacts: list[tuple[str, Path, int, str]]) -> dict[str, Any]:
+        return {
+            "ok": True,
+            "output": str(self.paths.output),
+            "format": self.fmt,
+            "template": doc["template"],
+            "artefacts": [
+                {"role": role, "path": str(p), "size_bytes": size, "sha256": digest}
+                for role, p, size, digest in artefacts
+            ],  # fmt: skip
+            "input": {"path": str(self.base), "sha256": doc["input"]["sha256"]},
+            "partitions": doc["partitions"]["after"],
+            "uki": {k: doc["uki"][k] for k in ("sha256", "authenticode_sha256", "esp_paths", "cmdline")},
+            "pcr_predictions": doc["pcr_predictions"],
+            "catalog": {k: doc["catalog"][k] for k in ("path", "sha256", "esp_path", "partitions")},
+            "luks": doc["luks"],
+            "recovery_key_file": str(self.recovery_file)
+            if self.recovery_file and self.recovery_key
+            else None,
+            "notes": list(self.notes),
+            "steps": [],  # filled in by run() once the last step has ended
+            "elapsed_seconds": None,
+        }
+
+
+_ATTR = {"manifest": "manifest", "manifest_signature": "signature", "report": "report"}
+
+
+def _size(n: int) -> str:
+    from app.build.report import human_size
+
+    return human_size(n)
+
+
+def _join(numbers: list[int]) -> str:
+    return ", ".join(str(n) for n in numbers) or "none"
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.abspath(a) == os.path.abspath(b) or (a.exists() and os.path.samefile(a, b))
+    except OSError:
+        return False
