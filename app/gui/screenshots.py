@@ -9,7 +9,10 @@ with that certificate, and saves ``OUTDIR/boot-image.png`` (sections, PCR 11 pre
 Last it moves to the Encryption page (the protected partitions selected,
 a generated passphrase, the KDF calibrated for real on this machine) and saves ``OUTDIR/encryption.png``.
 Then, on the Signature catalog page, it computes and verifies the catalog of the protected partitions
-(catalog-only, the real engine) and saves ``OUTDIR/catalog.png``.
+(catalog-only, the real engine) and saves ``OUTDIR/catalog.png``. Last it builds the template for real
+into a temporary folder: ``OUTDIR/review.png`` (with the equivalent command), ``OUTDIR/generate.png``
+(mid-run, in the write step; reads are slowed down to catch it) and ``OUTDIR/finished.png`` (digests
+computed, template verified).
 """
 
 from __future__ import annotations
@@ -71,6 +74,7 @@ def take_screenshots(outdir: Path, image: Path, timeout: float = 60.0) -> list[P
         shots.append(_boot_image_screenshot(app, wizard, outdir, timeout))
         shots.append(_encryption_screenshot(app, wizard, outdir, timeout))
         shots.append(_catalog_screenshot(app, wizard, outdir, timeout))
+        shots.extend(_build_screenshots(app, wizard, outdir, timeout))
         return shots
     finally:
         runner.shutdown()
@@ -172,6 +176,100 @@ def _catalog_screenshot(app: object, wizard: object, outdir: Path, timeout: floa
     if not wizard.grab().save(str(out)):  # type: ignore[attr-defined]
         raise SystemExit(f"screenshots: cannot write {out}")
     return out
+
+
+def _grab(wizard: object, out: Path) -> Path:
+    if not wizard.grab().save(str(out)):  # type: ignore[attr-defined]
+        raise SystemExit(f"screenshots: cannot write {out}")
+    return out
+
+
+def _build_screenshots(app: object, wizard: object, outdir: Path, timeout: float) -> list[Path]:
+    """Review, Generate (mid-run, in the write step) and Finished (digests computed, verified), for real.
+
+    The template is written to a temporary folder (deleted afterwards). To catch Generate mid-run, the
+    worker threads' reads of the base image are slowed down until the write step is well under way; the
+    engine itself is unchanged.
+    """
+    import threading
+
+    from app.disk.formats.raw import RawImage
+    from app.gui.state import OutputChoice
+    from app.gui.wizard import PageId
+    from app.signing import keys
+
+    state = wizard.state  # type: ignore[attr-defined]
+    shots: list[Path] = []
+    with tempfile.TemporaryDirectory(prefix="shieldwright-shot-") as tmp:
+        # The certificate screenshot's files are gone; the recipe names files, so write them again.
+        signer = state.uefi_signing.signer
+        cert_path = keys.write_certificate(signer.certificate, Path(tmp) / "uefi-signing.crt")
+        key_path = keys.write_private_key(signer.private_key, Path(tmp) / "uefi-signing.key")
+        for choice in (state.uefi_signing, state.catalog_signing):
+            if choice is not None:
+                choice.cert_path, choice.key_path = cert_path, key_path
+        state.output = OutputChoice(Path(tmp) / "templates" / "demo-web-server-1.0.0.0.raw", "raw")
+        state.output.path.parent.mkdir()
+        wizard.setCurrentId(PageId.REVIEW)  # type: ignore[attr-defined]
+        review = wizard.review_page  # type: ignore[attr-defined]
+        if not _spin_until(app, lambda: not review.is_busy(), timeout):
+            raise SystemExit("screenshots: checking the recipe did not finish")
+        if not review.isComplete():
+            raise SystemExit(f"screenshots: the recipe is not valid: {review.findings.messages()}")
+        review.command_button.setChecked(True)
+        review.summary.verticalScrollBar().setValue(0)
+        _spin_until(app, lambda: False, 0.3)
+        shots.append(_grab(wizard, outdir / "review.png"))
+        review.command_button.setChecked(False)
+
+        slow = threading.Event()
+        slow.set()
+        original = RawImage.read
+
+        def read(self: RawImage, offset: int, length: int) -> bytes:
+            if slow.is_set() and threading.current_thread() is not threading.main_thread():
+                time.sleep(0.03)
+            return original(self, offset, length)
+
+        RawImage.read = read  # type: ignore[method-assign]
+        try:
+            wizard.next()  # type: ignore[attr-defined]  # the commit button: Generate
+            page = wizard.generate_page  # type: ignore[attr-defined]
+            if wizard.currentId() != PageId.BUILD:  # type: ignore[attr-defined]
+                raise SystemExit("screenshots: Generate did not start the build")
+
+            def mid_write() -> bool:
+                bar = page.progress_panel.bar
+                in_write = "writ" in page.step_label.text().lower()
+                far_enough = bar.maximum() > 0 and bar.value() > bar.maximum() // 4
+                return not page.is_running() or (in_write and far_enough)
+
+            if not _spin_until(app, mid_write, timeout * 3):
+                raise SystemExit("screenshots: the build never reached the write step")
+            if not page.is_running():
+                why = page.error_panel.message_label.text()
+                raise SystemExit(f"screenshots: the build ended early: {why}")
+            _spin_until(app, lambda: False, 1.2)  # a rate and a time left
+            shots.append(_grab(wizard, outdir / "generate.png"))
+            slow.clear()
+            if not _spin_until(app, lambda: not page.is_running(), timeout * 5):
+                raise SystemExit("screenshots: the build did not finish")
+        finally:
+            RawImage.read = original  # type: ignore[method-assign]
+        if not page.isComplete():
+            raise SystemExit(f"screenshots: the build failed: {page.error_panel.message_label.text()}")
+
+        wizard.next()  # type: ignore[attr-defined]
+        finished = wizard.finished_page  # type: ignore[attr-defined]
+        if not _spin_until(app, lambda: not finished.is_busy(), timeout):
+            raise SystemExit("screenshots: hashing the artefacts did not finish")
+        finished.verify()
+        if not _spin_until(app, lambda: not finished.is_busy(), timeout * 3):
+            raise SystemExit("screenshots: verifying the template did not finish")
+        finished.verify_button.setFocus()
+        _spin_until(app, lambda: False, 0.3)
+        shots.append(_grab(wizard, outdir / "finished.png"))
+    return shots
 
 
 def main(argv: list[str] | None = None) -> int:

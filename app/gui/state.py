@@ -326,6 +326,31 @@ class CatalogChoice:
         }
 
 
+#: Output formats of the exported template (``shieldwright build --format``).
+OUTPUT_FORMATS = ("raw", "vhdx", "vhd", "qcow2")
+
+
+@dataclass
+class OutputChoice:
+    """Where the template is written and in which format (chosen on the Review page).
+
+    ``path`` None means "not chosen yet": the Review page proposes ``<template-name>-<version>.<ext>``
+    next to the base image.
+    """
+
+    path: Path | None = None
+    #: One of :data:`OUTPUT_FORMATS`.
+    format: str = "raw"
+    #: The last successful build's result (``app.pipeline.BuildResult``), in memory only.
+    result: Any = field(default=None, repr=False, compare=False)
+
+    def to_recipe_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"format": self.format}
+        if self.path is not None:
+            out["path"] = str(self.path)
+        return out
+
+
 @dataclass
 class WizardState:
     """Choices made across pages. Pages write here; nothing here knows about Qt."""
@@ -349,6 +374,8 @@ class WizardState:
     encryption: EncryptionChoice | None = None
     #: Template name, version, block size and the computed catalog (None until the Catalog page was shown).
     catalog: CatalogChoice | None = None
+    #: The output path and format (None until the Review page was shown).
+    output: OutputChoice | None = None
 
     def set_image(self, path: Path | None, layout: DiskLayout | None) -> None:
         """A new image replaces the old one and resets the choices made about it to the defaults."""
@@ -418,6 +445,8 @@ class WizardState:
             recipe["encryption"] = self.encryption.to_recipe_dict()
         if self.catalog is not None:
             recipe["catalog"] = self.catalog.to_recipe_dict()
+        if self.output is not None:
+            recipe["output"] = self.output.to_recipe_dict()
         return recipe
 
     def clear_secrets(self) -> None:

@@ -16,6 +16,9 @@ from wizard_pages.boot_image import BootImagePage
 from wizard_pages.catalog import CatalogPage
 from wizard_pages.certificates import CertificatesPage
 from wizard_pages.encryption import EncryptionPage
+from wizard_pages.finished import FinishedPage
+from wizard_pages.generate import GeneratePage
+from wizard_pages.review import ReviewPage
 
 __all__ = ["PageId", "ShieldwrightWizard", "StepList", "WizardState"]
 
@@ -48,7 +51,7 @@ def step_titles() -> dict[PageId, str]:
         PageId.ENCRYPTION: tr("Encryption"),
         PageId.CATALOG: tr("Signature catalog"),
         PageId.REVIEW: tr("Review"),
-        PageId.BUILD: tr("Build"),
+        PageId.BUILD: tr("Generate"),
         PageId.SUMMARY: tr("Summary"),
     }
 
@@ -132,6 +135,14 @@ class ShieldwrightWizard(QWizard):
         self.setPage(PageId.ENCRYPTION, self.encryption_page)
         self.catalog_page = CatalogPage(self.state, runner, self)
         self.setPage(PageId.CATALOG, self.catalog_page)
+        self.review_page = ReviewPage(self.state, runner, self)
+        self.setPage(PageId.REVIEW, self.review_page)
+        self.generate_page = GeneratePage(self.state, runner, self)
+        self.setPage(PageId.BUILD, self.generate_page)
+        self.finished_page = FinishedPage(self.state, runner, self)
+        self.setPage(PageId.SUMMARY, self.finished_page)
+        # Closing during a build asks first (inline, no nested loop); the page closes us once stopped.
+        self.generate_page.closeRequested.connect(self._close_after_build)
         self.setStartId(PageId.BASE_IMAGE)
 
         self.steps = StepList(self)
@@ -145,6 +156,15 @@ class ShieldwrightWizard(QWizard):
     def _on_page_changed(self, page_id: int) -> None:
         visited = [i for i in self.visitedIds() if i != page_id]
         self.steps.set_current(page_id if page_id != -1 else None, visited)
+
+    def reject(self) -> None:
+        # Cancel, Escape and the window's close button all come here: a running build must not just vanish.
+        if not self.generate_page.request_close():
+            return
+        super().reject()
+
+    def _close_after_build(self) -> None:
+        super().reject()
 
     def done(self, result: int) -> None:
         # Closing the wizard stops whatever it started; the application shuts the executor down.

@@ -1,0 +1,501 @@
+"""Wizard page: Generate — the build runs (Microsoft's *Generate* step), with progress, details and Cancel.
+
+Entering the page starts :func:`app.pipeline.run_build` in the app's executor (TaskRunner) on a snapshot
+of the choices: the recipe (``recipe_from_wizard_state``), the in-memory signers, a *copy* of the
+provisioning passphrase (wiped when the build ends) and the recovery key the user stored. The engine
+reports into a :class:`~app.pipeline.BuildProgress` that the page reads at the TaskRunner's 10 Hz tick:
+"Step k of n: <name>" and an overall bar, the current step in the shared :class:`ProgressPanel` (bar,
+``NN% — X of Y — rate — about N s left``, two-stage Cancel), and the engine's log lines in a
+:class:`LogView` (*Save report…*).
+
+A cancelled or failed build leaves nothing behind (the engine writes under a temporary name and renames
+at the end); the page says so after checking, shows the engine's message and hint, and offers *Back to
+Review*. Closing the wizard while the build runs asks first, inline, and stops cooperatively.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QPalette
+from PySide6.QtWidgets import (
+    QHBoxLayout,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QSizePolicy,
+    QStyle,
+    QVBoxLayout,
+    QWidget,
+    QWizardPage,
+)
+
+from app.errors import CancelledError, ShieldwrightError
+from app.gui.state import WizardState
+from app.gui.tasks import BackgroundTask, TaskRunner
+from app.gui.widgets.error_panel import ErrorPanel
+from app.gui.widgets.log_view import LogView
+from app.gui.widgets.progress_panel import ProgressPanel, human_duration
+from wizard_pages.review import artifact_paths
+
+if TYPE_CHECKING:
+    from app.progress import CancelToken, ProgressState
+    from app.signing.signer import Signer
+
+log = logging.getLogger(__name__)
+
+#: The overall bar's resolution per step.
+STEP_UNITS = 1000
+
+
+# -- the build, in the executor ---------------------------------------------------------------------
+
+
+@dataclass
+class GenerateRequest:
+    """A snapshot of everything the build needs, taken in the GUI thread when the page starts it."""
+
+    recipe: Any
+    uefi_signer: Signer | None = field(repr=False)
+    catalog_signer: Signer | None = field(repr=False)
+    #: A copy of the provisioning passphrase, wiped when the build ends.
+    passphrase: bytearray = field(repr=False)
+    recovery_key: str | None = field(default=None, repr=False)
+    output: Path | None = None
+
+    def wipe(self) -> None:
+        self.passphrase[:] = bytes(len(self.passphrase))
+
+
+def new_build_progress() -> Any:
+    """The engine's progress object for one build (created in the GUI thread, written by the engine)."""
+    from app.pipeline import BuildProgress
+
+    return BuildProgress()
+
+
+#: Steps whose unit of work is not bytes (the engine's keyslot count, qemu-img's per-mille).
+_COUNTED_STEPS = ("Create LUKS2 keyslots",)
+
+
+def counts_bytes(snap: Any) -> bool:
+    """Whether the step's ``done``/``total`` are bytes (sizes and a rate) or plain counts."""
+    return snap.step_name not in _COUNTED_STEPS and "qemu-img" not in (snap.detail or "")
+
+
+class BuildStepPanel(ProgressPanel):
+    """The shared progress panel, for a build whose steps count in different units."""
+
+    def set_unit(self, unit: str) -> None:
+        """``"bytes"`` (sizes and a rate) or ``"items"`` (plain "k of n"), for the step now running."""
+        self._unit_bytes = unit == "bytes"
+
+
+def run_generate(request: GenerateRequest, build_progress: Any, *, cancel: CancelToken,
+                 progress: ProgressState) -> Any:  # fmt: skip
+    """Runs in the executor: the whole build. The passphrase copy is wiped whatever happens."""
+    from app.pipeline import BuildInputs, run_build
+
+    try:
+        inputs = BuildInputs(
+            recipe=request.recipe,
+            uefi_signer=request.uefi_signer,
+            catalog_signer=request.catalog_signer,
+            provisioning_passphrase=request.passphrase,
+            recovery_key=request.recovery_key,
+        )
+        return run_build(inputs, progress=build_progress, cancel=cancel)
+    finally:
+        request.wipe()
+
+
+# -- the page -------------------------------------------------------------------------------------------
+
+
+class GeneratePage(QWizardPage):
+    """Runs the build on entry; shows the steps, the current step's progress, the log, and the outcome."""
+
+    #: The build ended (succeeded, failed or cancelled) and the outcome is shown.
+    buildFinished = Signal()
+    #: The user asked to close the wizard during the build, confirmed, and the build has now stopped.
+    closeRequested = Signal()
+
+    def __init__(
+        self,
+        state: WizardState,
+        runner: TaskRunner,
+        parent: QWidget | None = None,
+        *,
+        builder: Callable[..., Any] = run_generate,
+        progress_factory: Callable[[], Any] = new_build_progress,
+        recipe_maker: Callable[[WizardState], Any] | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self.state = state
+        self._runner = runner
+        self._builder = builder
+        self._progress_factory = progress_factory
+        self._recipe_maker = recipe_maker
+        self._task: BackgroundTask | None = None
+        self._build_progress: Any = None
+        self._shown_step = 0
+        self._log_seen = 0
+        self._started = 0.0
+        self._elapsed = 0.0
+        self._existing_before: set[Path] = set()
+        self._close_when_stopped = False
+        self.result: Any = None
+        self.error: ShieldwrightError | None = None
+        #: Every step (k, name) the page has shown, in order (for tests and the report).
+        self.steps_seen: list[tuple[int, str]] = []
+
+        self.setTitle(self.tr("Generate"))
+        self.setSubTitle(
+            self.tr(
+                "Shieldwright builds and signs the UKI, encrypts the protected partitions while writing the "
+                "template in one pass, hashes every written block for the catalog, and signs the manifest."
+            )
+        )
+        self._build_ui()
+
+    # -- UI ---------------------------------------------------------------------------------------
+
+    def _build_ui(self) -> None:
+        self.step_label = QLabel(self)
+        self.step_label.setObjectName("buildStep")
+        self.step_label.setTextFormat(Qt.TextFormat.PlainText)
+        font = self.step_label.font()
+        font.setBold(True)
+        font.setPointSizeF(font.pointSizeF() * 1.1)
+        self.step_label.setFont(font)
+        self.elapsed_label = QLabel(self)
+        self.elapsed_label.setObjectName("buildElapsed")
+        self.elapsed_label.setTextFormat(Qt.TextFormat.PlainText)
+        self.elapsed_label.setForegroundRole(QPalette.ColorRole.PlaceholderText)
+        top = QHBoxLayout()
+        top.addWidget(self.step_label, 1)
+        top.addWidget(self.elapsed_label)
+
+        self.overall_bar = QProgressBar(self)
+        self.overall_bar.setObjectName("overallProgress")
+        self.overall_bar.setAccessibleName(self.tr("Overall progress"))
+        self.overall_bar.setTextVisible(True)
+        self.overall_bar.setFormat(self.tr("%p% overall"))
+        self.overall_bar.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+
+        self.progress_panel = BuildStepPanel(self)
+        self.progress_panel.set_confirm_text(self.tr("Stop generating? Nothing will be kept."))
+        self.progress_panel.cancelRequested.connect(self.cancel)
+        self.progress_panel.keep_button.clicked.connect(self._keep_running)
+
+        self.result_label = QLabel(self)
+        self.result_label.setObjectName("buildResult")
+        self.result_label.setWordWrap(True)
+        self.result_label.setTextFormat(Qt.TextFormat.PlainText)
+        self.result_icon = QLabel(self)
+        self.result_icon.setPixmap(
+            self.style().standardIcon(QStyle.StandardPixmap.SP_DialogApplyButton).pixmap(20, 20)
+        )
+        result_row = QHBoxLayout()
+        result_row.addWidget(self.result_icon)
+        result_row.addWidget(self.result_label, 1)
+
+        self.error_panel = ErrorPanel(self)
+        self.nothing_written_label = QLabel(self)
+        self.nothing_written_label.setObjectName("nothingWritten")
+        self.nothing_written_label.setWordWrap(True)
+        self.nothing_written_label.setTextFormat(Qt.TextFormat.PlainText)
+        self.back_button = QPushButton(
+            self.style().standardIcon(QStyle.StandardPixmap.SP_ArrowBack), self.tr("&Back to Review"), self
+        )
+        self.back_button.setObjectName("backToReview")
+        self.back_button.setToolTip(self.tr("Change the choices and generate again"))
+        self.back_button.clicked.connect(self.back_to_review)
+        failure_row = QHBoxLayout()
+        failure_row.addWidget(self.nothing_written_label, 1)
+        failure_row.addWidget(self.back_button, 0, Qt.AlignmentFlag.AlignTop)
+
+        self.log_view = LogView(self, runner=self._runner, title=self.tr("&Details"), expanded=True)
+        self.log_view.set_report_header(self._report_header)
+        self.log_view.reportSaved.connect(
+            lambda path: self.elapsed_label.setText(self.tr("Report saved to %1").replace("%1", str(path)))
+        )
+        self.log_view.reportFailed.connect(self.error_panel.show_error)
+
+        layout = QVBoxLayout(self)
+        layout.setSpacing(6)
+        layout.addLayout(top)
+        layout.addWidget(self.overall_bar)
+        layout.addWidget(self.progress_panel)
+        layout.addLayout(result_row)
+        layout.addWidget(self.error_panel)
+        layout.addLayout(failure_row)
+        layout.addWidget(self.log_view, 1)
+        self._show_outcome(None)
+
+    # -- QWizardPage ------------------------------------------------------------------------------
+
+    def initializePage(self) -> None:
+        """Entering the page (after Generate on Review): start the build."""
+        self.start()
+
+    def cleanupPage(self) -> None:
+        """Going back to Review (only after a failure or a cancel): nothing is running any more."""
+        self.cancel()
+
+    def isComplete(self) -> bool:
+        return self._task is None and self.result is not None
+
+    def is_running(self) -> bool:
+        return self._task is not None
+
+    # -- running ----------------------------------------------------------------------------------
+
+    def _request(self) -> GenerateRequest:
+        state = self.state
+        if self._recipe_maker is not None:
+            recipe = self._recipe_maker(state)
+        else:
+            from app.gui.recipe_bridge import recipe_from_wizard_state
+
+            recipe = recipe_from_wizard_state(state)
+        enc = state.encryption
+        passphrase = bytearray(enc.passphrase) if enc is not None and enc.passphrase else bytearray()
+        recovery = (
+            enc.recovery_key_value.decode("ascii")
+            if enc is not None and enc.recovery_key and enc.recovery_key_value
+            else None
+        )
+        uefi = state.uefi_signing.signer if state.uefi_signing is not None else None
+        catalog_choice = state.catalog_signer_choice
+        catalog = catalog_choice.signer if catalog_choice is not None else None
+        output = state.output.path if state.output is not None else None
+        return GenerateRequest(recipe, uefi, catalog, passphrase, recovery, output)
+
+    def start(self) -> None:
+        """Start the build on a snapshot of the current choices."""
+        if self._task is not None:
+            return
+        self.result = None
+        self.error = None
+        self.steps_seen = []
+        self._shown_step = 0
+        self._log_seen = 0
+        self._close_when_stopped = False
+        self.log_view.clear()
+        self.error_panel.clear()
+        self._show_outcome(None)
+        if self.state.output is not None:
+            self.state.output.result = None
+        try:
+            request = self._request()
+        except ShieldwrightError as exc:
+            self._fail(exc)
+            return
+        self._output = request.output
+        encryption = getattr(request.recipe, "encryption", None)
+        self._recovery_file = getattr(encryption, "recovery_key_file", None)
+        self._existing_before = {p for p in self._artifacts() if p.exists()}
+        self._build_progress = self._progress_factory()
+        self._started = time.monotonic()
+        self._elapsed = 0.0
+        log.info("generating the template %s", request.output)
+        task = self._runner.start(self._builder, request, self._build_progress, name="build",
+                                  with_progress=True)  # fmt: skip
+        self._task = task
+        # Ours first: it copies the engine's step into task.progress before the panel reads it.
+        task.progressChanged.connect(self._on_progress)
+        self.progress_panel.set_confirm_text(self.tr("Stop generating? Nothing will be kept."))
+        self.progress_panel.start(task, self.tr("Preparing…"))
+        task.succeeded.connect(self._on_succeeded)
+        task.failed.connect(self._on_failed)
+        task.finished.connect(self._on_finished)
+        self.step_label.setText(self.tr("Starting…"))
+        self.overall_bar.setRange(0, 0)
+        self.completeChanged.emit()
+
+    def cancel(self) -> None:
+        """Ask the build to stop (cooperative: it ends at its next check and removes what it wrote)."""
+        if self._task is not None:
+            log.info("cancelling the build")
+            self._task.cancel()
+
+    def request_close(self) -> bool:
+        """The wizard wants to close: True if it may now; else ask inline (two-stage) and close later."""
+        if self._task is None:
+            return True
+        panel = self.progress_panel
+        if not panel.stopping:
+            panel.set_confirm_text(self.tr("Stop generating and close? Nothing will be kept."))
+            panel.request_cancel()
+        self._close_when_stopped = True
+        return False
+
+    def _keep_running(self) -> None:
+        self._close_when_stopped = False
+        self.progress_panel.set_confirm_text(self.tr("Stop generating? Nothing will be kept."))
+
+    def _on_progress(self, state: ProgressState) -> None:
+        """10 Hz: copy the engine's step into the task's state (the panel shows it), the steps, the log."""
+        if self._build_progress is None:
+            return
+        snap = self._build_progress.snapshot()
+        if snap.step_index != self._shown_step and snap.step_index > 0:
+            self._shown_step = snap.step_index
+            self.steps_seen.append((snap.step_index, snap.step_name))
+            self.progress_panel.step_label.setText(snap.step_name)
+            self.progress_panel.bar.setAccessibleName(snap.step_name)
+            state.begin(snap.detail or snap.step_name, snap.total)
+        elif snap.total != state.total or snap.done < state.done:
+            state.begin(snap.detail or snap.step_name, snap.total)  # a new phase inside the step
+        self.progress_panel.set_unit("bytes" if counts_bytes(snap) else "items")
+        if snap.done != state.done:
+            state.update(snap.done)
+        self._show_steps(snap)
+        lines, self._log_seen = self._build_progress.lines_since(self._log_seen)
+        if lines:
+            self.log_view.append_lines(lines)
+        self._elapsed = time.monotonic() - self._started
+        self.elapsed_label.setText(self.tr("Elapsed %1").replace("%1", human_duration(self._elapsed)))
+
+    def _show_steps(self, snap: Any) -> None:
+        if snap.step_count <= 0 or snap.step_index <= 0:
+            return
+        self.step_label.setText(
+            self.tr("Step %1 of %2: %3")
+            .replace("%1", str(snap.step_index))
+            .replace("%2", str(snap.step_count))
+            .replace("%3", snap.step_name)
+        )
+        fraction = min(1.0, snap.done / snap.total) if snap.total > 0 else 0.0
+        self.overall_bar.setRange(0, snap.step_count * STEP_UNITS)
+        self.overall_bar.setValue(round((snap.step_index - 1 + fraction) * STEP_UNITS))
+
+    def _on_succeeded(self, result: Any) -> None:
+        self.result = result
+        if self.state.output is not None:
+            self.state.output.result = result
+
+    def _on_failed(self, error: ShieldwrightError) -> None:
+        self.error = error
+
+    def _on_finished(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.progressChanged.disconnect(self._on_progress)
+            task.succeeded.disconnect(self._on_succeeded)
+            task.failed.disconnect(self._on_failed)
+            task.finished.disconnect(self._on_finished)
+            if self._build_progress is not None:
+                self._on_progress(task.progress)  # the last lines and the final step
+            if task.error is not None and not isinstance(task.error, ShieldwrightError):
+                self.error = ShieldwrightError(
+                    "the template could not be generated because of an unexpected error",
+                    "the details were written to the log",
+                )
+        self._elapsed = time.monotonic() - self._started
+        if self.result is not None:
+            self._succeed()
+        else:
+            self._fail(self.error or ShieldwrightError("the build ended without a result"))
+        close = self._close_when_stopped
+        self._close_when_stopped = False
+        self.completeChanged.emit()
+        self.buildFinished.emit()
+        if close:
+            self.closeRequested.emit()
+
+    # -- outcome ----------------------------------------------------------------------------------
+
+    def _artifacts(self) -> list[Path]:
+        output = getattr(self, "_output", None)
+        if output is None:
+            return []
+        paths = list(artifact_paths(output).values())
+        recovery = getattr(self, "_recovery_file", None)
+        return paths + ([Path(recovery)] if recovery else [])
+
+    def leftovers(self) -> list[Path]:
+        """Output files present now that were not there before the build (after a failure: none)."""
+        return sorted(p for p in self._artifacts() if p.exists() and p not in self._existing_before)
+
+    def _succeed(self) -> None:
+        count = self._shown_step or len(self.steps_seen)
+        self.overall_bar.setRange(0, 1)
+        self.overall_bar.setValue(1)
+        self.step_label.setText(self.tr("Done: the template is ready."))
+        output = getattr(self.result, "output", None)
+        self._show_outcome(
+            True,
+            self.tr("All %1 steps finished in %2. Wrote %3. Click Next to see the files and verify them.")
+            .replace("%1", str(count))
+            .replace("%2", human_duration(self._elapsed))
+            .replace("%3", str(output) if output else self.tr("the template")),
+        )
+
+    def _fail(self, error: ShieldwrightError) -> None:
+        self.error = error
+        cancelled = isinstance(error, CancelledError)
+        self.overall_bar.setRange(0, 1)
+        self.overall_bar.setValue(0)
+        self.step_label.setText(self.tr("Cancelled.") if cancelled else self.tr("Generating failed."))
+        if cancelled:
+            self.error_panel.show_error(self.tr("Generating was cancelled."), error.hint)
+        else:
+            self.error_panel.show_error(error.message, error.hint)
+        left = self.leftovers()
+        if left:
+            note = self.tr("Files that remain from this run: %1").replace(
+                "%1", ", ".join(str(p) for p in left)
+            )
+        else:
+            folder = self._output.parent if getattr(self, "_output", None) is not None else None
+            note = self.tr("Nothing was written: no output file was left behind") + (
+                self.tr(" in %1.").replace("%1", str(folder)) if folder else "."
+            )
+            note += " " + self.tr("The base image was not modified.")
+        self.nothing_written_label.setText(note)
+        self._show_outcome(False)
+        if not cancelled:
+            self.log_view.set_expanded(True)
+
+    def _show_outcome(self, ok: bool | None, text: str = "") -> None:
+        self.result_label.setText(text)
+        self.result_label.setVisible(ok is True)
+        self.result_icon.setVisible(ok is True)
+        self.nothing_written_label.setVisible(ok is False)
+        self.back_button.setVisible(ok is False)
+        if ok is not True:
+            self.result_label.clear()
+
+    def back_to_review(self) -> None:
+        """After a failure or a cancel: back to the Review page (the commit page blocks the wizard's Back)."""
+        wizard = self.wizard()
+        if self._task is None and wizard is not None:
+            wizard.back()
+
+    def _report_header(self) -> str:
+        state = self.state
+        lines = [self.tr("Shieldwright build report")]
+        if state.image_path is not None:
+            lines.append(self.tr("Base image: %1").replace("%1", str(state.image_path)))
+        output = getattr(self, "_output", None)
+        if output is not None:
+            lines.append(self.tr("Output: %1").replace("%1", str(output)))
+        if state.catalog is not None:
+            lines.append(
+                self.tr("Template: %1 %2")
+                .replace("%1", state.catalog.template_name)
+                .replace("%2", state.catalog.template_version)
+            )
+        if self.error is not None:
+            lines.append(self.tr("Outcome: %1").replace("%1", self.error.one_line()))
+        elif self.result is not None:
+            lines.append(self.tr("Outcome: success"))
+        return "\n".join(lines)
