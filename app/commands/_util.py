@@ -83,3 +83,32 @@ def read_passphrase(
             raise ShieldwrightError("the passphrases do not match", "type the same passphrase twice")
         return first.encode()
     return None
+
+
+def same_file(a: Path, b: Path) -> bool:
+    """Whether ``a`` and ``b`` name the same file (so an output would overwrite its input)."""
+    try:
+        return a.resolve() == b.resolve() or (a.exists() and b.exists() and os.path.samefile(a, b))
+    except OSError:
+        return False
+
+
+def load_signer_from_args(args):
+    """The signer from ``--cert``/``--key`` and the passphrase options; prompt only if the key needs one.
+
+    A key that turns out to be encrypted when no passphrase source was given gets one terminal prompt
+    (stdin must be a terminal); otherwise the WrongPassphraseError stands.
+    """
+    from app.errors import WrongPassphraseError
+    from app.signing.keys import load_signer
+
+    passphrase = read_passphrase(args)
+    try:
+        return load_signer(args.cert, args.key, passphrase)
+    except WrongPassphraseError:
+        if passphrase is not None:
+            raise
+        passphrase = read_passphrase(args, prompt="Passphrase for the signing key: ")
+        if passphrase is None:
+            raise
+        return load_signer(args.cert, args.key, passphrase)

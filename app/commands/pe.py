@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
-from app.commands._util import add_passphrase_options, read_passphrase
+from app.commands._util import add_passphrase_options, load_signer_from_args, same_file
 from app.errors import ShieldwrightError
 
 
@@ -58,35 +57,17 @@ def cmd_digest(args: argparse.Namespace) -> int:
     return 0
 
 
-def _same_file(a: Path, b: Path) -> bool:
-    try:
-        return a.resolve() == b.resolve() or (b.exists() and os.path.samefile(a, b))
-    except OSError:
-        return False
-
-
 def cmd_sign(args: argparse.Namespace) -> int:
-    from app.errors import WrongPassphraseError
     from app.signing.authenticode import sign_pe
-    from app.signing.keys import load_signer
     from app.signing.output import write_output
 
     src, out = Path(args.file), Path(args.output)
-    if _same_file(src, out):
+    if same_file(src, out):
         raise ShieldwrightError(
             "the output is the input file", "give a different -o path; the input is never modified"
         )
     data = _read_image(args.file)
-    passphrase = read_passphrase(args)
-    try:
-        signer = load_signer(args.cert, args.key, passphrase)
-    except WrongPassphraseError:
-        if passphrase is not None:
-            raise
-        passphrase = read_passphrase(args, prompt="Passphrase for the signing key: ")
-        if passphrase is None:
-            raise
-        signer = load_signer(args.cert, args.key, passphrase)
+    signer = load_signer_from_args(args)
     mode = "append" if args.append else "replace" if args.replace else "refuse"
     signed = sign_pe(data, signer, mode=mode, name=args.file)
     write_output(out, signed, overwrite=True)

@@ -13,7 +13,12 @@ import os
 import sys
 from pathlib import Path
 
-from app.commands._util import add_passphrase_options, human_size, read_passphrase
+from app.commands._util import (
+    add_passphrase_options,
+    human_size,
+    load_signer_from_args,
+    same_file,
+)
 from app.errors import ShieldwrightError
 
 
@@ -105,29 +110,6 @@ def _text(value: str, what: str, *, collapse: bool = False) -> str:
     return " ".join(value.split()) if collapse else value
 
 
-def _same_file(a: Path, b: Path) -> bool:
-    try:
-        return a.resolve() == b.resolve() or (a.exists() and b.exists() and os.path.samefile(a, b))
-    except OSError:
-        return False
-
-
-def _load_signer(args: argparse.Namespace):
-    from app.errors import WrongPassphraseError
-    from app.signing.keys import load_signer
-
-    passphrase = read_passphrase(args)
-    try:
-        return load_signer(args.cert, args.key, passphrase)
-    except WrongPassphraseError:
-        if passphrase is not None:
-            raise
-        passphrase = read_passphrase(args, prompt="Passphrase for the signing key: ")
-        if passphrase is None:
-            raise
-        return load_signer(args.cert, args.key, passphrase)
-
-
 # --- build ---------------------------------------------------------------------------------------------
 
 
@@ -137,7 +119,7 @@ def cmd_build(args: argparse.Namespace) -> int:
 
     out = Path(args.output)
     inputs = [args.linux, *args.initrd, args.stub, args.splash, args.devicetree, args.pcrpkey]
-    if any(p and _same_file(Path(p), out) for p in inputs):
+    if any(p and same_file(Path(p), out) for p in inputs):
         raise ShieldwrightError("the output is one of the inputs", "give a different -o path")
     if args.key and not args.cert:
         raise ShieldwrightError("--key needs --cert", "give the signing certificate too")
@@ -153,7 +135,7 @@ def cmd_build(args: argparse.Namespace) -> int:
         dtb=_read(args.devicetree, "devicetree") if args.devicetree else None,
         pcrpkey=_read(args.pcrpkey, "PCR public key") if args.pcrpkey else None,
     )
-    signer = _load_signer(args) if args.cert else None
+    signer = load_signer_from_args(args) if args.cert else None
     data = build_uki(uki_inputs, signer=signer)
     write_output(out, data, overwrite=True)
     if signer is None:
@@ -246,7 +228,7 @@ def cmd_install(args: argparse.Namespace) -> int:
     from app.disk.writers import write_image
 
     src, out = Path(args.image), Path(args.output)
-    if _same_file(src, out):
+    if same_file(src, out):
         raise ShieldwrightError(
             "the output is the input image", "give a different -o path; the input is never modified"
         )

@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import sys
 from pathlib import Path
 
-from app.commands._util import TerminalProgress, add_passphrase_options, read_passphrase
+from app.commands._util import (
+    TerminalProgress,
+    add_passphrase_options,
+    load_signer_from_args,
+    same_file,
+)
 from app.errors import ShieldwrightError
 
 _SIZE = re.compile(r"(\d+)\s*(|k|kib|m|mib)", re.IGNORECASE)
@@ -92,29 +96,6 @@ def _read_file(path: str, what: str) -> bytes:
         raise ShieldwrightError(f"cannot read {path}: {exc.strerror or exc}", "check the path") from None
 
 
-def _same_file(a: Path, b: Path) -> bool:
-    try:
-        return b.exists() and os.path.samefile(a, b)
-    except OSError:
-        return False
-
-
-def _signer(args: argparse.Namespace):
-    from app.errors import WrongPassphraseError
-    from app.signing.keys import load_signer
-
-    passphrase = read_passphrase(args)
-    try:
-        return load_signer(args.cert, args.key, passphrase)
-    except WrongPassphraseError:
-        if passphrase is not None:
-            raise
-        passphrase = read_passphrase(args, prompt="Passphrase for the signing key: ")
-        if passphrase is None:
-            raise
-        return load_signer(args.cert, args.key, passphrase)
-
-
 def _signer_dict(signed) -> dict[str, object]:
     cert = signed.signer_certificate
     return {
@@ -143,12 +124,14 @@ def cmd_create(args: argparse.Namespace) -> int:
     from app.signing.output import write_output
 
     image, out = Path(args.image), Path(args.output)
-    if _same_file(image, out):
+    if same_file(image, out):
         raise ShieldwrightError("the output is the input image", "give a different -o path")
     check_template_name(args.name)
     parse_version(args.version)
     check_block_size(args.block_size)
-    signer = _signer(args)  # before hashing: a wrong passphrase should not cost a pass over the disk
+    signer = load_signer_from_args(
+        args
+    )  # before hashing: a wrong passphrase should not cost a pass over the disk
     progress = TerminalProgress()
     try:
         der = create_catalog(
@@ -267,7 +250,7 @@ def cmd_extract(args: argparse.Namespace) -> int:
     from app.signing.output import write_output
 
     image, out = Path(args.image), Path(args.output)
-    if _same_file(image, out):
+    if same_file(image, out):
         raise ShieldwrightError("the output is the input image", "give a different -o path")
     write_output(out, extract_catalog(image), overwrite=True)
     print(out)
