@@ -25,12 +25,10 @@ from typing import TYPE_CHECKING, Any
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QFontDatabase, QPalette, QValidator
 from PySide6.QtWidgets import (
-    QAbstractItemView,
     QComboBox,
     QFileDialog,
     QGridLayout,
     QHBoxLayout,
-    QHeaderView,
     QLabel,
     QLineEdit,
     QPushButton,
@@ -55,6 +53,7 @@ from app.gui.state import (
 from app.gui.tasks import BackgroundTask, TaskRunner
 from app.gui.widgets.error_panel import ErrorPanel
 from app.gui.widgets.progress_panel import ProgressPanel
+from app.gui.widgets.tables import setup_readonly_table
 
 if TYPE_CHECKING:
     from cryptography.x509 import Certificate
@@ -347,18 +346,7 @@ class CatalogPage(QWizardPage):
         self.table.setHorizontalHeaderLabels(
             [self.tr("#"), self.tr("Name"), self.tr("Size"), self.tr("Blocks"), self.tr("Digest (SHA-256)")]
         )
-        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
-        self.table.setAlternatingRowColors(True)
-        self.table.setWordWrap(False)
-        self.table.setTextElideMode(Qt.TextElideMode.ElideMiddle)
-        self.table.verticalHeader().hide()
-        self.table.verticalHeader().setDefaultSectionSize(self.fontMetrics().height() + 10)
-        header = self.table.horizontalHeader()
-        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-        header.setSectionResizeMode(Column.DIGEST, QHeaderView.ResizeMode.Stretch)
-        header.setHighlightSections(False)
+        setup_readonly_table(self.table, Column.DIGEST)
         self.table.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
         self._mono = QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont)
         partitions_caption = QLabel(self.tr("&Protected partitions"), self)

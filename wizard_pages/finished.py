@@ -44,6 +44,7 @@ from app.gui.tasks import BackgroundTask, TaskRunner
 from app.gui.widgets.certificate_details import thumbprint_hex
 from app.gui.widgets.error_panel import ErrorPanel
 from app.gui.widgets.progress_panel import ProgressPanel
+from app.gui.widgets.tables import setup_readonly_table
 
 if TYPE_CHECKING:
     from app.progress import CancelToken, Progress
@@ -185,18 +186,7 @@ class FinishedPage(QWizardPage):
         self.table.setHorizontalHeaderLabels(
             [self.tr("Artefact"), self.tr("File"), self.tr("Size"), self.tr("SHA-256")]
         )
-        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
-        self.table.setAlternatingRowColors(True)
-        self.table.setWordWrap(False)
-        self.table.setTextElideMode(Qt.TextElideMode.ElideMiddle)
-        self.table.verticalHeader().hide()
-        self.table.verticalHeader().setDefaultSectionSize(self.fontMetrics().height() + 10)
-        header = self.table.horizontalHeader()
-        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-        header.setSectionResizeMode(Column.SHA256, QHeaderView.ResizeMode.Stretch)
-        header.setHighlightSections(False)
+        setup_readonly_table(self.table, Column.SHA256)
         self.table.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
         self._mono = QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont)
 

@@ -15,13 +15,14 @@ from PySide6.QtWidgets import (
     QAbstractItemView,
     QComboBox,
     QHBoxLayout,
-    QHeaderView,
     QLabel,
     QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
     QWidget,
 )
+
+from app.gui.widgets.tables import setup_readonly_table
 
 #: Banks in the order offered; sha256 first (what TPM2 policies use).
 BANKS = ("sha256", "sha1", "sha384", "sha512")
@@ -75,18 +76,9 @@ class PcrPreview(QWidget):
         self.table.setObjectName("pcrTable")
         self.table.setAccessibleName(self.tr("Predicted PCR 11 values"))
         self.table.setHorizontalHeaderLabels([self.tr("Boot phase"), self.tr("PCR 11 value")])
-        self.table.verticalHeader().hide()
-        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        self.table.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
-        self.table.setTextElideMode(Qt.TextElideMode.ElideMiddle)
-        self.table.setWordWrap(False)
-        self.table.setAlternatingRowColors(True)
-        self.table.verticalHeader().setDefaultSectionSize(self.fontMetrics().height() + 8)
-        header = self.table.horizontalHeader()
-        header.setSectionResizeMode(0, QHeaderView.ResizeMode.ResizeToContents)
-        header.setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
-        header.setHighlightSections(False)
+        setup_readonly_table(
+            self.table, 1, selection=QAbstractItemView.SelectionMode.ExtendedSelection, row_padding=8
+        )
         self.table.setContextMenuPolicy(Qt.ContextMenuPolicy.ActionsContextMenu)
         self.copy_action = QAction(self.tr("&Copy value"), self.table)
         self.copy_action.setShortcut(QKeySequence(QKeySequence.StandardKey.Copy))
