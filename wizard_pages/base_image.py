@@ -19,7 +19,6 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QHeaderView,
     QLabel,
-    QProgressBar,
     QPushButton,
     QSizePolicy,
     QStyle,
@@ -35,6 +34,7 @@ from app.gui.models.partition_table_model import Column, PartitionTableModel
 from app.gui.presentation import human_size
 from app.gui.state import WizardState
 from app.gui.tasks import BackgroundTask, TaskRunner
+from app.gui.widgets.busy import busy_bar
 from app.gui.widgets.disk_layout_bar import DiskLayoutBar, DiskLayoutLegend
 from app.gui.widgets.error_panel import ErrorPanel
 from app.gui.widgets.findings_list import FindingsList
@@ -99,11 +99,7 @@ class BaseImagePage(QWizardPage):
         self.open_button.clicked.connect(self.choose_image)
         QShortcut(QKeySequence(QKeySequence.StandardKey.Open), self, self.choose_image)
 
-        self.busy_bar = QProgressBar(self)
-        self.busy_bar.setRange(0, 0)
-        self.busy_bar.setTextVisible(False)
-        self.busy_bar.setMaximumWidth(160)
-        self.busy_bar.setAccessibleName(self.tr("Inspecting image"))
+        self.busy_bar = busy_bar(self, self.tr("Inspecting image"), max_width=160)
         self.busy_label = QLabel(self.tr("Inspecting image…"), self)
         for w in (self.busy_bar, self.busy_label):
             w.setSizePolicy(QSizePolicy.Policy.Maximum, QSizePolicy.Policy.Fixed)

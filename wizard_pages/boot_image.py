@@ -35,7 +35,6 @@ from PySide6.QtWidgets import (
     QListWidget,
     QListWidgetItem,
     QPlainTextEdit,
-    QProgressBar,
     QPushButton,
     QRadioButton,
     QSizePolicy,
@@ -52,6 +51,7 @@ from app.gui.models.uki_sections_model import UkiSectionsModel
 from app.gui.presentation import human_size
 from app.gui.state import BootChoice, WizardState
 from app.gui.tasks import BackgroundTask, TaskRunner
+from app.gui.widgets.busy import busy_bar
 from app.gui.widgets.certificate_details import thumbprint_hex
 from app.gui.widgets.error_panel import ErrorPanel
 from app.gui.widgets.pcr_preview import BANKS, PcrPreview
@@ -532,12 +532,7 @@ class BootImagePage(QWizardPage):
         self.build_button.setObjectName("buildButton")
         self.build_button.setToolTip(self.tr("Build the UKI, sign it and predict PCR 11"))
         self.build_button.clicked.connect(self.build)
-        self.busy_bar = QProgressBar(self)
-        self.busy_bar.setRange(0, 0)
-        self.busy_bar.setTextVisible(False)
-        self.busy_bar.setMaximumWidth(120)
-        self.busy_bar.setAccessibleName(self.tr("Working"))
-        self.busy_bar.setSizePolicy(QSizePolicy.Policy.Maximum, QSizePolicy.Policy.Fixed)
+        self.busy_bar = busy_bar(self, self.tr("Working"), max_width=120)
         self.busy_bar.hide()
         self.status_label = QLabel(self)
         self.status_label.setObjectName("buildStatus")

@@ -27,9 +27,7 @@ from PySide6.QtWidgets import (
     QGroupBox,
     QHBoxLayout,
     QLabel,
-    QProgressBar,
     QPushButton,
-    QSizePolicy,
     QStyle,
     QVBoxLayout,
     QWidget,
@@ -45,6 +43,7 @@ from app.gui.dialogs.generate_certificate import (
 from app.gui.dialogs.passphrase import PassphraseDialog
 from app.gui.state import SigningChoice, WizardState
 from app.gui.tasks import BackgroundTask, TaskRunner
+from app.gui.widgets.busy import busy_bar
 from app.gui.widgets.certificate_details import CertificateDetails
 from app.gui.widgets.error_panel import ErrorPanel
 
@@ -171,12 +170,7 @@ class SigningRoleBox(QGroupBox):
         self.generate_button = QPushButton(generate_text, self)
         self.generate_button.setToolTip(self.tr("Create a new key and a self-signed certificate"))
         self.generate_button.clicked.connect(self.open_generate_dialog)
-        self.busy_bar = QProgressBar(self)
-        self.busy_bar.setRange(0, 0)
-        self.busy_bar.setTextVisible(False)
-        self.busy_bar.setMaximumWidth(80)
-        self.busy_bar.setAccessibleName(self.tr("Loading certificate"))
-        self.busy_bar.setSizePolicy(QSizePolicy.Policy.Maximum, QSizePolicy.Policy.Fixed)
+        self.busy_bar = busy_bar(self, self.tr("Loading certificate"), max_width=80)
         self.busy_bar.hide()
         buttons = QHBoxLayout()
         buttons.addWidget(self.load_button)

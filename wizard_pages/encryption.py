@@ -35,10 +35,8 @@ from PySide6.QtWidgets import (
     QHeaderView,
     QLabel,
     QLineEdit,
-    QProgressBar,
     QPushButton,
     QRadioButton,
-    QSizePolicy,
     QSpinBox,
     QStackedWidget,
     QTreeWidget,
@@ -54,6 +52,7 @@ from app.gui.dialogs.recovery_key import RecoveryKeyDialog
 from app.gui.presentation import content_label, display_name, human_size, role_label
 from app.gui.state import DEFAULT_ITER_TIME_MS, EncryptionChoice, WizardState
 from app.gui.tasks import BackgroundTask, TaskRunner
+from app.gui.widgets.busy import busy_bar
 from app.gui.widgets.error_panel import ErrorPanel
 from app.luks import passphrase as passphrases
 
@@ -247,13 +246,7 @@ class EncryptionPage(QWizardPage):
         iter_row.addWidget(self.calibrate_button)
         iter_row.addStretch(1)
 
-        self.busy_bar = QProgressBar(self.cipher_box)
-        self.busy_bar.setRange(0, 0)
-        self.busy_bar.setTextVisible(False)
-        self.busy_bar.setMaximumWidth(90)
-        self.busy_bar.setMaximumHeight(12)
-        self.busy_bar.setAccessibleName(self.tr("Calibrating"))
-        self.busy_bar.setSizePolicy(QSizePolicy.Policy.Maximum, QSizePolicy.Policy.Fixed)
+        self.busy_bar = busy_bar(self.cipher_box, self.tr("Calibrating"), max_width=90, max_height=12)
         self.stop_button = QPushButton(self.tr("St&op"), self.cipher_box)
         self.stop_button.setToolTip(self.tr("Stop the calibration"))
         self.stop_button.clicked.connect(self.cancel_calibration)

@@ -31,7 +31,6 @@ from PySide6.QtWidgets import (
     QLabel,
     QLineEdit,
     QListWidget,
-    QProgressBar,
     QPushButton,
     QSizePolicy,
     QSpinBox,
@@ -41,6 +40,7 @@ from PySide6.QtWidgets import (
 
 from app.errors import OutputExistsError, ShieldwrightError
 from app.gui.tasks import BackgroundTask, TaskRunner
+from app.gui.widgets.busy import busy_bar
 from app.gui.widgets.error_panel import ErrorPanel
 
 if TYPE_CHECKING:
@@ -326,11 +326,7 @@ class GenerateCertificateDialog(QDialog):
 
         self.error_panel = ErrorPanel(self)
 
-        self.busy_bar = QProgressBar(self)
-        self.busy_bar.setRange(0, 0)
-        self.busy_bar.setTextVisible(False)
-        self.busy_bar.setMaximumWidth(160)
-        self.busy_bar.setAccessibleName(self.tr("Generating"))
+        self.busy_bar = busy_bar(self, self.tr("Generating"), max_width=160, compact=False)
         self.busy_label = QLabel(self.tr("Generating the key and certificate…"), self)
         busy_row = QHBoxLayout()
         busy_row.addWidget(self.busy_bar)

@@ -16,11 +16,12 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QLineEdit,
-    QProgressBar,
     QStyle,
     QVBoxLayout,
     QWidget,
 )
+
+from app.gui.widgets.busy import busy_bar
 
 
 class PassphraseDialog(QDialog):
@@ -61,11 +62,7 @@ class PassphraseDialog(QDialog):
         self.error_label.setStyleSheet("#passphraseError { color: #c01c28; font-weight: bold; }")
         self.error_label.hide()
 
-        self.busy_bar = QProgressBar(self)
-        self.busy_bar.setRange(0, 0)
-        self.busy_bar.setTextVisible(False)
-        self.busy_bar.setMaximumHeight(8)
-        self.busy_bar.setAccessibleName(self.tr("Unlocking"))
+        self.busy_bar = busy_bar(self, self.tr("Unlocking"), max_height=8, compact=False)
         self.busy_bar.hide()
 
         self.buttons = QDialogButtonBox(
