@@ -12,18 +12,26 @@ passes and NumPy:
    XOR of four earlier columns;
 3. XOR, one ECB pass (key1) over the chunk, XOR again.
 
+A chunk is processed in pieces of :data:`_PIECE_BYTES` so that tweaks, data and the ECB buffer stay in
+the CPU caches between those passes; each piece size gets a :class:`_PiecePlan` with its arrays and
+NumPy views built once.
+
 IV: plain64 is the sector number in **512-byte units** even for 4096-byte sectors (LUKS2 never uses
 ``iv_large_sectors``), so the sector at byte offset X of the segment has IV X // 512.
 
-An :class:`XtsCipher` keeps scratch buffers sized for the last chunk size so that steady-state
-encryption does not page-fault fresh memory for every chunk; it is therefore not thread-safe: use
-one object per thread.
+An :class:`XtsCipher` keeps those scratch buffers (and the buffer ``encrypt`` returns a copy of) so that
+steady-state encryption does not page-fault fresh memory for every chunk; it is therefore not
+thread-safe: use one object per thread.
 """
 
 from __future__ import annotations
 
 import numpy as np
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+#: Bytes handled per tweak/XOR/ECB round: small enough that the tweaks, the data and the ECB output
+#: stay in the CPU caches between passes (2 MiB measured fastest here; 8 MiB pieces ran ~30 % slower).
+_PIECE_BYTES = 2 * 1024 * 1024
 
 #: Anything exposing the buffer protocol (collections.abc.Buffer is 3.12+).
 Buffer = bytes | bytearray | memoryview
@@ -39,60 +47,139 @@ def _check(data_len: int, offset: int, sector_size: int) -> None:
         raise ValueError("data length and offset must be non-negative multiples of the sector size")
 
 
-def _tweak_columns(t0: np.ndarray, blocks: int, out: np.ndarray, scratch: dict[str, np.ndarray]) -> None:
-    """Fill ``out`` (shape (n, blocks, 2), uint64 lo/hi) with ``t0[i] * alpha^j``.
+#: Columns per transposed copy in :func:`_tweak_columns` (8 measured fastest for 256..1024 sectors).
+_TRANSPOSE_BAND = 8
 
-    Everything runs in a (j, sector) layout so that every NumPy call is over one contiguous block (a
-    2-D slice with short rows costs a C inner loop per row, and overlapping slices of one array make
-    NumPy copy its inputs); one transposed copy of 16-byte items then puts the tweaks in data order.
-    """
-    n = t0.shape[0]
-    lo = scratch["lo"][: blocks * n].reshape(blocks, n)
-    hi = scratch["hi"][: blocks * n].reshape(blocks, n)
-    tmp, carry = scratch["tmp"], scratch["carry"]
-    lo[0], hi[0] = t0[:, 0], t0[:, 1]
-    k = 1
-    while k < min(blocks, 128):  # columns [k, 2k) = columns [0, k) * alpha^k
-        m = k * n
-        src_lo, src_hi = lo[:k].reshape(-1), hi[:k].reshape(-1)
-        dst_lo, dst_hi = lo[k : 2 * k].reshape(-1), hi[k : 2 * k].reshape(-1)
-        t, o = tmp[:m], carry[:m]
-        if k < 64:
-            # (hi:lo) << k; o = the k bits shifted out of the top
-            np.right_shift(src_hi, _U64(64 - k), out=o)
-            np.left_shift(src_hi, _U64(k), out=dst_hi)
-            np.right_shift(src_lo, _U64(64 - k), out=t)
-            np.bitwise_or(dst_hi, t, out=dst_hi)
-            np.left_shift(src_lo, _U64(k), out=dst_lo)
-            np.bitwise_xor(dst_lo, o, out=dst_lo)
-        else:  # k == 64: a word move
-            np.copyto(o, src_hi)
-            np.copyto(dst_hi, src_lo)
-            np.copyto(dst_lo, o)
-        # fold o * x^128 = o * (x^7 + x^2 + x + 1) back in (carry-less)
-        for s in (1, 2, 7):
-            np.left_shift(o, _U64(s), out=t)
+
+def _clmul_87(v: int) -> int:
+    """v * (x^7 + x^2 + x + 1), carry-less: what the bits shifted out past x^127 fold back as."""
+    return v ^ (v << 1) ^ (v << 2) ^ (v << 7)
+
+
+#: _clmul_87 of every byte: the fold for shifts of at most 8 bits.
+_FOLD8 = np.array([_clmul_87(v) for v in range(256)], dtype=_U64)
+
+
+def _times_alpha_k(
+    src_lo: np.ndarray,
+    src_hi: np.ndarray,
+    dst_lo: np.ndarray,
+    dst_hi: np.ndarray,
+    k: int,
+    t: np.ndarray,
+    o: np.ndarray,
+) -> None:
+    """dst = src * alpha^k for 1 <= k <= 64: shift the 128-bit (hi:lo) left by k, fold the carried-out
+    bits o back as o * (x^7 + x^2 + x + 1) (carry-less). ``t`` and ``o`` are scratch of src's size."""
+    if k == 64:  # a word move; the carried-out bits are src_hi itself
+        o = src_hi
+        np.copyto(dst_hi, src_lo)
+        np.left_shift(o, _U64(1), out=dst_lo)
+        np.bitwise_xor(dst_lo, o, out=dst_lo)
+        shifts: tuple[int, ...] = (2, 7)
+    else:
+        np.right_shift(src_hi, _U64(64 - k), out=o)
+        np.left_shift(src_hi, _U64(k), out=dst_hi)
+        np.right_shift(src_lo, _U64(64 - k), out=t)
+        np.bitwise_or(dst_hi, t, out=dst_hi)
+        np.left_shift(src_lo, _U64(k), out=dst_lo)
+        if k <= 8:  # o < 256: the whole fold is one table lookup
+            np.take(_FOLD8, o.view(np.int64), out=t)
             np.bitwise_xor(dst_lo, t, out=dst_lo)
-        if k > 57:  # o has more than 57 bits: o << 7 spills into the high word
-            for s in (63, 62, 57):
-                np.right_shift(o, _U64(s), out=t)
-                np.bitwise_xor(dst_hi, t, out=dst_hi)
-        k *= 2
-    j = 128
-    while j < blocks:  # t*alpha^j = t*alpha^(j-128) ^ t*alpha^(j-127) ^ t*alpha^(j-126) ^ t*alpha^(j-121)
-        w = min(121, blocks - j)
-        for a in (lo, hi):
-            d = a[j : j + w].reshape(-1)
-            np.bitwise_xor(a[j - 128 : j - 128 + w].reshape(-1), a[j - 127 : j - 127 + w].reshape(-1), out=d)
-            np.bitwise_xor(d, a[j - 126 : j - 126 + w].reshape(-1), out=d)
-            np.bitwise_xor(d, a[j - 121 : j - 121 + w].reshape(-1), out=d)
-        j += w
-    pairs = scratch["pairs"][: blocks * n * 2].reshape(blocks, n, 2)
-    np.copyto(pairs[:, :, 0], lo)
-    np.copyto(pairs[:, :, 1], hi)
-    np.copyto(
-        out.reshape(-1).view("V16").reshape(n, blocks), pairs.reshape(-1).view("V16").reshape(blocks, n).T
-    )
+            return
+        np.bitwise_xor(dst_lo, o, out=dst_lo)
+        shifts = (1, 2, 7)
+    for s in shifts:
+        np.left_shift(o, _U64(s), out=t)
+        np.bitwise_xor(dst_lo, t, out=dst_lo)
+    if k > 57:  # o has more than 57 bits: o << 7 spills into the high word
+        for s in (63, 62, 57):
+            np.right_shift(o, _U64(s), out=t)
+            np.bitwise_xor(dst_hi, t, out=dst_hi)
+
+
+class _PiecePlan:
+    """Scratch arrays and prebuilt NumPy views for one piece of ``n`` sectors.
+
+    Building the views (slices, reshapes, the transposition bands) once per piece size instead of per
+    piece matters: a piece takes ~150 NumPy calls, and their Python-side overhead was ~100 us of the
+    ~800 us a 2 MiB piece took.
+    """
+
+    def __init__(self, n: int, sector_size: int) -> None:
+        blocks = sector_size // 16
+        head = min(blocks, 128)
+        self.n = n
+        self.iv_base = np.arange(n, dtype=_U64) * _U64(sector_size // 512)  # IV of each sector - first IV
+        sec = np.zeros((n, 2), _U64)
+        self.sec_lo, self.sec_bytes = sec[:, 0], memoryview(sec).cast("B")
+        t0 = np.empty(2 * n + 2, _U64)  # +16 bytes: OpenSSL's update_into slack
+        self.t0_bytes = memoryview(t0).cast("B")
+        lo, hi = np.empty((head, n), _U64), np.empty((head, n), _U64)
+        self.lo, self.hi = lo, hi
+        self.first = ((lo[0], t0[0 : 2 * n : 2]), (hi[0], t0[1 : 2 * n : 2]))
+        tmp, carry = np.empty(max(1, head // 2) * n, _U64), np.empty(max(1, head // 2) * n, _U64)
+        self.steps = []  # columns [k, 2k) = columns [0, k) * alpha^k
+        k = 1
+        while k < head:
+            m = k * n
+            flat = (lo[:k], hi[:k], lo[k : 2 * k], hi[k : 2 * k])
+            self.steps.append((*(a.reshape(-1) for a in flat), k, tmp[:m], carry[:m]))
+            k *= 2
+        pairs = np.empty((blocks, n, 2), _U64)
+        self.interleave = ((pairs[:head, :, 0], lo), (pairs[:head, :, 1], hi))
+        rows = pairs.reshape(blocks, 2 * n)
+        # t*alpha^j = t*alpha^(j-128) ^ t*alpha^(j-127) ^ t*alpha^(j-126) ^ t*alpha^(j-121)
+        self.recurrence = []
+        j = 128
+        while j < blocks:
+            w = min(121, blocks - j)
+            self.recurrence.append(
+                tuple(rows[i : i + w].reshape(-1) for i in (j, j - 128, j - 127, j - 126, j - 121))
+            )
+            j += w
+        tweaks = np.empty((n, blocks, 2), _U64)
+        src = pairs.reshape(-1).view("V16").reshape(blocks, n)
+        dst = tweaks.reshape(-1).view("V16").reshape(n, blocks)
+        self.bands = [
+            (dst[:, j : j + _TRANSPOSE_BAND], src[j : j + _TRANSPOSE_BAND].T)
+            for j in range(0, blocks, _TRANSPOSE_BAND)
+        ]
+        self.tweaks = tweaks.reshape(-1)
+        self.work = bytearray(n * sector_size + 16)  # the ECB pass's buffer (+16: OpenSSL's slack)
+        self.work64 = np.frombuffer(self.work, _U64, self.tweaks.size)
+        self.work_in = memoryview(self.work)[: n * sector_size]
+
+    def compute_tweaks(self, enc2, first_iv: int) -> np.ndarray:
+        """Every block's tweak, in data order, for the piece whose first sector has IV ``first_iv``.
+
+        1. one ECB (key2) of all sector numbers; 2. columns 0..127 as lo/hi planes in a (j, sector)
+        layout, doubling the known columns per step; 3. interleave into 16-byte items, columns 128..
+        by XOR (the recurrence does not care which word is which); 4. transpose into data order in
+        bands of :data:`_TRANSPOSE_BAND` columns.
+        """
+        np.add(self.iv_base, _U64(first_iv % (1 << 64)), out=self.sec_lo)  # wraps like plain64
+        enc2.update_into(self.sec_bytes, self.t0_bytes)
+        for dst, src in self.first:
+            np.copyto(dst, src)
+        for step in self.steps:
+            _times_alpha_k(*step)
+        for dst, src in self.interleave:
+            np.copyto(dst, src)
+        for d, a, b, c, e in self.recurrence:
+            np.bitwise_xor(a, b, out=d)
+            np.bitwise_xor(d, c, out=d)
+            np.bitwise_xor(d, e, out=d)
+        for dst, src in self.bands:
+            np.copyto(dst, src)
+        return self.tweaks
+
+    def crypt(self, enc2, ecb, src: memoryview, first_iv: int, dst: memoryview) -> None:
+        """XOR with the tweaks, one ECB pass (in place: OpenSSL ECB allows it), XOR again into ``dst``."""
+        tw = self.compute_tweaks(enc2, first_iv)
+        np.bitwise_xor(np.frombuffer(src, _U64), tw, out=self.work64)
+        ecb.update_into(self.work_in, self.work)
+        np.bitwise_xor(self.work64, tw, out=np.frombuffer(dst, _U64, tw.size))
 
 
 class XtsCipher:
@@ -116,63 +203,39 @@ class XtsCipher:
         self._enc1 = Cipher(algorithms.AES(k1), modes.ECB()).encryptor()
         self._dec1 = Cipher(algorithms.AES(k1), modes.ECB()).decryptor()
         self._enc2 = Cipher(algorithms.AES(k2), modes.ECB()).encryptor()
-        self._sectors = -1
-        self._ws: dict[str, np.ndarray] = {}
-        self._work = bytearray()
+        self._plans: dict[int, _PiecePlan] = {}
+        self._out = bytearray()
 
     def __repr__(self) -> str:  # never show key material
         return f"XtsCipher(sector_size={self.sector_size})"
 
-    def _workspace(self, sectors: int) -> None:
-        if sectors == self._sectors:
-            return
-        n, blocks = sectors, self._blocks
-        half = max(1, min(blocks, 128) // 2)
-        self._ws = {
-            "lo": np.empty(blocks * n, _U64),
-            "hi": np.empty(blocks * n, _U64),
-            "tmp": np.empty(half * n, _U64),
-            "carry": np.empty(half * n, _U64),
-            "pairs": np.empty(2 * blocks * n, _U64),
-            "tweaks": np.empty((n, self._blocks, 2), _U64),
-            "t0": np.empty(2 * n + 2, _U64),
-            "sec": np.zeros((n, 2), _U64),
-        }
-        self._work = bytearray(sectors * self.sector_size + 16)  # ECB output (+16: OpenSSL's slack)
-        self._sectors = sectors
-
-    def _tweaks(self, offset: int, sectors: int) -> np.ndarray:
-        ws = self._ws
-        sec = ws["sec"]
-        step = self.sector_size // 512
-        np.multiply(np.arange(sectors, dtype=_U64), _U64(step), out=sec[:, 0])
-        sec[:, 0] += _U64(offset // 512)  # wraps mod 2^64 like plain64
-        t0 = ws["t0"]
-        self._enc2.update_into(memoryview(sec).cast("B"), memoryview(t0).cast("B"))
-        tw = ws["tweaks"]
-        _tweak_columns(t0[: 2 * sectors].reshape(sectors, 2), self._blocks, tw, ws)
-        return tw.reshape(-1)
+    def _plan(self, sectors: int) -> _PiecePlan:
+        """The plan for pieces of ``sectors`` sectors: the full-piece one and at most one other (a tail)."""
+        plan = self._plans.get(sectors)
+        if plan is None:
+            full = max(1, _PIECE_BYTES // self.sector_size)
+            for n in [n for n in self._plans if n != full]:
+                del self._plans[n]
+            plan = self._plans[sectors] = _PiecePlan(sectors, self.sector_size)
+        return plan
 
     def _crypt(self, data: Buffer, offset: int, ecb, out: bytearray | memoryview | None) -> bytes | None:
         mv = memoryview(data).cast("B")
         _check(len(mv), offset, self.sector_size)
-        sectors = len(mv) // self.sector_size
-        if sectors == 0:
-            return b"" if out is None else None
-        self._workspace(sectors)
-        tw = self._tweaks(offset, sectors)
-        work = self._work
-        w64 = np.frombuffer(work, _U64, tw.size)
-        np.bitwise_xor(np.frombuffer(mv, _U64), tw, out=w64)
-        ecb.update_into(memoryview(work)[: len(mv)], work)  # in place: OpenSSL ECB allows it
-        if out is None:
-            np.bitwise_xor(w64, tw, out=w64)
-            return bytes(memoryview(work)[: len(mv)])
+        returns_bytes = out is None
+        if out is None:  # a reused buffer: a fresh multi-MiB bytearray per call page-faults every time
+            if len(self._out) < len(mv):
+                self._out = bytearray(len(mv))
+            out = memoryview(self._out)[: len(mv)]
         dst = memoryview(out).cast("B")
         if len(dst) < len(mv):
             raise ValueError("output buffer too small")
-        np.bitwise_xor(w64, tw, out=np.frombuffer(dst, _U64, tw.size))
-        return None
+        piece = max(1, _PIECE_BYTES // self.sector_size) * self.sector_size
+        for pos in range(0, len(mv), piece):
+            end = min(pos + piece, len(mv))
+            plan = self._plan((end - pos) // self.sector_size)
+            plan.crypt(self._enc2, ecb, mv[pos:end], (offset + pos) // 512, dst[pos:end])
+        return bytes(dst[: len(mv)]) if returns_bytes else None
 
     def encrypt(self, data: Buffer, offset: int) -> bytes:
         """Ciphertext of ``data``, which starts ``offset`` bytes into the segment (both sector multiples)."""

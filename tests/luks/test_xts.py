@@ -100,3 +100,16 @@ def test_equals_cryptsetup_ciphertext(tmp_path: Path, sector_size: int) -> None:
     assert ciphertext != plain
     assert XtsCipher(key, sector_size).decrypt(ciphertext, 0) == plain
     assert XtsCipher(key, sector_size).encrypt(plain, 0) == ciphertext
+
+
+@pytest.mark.parametrize("sector_size", [512, 4096])
+def test_iv_wraps_modulo_2_64_like_plain64(sector_size: int) -> None:
+    """plain64 keeps the low 64 bits of the sector number: a segment offset past 2^64 * 512 wraps."""
+    key = os.urandom(64)
+    data = os.urandom(4 * sector_size)
+    offset = ((1 << 64) - sector_size // 512) * 512  # the second sector's IV is 2^64, i.e. 0
+    expected = xts_reference_encrypt(key, data, offset, sector_size)
+    assert XtsCipher(key, sector_size).encrypt(data, offset) == expected
+    assert expected[sector_size : 2 * sector_size] == xts_reference_encrypt(
+        key, data[sector_size:][:sector_size], 0, sector_size
+    )
