@@ -393,7 +393,7 @@ class _Build:
         try:
             encrypt_image(
                 self.image, self.layout, self.plan, self.raw, crypto=self.keys.crypto, out_format="raw",
-                progress=self.progress, cancel=self.cancel, on_block=sinks,
+                progress=self.progress, cancel=self.cancel, on_block=sinks, fsync=False,
             )  # fmt: skip
             self.block_digests = sinks.finish()
         finally:
@@ -453,7 +453,8 @@ class _Build:
                       "is installed there (or build with boot.install_removable)", manifest=True)  # fmt: skip
         planned = self.plan.partition(self.esp.number)
         esp_out = dataclasses.replace(self.esp, first_lba=planned.first_lba, last_lba=planned.last_lba)
-        write_esp_files(self.raw, esp_out, 512, files, mtime=_source_date_epoch(), cancel=self.cancel)
+        write_esp_files(self.raw, esp_out, 512, files, mtime=_source_date_epoch(), cancel=self.cancel,
+                        fsync=False)  # fmt: skip
         for path, data in files.items():
             self.note(f"ESP: {path} ({len(data)} bytes)")
 
@@ -461,7 +462,7 @@ class _Build:
 
     def _export(self) -> None:
         from app.build.export import export
-        from app.build.staging import sha256_file
+        from app.build.staging import fsync_file, sha256_file
 
         target = self.staging.path(f"template.{self.fmt}")
         self.final = export(self.raw, target, self.fmt, progress=self.progress, cancel=self.cancel)
@@ -469,6 +470,7 @@ class _Build:
             self.raw.unlink()
         self.output_sha256 = sha256_file(self.final, progress=self.progress, cancel=self.cancel,
                                          step="Hashing the output")  # fmt: skip
+        fsync_file(self.final)  # the streaming pass and the ESP update left that to here
         self.output_size = self.final.stat().st_size
         self.note(f"Output {self.fmt}: {_size(self.output_size)}, SHA-256 {self.output_sha256}")
 

@@ -109,6 +109,16 @@ def fsync_dir(directory: Path) -> None:
             os.close(fd)
 
 
+def fsync_file(path: Path) -> None:
+    """Wait until ``path``'s data is on the disk. The build writes its image without waiting (the writeback
+    runs while it computes) and calls this once, after the last change and the output hash."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def sha256_file(path: Path, *, progress: Progress | None = None, cancel: CancelToken | None = None,
                 step: str = "Hashing") -> str:  # fmt: skip
     """Hex SHA-256 of a file, reporting progress in bytes and honouring ``cancel`` between reads."""

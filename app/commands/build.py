@@ -321,13 +321,14 @@ def run_with_display(inputs: Any, stream: Any = None) -> Any:
         finally:
             done.set()
 
-    # Poll with sleep, not Thread.join: a join interrupted by KeyboardInterrupt can leave is_alive() saying
+    # Poll the event, not Thread.join: a join interrupted by KeyboardInterrupt can leave is_alive() saying
     # False while the thread still runs (CPython gh-90882), and the build must be waited for to clean up.
+    # Event.wait returns as soon as the build ends (a plain sleep would add up to one period to every build).
     threading.Thread(target=work, name="shieldwright-build", daemon=True).start()
     try:
         while not done.is_set():
             try:
-                time.sleep(0.1)
+                done.wait(0.1)
                 display.refresh()
             except KeyboardInterrupt:
                 if not cancel.cancelled:

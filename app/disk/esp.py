@@ -160,11 +160,14 @@ def write_esp_files(
     *,
     mtime: float | None = None,
     cancel: CancelToken | None = None,
+    fsync: bool = True,
 ) -> None:
     """Add or replace ``files`` (ESP path → contents) in the ESP of the raw image at ``raw_image``, in place.
 
     Missing directories are created; every other file is kept. ``mtime`` (seconds since the epoch) stamps
-    the new files, for reproducible images; by default mtools uses the current time.
+    the new files, for reproducible images; by default mtools uses the current time. ``fsync=False`` leaves
+    the final fsync to a caller that fsyncs the image once at its end (an fsync waits for the whole
+    file's dirty pages, not just the ESP's).
     """
     offset, size = partition_range(part, sector_size)
     raw_image = Path(raw_image)
@@ -199,7 +202,7 @@ def write_esp_files(
             _mtools("mcopy", fs, 0, "-o", *keep_time, src, f"::{target}", cancel=cancel,
                     hint="the ESP may be full; make it larger")  # fmt: skip
             existing[target.lower()] = EspEntry(target, len(data), False)
-        _write_back(fs, raw_image, offset, size, cancel)
+        _write_back(fs, raw_image, offset, size, cancel, fsync)
 
 
 def _copy_region(src: Path, offset: int, size: int, dst: Path, cancel: CancelToken | None) -> None:
@@ -219,7 +222,9 @@ def _copy_region(src: Path, offset: int, size: int, dst: Path, cancel: CancelTok
             done += len(chunk)
 
 
-def _write_back(fs: Path, raw_image: Path, offset: int, size: int, cancel: CancelToken | None) -> None:
+def _write_back(
+    fs: Path, raw_image: Path, offset: int, size: int, cancel: CancelToken | None, fsync: bool
+) -> None:
     """Copy the changed blocks of ``fs`` back into the image (unchanged blocks, holes included, stay)."""
     with open(fs, "rb") as new, open(raw_image, "r+b") as out:
         done = 0
@@ -233,7 +238,8 @@ def _write_back(fs: Path, raw_image: Path, offset: int, size: int, cancel: Cance
                 out.write(chunk)
             done += len(chunk)
         out.flush()
-        os.fsync(out.fileno())
+        if fsync:
+            os.fsync(out.fileno())
 
 
 # ------------------------------------------------------------------------------------------------

@@ -259,7 +259,6 @@ class BootChoice:
         return out
 
 
-
 #: Catalog block sizes offered (4 KiB … 64 MiB, powers of two) and the default (like the CLI's).
 CATALOG_BLOCK_SIZES = tuple(1 << n for n in range(12, 27))
 DEFAULT_CATALOG_BLOCK_SIZE = 1 << 20

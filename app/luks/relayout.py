@@ -325,6 +325,7 @@ def encrypt_image(
     progress: Progress | None = None,
     cancel: CancelToken | None = None,
     on_block: BlockHook | None = None,
+    fsync: bool = True,
 ) -> Path:
     """Write the re-laid-out, encrypted disk of ``plan`` over ``src`` to ``out`` in one streaming pass.
 
@@ -335,7 +336,7 @@ def encrypt_image(
     complete: an error or a cancel leaves nothing behind, and a full disk is an
     :class:`OutOfSpaceError`. ``src`` is only read. ``on_block`` (see
     :class:`~app.luks.relaid_image.RelaidImage`) sees every output partition byte as it is written.
-    Progress is in bytes of the output disk.
+    Progress is in bytes of the output disk. ``fsync=False``: see :func:`~app.disk.writers.write_image`.
     """
     from app.disk.writers import WRITE_FORMATS
     from app.luks.relaid_image import RelaidImage
@@ -353,7 +354,7 @@ def encrypt_image(
 
     head, tail = _gpt_bytes(plan)
     with RelaidImage(src, plan, keys, head, tail, on_block) as view:
-        _write(view, plan, out, out_format, progress, cancel)
+        _write(view, plan, out, out_format, progress, cancel, fsync)
         missing = view.unfed() if on_block is not None else []
     if missing:  # a programming error: the catalog would be incomplete
         raise RuntimeError(f"partitions {missing} were not completely seen by the block hook")
@@ -361,7 +362,13 @@ def encrypt_image(
 
 
 def _write(
-    view: RelaidImage, plan: RelayoutPlan, out: Path, out_format: str, progress: Progress, cancel: CancelToken
+    view: RelaidImage,
+    plan: RelayoutPlan,
+    out: Path,
+    out_format: str,
+    progress: Progress,
+    cancel: CancelToken,
+    fsync: bool,
 ) -> None:
     """write_image with our step name and a free-space check up front (the writer reports ENOSPC itself)."""
     from app.disk.writers import write_image
@@ -370,7 +377,7 @@ def _write(
     _check_free_space(out, sum(p.data_size for p in plan.encrypted), need)
     numbers = _join([p.number for p in plan.encrypted])
     step = f"Encrypting partition{'s' if len(plan.encrypted) > 1 else ''} {numbers}"
-    write_image(view, out, out_format, progress=_StepName(progress, step), cancel=cancel)
+    write_image(view, out, out_format, progress=_StepName(progress, step), cancel=cancel, fsync=fsync)
 
 
 def _gpt_bytes(plan: RelayoutPlan) -> tuple[bytes, bytes]:

@@ -191,3 +191,29 @@ def test_vhd_footer_geometry_and_rounding(tmp_path):
     assert info["virtual-size"] == 4 * MiB
     proc = subprocess.run(["qemu-img", "compare", "-q", "-f", "raw", "-F", "vpc", src_path, dst])
     assert proc.returncode == 0
+
+
+def test_zero_pieces_are_skipped_whatever_their_first_bytes(tmp_path):
+    """Pieces that start with zeros but hold data later, and ones that are all zeros, in one chunk."""
+    from app.disk.writers import SUBCHUNK, _nonzero_runs
+
+    data = bytearray(8 * SUBCHUNK)
+    data[0] = 1  # piece 0: data at its very start
+    data[SUBCHUNK + SUBCHUNK - 1] = 2  # piece 1: zeros up to its last byte
+    data[3 * SUBCHUNK + 16] = 3  # piece 3: just past the 16-byte quick check; piece 2 is all zeros
+    data[7 * SUBCHUNK + 100] = 4  # pieces 4-6 zeros, piece 7 data
+    runs = [(rel, bytes(run)) for rel, run in _nonzero_runs(bytes(data))]
+    assert [(rel, len(run)) for rel, run in runs] == [
+        (0, 2 * SUBCHUNK),
+        (3 * SUBCHUNK, SUBCHUNK),
+        (7 * SUBCHUNK, SUBCHUNK),
+    ]
+    assert all(run == bytes(data[rel : rel + len(run)]) for rel, run in runs)
+
+
+def test_without_fsync_the_output_is_still_complete(small_disk_formats, tmp_path):
+    """fsync=False (the build fsyncs once at its end) changes durability timing, never the bytes."""
+    dst = tmp_path / "nofsync.raw"
+    with open_image(small_disk_formats["raw"]) as src:
+        write_image(src, dst, "raw", fsync=False)
+    assert sha256(dst) == sha256(small_disk_formats["raw"])
