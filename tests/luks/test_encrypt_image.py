@@ -363,6 +363,19 @@ def test_view_reads_any_pattern_and_the_hook_refuses_gaps(small_disk):
                 step = 3 * MiB - 4096 if step == MiB + 512 else MiB + 512
             assert b"".join(pieces) == reference
             assert view.read(40 * MiB, 4096) == reference[40 * MiB : 40 * MiB + 4096]  # backwards
+        with RelaidImage(src, plan, crypto, head, tail) as view:
+            # the writer's own chunking: every read after the first of a partition comes from the queue
+            # of read-aheads; a jump back and forth in the middle drops the queue and refills it
+            from app.disk.writers import CHUNK
+
+            got, pos = [], 0
+            while pos < plan.disk_size:
+                n = min(CHUNK - pos % CHUNK, plan.disk_size - pos)
+                got.append(view.read(pos, n))
+                if pos == 20 * MiB:
+                    assert view.read(4 * MiB, 4096) == reference[4 * MiB : 4 * MiB + 4096]
+                pos += n
+            assert b"".join(got) == reference
         hooked = RelaidImage(src, plan, crypto, head, tail, on_block=lambda n, o, d: None)
         with hooked, pytest.raises(RuntimeError, match="once, in order"):
             hooked.read(plan.partition(3).offset + MiB, 4096)
