@@ -36,8 +36,9 @@ SUBCHUNK = 64 * 1024
 _ZERO_CHUNK = bytes(CHUNK)
 _ZERO_SUB = bytes(SUBCHUNK)
 _ZERO_16 = bytes(16)
-#: Largest single pwrite. Measured on ext4 in a VM (benchmarks/bench_write_slices.py): 2.2 GB into the page
-#: cache took 4-5 s as 4 MiB pwrites and 1.1-1.7 s as 256 KiB ones, in the same runs.
+#: Largest single pwrite. On ext4 in this project's VMs, while page-cache writes were slow, 2.2 GB took
+#: 4-5 s as 4 MiB pwrites and 1.1-1.7 s as 256 KiB ones in the same runs; on a quiet machine every size
+#: from 64 KiB to 4 MiB ran within ~15 % of the others (benchmarks/bench_write_slices.py measures it).
 WRITE_SLICE = 256 * 1024
 #: Start the kernel's writeback of what was written every this many bytes (see :class:`_Writeback`).
 WRITEBACK_EVERY = 64 * MiB
