@@ -136,7 +136,6 @@ class _PiecePlan:
     def __init__(self, n: int, sector_size: int, unit_tweak: int) -> None:
         blocks = sector_size // 16
         head = min(blocks, 128)
-        self.n = n
         # What OpenSSL's one-data-unit XTS pass applies at the start of sector k of the piece (see crypt).
         step, v, starts = _alpha_pow(blocks), unit_tweak, np.empty((n, 2), _U64)
         for k in range(n):
@@ -149,7 +148,6 @@ class _PiecePlan:
         t0 = np.empty(2 * n + 2, _U64)  # +16 bytes: OpenSSL's update_into slack
         self.t0_bytes, self.t0_head = memoryview(t0).cast("B"), t0[: 2 * n]
         lo, hi = np.empty((head, n), _U64), np.empty((head, n), _U64)
-        self.lo, self.hi = lo, hi
         self.first = ((lo[0], t0[0 : 2 * n : 2]), (hi[0], t0[1 : 2 * n : 2]))
         tmp, carry = np.empty(max(1, head // 2) * n, _U64), np.empty(max(1, head // 2) * n, _U64)
         self.steps = []  # columns [k, 2k) = columns [0, k) * alpha^k
@@ -179,17 +177,18 @@ class _PiecePlan:
             for j in range(0, blocks, _TRANSPOSE_BAND)
         ]
         self.tweaks = tweaks.reshape(-1)
-        self.work = bytearray(n * sector_size + 16)  # the ECB pass's buffer (+16: OpenSSL's slack)
+        self.work = bytearray(n * sector_size + 16)  # the XTS pass's buffer (+16: OpenSSL's slack)
         self.work64 = np.frombuffer(self.work, _U64, self.tweaks.size)
         self.work_in = memoryview(self.work)[: n * sector_size]
 
     def compute_tweaks(self, enc2, first_iv: int) -> np.ndarray:
-        """Every block's tweak, in data order, for the piece whose first sector has IV ``first_iv``.
+        """Every block's mask, in data order, for the piece whose first sector has IV ``first_iv``: its XTS
+        tweak adjusted for the one-data-unit pass (see :meth:`crypt`).
 
-        1. one ECB (key2) of all sector numbers; 2. columns 0..127 as lo/hi planes in a (j, sector)
-        layout, doubling the known columns per step; 3. interleave into 16-byte items, columns 128..
-        by XOR (the recurrence does not care which word is which); 4. transpose into data order in
-        bands of :data:`_TRANSPOSE_BAND` columns.
+        1. one ECB (key2) of all sector numbers, XORed with ``unit_starts``; 2. columns 0..127 as lo/hi
+        planes in a (j, sector) layout, doubling the known columns per step; 3. interleave into 16-byte
+        items, columns 128.. by XOR (the recurrence does not care which word is which); 4. transpose
+        into data order in bands of :data:`_TRANSPOSE_BAND` columns.
         """
         np.add(self.iv_base, _U64(first_iv % (1 << 64)), out=self.sec_lo)  # wraps like plain64
         enc2.update_into(self.sec_bytes, self.t0_bytes)
