@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/bench_write_slices.py [--mib 2080] [--rounds 2] [--dir DIR]
 
-Why this exists: ``app.disk.writers`` writes its 4 MiB chunks as :data:`~app.disk.writers.WRITE_SLICE`
+Why this exists: ``app.disk.writers`` writes its 4 MiB chunks as :data:`~app.disk.outfile.WRITE_SLICE`
 pieces. On the ext4-in-a-VM machines this project is built on, one 4 MiB ``pwrite`` into the page cache was
 several times slower than the same bytes as 256 KiB ``pwrite``\\s; this measures it again, next to
 ``cp --sparse=never`` of a file of the same size (the build benchmark's baseline). Each variant writes the
@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from app.disk.writers import WRITE_SLICE  # noqa: E402
+from app.disk.outfile import WRITE_SLICE  # noqa: E402
 
 MiB = 1024 * 1024
 CHUNK = 4 * MiB

@@ -5,15 +5,14 @@ renamed over ``dst``; any exception (including cancellation) deletes the partial
 half-written image never exists under the final name. The source is only ever read.
 
 All three writers share one loop: walk the source's allocated ranges in 4 MiB chunks, skip chunks
-that are all zeros, and ``pwrite`` the rest where the format wants them. Holes are never written, so
-raw output is sparse and VHDX output only holds blocks with data.
+that are all zeros, and write the rest where the format wants them (:class:`~app.disk.outfile.OutputFile`:
+through the page cache, or with O_DIRECT on request). Holes are never written, so raw output is sparse
+and VHDX output only holds blocks with data.
 """
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import ctypes.util
 import errno
 import os
 import secrets
@@ -25,6 +24,7 @@ from pathlib import Path
 
 from app.disk.formats import vhd, vhdx
 from app.disk.image import DiskImage
+from app.disk.outfile import OutputFile, pwrite_all
 from app.errors import ImageError, OutOfSpaceError, UnsupportedImageError
 from app.progress import CancelToken, NullProgress, Progress
 
@@ -36,12 +36,6 @@ SUBCHUNK = 64 * 1024
 _ZERO_CHUNK = bytes(CHUNK)
 _ZERO_SUB = bytes(SUBCHUNK)
 _ZERO_16 = bytes(16)
-#: Largest single pwrite. On ext4 in this project's VMs, while page-cache writes were slow, 2.2 GB took
-#: 4-5 s as 4 MiB pwrites and 1.1-1.7 s as 256 KiB ones in the same runs; on a quiet machine every size
-#: from 64 KiB to 4 MiB ran within ~15 % of the others (benchmarks/bench_write_slices.py measures it).
-WRITE_SLICE = 256 * 1024
-#: Start the kernel's writeback of what was written every this many bytes (see :class:`_Writeback`).
-WRITEBACK_EVERY = 64 * MiB
 WRITE_FORMATS = ("raw", "vhdx", "vhd")
 VHD_EPOCH = 946684800  # 2000-01-01T00:00:00Z
 
@@ -55,13 +49,15 @@ def write_image(
     cancel: CancelToken | None = None,
     block_size: int = 32 * MiB,
     fsync: bool = True,
+    direct: bool = False,
 ) -> Path:
     """Write ``src``'s virtual disk to ``dst`` as ``fmt`` ("raw", "vhdx" dynamic, "vhd" fixed).
 
     ``block_size`` is the VHDX payload block size (power of two, 1-256 MiB). Returns ``dst``.
     Writeback to the disk is started as the data goes out (so the kernel writes while we compute);
     ``fsync=False`` skips the final wait for it, for a caller that changes the file further and
-    fsyncs it once at its own end.
+    fsyncs it once at its own end. ``direct`` writes the data with O_DIRECT where the filesystem allows
+    it (see :mod:`app.disk.outfile`): for a caller that will not read the bytes back soon.
     """
     if fmt not in WRITE_FORMATS:
         raise ValueError(f"unknown output format {fmt!r}; expected one of {WRITE_FORMATS}")
@@ -74,16 +70,19 @@ def write_image(
 
     tmp, fd = _create_partial(dst)
     try:
+        out = OutputFile(fd, tmp, direct=direct)
         try:
             if fmt == "raw":
-                _write_raw(src, fd, progress, cancel)
+                _write_raw(src, out, progress, cancel)
             elif fmt == "vhd":
-                _write_vhd(src, fd, progress, cancel)
+                _write_vhd(src, out, progress, cancel)
             else:
-                _write_vhdx(src, fd, progress, cancel, block_size)
+                _write_vhdx(src, out, progress, cancel, block_size)
+            out.flush()
             if fsync:
                 os.fsync(fd)
         finally:
+            out.close()
             os.close(fd)
         os.replace(tmp, dst)
     except OSError as exc:
@@ -149,47 +148,6 @@ def _fsync_dir(directory: Path) -> None:
         os.close(dfd)
 
 
-def _pwrite_all(fd: int, data: bytes | memoryview, offset: int) -> None:
-    """Write all of ``data`` at ``offset``, in pieces of at most :data:`WRITE_SLICE` bytes."""
-    view = memoryview(data)
-    while view:
-        n = os.pwrite(fd, view[:WRITE_SLICE], offset)
-        view, offset = view[n:], offset + n
-
-
-def _load_sync_file_range() -> Callable[[int, int, int, int], int] | None:
-    with contextlib.suppress(OSError, AttributeError, TypeError):
-        fn = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True).sync_file_range
-        fn.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
-        fn.restype = ctypes.c_int
-        return fn
-    return None
-
-
-_SYNC_FILE_RANGE = _load_sync_file_range()
-_SYNC_FILE_RANGE_WRITE = 2
-
-
-class _Writeback:
-    """Asks the kernel to start writing a file's dirty pages every :data:`WRITEBACK_EVERY` bytes.
-
-    Why: with a few GiB of RAM free, a whole image fits under the dirty-page limits, so the kernel would
-    write nothing until the final fsync - which then waits for the entire image at disk speed, after all
-    the computing is done. ``sync_file_range(SYNC_FILE_RANGE_WRITE)`` starts the writeback without waiting
-    for it, so the disk works while we encrypt and hash (and the pages stay cached for re-reading). A
-    no-op where the call is missing.
-    """
-
-    def __init__(self, fd: int) -> None:
-        self.fd, self.pending = fd, 0
-
-    def wrote(self, n: int) -> None:
-        self.pending += n
-        if self.pending >= WRITEBACK_EVERY and _SYNC_FILE_RANGE is not None:
-            self.pending = 0
-            _SYNC_FILE_RANGE(self.fd, 0, 0, _SYNC_FILE_RANGE_WRITE)  # best effort: the result is advisory
-
-
 def _is_zero(data: bytes) -> bool:
     return data == _ZERO_CHUNK if len(data) == CHUNK else data == bytes(len(data))
 
@@ -246,36 +204,35 @@ def _data_chunks(
 
 def _write_sparse(
     src: DiskImage,
-    fd: int,
+    out: OutputFile,
     progress: Progress,
     cancel: CancelToken,
     step: str,
     place: Callable[[int], int] = lambda pos: pos,
 ) -> None:
-    writeback = _Writeback(fd)
     for pos, data in _data_chunks(src, progress, cancel, step):
-        _pwrite_all(fd, data, place(pos))
-        writeback.wrote(len(data))
+        out.write(data, place(pos))
+    out.flush()  # every data write done before the caller sizes the file or writes metadata
 
 
 # -- raw -----------------------------------------------------------------------------------------
 
 
-def _write_raw(src: DiskImage, fd: int, progress: Progress, cancel: CancelToken) -> None:
-    os.ftruncate(fd, src.virtual_size)
-    _write_sparse(src, fd, progress, cancel, "Writing raw")
+def _write_raw(src: DiskImage, out: OutputFile, progress: Progress, cancel: CancelToken) -> None:
+    os.ftruncate(out.fd, src.virtual_size)
+    _write_sparse(src, out, progress, cancel, "Writing raw")
 
 
 # -- fixed VHD -----------------------------------------------------------------------------------
 
 
-def _write_vhd(src: DiskImage, fd: int, progress: Progress, cancel: CancelToken) -> None:
+def _write_vhd(src: DiskImage, out: OutputFile, progress: Progress, cancel: CancelToken) -> None:
     """Raw data padded to a whole MiB (Azure requires it), then the footer."""
     size = -(-src.virtual_size // MiB) * MiB
-    os.ftruncate(fd, size + vhd.FOOTER_SIZE)
-    _write_sparse(src, fd, progress, cancel, "Writing vhd")
+    os.ftruncate(out.fd, size + vhd.FOOTER_SIZE)
+    _write_sparse(src, out, progress, cancel, "Writing vhd")
     footer = vhd.build_footer(size, int(time.time()) - VHD_EPOCH, uuid.uuid4().bytes)
-    _pwrite_all(fd, footer, size)
+    pwrite_all(out.fd, footer, size)
 
 
 # -- dynamic VHDX --------------------------------------------------------------------------------
@@ -287,7 +244,9 @@ METADATA_LENGTH = 1 * MiB
 BAT_OFFSET = 3 * MiB
 
 
-def _write_vhdx(src: DiskImage, fd: int, progress: Progress, cancel: CancelToken, block_size: int) -> None:
+def _write_vhdx(
+    src: DiskImage, out: OutputFile, progress: Progress, cancel: CancelToken, block_size: int
+) -> None:
     """Layout: header section | log (1 MiB, empty) | metadata (1 MiB) | BAT | data blocks.
 
     Data blocks are appended in virtual order as the first non-zero chunk of each block shows up;
@@ -317,8 +276,9 @@ def _write_vhdx(src: DiskImage, fd: int, progress: Progress, cancel: CancelToken
             next_free += block_size
         return block_offsets[block] + within
 
+    fd = out.fd
     os.ftruncate(fd, data_start)
-    _write_sparse(src, fd, progress, cancel, "Writing vhdx", place)
+    _write_sparse(src, out, progress, cancel, "Writing vhdx", place)
     os.ftruncate(fd, next_free)  # every allocated block is whole in the file, also the last one
 
     # Blocks never written stay PAYLOAD_BLOCK_NOT_PRESENT (entry 0): with no parent they read as
@@ -327,9 +287,9 @@ def _write_vhdx(src: DiskImage, fd: int, progress: Progress, cancel: CancelToken
     bat = bytearray(entries * 8)
     for block, off in block_offsets.items():
         struct.pack_into("<Q", bat, 8 * (block + block // ratio), (off // MiB) << 20 | vhdx.FULLY_PRESENT)
-    _pwrite_all(fd, bytes(bat), BAT_OFFSET)
-    _pwrite_all(fd, _vhdx_metadata(size, block_size, logical), METADATA_OFFSET)
-    _pwrite_all(fd, _vhdx_header_section(bat_length), 0)
+    pwrite_all(fd, bytes(bat), BAT_OFFSET)
+    pwrite_all(fd, _vhdx_metadata(size, block_size, logical), METADATA_OFFSET)
+    pwrite_all(fd, _vhdx_header_section(bat_length), 0)
 
 
 def _vhdx_metadata(size: int, block_size: int, logical: int) -> bytes:

@@ -31,9 +31,10 @@ def leftovers(directory: Path) -> list[str]:
     return sorted(p.name for p in directory.iterdir())
 
 
+@pytest.mark.parametrize("direct", [False, True], ids=["page-cache", "o-direct"])
 @pytest.mark.parametrize("source", ["raw", "vhdx"])
 @pytest.mark.parametrize("fmt", ["raw", "vhdx", "vhd"])
-def test_written_image_matches_source(small_disk_formats, tmp_path, source, fmt):
+def test_written_image_matches_source(small_disk_formats, tmp_path, source, fmt, direct):
     require_tool("qemu-img")
     src_path = small_disk_formats[source]
     raw_path = small_disk_formats["raw"]
@@ -41,7 +42,7 @@ def test_written_image_matches_source(small_disk_formats, tmp_path, source, fmt)
     dst = tmp_path / f"out.{fmt}"
     progress = ProgressState()
     with open_image(src_path) as src:
-        assert write_image(src, dst, fmt, progress=progress) == dst
+        assert write_image(src, dst, fmt, progress=progress, direct=direct) == dst
         size = src.virtual_size
         src_data = src.read(0, size)
     assert sha256(src_path) == before, "the input must never be modified"
