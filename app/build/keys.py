@@ -23,7 +23,7 @@ from typing import Any
 
 from app.luks.container import LuksParams, create_header, new_volume_key, wipe
 from app.luks.kdf import KdfParams, calibrate
-from app.luks.relaid_image import PartitionCrypto
+from app.luks.relaid_image import READAHEAD, PartitionCrypto
 from app.luks.relayout import RelayoutPlan
 from app.luks.xts import XtsCipher
 from app.progress import CancelToken, NullProgress, Progress
@@ -121,7 +121,8 @@ def prepare_keys(
             params = LuksParams(sector_size=plan.sector_size, key_bits=KEY_BITS, data_offset=plan.data_offset,
                                 uuid=new_uuid())  # fmt: skip
             header = create_header(key, params, keyslots=[(secret, k) for secret, k, _ in slots])
-            crypto[part.number] = PartitionCrypto(header, XtsCipher(key, sector_size=plan.sector_size))
+            cipher = XtsCipher(key, sector_size=plan.sector_size, lanes=READAHEAD)
+            crypto[part.number] = PartitionCrypto(header, cipher)
         finally:
             wipe(key)
         assert params.uuid is not None

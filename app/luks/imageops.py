@@ -21,7 +21,7 @@ from app.disk.layout import layout_of
 from app.disk.model import Partition
 from app.errors import WrongPassphraseError
 from app.luks.errors import LuksError
-from app.luks.relaid_image import BlockHook, PartitionCrypto
+from app.luks.relaid_image import READAHEAD, BlockHook, PartitionCrypto
 from app.luks.relayout import RelayoutError, RelayoutPlan, encrypt_image, plan_relayout
 from app.progress import CancelToken, NullProgress, Progress
 
@@ -88,7 +88,8 @@ def encrypt_partitions(
                 volume_keys.append(vk)
                 params = LuksParams(sector_size=sector_size, data_offset=plan.data_offset)
                 header = create_header(vk, params, keyslots=[(k.secret, k.kdf) for k in keyslots])
-                crypto[p.number] = PartitionCrypto(header, XtsCipher(vk, sector_size=sector_size))
+                cipher = XtsCipher(vk, sector_size=sector_size, lanes=READAHEAD)
+                crypto[p.number] = PartitionCrypto(header, cipher)
                 progress.update((i + 1) * len(keyslots))
             encrypt_image(
                 src,

@@ -11,9 +11,12 @@ LUKS2 header area followed by AES-XTS ciphertext of the input's plaintext. Gaps 
 ``allocated_ranges`` lists the GPT areas, the allocated parts of copied partitions (so their holes stay
 holes) and all of every encrypted partition (ciphertext of zeros is not zeros).
 
-Encryption runs one chunk ahead on a worker thread (AES and NumPy release the GIL), so the next
-chunk is encrypted while ``write_image`` writes this one: on two cores that hides most of the
-write time. The guess is ``write_image``'s own chunking; a wrong guess just costs one wasted chunk.
+Encryption runs ahead of the reader on :data:`READAHEAD` worker threads (AES and NumPy release the
+GIL), each encrypting one of the next chunks, so the reader (``write_image``, or the build's output
+hash) finds them ready: the reader's thread then only copies, writes or hashes. The guess is
+``write_image``'s own chunking; a wrong guess just costs the chunks encrypted in vain. A cipher shared
+by the workers must take that many threads at once (:class:`app.luks.xts.XtsCipher` ``lanes``); reads
+of the input are serialised by a lock (the qcow2 reader's caches are not thread-safe).
 
 The ``on_block`` hook sees every byte of the output partitions as it is produced, so a catalog can
 hash protected blocks *as they are written* instead of reading the output again.
@@ -22,6 +25,7 @@ hash protected blocks *as they are written* instead of reading the output again.
 from __future__ import annotations
 
 import bisect
+import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -33,12 +37,16 @@ from app.disk.writers import CHUNK as WRITE_CHUNK
 if TYPE_CHECKING:  # relayout imports this module to execute plans
     from app.luks.relayout import PlannedPartition, RelayoutPlan
 
+#: Chunks encrypted ahead of the reader, each on a thread of its own (two cores: one encrypts while the
+#: other hashes or writes, and the reader never waits for a single AES pass).
+READAHEAD = 2
 #: ``on_block(partition_number, offset_in_output_partition, data)``; see :class:`RelaidImage`.
 BlockHook = Callable[[int, int, memoryview], None]
 
 
 class SectorCipher(Protocol):
-    """What encryption needs of :class:`app.luks.xts.XtsCipher`."""
+    """What encryption needs of :class:`app.luks.xts.XtsCipher`: safe to call from the :data:`READAHEAD`
+    threads at once (an XtsCipher with that many lanes; with fewer, the threads take turns)."""
 
     def encrypt(self, data: bytes, offset: int) -> bytes:
         """Ciphertext of whole sectors starting at byte ``offset`` of the data segment."""
@@ -95,8 +103,9 @@ class RelaidImage(DiskImage):
         self._crypto = crypto
         self._on_block = on_block
         self._next: dict[int, int] = {p.number: 0 for p in plan.encrypted}
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix="luks-readahead") if readahead else None
-        self._ahead: tuple[tuple[int, int, int], Future[bytes]] | None = None
+        self._pool = ThreadPoolExecutor(READAHEAD, thread_name_prefix="luks-readahead") if readahead else None
+        self._ahead: dict[tuple[int, int, int], Future[bytes]] = {}
+        self._src_lock = threading.Lock()
         regions = [_Region(0, len(gpt_head), "bytes", data=gpt_head)]
         for p in sorted(plan.partitions, key=lambda q: q.first_lba):
             if p.encrypt:
@@ -182,27 +191,30 @@ class RelaidImage(DiskImage):
         p = r.part
         assert p is not None
         if r.kind == "copy":
-            self._drain()  # the input and the ciphers are used by one thread at a time
-            return self.src.read(p.src_offset + lo - r.start, hi - lo)
+            with self._src_lock:
+                return self.src.read(p.src_offset + lo - r.start, hi - lo)
         key = (r.start, lo, hi)
-        data = self._drain(key)
-        if data is None:
+        future = self._ahead.pop(key, None)
+        if future is None:
+            self._drain()  # a read the guess missed: what was encrypted ahead is of no use
             data = self._encrypt(r, lo, hi)
-        if self._pool is not None and hi < r.end:
-            nxt = min((hi // WRITE_CHUNK + 1) * WRITE_CHUNK, r.end)
-            self._ahead = ((r.start, hi, nxt), self._pool.submit(self._encrypt, r, hi, nxt))
+        else:
+            data = future.result()
+        if self._pool is not None:
+            pos = hi
+            while pos < r.end and len(self._ahead) < READAHEAD:
+                nxt = min((pos // WRITE_CHUNK + 1) * WRITE_CHUNK, r.end)
+                if (r.start, pos, nxt) not in self._ahead:
+                    self._ahead[(r.start, pos, nxt)] = self._pool.submit(self._encrypt, r, pos, nxt)
+                pos = nxt
         return data
 
-    def _drain(self, key: tuple[int, int, int] | None = None) -> bytes | None:
-        """Wait for the pending read-ahead; its bytes if it was for ``key``, else None (errors dropped)."""
-        if self._ahead is None:
-            return None
-        ahead_key, future = self._ahead
-        self._ahead = None
-        if ahead_key == key:
-            return future.result()
-        future.exception()  # wait; a failure for a range nobody asked for is not an error
-        return None
+    def _drain(self) -> None:
+        """Wait for every pending read-ahead and drop it (a failure for a range nobody asked for is not an
+        error)."""
+        ahead, self._ahead = self._ahead, {}
+        for future in ahead.values():
+            future.exception()
 
     def _encrypt(self, r: _Region, lo: int, hi: int) -> bytes:
         """Ciphertext of output bytes [lo, hi) of the data segment ``r``: whole LUKS sectors around them."""
@@ -213,7 +225,8 @@ class RelaidImage(DiskImage):
         a = rel_lo - rel_lo % ss
         b = min(-(-rel_hi // ss) * ss, p.data_size)
         n_plain = max(0, min(b, p.plaintext_size) - a)
-        plain = self.src.read(p.src_offset + a, n_plain) if n_plain else b""
+        with self._src_lock:
+            plain = self.src.read(p.src_offset + a, n_plain) if n_plain else b""
         if len(plain) < b - a:
             plain += bytes(b - a - len(plain))  # the zero padding up to a whole LUKS sector
         cipher = self._crypto[p.number].cipher.encrypt(plain, a)

@@ -29,6 +29,8 @@ thread-safe: use one object per thread.
 
 from __future__ import annotations
 
+import queue
+
 import numpy as np
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
@@ -224,81 +226,114 @@ class _PiecePlan:
         np.bitwise_xor(self.work64, tw, out=np.frombuffer(dst, _U64, tw.size))
 
 
+class _Lane:
+    """One thread's working set of an :class:`XtsCipher`: OpenSSL contexts, piece plans and an output
+    buffer - none of which two threads may use at once."""
+
+    def __init__(self, key: bytes, k2: bytes, sector_size: int, unit_tweak: int | None = None) -> None:
+        self.sector_size = sector_size
+        self.enc2 = Cipher(algorithms.AES(k2), modes.ECB()).encryptor()
+        unit = Cipher(algorithms.AES(key), modes.XTS(bytes(16)))
+        self.unit_enc, self.unit_dec = unit.encryptor(), unit.decryptor()
+        if unit_tweak is None:
+            unit_tweak = int.from_bytes(self.enc2.update(bytes(16)), "little")  # E_k2(IV 0)
+        self.unit_tweak = unit_tweak
+        self.plans: dict[int, _PiecePlan] = {}
+        self.out = bytearray()
+
+    def plan(self, sectors: int) -> _PiecePlan:
+        """The plan for pieces of ``sectors`` sectors: the full-piece one and at most one other (a tail)."""
+        plan = self.plans.get(sectors)
+        if plan is None:
+            full = max(1, _PIECE_BYTES // self.sector_size)
+            for n in [n for n in self.plans if n != full]:
+                del self.plans[n]
+            plan = self.plans[sectors] = _PiecePlan(sectors, self.sector_size, self.unit_tweak)
+        return plan
+
+    def crypt(
+        self, mv: memoryview, offset: int, encrypt: bool, out: bytearray | memoryview | None
+    ) -> bytes | None:
+        returns_bytes = out is None
+        if out is None:  # a reused buffer: a fresh multi-MiB bytearray per call page-faults every time
+            if len(self.out) < len(mv):
+                self.out = bytearray(len(mv))
+            out = memoryview(self.out)[: len(mv)]
+        dst = memoryview(out).cast("B")
+        if len(dst) < len(mv):
+            raise ValueError("output buffer too small")
+        unit = self.unit_enc if encrypt else self.unit_dec
+        piece = max(1, _PIECE_BYTES // self.sector_size) * self.sector_size
+        for pos in range(0, len(mv), piece):
+            end = min(pos + piece, len(mv))
+            plan = self.plan((end - pos) // self.sector_size)
+            plan.crypt(self.enc2, unit, mv[pos:end], (offset + pos) // 512, dst[pos:end])
+        return bytes(dst[: len(mv)]) if returns_bytes else None
+
+
 class XtsCipher:
     """AES-XTS-plain64 over whole chunks of a LUKS2 data segment (or keyslot area, with sector_size 512).
 
     ``key`` is both XTS halves (64 bytes for AES-256-XTS, 32 for AES-128-XTS). The object holds the
     key only inside OpenSSL contexts; it keeps no copy of it.
+
+    ``lanes`` is how many threads may encrypt with it at once: each lane is a working set of its own
+    (contexts, plans, buffer), made up front while the key is at hand, and a call borrows an idle one
+    (waiting if every lane is busy). One lane is one thread at a time, like a plain OpenSSL context.
     """
 
-    def __init__(self, key: bytes | bytearray, sector_size: int = 4096) -> None:
+    def __init__(self, key: bytes | bytearray, sector_size: int = 4096, *, lanes: int = 1) -> None:
         if len(key) not in (32, 64):
             raise ValueError("an AES-XTS key is 32 or 64 bytes")
         if sector_size not in _VALID_SECTOR_SIZES:
             raise ValueError(f"sector size must be one of {_VALID_SECTOR_SIZES}, not {sector_size}")
+        if lanes < 1:
+            raise ValueError("an XTS cipher needs at least one lane")
         half = len(key) // 2
         k1, k2 = bytes(key[:half]), bytes(key[half:])
         if k1 == k2:
             raise ValueError("the two halves of an XTS key must differ")
         self.sector_size = sector_size
-        self._blocks = sector_size // 16
-        self._enc2 = Cipher(algorithms.AES(k2), modes.ECB()).encryptor()
-        unit = Cipher(algorithms.AES(bytes(key)), modes.XTS(bytes(16)))
-        self._unit_enc, self._unit_dec = unit.encryptor(), unit.decryptor()
-        self._unit_tweak = int.from_bytes(self._enc2.update(bytes(16)), "little")  # E_k2(IV 0)
-        self._plans: dict[int, _PiecePlan] = {}
-        self._out = bytearray()
+        first = _Lane(bytes(key), k2, sector_size)
+        self._idle: queue.SimpleQueue[_Lane] = queue.SimpleQueue()
+        self._idle.put(first)
+        for _ in range(lanes - 1):
+            self._idle.put(_Lane(bytes(key), k2, sector_size, first.unit_tweak))
+        self.lanes = lanes
 
     def __repr__(self) -> str:  # never show key material
-        return f"XtsCipher(sector_size={self.sector_size})"
+        return f"XtsCipher(sector_size={self.sector_size}, lanes={self.lanes})"
 
-    def _plan(self, sectors: int) -> _PiecePlan:
-        """The plan for pieces of ``sectors`` sectors: the full-piece one and at most one other (a tail)."""
-        plan = self._plans.get(sectors)
-        if plan is None:
-            full = max(1, _PIECE_BYTES // self.sector_size)
-            for n in [n for n in self._plans if n != full]:
-                del self._plans[n]
-            plan = self._plans[sectors] = _PiecePlan(sectors, self.sector_size, self._unit_tweak)
-        return plan
-
-    def _crypt(self, data: Buffer, offset: int, unit, out: bytearray | memoryview | None) -> bytes | None:
+    def _crypt(
+        self, data: Buffer, offset: int, encrypt: bool, out: bytearray | memoryview | None
+    ) -> bytes | None:
         mv = memoryview(data).cast("B")
         _check(len(mv), offset, self.sector_size)
-        returns_bytes = out is None
-        if out is None:  # a reused buffer: a fresh multi-MiB bytearray per call page-faults every time
-            if len(self._out) < len(mv):
-                self._out = bytearray(len(mv))
-            out = memoryview(self._out)[: len(mv)]
-        dst = memoryview(out).cast("B")
-        if len(dst) < len(mv):
-            raise ValueError("output buffer too small")
-        piece = max(1, _PIECE_BYTES // self.sector_size) * self.sector_size
-        for pos in range(0, len(mv), piece):
-            end = min(pos + piece, len(mv))
-            plan = self._plan((end - pos) // self.sector_size)
-            plan.crypt(self._enc2, unit, mv[pos:end], (offset + pos) // 512, dst[pos:end])
-        return bytes(dst[: len(mv)]) if returns_bytes else None
+        lane = self._idle.get()
+        try:
+            return lane.crypt(mv, offset, encrypt, out)
+        finally:
+            self._idle.put(lane)
 
     def encrypt(self, data: Buffer, offset: int) -> bytes:
         """Ciphertext of ``data``, which starts ``offset`` bytes into the segment (both sector multiples)."""
-        result = self._crypt(data, offset, self._unit_enc, None)
+        result = self._crypt(data, offset, True, None)
         assert result is not None
         return result
 
     def decrypt(self, data: Buffer, offset: int) -> bytes:
         """Plaintext of ``data``, which starts ``offset`` bytes into the segment (both sector multiples)."""
-        result = self._crypt(data, offset, self._unit_dec, None)
+        result = self._crypt(data, offset, False, None)
         assert result is not None
         return result
 
     def encrypt_into(self, data: Buffer, offset: int, out: bytearray | memoryview) -> None:
         """Like :meth:`encrypt` but writes into ``out`` (at least ``len(data)`` bytes): saves one copy."""
-        self._crypt(data, offset, self._unit_enc, out)
+        self._crypt(data, offset, True, out)
 
     def decrypt_into(self, data: Buffer, offset: int, out: bytearray | memoryview) -> None:
         """Like :meth:`decrypt` but writes into ``out`` (at least ``len(data)`` bytes)."""
-        self._crypt(data, offset, self._unit_dec, out)
+        self._crypt(data, offset, False, out)
 
 
 def _reference(key: bytes | bytearray, data: bytes, offset: int, sector_size: int, encrypt: bool) -> bytes:
