@@ -27,9 +27,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from app.disk.formats.raw import RawImage
 from app.disk.image import DiskImage
 from app.disk.model import Partition
-from app.disk.partfile import CHUNK, partition_file, partition_range
+from app.disk.partfile import CHUNK, copy_partition, partition_file, partition_range
 from app.errors import ShieldwrightError
 from app.progress import CancelToken
 from app.tools import run_tool
@@ -161,13 +162,16 @@ def write_esp_files(
     mtime: float | None = None,
     cancel: CancelToken | None = None,
     fsync: bool = True,
+    current: tuple[DiskImage, int] | None = None,
 ) -> None:
     """Add or replace ``files`` (ESP path → contents) in the ESP of the raw image at ``raw_image``, in place.
 
     Missing directories are created; every other file is kept. ``mtime`` (seconds since the epoch) stamps
     the new files, for reproducible images; by default mtools uses the current time. ``fsync=False`` leaves
     the final fsync to a caller that fsyncs the image once at its end (an fsync waits for the whole
-    file's dirty pages, not just the ESP's).
+    file's dirty pages, not just the ESP's). ``current`` is ``(image, byte offset)`` of a copy of the ESP
+    as it is now in ``raw_image`` - the input it was copied from unchanged - to read instead of
+    ``raw_image`` (whose pages the build wrote with O_DIRECT, so they would come from the disk).
     """
     offset, size = partition_range(part, sector_size)
     raw_image = Path(raw_image)
@@ -175,9 +179,31 @@ def write_esp_files(
         raise ShieldwrightError(f"{raw_image} is smaller than its partition table says",
                                 "write the ESP into a complete raw image")  # fmt: skip
     targets = {normalize_path(p): data for p, data in files.items()}
+    if current is None:
+        current = (RawImage(raw_image), offset)
+        owned: DiskImage | None = current[0]
+    else:
+        owned = None
+    try:
+        _write_files(raw_image, offset, size, targets, mtime, cancel, fsync, current)
+    finally:
+        if owned is not None:
+            owned.close()
+
+
+def _write_files(
+    raw_image: Path,
+    offset: int,
+    size: int,
+    targets: Mapping[str, bytes],
+    mtime: float | None,
+    cancel: CancelToken | None,
+    fsync: bool,
+    current: tuple[DiskImage, int],
+) -> None:
     with tempfile.TemporaryDirectory(prefix="shieldwright-esp-") as tmp:
         fs = Path(tmp) / "esp.img"
-        _copy_region(raw_image, offset, size, fs, cancel)
+        copy_partition(current[0], current[1], size, fs, cancel)
         existing = {e.path.lower(): e for e in _list(fs, 0, cancel)}
         for n, (target, data) in enumerate(targets.items()):
             parents = target.split("/")[1:-1]
@@ -202,38 +228,30 @@ def write_esp_files(
             _mtools("mcopy", fs, 0, "-o", *keep_time, src, f"::{target}", cancel=cancel,
                     hint="the ESP may be full; make it larger")  # fmt: skip
             existing[target.lower()] = EspEntry(target, len(data), False)
-        _write_back(fs, raw_image, offset, size, cancel, fsync)
-
-
-def _copy_region(src: Path, offset: int, size: int, dst: Path, cancel: CancelToken | None) -> None:
-    with open(src, "rb") as f, open(dst, "wb") as out:
-        out.truncate(size)
-        f.seek(offset)
-        done = 0
-        while done < size:
-            if cancel is not None:
-                cancel.check()
-            chunk = f.read(min(CHUNK, size - done))
-            if not chunk:
-                break
-            if chunk.count(0) != len(chunk):
-                out.seek(done)
-                out.write(chunk)
-            done += len(chunk)
+        _write_back(fs, raw_image, offset, size, cancel, fsync, current)
 
 
 def _write_back(
-    fs: Path, raw_image: Path, offset: int, size: int, cancel: CancelToken | None, fsync: bool
+    fs: Path,
+    raw_image: Path,
+    offset: int,
+    size: int,
+    cancel: CancelToken | None,
+    fsync: bool,
+    current: tuple[DiskImage, int],
 ) -> None:
-    """Copy the changed blocks of ``fs`` back into the image (unchanged blocks, holes included, stay)."""
+    """Copy the blocks of ``fs`` that differ from ``current`` into the image (the others, holes included,
+    stay as they are)."""
+    image, at = current
     with open(fs, "rb") as new, open(raw_image, "r+b") as out:
         done = 0
         while done < size:
             if cancel is not None:
                 cancel.check()
             chunk = new.read(min(CHUNK, size - done))
-            out.seek(offset + done)
-            if out.read(len(chunk)) != chunk:
+            if not chunk:
+                break
+            if image.read(at + done, len(chunk)) != chunk:
                 out.seek(offset + done)
                 out.write(chunk)
             done += len(chunk)

@@ -211,3 +211,18 @@ def test_an_empty_esp_lists_nothing_and_accepts_files(tmp_path: Path) -> None:
     with RawImage(disk) as image:
         assert [e.path for e in list_esp(image, esp, 512)] == ["/EFI", "/EFI/Linux", "/EFI/Linux/x.efi"]
         assert read_esp_file(image, esp, 512, "\\EFI\\Linux\\x.efi") == b"MZ-test"
+
+
+def test_reading_the_present_esp_from_the_input_it_was_copied_from(demo_image: Path, tmp_path: Path) -> None:
+    """The build copies the ESP unchanged, then reads its present bytes from the input (page cache) rather
+    than from the output: same result as reading the output, and nothing outside the ESP is touched."""
+    plain = _copy(demo_image, tmp_path / "plain.img")
+    fast = _copy(demo_image, tmp_path / "fast.img")
+    esp, ss = _esp(fast)
+    files = {"/EFI/Linux/a.efi": UKI, "/EFI/Shieldwright/template.vsc": b"catalog" * 999}
+    write_esp_files(plain, esp, ss, files, mtime=1704067200)
+    with open_image(demo_image) as base:
+        write_esp_files(fast, esp, ss, files, mtime=1704067200, current=(base, esp.first_lba * ss))
+    assert plain.read_bytes() == fast.read_bytes()
+    assert _mtool("mtype", fast, "::/EFI/Linux/a.efi").stdout == UKI
+    _fsck_clean(fast, tmp_path)
