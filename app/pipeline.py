@@ -24,7 +24,9 @@ a :class:`BuildProgress` and honouring a :class:`~app.progress.CancelToken`:
    ``boot.install_removable`` the UKI again as ``\\EFI\\BOOT\\BOOTX64.EFI`` (images without shim; what
    firmware boots from a disk without boot entries).
 8. **Export** - raw: the staged file itself; VHDX / fixed VHD: :func:`app.disk.writers.write_image` from
-   the staged raw; qcow2: ``qemu-img convert`` (why: :mod:`app.build.export`). Then the output is hashed.
+   the staged raw; qcow2: ``qemu-img convert`` (why: :mod:`app.build.export`). Then the output is hashed:
+   a raw one by producing its bytes again from the input (:mod:`app.build.output_hash`; the streaming
+   pass wrote it with O_DIRECT), the others by reading the file.
 9. **Manifest and report** - ``<output>.manifest.json`` (:mod:`app.manifest`), its detached CMS signature
    by the catalog signer, ``<output>.report.html``; then the atomic commit.
 
@@ -385,20 +387,27 @@ class _Build:
 
     def _write(self) -> None:
         from app.build.sinks import AsyncSinks
-        from app.luks.relayout import encrypt_image
+        from app.luks.relayout import encrypt_image, gpt_bytes
 
         sizes = {n: self.plan.partition(n).size_bytes for n in self.protect}
         sinks = AsyncSinks(sizes, self.recipe.catalog.block_size)
         self.raw = self.staging.path("template.raw")
+        self.gpt = gpt_bytes(self.plan)
+        # A raw output is hashed by producing its bytes again (app.build.output_hash), never read back:
+        # written with O_DIRECT it costs no page-cache work. Other formats read the raw file back to
+        # convert it, so it goes through the page cache.
+        direct = self.fmt == "raw"
         try:
             encrypt_image(
                 self.image, self.layout, self.plan, self.raw, crypto=self.keys.crypto, out_format="raw",
-                progress=self.progress, cancel=self.cancel, on_block=sinks, fsync=False,
+                progress=self.progress, cancel=self.cancel, on_block=sinks, fsync=False, direct=direct,
+                gpt=self.gpt,
             )  # fmt: skip
             self.block_digests = sinks.finish()
         finally:
             sinks.close()
-        self.keys.crypto.clear()
+        if not direct:
+            self.keys.crypto.clear()  # else the output hash needs the ciphers once more
         self.note(f"Wrote the template ({_size(self.plan.disk_size)}); hashed partition(s) "
                   f"{_join(self.protect)} as they were written")  # fmt: skip
 
@@ -453,8 +462,10 @@ class _Build:
                       "is installed there (or build with boot.install_removable)", manifest=True)  # fmt: skip
         planned = self.plan.partition(self.esp.number)
         esp_out = dataclasses.replace(self.esp, first_lba=planned.first_lba, last_lba=planned.last_lba)
+        # The ESP was copied unchanged: its present bytes come from the input (in the page cache).
+        current = (self.image, self.esp.first_lba * self.layout.sector_size)
         write_esp_files(self.raw, esp_out, 512, files, mtime=_source_date_epoch(), cancel=self.cancel,
-                        fsync=False)  # fmt: skip
+                        fsync=False, current=current)  # fmt: skip
         for path, data in files.items():
             self.note(f"ESP: {path} ({len(data)} bytes)")
 
@@ -466,13 +477,29 @@ class _Build:
 
         target = self.staging.path(f"template.{self.fmt}")
         self.final = export(self.raw, target, self.fmt, progress=self.progress, cancel=self.cancel)
-        if self.final != self.raw:
+        if self.final == self.raw:
+            self.output_sha256 = self._hash_raw_output()
+        else:
             self.raw.unlink()
-        self.output_sha256 = sha256_file(self.final, progress=self.progress, cancel=self.cancel,
-                                         step="Hashing the output")  # fmt: skip
+            self.output_sha256 = sha256_file(self.final, progress=self.progress, cancel=self.cancel,
+                                             step="Hashing the output")  # fmt: skip
         fsync_file(self.final)  # the streaming pass and the ESP update left that to here
         self.output_size = self.final.stat().st_size
         self.note(f"Output {self.fmt}: {_size(self.output_size)}, SHA-256 {self.output_sha256}")
+
+    def _hash_raw_output(self) -> str:
+        """SHA-256 of the staged raw template from the input once more, the ESP from the file (see
+        :mod:`app.build.output_hash`)."""
+        from app.build.output_hash import sha256_regenerated
+        from app.luks.relaid_image import RelaidImage
+
+        esp = self.plan.partition(self.esp.number)
+        try:
+            with RelaidImage(self.image, self.plan, self.keys.crypto, *self.gpt) as view:
+                return sha256_regenerated(view, self.raw, [(esp.offset, esp.size_bytes)],
+                                          progress=self.progress, cancel=self.cancel)  # fmt: skip
+        finally:
+            self.keys.crypto.clear()
 
     # -- 9. manifest, report, commit -------------------------------------------------------------------
 

@@ -326,6 +326,8 @@ def encrypt_image(
     cancel: CancelToken | None = None,
     on_block: BlockHook | None = None,
     fsync: bool = True,
+    direct: bool = False,
+    gpt: tuple[bytes, bytes] | None = None,
 ) -> Path:
     """Write the re-laid-out, encrypted disk of ``plan`` over ``src`` to ``out`` in one streaming pass.
 
@@ -336,7 +338,9 @@ def encrypt_image(
     complete: an error or a cancel leaves nothing behind, and a full disk is an
     :class:`OutOfSpaceError`. ``src`` is only read. ``on_block`` (see
     :class:`~app.luks.relaid_image.RelaidImage`) sees every output partition byte as it is written.
-    Progress is in bytes of the output disk. ``fsync=False``: see :func:`~app.disk.writers.write_image`.
+    Progress is in bytes of the output disk. ``fsync`` and ``direct``: see
+    :func:`~app.disk.writers.write_image`. ``gpt`` is :func:`gpt_bytes` of the plan when the caller already
+    has it (to regenerate the same output bytes later).
     """
     from app.disk.writers import WRITE_FORMATS
     from app.luks.relaid_image import RelaidImage
@@ -352,9 +356,9 @@ def encrypt_image(
     keys = {p.number: get(p.number) for p in plan.encrypted}
     cancel.check()
 
-    head, tail = _gpt_bytes(plan)
+    head, tail = gpt or gpt_bytes(plan)
     with RelaidImage(src, plan, keys, head, tail, on_block) as view:
-        _write(view, plan, out, out_format, progress, cancel, fsync)
+        _write(view, plan, out, out_format, progress, cancel, fsync, direct)
         missing = view.unfed() if on_block is not None else []
     if missing:  # a programming error: the catalog would be incomplete
         raise RuntimeError(f"partitions {missing} were not completely seen by the block hook")
@@ -369,6 +373,7 @@ def _write(
     progress: Progress,
     cancel: CancelToken,
     fsync: bool,
+    direct: bool,
 ) -> None:
     """write_image with our step name and a free-space check up front (the writer reports ENOSPC itself)."""
     from app.disk.writers import write_image
@@ -377,10 +382,11 @@ def _write(
     _check_free_space(out, sum(p.data_size for p in plan.encrypted), need)
     numbers = _join([p.number for p in plan.encrypted])
     step = f"Encrypting partition{'s' if len(plan.encrypted) > 1 else ''} {numbers}"
-    write_image(view, out, out_format, progress=_StepName(progress, step), cancel=cancel, fsync=fsync)
+    write_image(view, out, out_format, progress=_StepName(progress, step), cancel=cancel, fsync=fsync,
+                direct=direct)  # fmt: skip
 
 
-def _gpt_bytes(plan: RelayoutPlan) -> tuple[bytes, bytes]:
+def gpt_bytes(plan: RelayoutPlan) -> tuple[bytes, bytes]:
     """The first 34 and last 33 sectors of the plan's GPT, written by libparted on a sparse scratch file."""
     with tempfile.TemporaryDirectory(prefix="shieldwright-gpt-") as tmp:
         path = Path(tmp) / "gpt.raw"

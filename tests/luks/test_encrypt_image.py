@@ -345,13 +345,13 @@ def test_any_input_format(small_disk, small_disk_formats, tmp_path, fmt):
 def test_view_reads_any_pattern_and_the_hook_refuses_gaps(small_disk):
     """Read-ahead never changes bytes, whatever the order of reads; a hooked view insists on order."""
     from app.luks.relaid_image import RelaidImage
-    from app.luks.relayout import _gpt_bytes
+    from app.luks.relayout import gpt_bytes
 
     with open_image(small_disk) as src:
         layout = layout_of(src)
         plan = plan_relayout(layout, {2, 3}, DEFAULT_DATA_OFFSET)
         crypto = _crypto_for(plan)
-        head, tail = _gpt_bytes(plan)
+        head, tail = gpt_bytes(plan)
         with RelaidImage(src, plan, crypto, head, tail, readahead=False) as plain_view:
             reference = plain_view.read(0, plan.disk_size)
         with RelaidImage(src, plan, crypto, head, tail) as view:
