@@ -298,6 +298,7 @@ class _Build:
 
         st = self.base.stat()
         self.input_size = st.st_size
+        self.input_stamp = _stamp(st)
         only = [n for n in self.protect if n not in encrypt]
         self.note(f"Base image {self.base} ({self.image.format}, {_size(self.layout.virtual_size)}, "
                   f"{len(self.layout.partitions)} partitions)")  # fmt: skip
@@ -501,6 +502,17 @@ class _Build:
         finally:
             self.keys.crypto.clear()
 
+    def _check_input_unchanged(self) -> None:
+        """Refuse to finish if something wrote to the base image while the build read it: its digest, the
+        ciphertext and the raw output's digest (computed from the input once more) would not agree."""
+        try:
+            changed = _stamp(self.base.stat()) != self.input_stamp
+        except OSError:
+            changed = True
+        if changed:
+            raise BuildError(f"the base image {self.base} changed while the build was reading it",
+                             "make sure nothing writes to it during a build, then build again")  # fmt: skip
+
     # -- 9. manifest, report, commit -------------------------------------------------------------------
 
     def _finish(self) -> None:
@@ -509,6 +521,7 @@ class _Build:
         from app.signing.output import write_output
 
         input_sha256 = self.input_hasher.result(progress=self.progress, cancel=self.cancel)
+        self._check_input_unchanged()
         self.note(f"Input SHA-256 {input_sha256}")
         r, paths = self.recipe, self.paths
         record = BuildRecord(
@@ -603,6 +616,11 @@ def _size(n: int) -> str:
 
 def _join(numbers: list[int]) -> str:
     return ", ".join(str(n) for n in numbers) or "none"
+
+
+def _stamp(st: os.stat_result) -> tuple[int, ...]:
+    """What changes when a file is written to (or replaced)."""
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
 def _same_file(a: Path, b: Path) -> bool:

@@ -423,6 +423,31 @@ def test_a_failing_write_in_any_later_step_is_translated_and_cleaned_up(
     assert list(out_dir.iterdir()) == []
 
 
+def test_an_input_written_to_during_the_build_is_refused(
+    demo_image: Path, keys: BuildKeys, tmp_path: Path
+) -> None:
+    """The output's digest is computed from the input once more; if the input changed meanwhile, the build
+    must not finish with papers that disagree with the files."""
+    base = tmp_path / "base.img"
+    subprocess.run(["cp", "--sparse=always", str(demo_image), str(base)], check=True)
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+
+    class Touch(BuildProgress):
+        def start_step(self, number: int, name: str, count: int) -> None:
+            super().start_step(number, name, count)
+            if name == "Export":  # someone writes to the base image (same bytes, but a write all the same)
+                with open(base, "r+b") as f:
+                    first = f.read(1)
+                    f.seek(0)
+                    f.write(first)
+
+    with pytest.raises(ShieldwrightError) as info:
+        build(make_recipe(base, out_dir / "template.raw", keys), keys, progress=Touch())
+    assert "changed while the build was reading it" in info.value.message
+    assert list(out_dir.iterdir()) == []
+
+
 def _cli_in_process(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
     from app.cli import main
 
