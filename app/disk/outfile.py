@@ -193,7 +193,10 @@ class OutputFile:
                 try:
                     while done < n and done % DIRECT_ALIGN == 0:
                         with data[done:] as rest:  # released even if pwrite raises
-                            done += os.pwrite(self._direct_fd, rest, offset + done)
+                            wrote = os.pwrite(self._direct_fd, rest, offset + done)
+                        if not wrote:
+                            break
+                        done += wrote
                     self.direct_writes += done
                 except OSError as exc:
                     if exc.errno != errno.EINVAL:
