@@ -17,10 +17,10 @@ build's tests compare this digest with a SHA-256 of the finished file.
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from app.disk.formats.raw import RawImage
 from app.disk.image import DiskImage
 from app.disk.writers import CHUNK
 from app.progress import CancelToken, NullProgress, Progress
@@ -40,11 +40,11 @@ def sha256_regenerated(
     progress = progress or NullProgress()
     cancel = cancel or CancelToken()
     size = view.virtual_size
-    if os.path.getsize(output) != size:
-        raise ValueError(f"{output} is not {size} bytes long: not the raw disk of this view")
     h = hashlib.sha256()
-    progress.begin(step, size)
-    with open(output, "rb", buffering=0) as f:
+    with RawImage(Path(output)) as file:
+        if file.virtual_size != size:
+            raise ValueError(f"{output} is not {size} bytes long: not the raw disk of this view")
+        progress.begin(step, size)
         for pos in range(0, size, CHUNK):  # the view's read-ahead expects CHUNK-aligned reads
             cancel.check()
             end = min(pos + CHUNK, size)
@@ -52,21 +52,10 @@ def sha256_regenerated(
             for start, length in from_file:
                 lo, hi = max(pos, start), min(end, start + length)
                 if lo < hi:
-                    data = _patched(data, lo - pos, _pread_exact(f.fileno(), hi - lo, lo))
+                    data = _patched(data, lo - pos, file.read(lo, hi - lo))
             h.update(data)
             progress.update(end)
     return h.hexdigest()
-
-
-def _pread_exact(fd: int, length: int, offset: int) -> bytes:
-    parts, done = [], 0
-    while done < length:
-        piece = os.pread(fd, length - done, offset + done)
-        if not piece:
-            raise OSError(f"unexpected end of file at byte {offset + done}")
-        parts.append(piece)
-        done += len(piece)
-    return b"".join(parts)
 
 
 def _patched(data: bytes, at: int, piece: bytes) -> bytes:

@@ -20,6 +20,7 @@ the path; fallback stores LOADER_DATA without the NUL, hence the space in ``\\EF
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import tempfile
@@ -179,16 +180,10 @@ def write_esp_files(
         raise ShieldwrightError(f"{raw_image} is smaller than its partition table says",
                                 "write the ESP into a complete raw image")  # fmt: skip
     targets = {normalize_path(p): data for p, data in files.items()}
-    if current is None:
-        current = (RawImage(raw_image), offset)
-        owned: DiskImage | None = current[0]
-    else:
-        owned = None
-    try:
+    with contextlib.ExitStack() as stack:
+        if current is None:
+            current = (stack.enter_context(RawImage(raw_image)), offset)
         _write_files(raw_image, offset, size, targets, mtime, cancel, fsync, current)
-    finally:
-        if owned is not None:
-            owned.close()
 
 
 def _write_files(
