@@ -5,7 +5,8 @@
 1. Bulk: ``XtsCipher.encrypt_into`` (a caller-owned output buffer, as a streaming writer uses it) over
    ``--size-mib`` of random data in ``--chunk-mib`` chunks, one thread, for 4096-byte sectors (LUKS2
    default here) and 512-byte sectors; also ``XtsCipher.encrypt``, which returns new ``bytes`` (one
-   more copy of every byte).
+   more copy of every byte). Both engines: the default compiled per-sector loop (``openssl-sectors``,
+   app/luks/_xts.c, the system libcrypto) and the NumPy tweak arithmetic (``numpy-tweaks``, the fallback).
 2. Naive: one ``cryptography`` XTS context per sector, the obvious Python loop, on a smaller sample
    (timing is linear in the sector count) and scaled; same sector sizes.
 3. ``openssl speed -evp aes-256-xts -seconds 3``: the system OpenSSL's C speed (its largest block size,
@@ -31,14 +32,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes  # noqa: E402
 
-from app.luks.xts import XtsCipher  # noqa: E402
+from app.luks.xts import DEFAULT_ENGINE, ENGINES, XtsCipher  # noqa: E402
 
 MiB = 1024 * 1024
 
 
-def bulk_rate(key: bytes, data: bytes, sector_size: int, total: int, into: bool) -> float:
+def bulk_rate(key: bytes, data: bytes, sector_size: int, total: int, into: bool, engine: str) -> float:
     """MB/s of XtsCipher.encrypt_into (or .encrypt) over ``total`` bytes, cycling over one chunk ``data``."""
-    cipher = XtsCipher(key, sector_size)
+    cipher = XtsCipher(key, sector_size, engine=engine)
     out = bytearray(len(data))
     cipher.encrypt_into(data, 0, out)  # warm-up: scratch buffers allocated once
     cipher.encrypt(data, 0)
@@ -103,23 +104,30 @@ def main() -> None:
     print(f"openssl speed -evp aes-256-xts ({ossl_size}): {ossl:8.0f} MB/s")
     bundled = bundled_rate(key, chunk[: 2 * MiB])
     print(f"cryptography's bundled OpenSSL XTS (2 MiB data units): {bundled:8.0f} MB/s")
+    print(f"default engine: {DEFAULT_ENGINE}")
     for sector_size, sample_mib in ((4096, 32), (512, 8)):
         sample = os.urandom(sample_mib * MiB)
-        bulk = copying = naive = 0.0
+        bulk = dict.fromkeys(ENGINES, 0.0)
+        copying = dict.fromkeys(ENGINES, 0.0)
+        naive = 0.0
         for _ in range(args.rounds):  # interleaved, so that a noisy moment hits every contender alike
-            bulk = max(bulk, bulk_rate(key, chunk, sector_size, total, into=True))
-            copying = max(copying, bulk_rate(key, chunk, sector_size, total, into=False))
+            for engine in ENGINES:
+                for into, best in ((True, bulk), (False, copying)):
+                    best[engine] = max(best[engine], bulk_rate(key, chunk, sector_size, total, into, engine))
             naive = max(naive, naive_rate(key, sample, sector_size))
         print(f"\n{sector_size}-byte sectors")
-        label = f"bulk XtsCipher.encrypt_into ({args.size_mib} MiB in {args.chunk_mib} MiB chunks, 1 thread)"
-        print(f"  {label:72s} {bulk:8.0f} MB/s")
-        label = "  the same with .encrypt (returns new bytes: one more copy)"
-        print(f"  {label:72s} {copying:8.0f} MB/s")
+        for engine in ENGINES:
+            label = f"bulk {engine}: encrypt_into ({args.size_mib} MiB, {args.chunk_mib} MiB chunks, 1 core)"
+            print(f"  {label:76s} {bulk[engine]:8.0f} MB/s")
+            label = "  the same with .encrypt (returns new bytes: one more copy)"
+            print(f"  {label:76s} {copying[engine]:8.0f} MB/s")
         label = f"naive per-sector XTS loop ({sample_mib} MiB sample, scaled)"
-        print(f"  {label:72s} {naive:8.0f} MB/s")
-        print(f"  bulk / naive   = {bulk / naive:5.2f}x   (.encrypt / naive = {copying / naive:5.2f}x)")
-        print(f"  bulk / openssl = {bulk / ossl:5.2f}x   bulk / bundled XTS = {bulk / bundled:5.2f}x")
-
+        print(f"  {label:76s} {naive:8.0f} MB/s")
+        for engine in ENGINES:
+            rate = bulk[engine]
+            print(f"  {engine:16s} bulk / naive = {rate / naive:5.2f}x   (.encrypt / naive = "
+                  f"{copying[engine] / naive:5.2f}x)   bulk / openssl = {rate / ossl:5.2f}x   "
+                  f"bulk / bundled XTS = {rate / bundled:5.2f}x")  # fmt: skip
 
 if __name__ == "__main__":
     main()

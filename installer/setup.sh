@@ -7,6 +7,9 @@ cd "$(dirname "$0")/.."
 check_only=0
 [[ ${1:-} == --check ]] && check_only=1
 
+# What the .venv is built from: the dependencies and the one compiled module (setup.py, app/luks/_xts.c).
+install_stamp() { cat pyproject.toml setup.py app/luks/_xts.c | sha256sum | cut -d' ' -f1; }
+
 want=$(grep -vE '^\s*(#|$)' installer/apt-packages.txt)
 missing=()
 for pkg in $want; do
@@ -16,9 +19,9 @@ done
 if ((check_only)); then
     stale=0
     stamp=.venv/.shieldwright-stamp
-    [[ -x .venv/bin/python && -f $stamp && $(cat "$stamp") == $(sha256sum pyproject.toml | cut -d' ' -f1) ]] || stale=1
+    [[ -x .venv/bin/python && -f $stamp && $(cat "$stamp") == $(install_stamp) ]] || stale=1
     ((${#missing[@]})) && echo "setup: missing system packages: ${missing[*]}"
-    ((stale)) && echo "setup: .venv is missing or older than pyproject.toml"
+    ((stale)) && echo "setup: .venv is missing or older than pyproject.toml, setup.py or app/luks/_xts.c"
     ((${#missing[@]} + stale == 0))
     exit
 fi
@@ -40,9 +43,9 @@ if ! apt-cache show linux-image-cloud-amd64 >/dev/null 2>&1; then
     if [[ $(id -u) -eq 0 ]]; then apt-get update -qq; else sudo apt-get update -qq; fi
 fi
 
-# Rebuild the venv when pyproject.toml changed since it was made.
+# Rebuild the venv when what it is built from changed since it was made (this also recompiles _xts.c).
 stamp=.venv/.shieldwright-stamp
-want_stamp=$(sha256sum pyproject.toml | cut -d' ' -f1)
+want_stamp=$(install_stamp)
 if [[ ! -x .venv/bin/python || ! -f $stamp || $(cat "$stamp") != "$want_stamp" ]]; then
     echo "setup: building .venv"
     python3 -m venv .venv

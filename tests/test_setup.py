@@ -34,6 +34,31 @@ def test_setup_check_reports_a_stale_venv(tmp_path) -> None:
     assert ".venv is missing" in proc.stdout
 
 
+def test_a_changed_c_module_makes_the_venv_stale(tmp_path) -> None:
+    """The .venv holds the compiled app/luks/_xts.c: editing the C must rebuild it like a new dependency."""
+    import shutil
+
+    copy = tmp_path / "repo"
+    (copy / "app/luks").mkdir(parents=True)
+    (copy / "installer").mkdir()
+    for name in ("installer/setup.sh", "installer/apt-packages.txt", "pyproject.toml", "setup.py",
+                 "app/luks/_xts.c", ".venv/.shieldwright-stamp"):  # fmt: skip
+        (copy / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(ROOT / name, copy / name)
+    (copy / ".venv/bin").mkdir()
+    (copy / ".venv/bin/python").symlink_to(ROOT / ".venv/bin/python")
+
+    def check() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["bash", "installer/setup.sh", "--check"], cwd=copy, capture_output=True, text=True)
+
+    assert (check().returncode, check().stdout) == (0, "")
+    with open(copy / "app/luks/_xts.c", "a") as f:
+        f.write("/* edited */\n")
+    proc = check()
+    assert proc.returncode == 1
+    assert "older than pyproject.toml, setup.py or app/luks/_xts.c" in proc.stdout
+
+
 def test_every_listed_package_is_installed() -> None:
     wanted = [
         line.strip()
