@@ -205,6 +205,8 @@ class _Build:
         self.image: Any = None
         self.input_hasher: Any = None
         self.keys: Any = None
+        self.keys_pool: Any = None
+        self.keys_job: Any = None
         self.started = time.monotonic()
 
     # -- plumbing ------------------------------------------------------------------------------------
@@ -237,6 +239,11 @@ class _Build:
     def close(self) -> None:
         if self.input_hasher is not None:
             self.input_hasher.stop()
+        if self.keys_pool is not None:  # a failed or cancelled build still waits for the KDF in flight
+            self.keys_pool.shutdown(wait=True, cancel_futures=True)
+            job = self.keys_job
+            if self.keys is None and job.done() and not job.cancelled() and job.exception() is None:
+                self.keys = job.result()[1]  # never taken by _keys: cleared below like any other
         if self.keys is not None:
             self.keys.crypto.clear()  # the data ciphers hold the volume keys (in OpenSSL contexts)
         if self.image is not None:
@@ -331,6 +338,7 @@ class _Build:
     def _uki(self) -> None:
         from app.build.boot import make_uki
 
+        self._start_keys()
         self.uki = make_uki(self.recipe.uki, self.image, self.layout, self.inputs.uefi_signer,
                             cancel=self.cancel, note=self.note)  # fmt: skip
         info = self.uki.info
@@ -360,11 +368,19 @@ class _Build:
 
     # -- 4. keys -------------------------------------------------------------------------------------
 
-    def _keys(self) -> None:
-        from app.build.keys import kdf_for, prepare_keys
-        from app.luks.container import generate_recovery_key
+    def _start_keys(self) -> None:
+        """Start creating the LUKS2 headers and data ciphers on a thread of their own.
 
-        enc = self.recipe.encryption
+        Why: they do not depend on the UKI, and their cost is KDF work (the volume-key digest, the keyslot
+        KDF and its calibration) that runs outside the GIL - so it overlaps the UKI build and signing
+        instead of following it. Only this one thread derives keys (never two KDFs at once). Progress goes
+        to a private :class:`~app.progress.ProgressState` that :meth:`_keys` shows when its step comes.
+        """
+        from concurrent.futures import ThreadPoolExecutor
+
+        from app.luks.container import generate_recovery_key
+        from app.progress import ProgressState
+
         self.recovery_key = self.inputs.recovery_key
         if self.recovery_key is not None:
             # The caller (the wizard) already showed this key once and had the user store it: it is
@@ -372,14 +388,38 @@ class _Build:
             self.recovery_file = None
         elif self.recovery_file is not None:
             self.recovery_key = generate_recovery_key()
-        if enc.kdf_params is None:
-            self.progress.begin(f"Calibrating {enc.kdf} for {enc.iter_time_ms} ms", 0)
-        kdf, calibrated = kdf_for(enc, self.cancel)
+        self.keys_progress = ProgressState()
+        self.keys_pool = ThreadPoolExecutor(1, thread_name_prefix="luks-keys")
+        self.keys_job = self.keys_pool.submit(self._derive_keys, self.keys_progress)
+
+    def _derive_keys(self, progress: Progress) -> tuple[Any, Any, bool]:
+        from app.build.keys import kdf_for, prepare_keys
+
+        kdf, calibrated = kdf_for(self.recipe.encryption, self.cancel)
+        keys = prepare_keys(self.plan, self.inputs.provisioning_passphrase, kdf, self.recovery_key,
+                            progress=progress, cancel=self.cancel)  # fmt: skip
+        return kdf, keys, calibrated
+
+    def _keys(self) -> None:
+        enc = self.recipe.encryption
+        self.progress.begin("Creating LUKS2 keyslots" if enc.kdf_params is not None
+                            else f"Calibrating {enc.kdf} for {enc.iter_time_ms} ms, creating LUKS2 keyslots",
+                            0)  # fmt: skip
+        shown = False
+        while True:
+            try:
+                kdf, self.keys, calibrated = self.keys_job.result(timeout=0.1)
+                break
+            except TimeoutError:  # still deriving: show how far the keys thread got
+                state = self.keys_progress
+                if state.total and not shown:
+                    self.progress.begin(state.step, state.total)
+                    shown = True
+                if shown:
+                    self.progress.update(state.done)
         self.note(
             f"Keyslot KDF {kdf!r}" + (f" (calibrated here for {enc.iter_time_ms} ms)" if calibrated else "")
         )
-        self.keys = prepare_keys(self.plan, self.inputs.provisioning_passphrase, kdf, self.recovery_key,
-                                 progress=self.progress, cancel=self.cancel)  # fmt: skip
         for luks in self.keys.luks:
             kinds = ", ".join(f"{k.id}: {k.kind}" for k in luks.keyslots)
             self.note(f"Partition {luks.partition}: LUKS2 UUID {luks.uuid}, keyslots {kinds}")

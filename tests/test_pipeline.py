@@ -372,6 +372,40 @@ def test_cancel_or_failure_at_each_step_leaves_nothing(
     assert _stamp(demo_image) == input_stamp  # never written (the full SHA-256 is checked at the end)
 
 
+def test_keys_made_beside_a_failing_uki_are_waited_for_and_wiped(
+    demo_image: Path, keys: BuildKeys, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The LUKS2 headers are derived on a thread while the UKI is built: when the UKI step fails, the build
+    still waits for that thread, drops its volume keys (the data ciphers) and leaves nothing behind."""
+    import threading
+
+    import app.build.boot
+    import app.build.keys
+
+    made: list = []
+    real_prepare = app.build.keys.prepare_keys
+
+    def prepare(*args, **kwargs):
+        prepared = real_prepare(*args, **kwargs)
+        made.append(prepared)
+        return prepared
+
+    def failing_uki(*args, **kwargs):
+        # Fails while the keys thread is still deriving: its pbkdf2 digests take ~125 ms each.
+        raise RuntimeError("injected UKI failure")
+
+    monkeypatch.setattr(app.build.keys, "prepare_keys", prepare)
+    monkeypatch.setattr(app.build.boot, "make_uki", failing_uki)
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    recipe = make_recipe(demo_image, out_dir / "template.raw", keys, recovery_key_file=out_dir / "rk.txt")
+    with pytest.raises(RuntimeError, match="injected UKI failure"):
+        build(recipe, keys)
+    assert not [t for t in threading.enumerate() if t.name.startswith("luks-keys")]
+    assert len(made) == 1 and made[0].crypto == {}  # finished, and its ciphers (volume keys) dropped
+    assert list(out_dir.iterdir()) == []
+
+
 def test_refuses_to_overwrite_unless_asked(raw_build, demo_image: Path, keys: BuildKeys) -> None:
     result = raw_build[0]
     before = result.manifest.read_bytes()
