@@ -49,7 +49,8 @@ def test_a_changed_c_module_makes_the_venv_stale(tmp_path) -> None:
     (copy / ".venv/bin/python").symlink_to(ROOT / ".venv/bin/python")
 
     def check() -> subprocess.CompletedProcess[str]:
-        return subprocess.run(["bash", "installer/setup.sh", "--check"], cwd=copy, capture_output=True, text=True)
+        command = ["bash", "installer/setup.sh", "--check"]
+        return subprocess.run(command, cwd=copy, capture_output=True, text=True)
 
     assert (check().returncode, check().stdout) == (0, "")
     with open(copy / "app/luks/_xts.c", "a") as f:
