@@ -7,10 +7,12 @@ a :class:`BuildProgress` and honouring a :class:`~app.progress.CancelToken`:
    build); the re-layout planned; the output's names checked (never the input, never overwritten unless
    asked). A background thread starts hashing the input file for the manifest.
 2. **Build and sign the UKI** - from the recipe's UKI options (:mod:`app.build.boot`; by default the newest
-   kernel in the image's /boot with its initrds and the host's systemd-stub), Authenticode-signed.
+   kernel in the image's /boot with its initrds and the host's systemd-stub), Authenticode-signed. Step 4's
+   work starts here too, on a thread of its own (see :meth:`_Build._start_keys`).
 3. **Predict PCR values** - PCR 11 for the UKI's stub, at kernel start and after each systemd phase.
 4. **Create LUKS2 keyslots** - per encrypted partition a fresh volume key and UUID; keyslot 0 for the
    provisioning passphrase (calibrated KDF, or the recipe's), keyslot 1 for the recovery key if any.
+   Derived beside the UKI build (KDF work outside the GIL); this step waits for it and shows its progress.
 5. **Write the template (copy, encrypt, hash)** - ONE streaming pass over the input
    (:func:`app.luks.relayout.encrypt_image`): the GPT rewritten for the enlarged partitions, unprotected
    partitions copied with their holes, protected ones LUKS2-encrypted *in full* (free space too), and every

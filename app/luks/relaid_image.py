@@ -11,7 +11,7 @@ LUKS2 header area followed by AES-XTS ciphertext of the input's plaintext. Gaps 
 ``allocated_ranges`` lists the GPT areas, the allocated parts of copied partitions (so their holes stay
 holes) and all of every encrypted partition (ciphertext of zeros is not zeros).
 
-Encryption runs ahead of the reader on :data:`READAHEAD` worker threads (AES and NumPy release the
+Encryption runs ahead of the reader on :data:`READAHEAD` worker threads (both XTS engines release the
 GIL), each encrypting one of the next chunks, so the reader (``write_image``, or the build's output
 hash) finds them ready: the reader's thread then only copies, writes or hashes. The guess is
 ``write_image``'s own chunking; a wrong guess just costs the chunks encrypted in vain. A cipher shared
