@@ -6,8 +6,8 @@ do whole chunks instead, with identical output:
 
 ``"openssl-sectors"`` (the default where it was built): :mod:`app.luks._xts`, a few lines of C that keep
 one OpenSSL XTS context and, per sector, only re-set its IV and encrypt - with the GIL released. It is
-compiled at install (``setup.py``, against the system libcrypto) and ran at ~5.9 GB/s on one core here
-for 4096-byte sectors, ~2.5x the NumPy engine.
+compiled at install (``setup.py``, against the system libcrypto) and ran at 4.4-5.9 GB/s on one core
+here for 4096-byte sectors, 1.9-2.5x the NumPy engine in the same runs (benchmarks/bench_xts.py).
 
 ``"numpy-tweaks"`` (where the C part could not be built): :mod:`app.luks.xts_tweaks`, which computes
 every block's tweak of a chunk at once with NumPy around one OpenSSL XTS pass.

@@ -21,7 +21,7 @@ def engine(request: pytest.FixtureRequest) -> str:
 
 
 def test_the_compiled_engine_is_built_and_the_default() -> None:
-    """setup.py compiles app/luks/_xts.c at install; an install that lost it would run ~2.5x slower."""
+    """setup.py compiles app/luks/_xts.c at install; an install that lost it would run ~2x slower."""
     from app.luks import _xts
 
     assert DEFAULT_ENGINE == "openssl-sectors"
