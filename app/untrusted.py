@@ -1,0 +1,40 @@
+"""Text that came from an input file, made safe to print on a terminal.
+
+GPT partition names, LUKS2 labels, os-release fields and certificate subjects are chosen by whoever made
+the input. Printed raw, an escape sequence in them can move the cursor, rewrite earlier lines or retitle
+the terminal, so a hostile image could make ``inspect`` show something it does not contain. Every command
+that prints such text passes it through :func:`printable` first.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+
+#: Unicode categories that do not draw a glyph: controls, format characters (bidi overrides among them),
+#: unassigned, private use, surrogates, and the line/paragraph separators.
+_HIDDEN = frozenset({"Cc", "Cf", "Cn", "Co", "Cs", "Zl", "Zp"})
+
+
+def printable(text: str, *, keep_newlines: bool = False) -> str:
+    """``text`` with every non-printing character shown as a Python-style escape (``\\x1b``, ``\\u202e``).
+
+    Backslashes are doubled so an escaped form cannot be forged by the input. Newlines and tabs are kept
+    only with ``keep_newlines`` (for multi-line fields such as a command line shown in a block).
+    """
+    out: list[str] = []
+    for ch in text:
+        if ch == "\\":
+            out.append("\\\\")
+        elif keep_newlines and ch in "\n\t":
+            out.append(ch)
+        elif ch != " " and (unicodedata.category(ch) in _HIDDEN or ch.isspace() and not ch.isprintable()):
+            out.append(_escape(ord(ch)))
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def _escape(code: int) -> str:
+    if code < 0x100:
+        return f"\\x{code:02x}"
+    return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
