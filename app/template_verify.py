@@ -18,6 +18,9 @@ What each check means:
   (and trust), header against the GPT, every block of every protected partition.
 - **LUKS2** (one check per container): both header copies parse and agree; a damaged copy is reported
   even though the other still opens, because the next damage would make the partition unreadable.
+- **Signer** (only without ``trusted``): fails, saying the signer was NOT checked - a template whose
+  catalog and UKIs an attacker re-signed passes every other check - unless the caller accepts any signer
+  explicitly (``accept_any_signer``, the CLI's ``--no-trust-check``).
 """
 
 from __future__ import annotations
@@ -40,6 +43,13 @@ from app.errors import ShieldwrightError
 from app.progress import CancelToken, NullProgress, Progress
 
 MiB = 1024 * 1024
+
+#: The name of the check that fails when no trusted certificate was given (see the module docstring).
+SIGNER_CHECK = "Signer"
+SIGNER_NOT_CHECKED = (
+    "NOT checked: no trusted certificate was given, so a template whose catalog and UKIs anyone re-signed "
+    "would pass every other check"
+)
 
 
 @dataclass(frozen=True)
@@ -77,11 +87,13 @@ def verify_template(
     progress: Progress | None = None,
     cancel: CancelToken | None = None,
     jobs: int | None = None,
+    accept_any_signer: bool = False,
 ) -> TemplateReport:
     """Run every check on the template at ``path`` (any supported image format); see the module doc.
 
     ``vsc``: a catalog file to check against instead of the one in the ESP. ``trusted``: certificates the
-    UKI and catalog signers must be (or chain to); None checks the signatures but not who made them.
+    UKI and catalog signers must be (or chain to); None checks the signatures but not who made them, and
+    adds a failed :data:`SIGNER_CHECK` unless ``accept_any_signer``.
     """
     progress = progress or NullProgress()
     cancel = cancel or CancelToken()
@@ -109,6 +121,8 @@ def verify_template(
         progress.begin("Checking the LUKS2 headers", 1)
         checks += _check_luks(image, layout)
         progress.update(1)
+    if trusted is None and not accept_any_signer:
+        checks.append(Check(SIGNER_CHECK, False, SIGNER_NOT_CHECKED))
     return TemplateReport(ok=all(c.ok for c in checks), checks=checks, path=str(path))
 
 

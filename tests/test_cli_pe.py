@@ -81,10 +81,32 @@ def test_sign_then_verify(signed: Path, stub: Path, key: TestKey) -> None:
     assert pe.OPTIONAL_HEADER.CheckSum == pe.generate_checksum()
 
 
-def test_verify_without_cert_checks_the_signature_only(signed: Path) -> None:
-    proc = shieldwright("verify", signed)
-    assert proc.returncode == 0
-    assert "no --cert" in proc.stdout
+def test_verify_without_cert_does_not_report_success(
+    signed: Path, stub: Path, other: TestKey, d: Path
+) -> None:
+    """Regression (issue 17 item 5): failed on ecab7db because ``pe verify`` without ``--cert`` exited 0 for
+    an image anyone could have re-signed; now it says the signer was NOT checked and exits 3."""
+    forged = d / "forged.efi"  # an attacker's re-signature (osslsigncode, not our signer)
+    run("osslsigncode", "sign", "-certs", other.cert_path, "-key", other.key_path, "-h", "sha256",
+        "-in", stub, "-out", forged)  # fmt: skip
+    for image in (signed, forged):
+        proc = shieldwright("verify", image)
+        assert proc.returncode == 3, proc.stdout + proc.stderr
+        assert "signature 0: OK" in proc.stdout and "NOT CHECKED" in proc.stdout
+        assert_one_line_error(proc, "signer was NOT checked", "--cert", "--no-trust-check")
+        proc = shieldwright("verify", image, "--no-trust-check")  # the explicit opt-out
+        assert proc.returncode == 0 and "NOT CHECKED" in proc.stdout and not proc.stderr
+    assert shieldwright("verify", forged, "--trust", d / "cli-signer.pem").returncode == 1
+
+
+def test_trust_and_no_trust_check_exclude_each_other(signed: Path, key: TestKey) -> None:
+    proc = shieldwright("verify", signed, "--cert", key.cert_path, "--no-trust-check")
+    assert proc.returncode == 2 and "not allowed with" in proc.stderr
+
+
+def test_verify_help_states_the_chain_rules_and_expiry() -> None:
+    text = " ".join(shieldwright("verify", "--help").stdout.split())
+    assert "RFC 5280" in text and "Expiry is NOT checked" in text and "--no-trust-check" in text
 
 
 def test_verify_with_the_wrong_cert_fails(signed: Path, other: TestKey) -> None:
@@ -145,6 +167,17 @@ def test_output_equal_to_input_is_refused(d: Path, key: TestKey) -> None:
     assert path.read_bytes() == before
 
 
+def test_sign_never_replaces_an_existing_output_without_force(d: Path, stub: Path, key: TestKey) -> None:
+    """Regression (issue 17 item 8): failed on ecab7db because ``pe sign -o`` replaced an existing file."""
+    out = d / "precious.efi"
+    out.write_bytes(b"someone else's file")
+    argv = ["sign", stub, "--cert", key.cert_path, "--key", key.key_path, "-o", out]
+    assert_one_line_error(shieldwright(*argv), "already exists", "--force")
+    assert out.read_bytes() == b"someone else's file"
+    assert shieldwright(*argv, "--force").returncode == 0
+    assert sbverify(out, key.cert_path).returncode == 0
+
+
 def test_encrypted_key_with_passphrase_file_and_env(d: Path, stub: Path, key: TestKey) -> None:
     enc = d / "enc.key"
     run("openssl", "pkey", "-in", key.key_path, "-aes256", "-passout", f"pass:{PASSPHRASE}", "-out", enc)
@@ -167,6 +200,7 @@ def test_encrypted_key_with_passphrase_file_and_env(d: Path, stub: Path, key: Te
         "SW_PASS",
         "-o",
         out,
+        "--force",
         env={"SW_PASS": PASSPHRASE},
     )
     assert proc.returncode == 0, proc.stderr

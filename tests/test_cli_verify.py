@@ -39,17 +39,49 @@ def test_a_good_template(capsys, template: Template) -> None:
 
 
 def test_json(capsys, template: Template) -> None:
-    code, out, _ = verify(capsys, template.path, "--json")
+    code, out, _ = verify(capsys, template.path, "--json", "--trust", template.key.cert_path)
     doc = json.loads(out)
-    assert code == 0 and doc["ok"] is True and doc["trust_checked"] is False
+    assert code == 0 and doc["ok"] is True and doc["trust_checked"] is True
     assert doc["path"] == str(template.path)
     assert [c["name"] for c in doc["checks"]] == ALL_CHECKS and all(c["ok"] for c in doc["checks"])
+
+
+def test_without_trust_the_signer_is_not_checked_and_that_is_no_success(capsys, template: Template) -> None:
+    """Regression (issue 17 item 5): failed on ecab7db because ``verify`` without ``--trust`` exited 0 (and
+    said ``"ok": true``) for a template whose catalog and UKIs anyone could have re-signed."""
+    code, out, err = verify(capsys, template.path)
+    assert code == 3, out + err
+    lines = out.splitlines()
+    assert [line.split(":", 1)[0] for line in lines] == [f"✓ {name}" for name in ALL_CHECKS] + ["✗ Signer"]
+    assert lines[-1].startswith("✗ Signer: NOT checked: no trusted certificate was given")
+    assert "signer not checked" in out and "OK:" not in out
+    assert err.splitlines() == [
+        "shieldwright: error: the signer was NOT checked: no --trust given, so anyone could have made these "
+        "signatures (give --trust with the certificate you trust, or --no-trust-check to accept any signer)"
+    ]
+    code, out, _ = verify(capsys, template.path, "--json")
+    doc = json.loads(out)
+    assert code == 3 and doc["ok"] is False and doc["trust_checked"] is False
+    # The explicit opt-out: success, still saying what was not checked.
+    code, out, err = verify(capsys, template.path, "--no-trust-check")
+    assert code == 0 and err == ""
+    assert out.splitlines()[-1] == "OK: all 5 checks passed; the signer was NOT checked (--no-trust-check)"
+    code, out, _ = verify(capsys, template.path, "--no-trust-check", "--json")
+    assert code == 0 and json.loads(out)["ok"] is True
+
+
+def test_help_states_the_chain_rules_and_expiry(capsys) -> None:
+    with pytest.raises(SystemExit):
+        main(["verify", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "RFC 5280" in text and "Expiry is NOT checked" in text and "--no-trust-check" in text
+    assert "3 every check passed but no trusted certificate was given" in text
 
 
 def test_a_flipped_uki_byte_exits_1(capsys, template: Template, tmp_path: Path) -> None:
     image = th.copy_of(template, tmp_path / "t.raw")
     th.flip_in_uki(template, image)
-    code, out, err = verify(capsys, image)
+    code, out, err = verify(capsys, image, "--trust", template.key.cert_path)
     assert code == 1
     assert f"✗ {UKI_CHECK}: signature does not verify: image digest mismatch" in out
     assert "✓ Catalog" in out and "OK:" not in out
@@ -57,10 +89,12 @@ def test_a_flipped_uki_byte_exits_1(capsys, template: Template, tmp_path: Path) 
         f"shieldwright: error: verification FAILED: 1 of 5 checks; first: {UKI_CHECK}: "
         "signature does not verify: image digest mismatch: the image was changed"
     ]
-    code, out, _ = verify(capsys, image, "--json")
+    code, out, _ = verify(capsys, image, "--json", "--no-trust-check")
     doc = json.loads(out)
     assert code == 1 and doc["ok"] is False
     assert [c["name"] for c in doc["checks"] if not c["ok"]] == [UKI_CHECK]
+    code, _, err = verify(capsys, image)  # a failed check outranks the missing trust anchor
+    assert code == 1 and "2 of 6 checks" in err
 
 
 @pytest.mark.parametrize(
@@ -75,7 +109,7 @@ def test_a_flipped_uki_byte_exits_1(capsys, template: Template, tmp_path: Path) 
 def test_other_damage_exits_1(capsys, template: Template, tmp_path: Path, damage, failing: str) -> None:
     image = th.copy_of(template, tmp_path / "t.raw")
     damage(template, image)
-    code, out, err = verify(capsys, image)
+    code, out, err = verify(capsys, image, "--trust", template.key.cert_path)
     assert code == 1
     assert [line.split(":", 1)[0] for line in out.splitlines() if line.startswith("✗")] == [f"✗ {failing}"]
     assert f"first: {failing}:" in err
@@ -95,11 +129,11 @@ def test_trust(capsys, template: Template) -> None:
 def test_vsc_option(capsys, template: Template, tmp_path: Path) -> None:
     vsc = tmp_path / "t.vsc"
     vsc.write_bytes(template.vsc)
-    assert verify(capsys, template.path, "--vsc", vsc)[0] == 0
+    assert verify(capsys, template.path, "--vsc", vsc, "--trust", template.key.cert_path)[0] == 0
     data = bytearray(template.vsc)
     data[-10] ^= 1
     vsc.write_bytes(bytes(data))
-    code, out, _ = verify(capsys, template.path, "--vsc", vsc)
+    code, out, _ = verify(capsys, template.path, "--vsc", vsc, "--no-trust-check")
     assert code == 1 and f"✗ Catalog: from {vsc}:" in out
 
 

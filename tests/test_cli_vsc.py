@@ -172,10 +172,34 @@ def test_verify_ok(small_disk: Path, vsc: Path, key: TestKey) -> None:
     proc = shieldwright("verify", small_disk, vsc, "--trust", key.cert_path)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.splitlines()[-1] == "OK: all 24 blocks match"
-    proc = shieldwright("verify", small_disk, vsc, "--json")
+    proc = shieldwright("verify", small_disk, vsc, "--json", "--no-trust-check")
     doc = json.loads(proc.stdout)
     assert proc.returncode == 0 and doc["ok"] is True and doc["trust_checked"] is False
     assert doc["mismatches"] == [] and doc["blocks_checked"] == 24
+
+
+def test_verify_without_trust_does_not_report_success(small_disk: Path, vsc: Path, other: TestKey,
+                                                       tmp_path: Path) -> None:  # fmt: skip
+    """Regression (issue 17 item 5): failed on ecab7db because ``vsc verify`` without ``--trust`` exited 0
+    (and said ``"ok": true``) for a catalog anyone could have re-signed."""
+    forged = tmp_path / "forged.vsc"  # the same disk, catalogued and signed by an attacker's key
+    assert shieldwright(*create_args(small_disk, other, forged)).returncode == 0
+    for catalog in (vsc, forged):
+        proc = shieldwright("verify", small_disk, catalog)
+        assert_one_line_error(proc, 3, "signer was NOT checked", "--trust", "--no-trust-check")
+        assert "signer:  CN=" in proc.stdout and "(NOT checked: no --trust)" in proc.stdout
+        assert proc.stdout.splitlines()[-1] == "all 24 blocks match, but the signer was NOT checked"
+        proc = shieldwright("verify", small_disk, catalog, "--json")
+        assert proc.returncode == 3 and json.loads(proc.stdout)["ok"] is False
+        proc = shieldwright("verify", small_disk, catalog, "--no-trust-check")
+        assert proc.returncode == 0 and "OK: all 24 blocks match; the signer was NOT checked" in proc.stdout
+    proc = shieldwright("verify", small_disk, forged, "--trust", ROOT / "nonexistent", "--no-trust-check")
+    assert proc.returncode == 2 and "not allowed with" in proc.stderr
+
+
+def test_verify_help_states_the_chain_rules_and_expiry() -> None:
+    text = " ".join(shieldwright("verify", "--help").stdout.split())
+    assert "RFC 5280" in text and "Expiry is NOT checked" in text and "--no-trust-check" in text
 
 
 def test_verify_names_the_changed_block(small_disk: Path, vsc: Path, tmp_path: Path) -> None:
@@ -287,7 +311,21 @@ def test_extract_copies_the_catalog_out_of_the_esp(small_disk: Path, vsc: Path, 
     proc = shieldwright("extract", disk, "-o", out)
     assert proc.returncode == 0, proc.stderr
     assert out.read_bytes() == vsc.read_bytes()
-    assert shieldwright("verify", disk, out).returncode == 0
+    assert shieldwright("verify", disk, out, "--no-trust-check").returncode == 0
+    proc = shieldwright("extract", disk, "-o", out)
+    assert_one_line_error(proc, 2, "already exists", "--force")
+    assert shieldwright("extract", disk, "-o", out, "--force").returncode == 0
+
+
+def test_create_never_replaces_an_existing_output_without_force(small_disk: Path, key: TestKey,
+                                                                tmp_path: Path) -> None:  # fmt: skip
+    """Regression (issue 17 item 8): failed on ecab7db because ``vsc create -o`` replaced an existing file."""
+    out = tmp_path / "precious"
+    out.write_bytes(b"someone else's file")
+    assert_one_line_error(shieldwright(*create_args(small_disk, key, out)), 2, "already exists", "--force")
+    assert out.read_bytes() == b"someone else's file"
+    assert shieldwright(*create_args(small_disk, key, out, "--force")).returncode == 0
+    read_catalog(out.read_bytes(), trusted=[key.cert])
 
 
 def test_extract_without_a_catalog(small_disk: Path, tmp_path: Path) -> None:

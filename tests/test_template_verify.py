@@ -46,10 +46,17 @@ def test_a_fresh_template_passes_every_check(template: Template) -> None:
 
 
 def test_without_trusted_certificates_signatures_are_checked_but_not_their_signer(template: Template) -> None:
+    """Regression (issue 17 item 5): failed on ecab7db because the report was ``ok`` without any trust
+    anchor: a template re-signed by anyone passed. Only an explicit ``accept_any_signer`` makes it ok now."""
     report = verify_template(template.path)
-    assert report.ok
+    assert not report.ok and failed_names(report) == {"Signer"}
     details = {c.name: c.detail for c in report.checks}
     assert "signer not checked" in details[UKI_CHECK] and "signer not checked" in details["Catalog"]
+    assert details["Signer"].startswith("NOT checked: no trusted certificate was given")
+    report = verify_template(template.path, accept_any_signer=True)
+    assert report.ok and [c.name for c in report.checks] == ALL_CHECKS
+    trusted = verify_template(template.path, trusted=[template.key.cert])
+    assert trusted.ok and "Signer" not in {c.name for c in trusted.checks}
 
 
 def test_an_untrusted_signer_fails_the_uki_and_the_catalog(template: Template) -> None:
@@ -113,13 +120,13 @@ def test_gpt_verdicts_agree_with_sgdisk(template: Template, tmp_path: Path) -> N
         image = th.copy_of(template, tmp_path / f"{damage.__name__}.raw")
         damage(template, image)
         assert not sgdisk_clean(image), damage.__name__
-        assert failed_names(verify_template(image)) == {"GPT"}
+        assert failed_names(verify_template(image, trusted=[template.key.cert])) == {"GPT"}
 
 
 def test_a_separate_catalog_file_is_used_instead_of_the_esp_copy(template: Template, tmp_path: Path) -> None:
     image = th.copy_of(template, tmp_path / "t.raw")
     run("mdel", "-i", f"{image}@@{template.esp_offset}", "::" + ESP_CATALOG_PATH.replace("\\", "/"))
-    report = verify_template(image)
+    report = verify_template(image, trusted=[template.key.cert])
     assert failed_names(report) == {"Catalog"}
     assert "no \\EFI\\Shieldwright\\template.vsc in the ESP" in report.failed[0].detail
 
@@ -130,7 +137,8 @@ def test_a_separate_catalog_file_is_used_instead_of_the_esp_copy(template: Templ
     bad = bytearray(template.vsc)
     bad[len(bad) // 2] ^= 0x20
     vsc.write_bytes(bytes(bad))
-    report = verify_template(template.path, vsc=vsc)  # the ESP's good copy is not consulted
+    # the ESP's good copy is not consulted
+    report = verify_template(template.path, vsc=vsc, trusted=[template.key.cert])
     assert failed_names(report) == {"Catalog"} and str(vsc) in report.failed[0].detail
 
 
@@ -148,7 +156,8 @@ def test_a_base_image_is_not_a_template(small_disk: Path, tmp_path: Path) -> Non
     run("mmd", "-i", f"{image}@@{1024 * 1024}", "::/EFI")
     report = verify_template(image)
     verdicts = {c.name: c.ok for c in report.checks}
-    assert verdicts == {"GPT": True, "ESP": True, "UKI": False, "Catalog": False, "LUKS2": False}
+    assert verdicts == {"GPT": True, "ESP": True, "UKI": False, "Catalog": False, "LUKS2": False,
+                        "Signer": False}  # fmt: skip
     details = {c.name: c.detail for c in report.checks}
     assert "no UKI in \\EFI\\Linux" in details["UKI"]
     assert "no partition holds a LUKS2 container" in details["LUKS2"]

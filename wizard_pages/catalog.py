@@ -641,8 +641,10 @@ class CatalogPage(QWizardPage):
         state, choice = self.state, self.choice
         assert state.image_path is not None and choice.signed is not None
         signer_choice = state.catalog_signer_choice
+        if signer_choice is None or signer_choice.signer is None:
+            return  # nothing to trust: a catalog is never shown as verified without its signer checked
         # Trust exactly the chosen signer: a catalog signed by anyone else must not verify here.
-        trusted = [signer_choice.signer.certificate] if signer_choice and signer_choice.signer else None
+        trusted = [signer_choice.signer.certificate]
         self._set_verified(None)
         self.error_panel.clear()
         self._task_inputs = state.catalog_inputs()

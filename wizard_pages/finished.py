@@ -415,20 +415,16 @@ class FinishedPage(QWizardPage):
         if self.is_busy() or template is None:
             return
         catalog = self._artifact("catalog")
-        signer = self.state.catalog_signer_choice
-        trusted = [signer.signer.certificate] if signer is not None and signer.signer is not None else None
-        uefi = self.state.uefi_signing
-        if (
-            uefi is not None
-            and uefi.signer is not None
-            and trusted is not None
-            and uefi.signer.certificate not in trusted
-        ):
-            trusted.append(uefi.signer.certificate)
+        # The certificates the build signed with (catalog first): without any, the engine's Signer check
+        # says the signer was NOT checked instead of reporting success.
+        trusted: list[Any] = []
+        for choice in (self.state.catalog_signer_choice, self.state.uefi_signing):
+            if choice is not None and choice.signer is not None and choice.signer.certificate not in trusted:
+                trusted.append(choice.signer.certificate)
         self.verify_report = None
         self._show_checks(None)
         task = self._runner.start(
-            self._verifier, template.path, catalog.path if catalog else None, trusted,
+            self._verifier, template.path, catalog.path if catalog else None, trusted or None,
             name="verify-template", with_progress=True,
         )  # fmt: skip
         self._begin(task, "verify", self.tr("Verifying the template"))

@@ -20,7 +20,7 @@ from app.disk.layout import layout_of
 from app.disk.model import DiskLayout
 from app.errors import SignatureError
 from app.progress import CancelToken, Progress
-from app.signing.cms import check_chain
+from app.signing.chain import check_chain
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from app.commands._util import add_passphrase_options, read_passphrase
 from app.errors import OutputExistsError, ShieldwrightError
+from app.untrusted import printable
 
 KEY_TYPE_CHOICES = ("rsa2048", "rsa3072", "rsa4096", "p256", "p384")  # = app.signing.keys.KEY_TYPES
 
@@ -158,7 +159,7 @@ def cmd_new(args: argparse.Namespace) -> int:
     if passphrase is None:
         _note(f"the private key {args.out_key} is NOT encrypted (no passphrase given); keep it safe")
     info = describe_certificate(cert)
-    print(f"Subject:      {info.subject}")
+    print(f"Subject:      {printable(info.subject)}")
     print(f"Key:          {args.key_type}")
     print(f"Valid until:  {info.not_after.strftime('%Y-%m-%d %H:%M UTC')}")
     print(f"SHA-256:      {info.sha256_fingerprint}")
@@ -195,8 +196,8 @@ def cmd_show(args: argparse.Namespace) -> int:
     else:
         when = "%Y-%m-%d %H:%M:%S UTC"
         key = f"{info.key_type} {info.key_size or '?'}" + (f" ({info.curve})" if info.curve else "")
-        print(f"Subject:      {info.subject}")
-        print(f"Issuer:       {info.issuer}")
+        print(f"Subject:      {printable(info.subject)}")  # a certificate's names are the input's text
+        print(f"Issuer:       {printable(info.issuer)}")
         print(f"Serial:       {info.serial}")
         print(f"Not before:   {info.not_before.strftime(when)}")
         print(f"Not after:    {info.not_after.strftime(when)}")
@@ -206,7 +207,7 @@ def cmd_show(args: argparse.Namespace) -> int:
         print(f"SHA-256:      {info.sha256_fingerprint}")
         print(f"SHA-1:        {info.sha1_fingerprint}")
         for other in others:
-            print(f"Chain:        {other.subject}  (SHA-256 {other.sha256_fingerprint})")
+            print(f"Chain:        {printable(other.subject)}  (SHA-256 {other.sha256_fingerprint})")
         if info.findings:
             print()
             for f in info.findings:

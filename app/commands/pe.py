@@ -1,4 +1,10 @@
-"""PE subcommands: Authenticode digest, sign, verify and list for EFI images (UKIs, kernels, shim)."""
+"""PE subcommands: Authenticode digest, sign, verify and list for EFI images (UKIs, kernels, shim).
+
+``verify`` exit codes: 0 a signature verifies and its signer is trusted (``--cert``); 1 not signed, or no
+signature verifies (or none is trusted); 2 unreadable input; 3 a signature verifies but no ``--cert`` was
+given, so its signer was NOT checked (``--no-trust-check`` accepts any signer: 0). Signer names come from
+the file and are printed escaped. ``sign`` never replaces an existing output without ``--force``.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +12,11 @@ import argparse
 import sys
 from pathlib import Path
 
+from app.commands._overwrite import add_force_option, check_output, write_new
+from app.commands._trust import EXIT_CODE_HELP, add_trust_options, signer_not_checked
 from app.commands._util import add_passphrase_options, load_signer_from_args, same_file
 from app.errors import ShieldwrightError
+from app.untrusted import printable
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -29,13 +38,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     mode.add_argument("--append", action="store_true", help="keep existing signatures and add ours")
     mode.add_argument("--replace", action="store_true", help="drop existing signatures")
     p.add_argument("-o", "--output", required=True, metavar="OUT", help="signed image (written atomically)")
+    add_force_option(p)
     p.set_defaults(func=cmd_sign)
 
-    p = pe_sub.add_parser("verify", help="check every signature; exit 0 when at least one verifies")
-    p.add_argument("file", help="PE/EFI image")
-    p.add_argument(
-        "--cert", metavar="C", help="trusted certificate(s) (PEM bundle or DER) the signer must chain to"
+    p = pe_sub.add_parser(
+        "verify",
+        help="check every signature; exit 0 when at least one verifies and its signer is trusted",
+        description="Check every Authenticode signature: the image digest, the CMS signature and, with "
+        "--cert, the signer's chain. Without --cert the signer is NOT checked. Exit status: 0 a signature "
+        f"verifies (and is trusted); 1 none does; 2 unreadable input; {EXIT_CODE_HELP}.",
     )
+    p.add_argument("file", help="PE/EFI image")
+    add_trust_options(p, "--cert", "--trust", what="the image")
     p.set_defaults(func=cmd_verify)
 
     p = pe_sub.add_parser("list", help="list the embedded signatures")
@@ -59,18 +73,18 @@ def cmd_digest(args: argparse.Namespace) -> int:
 
 def cmd_sign(args: argparse.Namespace) -> int:
     from app.signing.authenticode import sign_pe
-    from app.signing.output import write_output
 
     src, out = Path(args.file), Path(args.output)
     if same_file(src, out):
         raise ShieldwrightError(
             "the output is the input file", "give a different -o path; the input is never modified"
         )
+    check_output(out, args.force)
     data = _read_image(args.file)
     signer = load_signer_from_args(args)
     mode = "append" if args.append else "replace" if args.replace else "refuse"
     signed = sign_pe(data, signer, mode=mode, name=args.file)
-    write_output(out, signed, overwrite=True)
+    write_new(out, signed, args.force)
     print(out)
     return 0
 
@@ -79,21 +93,23 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from app.signing.authenticode import verify_pe
     from app.signing.keys import load_certificates
 
-    trusted = load_certificates(args.cert) if args.cert else None
+    trusted = load_certificates(args.trust) if args.trust else None
     results = verify_pe(_read_image(args.file), trusted)
     if not results:
         print(f"shieldwright: error: {args.file} is not signed", file=sys.stderr)
         return 1
     for r in results:
-        who = r.info.subject or "(unknown signer)"
+        who = printable(r.info.subject or "(unknown signer)")
         status = "OK" if r.valid else "FAILED"
-        detail = "" if r.valid else f": {r.reason}"
+        detail = "" if r.valid else f": {printable(r.reason)}"
         print(f"signature {r.info.index}: {status:<6} {who}{detail}")
     if any(r.valid for r in results):
         if trusted is None:
-            print("note: no --cert given, so no signer was checked against a trusted certificate")
+            print("NOT CHECKED: no --cert given, so no signer was checked against a trusted certificate")
+            if not args.no_trust_check:
+                raise signer_not_checked("--cert")
         return 0
-    against = f" against {args.cert}" if args.cert else ""
+    against = f" against {args.trust}" if args.trust else ""
     print(f"shieldwright: error: no signature of {args.file} verifies{against}", file=sys.stderr)
     return 1
 
@@ -107,12 +123,12 @@ def cmd_list(args: argparse.Namespace) -> int:
         return 0
     for s in sigs:
         if s.error:
-            print(f"{s.index}  unreadable: {s.error}")
+            print(f"{s.index}  unreadable: {printable(s.error)}")
             continue
         match = "digest matches" if s.digest_matches else "DIGEST MISMATCH"
         when = s.signing_time.isoformat() if s.signing_time else "-"
         serial = f"{s.serial:x}" if s.serial is not None else "-"
         print(f"{s.index}  {s.digest_algorithm}  {match}  signed {when}")
-        print(f"   subject {s.subject or '(certificate not embedded)'}")
-        print(f"   issuer  {s.issuer or '-'}  serial {serial}")
+        print(f"   subject {printable(s.subject or '(certificate not embedded)')}")
+        print(f"   issuer  {printable(s.issuer or '-')}  serial {serial}")
     return 0

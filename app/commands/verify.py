@@ -1,8 +1,10 @@
 """``shieldwright verify TEMPLATE``: check an exported template end to end before trusting it.
 
-One line per check (GPT, ESP, each UKI, the catalog, each LUKS2 container), ✓ or ✗ with the reason.
+One line per check (GPT, ESP, each UKI, the catalog, each LUKS2 container), ✓ or ✗ with the reason; text
+from the image (signer subjects, names, kernel versions) is printed escaped.
 Exit codes: 0 every check passed; 1 a check failed; 2 unreadable input (a missing image, an unreadable
-``--vsc`` or ``--trust`` file); 130 cancelled.
+``--vsc`` or ``--trust`` file); 3 every check passed but no ``--trust`` was given, so the signer was NOT
+checked (``--no-trust-check`` accepts any signer: 0); 130 cancelled.
 """
 
 from __future__ import annotations
@@ -11,7 +13,9 @@ import argparse
 import json
 import sys
 
+from app.commands._trust import EXIT_CODE_HELP, add_trust_options, signer_not_checked
 from app.commands._util import TerminalProgress
+from app.untrusted import printable
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -21,16 +25,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Check an exported template end to end: both GPT copies, the ESP's FAT (fsck.fat -n "
         "on a copy), the Authenticode signature of every UKI in \\EFI\\Linux, the signed catalog (from the "
         "ESP or --vsc) against every block, and both header copies of every LUKS2 container. The image is "
-        "only read. Exit status: 0 all checks pass; 1 a check failed; 2 unreadable input.",
+        "only read. Without --trust the signer is NOT checked. Exit status: 0 all checks pass; 1 a check "
+        f"failed; 2 unreadable input; {EXIT_CODE_HELP}.",
     )
     p.add_argument("template", help="template disk image (raw, VHD, VHDX or qcow2)")
     p.add_argument("--vsc", metavar="FILE", help="check against this catalog instead of the one in the ESP")
-    p.add_argument(
-        "--trust",
-        metavar="CERT",
-        action="append",
-        help="certificate(s) (PEM bundle or DER) the UKI and catalog signers must be or chain to; repeatable",
-    )
+    add_trust_options(p, "--trust", what="the UKIs and the catalog", repeatable=True)
     p.add_argument("--jobs", type=int, metavar="N", help="hashing threads (default: one per CPU)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=cmd_verify)
@@ -50,34 +50,35 @@ def _marks() -> tuple[str, str]:
 
 def cmd_verify(args: argparse.Namespace) -> int:
     from app.signing.keys import load_certificates
-    from app.template_verify import verify_template
+    from app.template_verify import SIGNER_CHECK, verify_template
 
     trusted = [c for path in args.trust for c in load_certificates(path)] if args.trust else None
     progress = TerminalProgress()
     try:
         report = verify_template(
-            args.template, vsc=args.vsc, trusted=trusted, progress=progress, jobs=args.jobs
-        )
+            args.template, vsc=args.vsc, trusted=trusted, progress=progress, jobs=args.jobs,
+            accept_any_signer=args.no_trust_check,
+        )  # fmt: skip
     finally:
         progress.close()
     if args.json:
-        print(
-            json.dumps(
-                {**report.to_dict(), "trust_checked": trusted is not None}, indent=2, ensure_ascii=False
-            )
-        )
+        # ensure_ascii: a JSON string escapes C0 controls only; C1 controls and bidi overrides must not pass
+        print(json.dumps({**report.to_dict(), "trust_checked": trusted is not None}, indent=2))
     else:
         good, bad = _marks()
         for check in report.checks:
-            print(f"{good if check.ok else bad} {check.name}: {check.detail}")
+            print(f"{good if check.ok else bad} {printable(check.name)}: {printable(check.detail)}")
         if report.ok:
-            print(f"OK: all {len(report.checks)} checks passed")
-    if not report.ok:
-        failed = report.failed
+            unchecked = "; the signer was NOT checked (--no-trust-check)" if trusted is None else ""
+            print(f"OK: all {len(report.checks)} checks passed{unchecked}")
+    failed = [c for c in report.failed if c.name != SIGNER_CHECK]
+    if failed:
         print(
-            f"shieldwright: error: verification FAILED: {len(failed)} of {len(report.checks)} checks; "
-            f"first: {failed[0].name}: {failed[0].detail}",
+            f"shieldwright: error: verification FAILED: {len(report.failed)} of {len(report.checks)} checks; "
+            f"first: {printable(failed[0].name)}: {printable(failed[0].detail)}",
             file=sys.stderr,
         )
         return 1
+    if not report.ok:
+        raise signer_not_checked("--trust")
     return 0

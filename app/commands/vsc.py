@@ -1,8 +1,11 @@
 """``shieldwright vsc``: create, verify, show and extract Volume Signature Catalogs (``.vsc``).
 
 Exit codes: 0 success; 1 verification failed (a changed block, a bad or untrusted signature, a header
-that does not match the disk); 2 unreadable input or bad arguments; 130 cancelled (Ctrl-C), in which case
-no output file is left behind - the catalog is only written, atomically, once it is complete and signed.
+that does not match the disk); 2 unreadable input or bad arguments, or an existing output without
+``--force``; 3 (``verify``) everything matched but no ``--trust`` was given, so the signer was NOT checked
+(``--no-trust-check`` accepts any signer: 0); 130 cancelled (Ctrl-C), in which case no output file is left
+behind - the catalog is only written, atomically, once it is complete and signed. Text from the catalog
+(template name, signer) is printed escaped.
 """
 
 from __future__ import annotations
@@ -13,6 +16,8 @@ import re
 import sys
 from pathlib import Path
 
+from app.commands._overwrite import add_force_option, check_output, write_new
+from app.commands._trust import EXIT_CODE_HELP, add_trust_options, signer_not_checked
 from app.commands._util import (
     TerminalProgress,
     add_passphrase_options,
@@ -20,6 +25,7 @@ from app.commands._util import (
     same_file,
 )
 from app.errors import ShieldwrightError
+from app.untrusted import printable
 
 _SIZE = re.compile(r"(\d+)\s*(|k|kib|m|mib)", re.IGNORECASE)
 _UNITS = {"": 1, "k": 1024, "kib": 1024, "m": 1024**2, "mib": 1024**2}
@@ -55,20 +61,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     )  # fmt: skip
     p.add_argument("--jobs", type=int, metavar="N", help="hashing threads (default: one per CPU)")
     p.add_argument("-o", "--output", required=True, metavar="OUT", help="catalog file (written atomically)")
+    add_force_option(p)
     p.set_defaults(func=cmd_create)
 
     p = vsub.add_parser(
         "verify",
         help="check an image against a catalog; exit 0 only if every block matches",
-        description="Check the catalog's signature (and with --trust its signer), its header against the "
-        "image's GPT, and every block. Exit status: 0 all match; 1 a block differs, the signature is bad or "
-        "untrusted, or the header does not match the disk; 2 unreadable input.",
+        description="Check the catalog's signature and its signer (--trust), its header against the "
+        "image's GPT, and every block. Without --trust the signer is NOT checked. Exit status: 0 all match; "
+        "1 a block differs, the signature is bad or untrusted, or the header does not match the disk; "
+        f"2 unreadable input; {EXIT_CODE_HELP}.",
     )
     p.add_argument("image", help="disk image (any supported format)")
     p.add_argument("vsc", help="catalog file (.vsc)")
-    p.add_argument(
-        "--trust", metavar="CERT", help="certificate(s) (PEM bundle or DER) the signer must chain to"
-    )
+    add_trust_options(p, "--trust", what="the catalog")
     p.add_argument("--jobs", type=int, metavar="N", help="hashing threads (default: one per CPU)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=cmd_verify)
@@ -81,6 +87,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = vsub.add_parser("extract", help="copy the catalog out of a template image's ESP")
     p.add_argument("image", help="template disk image")
     p.add_argument("-o", "--output", required=True, metavar="OUT", help="catalog file (written atomically)")
+    add_force_option(p)
     p.set_defaults(func=cmd_extract)
 
 
@@ -121,11 +128,11 @@ def _summary(signed) -> dict[str, object]:
 def cmd_create(args: argparse.Namespace) -> int:
     from app.catalog.create import create_catalog
     from app.catalog.format import check_block_size, check_template_name, parse_version, read_catalog
-    from app.signing.output import write_output
 
     image, out = Path(args.image), Path(args.output)
     if same_file(image, out):
         raise ShieldwrightError("the output is the input image", "give a different -o path")
+    check_output(out, args.force)  # before hashing: a refusal should not cost a pass over the disk
     check_template_name(args.name)
     parse_version(args.version)
     check_block_size(args.block_size)
@@ -140,7 +147,7 @@ def cmd_create(args: argparse.Namespace) -> int:
         )  # fmt: skip
     finally:
         progress.close()
-    write_output(out, der, overwrite=True)
+    write_new(out, der, args.force)
     cat = read_catalog(der).catalog
     print(out)
     for p in cat.partitions:
@@ -161,10 +168,11 @@ def cmd_verify(args: argparse.Namespace) -> int:
             result = verify_catalog(image, data, trusted=trusted, progress=progress, jobs=args.jobs)
     finally:
         progress.close()
+    trust_checked = trusted is not None
     if args.json:
-        print(json.dumps(_verify_json(result, trusted is not None), indent=2))
+        print(json.dumps(_verify_json(result, trust_checked, args.no_trust_check), indent=2))
     else:
-        _print_verify(result, trusted is not None)
+        _print_verify(result, trust_checked, args.no_trust_check)
     if not result.ok:
         if result.mismatches:
             m = result.mismatches[0]
@@ -174,15 +182,18 @@ def cmd_verify(args: argparse.Namespace) -> int:
             )
         else:
             what = result.problems[0]
-        print(f"shieldwright: error: verification FAILED: {what}", file=sys.stderr)
+        print(f"shieldwright: error: verification FAILED: {printable(what)}", file=sys.stderr)
         return 1
+    if not trust_checked and not args.no_trust_check:
+        raise signer_not_checked("--trust")
     return 0
 
 
-def _verify_json(result, trust_checked: bool) -> dict[str, object]:
+def _verify_json(result, trust_checked: bool, any_signer: bool) -> dict[str, object]:
+    """``ok`` is the exit status's verdict: without a trust anchor only ``--no-trust-check`` makes it true."""
     signed = result.signed
     return {
-        "ok": result.ok,
+        "ok": result.ok and (trust_checked or any_signer),
         "trust_checked": trust_checked,
         "catalog": _summary(signed) if signed else None,
         "blocks_checked": result.blocks_checked,
@@ -200,16 +211,16 @@ def _verify_json(result, trust_checked: bool) -> dict[str, object]:
     }
 
 
-def _print_verify(result, trust_checked: bool) -> None:
+def _print_verify(result, trust_checked: bool, any_signer: bool) -> None:
     signed = result.signed
     if signed is not None:
         cat = signed.catalog
-        print(f"catalog: {cat.template_name} {cat.template_version}, created {cat.created}")
-        print(
-            f"signer:  {signed.signer_subject}" + ("" if trust_checked else " (not checked against --trust)")
-        )
+        name, created = printable(cat.template_name), printable(cat.created)
+        print(f"catalog: {name} {cat.template_version}, created {created}")
+        unchecked = "" if trust_checked else " (NOT checked: no --trust)"
+        print(f"signer:  {printable(signed.signer_subject)}{unchecked}")
     for problem in result.problems:
-        print(f"problem: {problem}")
+        print(f"problem: {printable(problem)}")
     for m in result.mismatches:
         print(
             f"mismatch: partition {m.partition_number} block {m.block_index} at byte offset {m.byte_offset} "
@@ -217,8 +228,12 @@ def _print_verify(result, trust_checked: bool) -> None:
         )
     if result.mismatch_count > len(result.mismatches):
         print(f"... and {result.mismatch_count - len(result.mismatches)} more differing blocks")
-    if result.ok:
+    if result.ok and trust_checked:
         print(f"OK: all {result.blocks_checked} blocks match")
+    elif result.ok and any_signer:
+        print(f"OK: all {result.blocks_checked} blocks match; the signer was NOT checked (--no-trust-check)")
+    elif result.ok:
+        print(f"all {result.blocks_checked} blocks match, but the signer was NOT checked")
 
 
 def cmd_show(args: argparse.Namespace) -> int:
@@ -226,13 +241,13 @@ def cmd_show(args: argparse.Namespace) -> int:
 
     signed = read_catalog(_read_file(args.vsc, "a catalog"))
     if args.json:
-        print(json.dumps(_summary(signed), indent=2, ensure_ascii=False))
+        print(json.dumps(_summary(signed), indent=2))  # ASCII: C1 controls and bidi overrides escaped too
         return 0
     cat = signed.catalog
-    print(f"template:   {cat.template_name}")
+    print(f"template:   {printable(cat.template_name)}")
     print(f"version:    {cat.template_version}")
-    print(f"created:    {cat.created}")
-    print(f"signer:     {signed.signer_subject} (signature valid; trust not checked)")
+    print(f"created:    {printable(cat.created)}")
+    print(f"signer:     {printable(signed.signer_subject)} (signature valid; trust not checked)")
     print(f"  sha256:   {signed.signer_fingerprint}")
     print(f"disk GUID:  {cat.disk_guid}")
     print(f"blocks:     {cat.block_size} bytes, {cat.hash}")
@@ -247,11 +262,11 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 def cmd_extract(args: argparse.Namespace) -> int:
     from app.catalog.extract import extract_catalog
-    from app.signing.output import write_output
 
     image, out = Path(args.image), Path(args.output)
     if same_file(image, out):
         raise ShieldwrightError("the output is the input image", "give a different -o path")
-    write_output(out, extract_catalog(image), overwrite=True)
+    check_output(out, args.force)
+    write_new(out, extract_catalog(image), args.force)
     print(out)
     return 0

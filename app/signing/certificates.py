@@ -188,7 +188,11 @@ def describe_certificate(
     if eku is None:
         add(Severity.WARNING, "the certificate has no ExtendedKeyUsage; codeSigning is expected")
     elif "codeSigning" not in eku_names and "anyExtendedKeyUsage" not in eku_names:
-        add(Severity.WARNING, "the ExtendedKeyUsage does not include codeSigning")
+        add(
+            Severity.ERROR,
+            "the ExtendedKeyUsage does not include codeSigning, so signature checks (osslsigncode, "
+            "sbverify, shieldwright verify --trust) reject its signatures",
+        )
 
     if self_signed:
         add(Severity.INFO, "the certificate is self-signed")

@@ -11,7 +11,8 @@ the eContent value and :func:`sign_cms` wraps plain bytes in an OCTET STRING.
 All signing goes through a :class:`~app.signing.signer.Signer`; this module never sees a private key.
 Verification checks the messageDigest, the contentType attribute, the signature over the signed
 attributes re-encoded as a SET (as received, never re-sorted), and optionally the chain to trusted
-certificates. Every failure is a :class:`SignatureError` with a one-line reason.
+certificates (RFC 5280 path validation for code signing: :mod:`app.signing.chain`). Every failure is a
+:class:`SignatureError` with a one-line reason.
 
 Strictness. A few bytes of a SignedData lie outside the signature: the embedded certificates, the
 SignedData version, AlgorithmIdentifier parameters, the framing. Every user of this module (the catalog,
@@ -46,6 +47,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
 from app.errors import SignatureError, SigningError
 from app.signing import der
+from app.signing.chain import check_chain
 from app.signing.signer import HashName, Signer, hash_algorithm
 
 OID_DATA = "1.2.840.113549.1.7.1"
@@ -81,9 +83,6 @@ _ECDSA_OID = {v: k for k, v in _ECDSA_WITH.items()}
 
 #: What cryptography raises for a damaged certificate (not all are ValueErrors).
 _CERT_ERRORS = (ValueError, UnsupportedAlgorithm, x509.InvalidVersion, x509.DuplicateExtension)
-
-#: How far verification walks up a certificate chain before giving up.
-MAX_CHAIN = 8
 
 
 def _hash(hash_name: str, data: bytes) -> bytes:
@@ -641,49 +640,3 @@ def _check_signature(cert: x509.Certificate, si: SignerInfo, hash_name: str, sig
             raise SignatureError(f"unsupported signature algorithm {si.signature_oid}")
     except InvalidSignature:
         raise SignatureError("the signature does not verify with the signer's public key") from None
-
-
-def check_chain(
-    cert: x509.Certificate, pool: Sequence[x509.Certificate], trusted: Sequence[x509.Certificate]
-) -> None:
-    """Accept ``cert`` when it is one of ``trusted`` or chains to one via issuers in ``pool`` + ``trusted``.
-
-    Each link is checked with ``verify_directly_issued_by`` (name match + issuer signature); an issuer
-    whose basicConstraints say it is not a CA cannot issue. Validity periods are not checked here:
-    UEFI firmware ignores them too, and certificates.py reports expiry as a finding.
-    """
-    trusted_ders = {t.public_bytes(serialization.Encoding.DER) for t in trusted}
-    issuers = list(pool) + list(trusted)
-    current = cert
-    seen: set[bytes] = set()
-    for _ in range(MAX_CHAIN):
-        current_der = current.public_bytes(serialization.Encoding.DER)
-        if current_der in trusted_ders:
-            return
-        seen.add(current_der)
-        parent = None
-        for candidate in issuers:
-            cand_der = candidate.public_bytes(serialization.Encoding.DER)
-            if cand_der in seen or candidate.subject != current.issuer or not _may_issue(candidate):
-                continue
-            try:
-                current.verify_directly_issued_by(candidate)
-            except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
-                continue
-            parent = candidate
-            break
-        if parent is None:
-            break
-        current = parent
-    subject = cert.subject.rfc4514_string() or "(empty subject)"
-    raise SignatureError(f"the signer {subject} is not trusted: it does not chain to the given certificates")
-
-
-def _may_issue(cert: x509.Certificate) -> bool:
-    try:
-        bc = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
-    except x509.ExtensionNotFound:
-        return True  # v1 roots have no extensions
-    except _CERT_ERRORS:
-        return False
-    return bc.ca

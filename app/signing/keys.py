@@ -29,6 +29,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from app.errors import KeyMismatchError, SigningError, WrongPassphraseError
 from app.signing.output import write_output
 from app.signing.signer import KeySigner
+from app.untrusted import printable
 
 PrivateKey: TypeAlias = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
 
@@ -185,12 +186,13 @@ def generate_self_signed(
 def _read(path: str | os.PathLike[str], what: str) -> bytes:
     p = Path(path)
     try:
-        size = p.stat().st_size
-        if size > _MAX_FILE_SIZE:
-            raise SigningError(f"{p} is too large ({size} bytes) to be {what}", "check the file name")
-        data = p.read_bytes()
+        # Read at most one byte past the limit whatever st_size says: a pipe or /dev/zero reports 0.
+        with open(p, "rb") as f:
+            data = f.read(_MAX_FILE_SIZE + 1)
     except OSError as exc:
         raise SigningError(f"cannot read {p}: {exc.strerror or exc}", "check the path") from None
+    if len(data) > _MAX_FILE_SIZE:
+        raise SigningError(f"{p} is larger than {_MAX_FILE_SIZE} bytes: not {what}", "check the file name")
     if not data.strip():
         raise SigningError(f"{p} is empty", f"expected {what}")
     return data
@@ -350,7 +352,8 @@ def _check_match(key: PrivateKey, cert: x509.Certificate, where: str | os.PathLi
         raise SigningError(f"the certificate in {where} has an unsupported public key", "") from None
     if key.public_key().public_bytes(*spki) != cert_spki:
         raise KeyMismatchError(
-            f"the private key does not belong to the certificate {cert.subject.rfc4514_string()} ({where})",
+            f"the private key does not belong to the certificate {printable(cert.subject.rfc4514_string())} "
+            f"({where})",
             "give the key the certificate was issued for",
         )
 

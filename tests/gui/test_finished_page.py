@@ -152,6 +152,27 @@ def test_verify_lists_each_check(qtbot, runner, state, fake_result):
     assert page.status_label.text() == "Verification found problems."
 
 
+def test_verify_trusts_every_certificate_the_build_signed_with(qtbot, runner, state, fake_result, tmp_path):
+    """Regression (issue 17 item 5): failed on ecab7db because with no catalog signer recorded the page
+    verified with no trusted certificate at all (the signer not checked, yet reported as passed)."""
+    calls = []
+
+    def verifier(template, vsc, trusted, *, progress, cancel):
+        calls.append(trusted)
+        return TemplateReport(ok=True, checks=[Check("GPT", True, "fine")], path=str(template))
+
+    other = make_signing_files(tmp_path / "uefi", common_name="Finished page UEFI signer")
+    info = describe_certificate(other.signer.certificate, purpose="uefi")
+    state.uefi_signing = SigningChoice(other.cert, other.key, other.signer, info)
+    state.catalog_same_as_uefi, state.catalog_signing = False, None
+    page = make_page(qtbot, runner, state, verifier=verifier)
+    with qtbot.waitSignal(page.hashingFinished, timeout=TASK_TIMEOUT_MS):
+        page.initializePage()
+    with qtbot.waitSignal(page.verifyFinished, timeout=TASK_TIMEOUT_MS):
+        page.verify_button.click()
+    assert calls == [[other.signer.certificate]]
+
+
 def test_hashing_can_be_cancelled_in_two_stages(qtbot, runner, state, monkeypatch):
     started = threading.Event()
 

@@ -104,11 +104,13 @@ def test_openssl_default_certificate_lacks_code_signing(tmp_path: Path) -> None:
     assert info.self_signed and by_severity(info, Severity.INFO) == ["the certificate is self-signed"]
 
 
-def test_eku_without_code_signing_is_a_warning(tmp_path: Path) -> None:
+def test_eku_without_code_signing_is_an_error(tmp_path: Path) -> None:
+    """The chain check (app.signing.chain) rejects such a signer, as osslsigncode does: signing with it
+    would make a template its own verification refuses."""
     cert = openssl_cert(tmp_path, "-addext", "extendedKeyUsage=serverAuth,clientAuth")
     info = describe_certificate(load_certificate(cert))
     assert info.extended_key_usage == ["serverAuth", "clientAuth"]
-    assert any("codeSigning" in m for m in by_severity(info, Severity.WARNING))
+    assert any("codeSigning" in m for m in by_severity(info, Severity.ERROR)) and info.has_errors
 
 
 def test_key_usage_without_digital_signature_is_an_error(tmp_path: Path) -> None:

@@ -448,3 +448,12 @@ def test_a_key_file_given_as_certificate_says_so(rsa_key, tmp_path: Path) -> Non
     path = write_private_key(rsa_key, tmp_path / "key.pem")
     with pytest.raises(SigningError, match="private key, not a certificate"):
         load_certificate(path)
+
+
+def test_an_endless_pipe_given_as_a_certificate_or_key_is_refused_at_the_limit() -> None:
+    """Regression (issue 17 item 6): failed on ecab7db because the reader trusted ``st_size``, which is 0
+    for /dev/zero, and then read the whole endless file into memory."""
+    with pytest.raises(SigningError, match="larger than"):
+        load_certificates("/dev/zero")
+    with pytest.raises(SigningError, match="larger than"):
+        load_private_key("/dev/zero")
