@@ -18,6 +18,7 @@ import re
 from collections.abc import Mapping, Sequence
 
 from app.boot.errors import PcrPredictionError
+from app.boot.peimage import MappedSection
 from app.boot.stub import UNPREDICTABLE, measured_sections
 
 #: TPM 2.0 banks systemd-measure supports, with their digest sizes.
@@ -60,10 +61,11 @@ def extend_digest(bank: str, value_hex: str, digest: bytes) -> str:
     return hashlib.new(bank, value + digest).hexdigest()
 
 
-def extend(bank: str, value_hex: str, data: bytes) -> str:
+def extend(bank: str, value_hex: str, data: bytes | MappedSection) -> str:
     """Measure ``data``: extend ``H(data)`` into ``value_hex`` (how the stub and pcrextend measure)."""
     bank = _bank(bank)
-    return extend_digest(bank, value_hex, hashlib.new(bank, data).digest())
+    digest = data.digest(bank) if isinstance(data, MappedSection) else hashlib.new(bank, data).digest()
+    return extend_digest(bank, value_hex, digest)
 
 
 def normalize_phase(path: str) -> str:
@@ -77,13 +79,15 @@ def normalize_phase(path: str) -> str:
 
 
 def pcr11_from_sections(
-    sections: Mapping[str, bytes],
+    sections: Mapping[str, bytes | MappedSection],
     order: Sequence[str],
     *,
     banks: Sequence[str] = ("sha256",),
     phases: Sequence[str] = DEFAULT_PHASES,
 ) -> dict[str, dict[str, str]]:
     """PCR 11 per bank and phase path, measuring ``sections`` (name → mapped bytes) in ``order``.
+
+    A :class:`MappedSection` is hashed without materialising its zero fill.
 
     Sections not in ``order`` are not measured; empty ones are skipped, as the stub does.
     """
@@ -142,5 +146,5 @@ def predict_pcr11(
                 f"the UKI has a {name} section, whose measurement depends on the machine it boots on",
                 "PCR 11 prediction supports UKIs without profiles, automatic DTBs, HWIDs and firmware",
             )
-    sections = {s.name: pe.data_of(s) for s in pe.sections if s.name in order}
+    sections = {s.name: pe.mapped(s) for s in pe.sections if s.name in order}
     return pcr11_from_sections(sections, order, banks=banks, phases=phases)

@@ -16,11 +16,13 @@ contents would overlap the next section in memory (the 252 stub's ``.sbat`` has 
 
 from __future__ import annotations
 
+import hashlib
 import struct
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, replace
 
 from app.boot.errors import UkiError
+from app.errors import PeFormatError
 from app.signing.pe import PE32_PLUS_MAGIC, parse_layout, pe_checksum
 
 SCN_CNT_CODE = 0x00000020
@@ -29,6 +31,12 @@ SCN_MEM_READ = 0x40000000
 FILE_LOCAL_SYMS_STRIPPED = 0x0008
 DEBUG_DIR = 6
 _SECTION = struct.Struct("<8sIIIIIIHHI")
+#: Most bytes all sections together may map beyond their file data (the zero fill up to VirtualSize).
+#: ukify writes VirtualSize = data length (no fill); systemd-stub's and a bzImage's own sections need a few
+#: KiB to a few MiB of .bss. VirtualSize is a u32 per section, so without a bound a 1.5 KB file could ask
+#: every reader to hash (or allocate) 96 x 4 GiB of zeros.
+MAX_ZERO_FILL = 64 * 1024 * 1024
+_ZEROS = bytes(1024 * 1024)
 
 
 def round_up(value: int, alignment: int) -> int:
@@ -46,6 +54,31 @@ class PeSection:
     size_of_raw_data: int
     characteristics: int
     header: bytes  # the 40 raw header bytes
+
+
+@dataclass(frozen=True)
+class MappedSection:
+    """A section's bytes as the loader maps them - file data, then zeros up to VirtualSize - without
+    materialising the zeros (they are hashed in 1 MiB pieces)."""
+
+    raw: bytes  # the file data inside VirtualSize
+    zero_fill: int
+
+    def __len__(self) -> int:
+        return len(self.raw) + self.zero_fill
+
+    def digest(self, algorithm: str) -> bytes:
+        """``hashlib.new(algorithm, bytes(self)).digest()``, streamed."""
+        h = hashlib.new(algorithm, self.raw)
+        zeros, left = memoryview(_ZEROS), self.zero_fill
+        while left:
+            n = min(left, len(zeros))
+            h.update(zeros[:n])
+            left -= n
+        return h.digest()
+
+    def to_bytes(self) -> bytes:
+        return self.raw + bytes(self.zero_fill) if self.zero_fill else self.raw
 
 
 @dataclass(frozen=True)
@@ -72,12 +105,23 @@ class PeImage:
         """The first section called ``name`` (the stub's own lookup also takes the first)."""
         return next((s for s in self.sections if s.name == name), None)
 
+    def mapped(self, section: PeSection) -> MappedSection:
+        """The section as mapped (VirtualSize bytes, zero-filled past SizeOfRawData), zeros not allocated."""
+        take = min(section.virtual_size, section.size_of_raw_data)
+        start = section.pointer_to_raw_data
+        raw = self.data[start : start + take] if take else b""
+        return MappedSection(bytes(raw), section.virtual_size - len(raw))
+
     def data_of(self, section: PeSection) -> bytes:
-        """The section as mapped: VirtualSize bytes, zero-filled past SizeOfRawData (as the stub measures)."""
-        size = section.virtual_size
-        take = min(size, section.size_of_raw_data)
-        raw = self.data[section.pointer_to_raw_data : section.pointer_to_raw_data + take] if take else b""
-        return raw + bytes(size - len(raw))
+        """The section as mapped: VirtualSize bytes, zero-filled past SizeOfRawData (as the stub measures).
+
+        At most the file size plus :data:`MAX_ZERO_FILL` (``read_pe`` refuses more); prefer
+        :meth:`mapped` where the zeros need not exist."""
+        return self.mapped(section).to_bytes()
+
+    def file_data_of(self, section: PeSection) -> bytes:
+        """The section's file data inside VirtualSize: its mapped bytes without the zero fill."""
+        return self.mapped(section).raw
 
     def data_directory(self, index: int) -> tuple[int, int]:
         if index >= self.n_dirs:
@@ -104,6 +148,7 @@ def read_pe(data: bytes) -> PeImage:
         name_b, vsize, va, raw_size, raw_ptr, _, _, _, _, chars = _SECTION.unpack(header)
         name = name_b.rstrip(b"\0").decode("ascii", errors="replace")
         sections.append(PeSection(name, va, vsize, raw_ptr, raw_size, chars, bytes(header)))
+    _check_zero_fill(sections)
     return PeImage(
         data=data,
         coff=coff,
@@ -120,6 +165,20 @@ def read_pe(data: bytes) -> PeImage:
         n_dirs=n_dirs,
         sections=tuple(sections),
         signed=bool(layout.cert_table_size),
+    )
+
+
+def _check_zero_fill(sections: Sequence[PeSection]) -> None:
+    """Refuse sections that together map more than :data:`MAX_ZERO_FILL` zeros past their file data."""
+    fill = [(s, max(0, s.virtual_size - s.size_of_raw_data)) for s in sections]
+    if sum(n for _, n in fill) <= MAX_ZERO_FILL:
+        return
+    worst, _ = max(fill, key=lambda item: item[1])
+    raise PeFormatError(
+        f"section {worst.name!r} maps {worst.virtual_size} bytes but holds only {worst.size_of_raw_data} "
+        f"in the file; the sections' zero fill exceeds the {MAX_ZERO_FILL // 2**20} MiB a UKI, stub or "
+        "kernel can need",
+        "the file is damaged or hostile; build the UKI again (ukify sets VirtualSize to the data length)",
     )
 
 

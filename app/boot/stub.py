@@ -67,8 +67,9 @@ class StubInfo:
 def detect_stub(pe: PeImage) -> StubInfo | None:
     """The LoaderInfo marker from ``.sdmagic``, else from anywhere in the stub's own sections."""
     sdmagic = pe.section(".sdmagic")
-    candidates = [pe.data_of(sdmagic)] if sdmagic else []
-    candidates += [pe.data_of(s) for s in pe.sections if s.name not in (".linux", ".initrd", ".sdmagic")]
+    # File data only: the marker is text, never in a section's zero fill.
+    candidates = [pe.file_data_of(sdmagic)] if sdmagic else []
+    candidates += [pe.file_data_of(s) for s in pe.sections if s.name not in (".linux", ".initrd", ".sdmagic")]
     for blob in candidates:
         m = MAGIC.search(blob)
         if m:

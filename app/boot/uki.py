@@ -23,7 +23,6 @@ longer be what the kernel sees.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -166,7 +165,7 @@ def merge_sbat(stub: PeImage, linux: bytes, extra: str | None) -> str:
         section = pe.section(".sbat")
         if section is None:
             continue
-        text = pe.data_of(section).rstrip(b"\0").decode("utf-8", errors="replace")
+        text = pe.file_data_of(section).rstrip(b"\0").decode("utf-8", errors="replace")
         if text.startswith("sbat,"):
             entries += _sbat_entries(text, "the stub" if pe is stub else "the kernel")
     if extra is None:
@@ -263,20 +262,21 @@ def inspect_uki(data: bytes) -> UkiInfo:
             measured = ()
     sections = []
     for s in pe.sections:
-        mapped = pe.data_of(s)
+        mapped = pe.mapped(s)  # hashed without allocating the zero fill
         sections.append(UkiSection(
             name=s.name, virtual_address=s.virtual_address, virtual_size=s.virtual_size,
             raw_size=s.size_of_raw_data, file_offset=s.pointer_to_raw_data,
-            sha256=hashlib.sha256(mapped).hexdigest(),
+            sha256=mapped.digest("sha256").hex(),
             measured=None if measured is None else bool(mapped) and s.name in measured,
         ))  # fmt: skip
 
     def text(name: str) -> str | None:
+        # The zero fill past the file data is NULs, no text: leave it out rather than decode it.
         s = pe.section(name)
-        return pe.data_of(s).decode("utf-8", errors="replace") if s else None
+        return pe.file_data_of(s).decode("utf-8", errors="replace") if s else None
 
     try:
-        kernel = inspect_kernel(pe.data_of(pe.section(".linux")))  # type: ignore[arg-type]
+        kernel = inspect_kernel(pe.file_data_of(pe.section(".linux")))  # type: ignore[arg-type]
     except UkiError:
         kernel = None
     os_release = text(".osrel")

@@ -7,7 +7,9 @@ import json
 import sys
 from pathlib import Path
 
+from app.commands._overwrite import add_force_option, check_output
 from app.commands._util import TerminalProgress, human_size
+from app.untrusted import printable
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -20,10 +22,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("source", help="input disk image (any supported format)")
     p.add_argument("dest", help="output path (written atomically)")
     p.add_argument("--format", required=True, choices=("raw", "vhdx", "vhd"), help="output format")
+    add_force_option(p, "DEST")
     p.set_defaults(func=cmd_convert)
 
     p = sub.add_parser("demo-image", help="build a small bootable demo base image (GPT, ESP, XBOOTLDR, root)")
     p.add_argument("path", help="where to write the raw image")
+    add_force_option(p, "PATH")
     p.set_defaults(func=cmd_demo_image)
 
 
@@ -40,6 +44,8 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         print(f"Virtual size: {human_size(layout.virtual_size)} ({layout.virtual_size} bytes)")
         print(f"Sector size:  {layout.sector_size}")
         print(f"Disk GUID:    {layout.disk_guid or '-'}")
+        # GPT names and findings (which quote names and labels) come from the image: escaped, so a
+        # hostile image cannot move the cursor or rewrite what is shown.
         if layout.partitions:
             print()
             cols = f"{'#':>3}  {'First LBA':>10}  {'Last LBA':>10}  {'Size':>10}  {'Content':<8}"
@@ -47,13 +53,13 @@ def cmd_inspect(args: argparse.Namespace) -> int:
             for p in layout.partitions:
                 print(
                     f"{p.number:>3}  {p.first_lba:>10}  {p.last_lba:>10}  {human_size(p.size_bytes):>10}  "
-                    f"{p.content:<8}  {p.type_name:<24}  {p.name}"
+                    f"{p.content:<8}  {p.type_name:<24}  {printable(p.name)}"
                 )
                 print(f"{'':>5}type {p.type_guid}  partition {p.partition_guid}")
         if layout.findings:
             print()
             for f in layout.findings:
-                print(f"{f.severity.upper():<7}  {f.message}")
+                print(f"{f.severity.upper():<7}  {printable(f.message)}")
     return 1 if layout.has_errors else 0
 
 
@@ -61,10 +67,11 @@ def cmd_convert(args: argparse.Namespace) -> int:
     from app.disk.image import open_image
     from app.disk.writers import write_image
 
+    check_output(args.dest, args.force)  # before opening the source, let alone copying it
     progress = TerminalProgress()
     try:
         with open_image(args.source) as src:
-            write_image(src, Path(args.dest), args.format, progress=progress)
+            write_image(src, Path(args.dest), args.format, progress=progress, overwrite=args.force)
     finally:
         progress.close()
     return 0
@@ -73,9 +80,10 @@ def cmd_convert(args: argparse.Namespace) -> int:
 def cmd_demo_image(args: argparse.Namespace) -> int:
     from app.disk.demo import build_demo_image
 
+    check_output(args.path, args.force)  # before any download or build
     progress = TerminalProgress()
     try:
-        build_demo_image(Path(args.path), progress=progress)
+        build_demo_image(Path(args.path), progress=progress, overwrite=args.force)
     finally:
         progress.close()
     print(args.path)

@@ -13,6 +13,7 @@ import os
 import sys
 from pathlib import Path
 
+from app.commands._overwrite import add_force_option, check_output, write_new
 from app.commands._util import (
     add_passphrase_options,
     human_size,
@@ -20,6 +21,7 @@ from app.commands._util import (
     same_file,
 )
 from app.errors import ShieldwrightError
+from app.untrusted import printable
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -44,6 +46,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--key", metavar="K", help="private key for --cert (omit for PKCS#12 or a combined PEM)")
     add_passphrase_options(p, what="the private key or PKCS#12 file")
     p.add_argument("-o", "--output", required=True, metavar="OUT", help="the UKI (written atomically)")
+    add_force_option(p)
     p.set_defaults(func=cmd_build)
 
     p = uki_sub.add_parser(
@@ -78,6 +81,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "-o", "--output", required=True, metavar="OUT", help="raw output image (written atomically)"
     )
+    add_force_option(p)
     p.set_defaults(func=cmd_install)
 
 
@@ -115,7 +119,6 @@ def _text(value: str, what: str, *, collapse: bool = False) -> str:
 
 def cmd_build(args: argparse.Namespace) -> int:
     from app.boot.uki import UkiInputs, build_uki
-    from app.signing.output import write_output
 
     out = Path(args.output)
     inputs = [args.linux, *args.initrd, args.stub, args.splash, args.devicetree, args.pcrpkey]
@@ -123,6 +126,7 @@ def cmd_build(args: argparse.Namespace) -> int:
         raise ShieldwrightError("the output is one of the inputs", "give a different -o path")
     if args.key and not args.cert:
         raise ShieldwrightError("--key needs --cert", "give the signing certificate too")
+    check_output(out, args.force)  # before reading and signing anything
     uki_inputs = UkiInputs(
         linux=_read(args.linux, "kernel"),
         initrds=[_read(p, "initrd") for p in args.initrd],
@@ -137,7 +141,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     )
     signer = load_signer_from_args(args) if args.cert else None
     data = build_uki(uki_inputs, signer=signer)
-    write_output(out, data, overwrite=True)
+    write_new(out, data, args.force)
     if signer is None:
         print("note: the UKI is unsigned; give --cert/--key to sign it for Secure Boot", file=sys.stderr)
     print(out)
@@ -155,32 +159,35 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         print(json.dumps({"path": args.file, **info.to_dict()}, indent=2))
         return 0
     fields = info.os_release_fields
+    stub = f"{info.stub.kind} {info.stub.version}" if info.stub else "unknown (no LoaderInfo marker)"
+    kernel = (f"{info.kernel.version_string or '?'} (boot protocol {info.kernel.setup_version})"
+              if info.kernel else "not an x86 bzImage")  # fmt: skip
     rows = [
         ("UKI", f"{args.file} ({human_size(info.size)})"),
-        ("stub", f"{info.stub.kind} {info.stub.version}" if info.stub else "unknown (no LoaderInfo marker)"),
-        ("kernel", f"{info.kernel.version_string or '?'} (boot protocol {info.kernel.setup_version})"
-                   if info.kernel else "not an x86 bzImage"),
+        ("stub", stub),
+        ("kernel", kernel),
         ("uname", info.uname or "-"),
         ("cmdline", info.cmdline.strip() if info.cmdline is not None else "- (the boot entry's options)"),
         ("os-release", fields.get("PRETTY_NAME") or fields.get("NAME") or "-"),
         ("authenticode", f"sha256 {info.authenticode_sha256}"),
-    ]  # fmt: skip
+    ]
     if not info.signatures:
         rows.append(("signatures", "none (unsigned)"))
     for sig in info.signatures:
         state = sig["error"] or ("digest matches" if sig["digest_matches"] else "DIGEST MISMATCH")
         rows.append((f"signature {sig['index']}", f"{sig['subject'] or '(no certificate)'}: {state}"))
+    # Everything but the labels comes from the file: escaped, so it cannot drive the terminal.
     for key, value in rows:
-        print(f"{key:<14}{value}")
+        print(f"{key:<14}{printable(str(value))}")
     if info.sbat:
         print("sbat")
         for line in info.sbat.splitlines():
-            print(f"  {line}")
+            print(f"  {printable(line)}")
     print("sections")
     print(f"  {'name':<9} {'address':>10} {'size':>10} {'raw size':>10}  {'PCR 11':<6}  sha256")
     for s in info.sections:
         measured = {True: "yes", False: "no", None: "?"}[s.measured]
-        print(f"  {s.name:<9} {s.virtual_address:>#10x} {s.virtual_size:>10} {s.raw_size:>10}  "
+        print(f"  {printable(s.name):<9} {s.virtual_address:>#10x} {s.virtual_size:>10} {s.raw_size:>10}  "
               f"{measured:<6}  {s.sha256}")  # fmt: skip
     return 0
 
@@ -225,6 +232,7 @@ def cmd_install(args: argparse.Namespace) -> int:
     from app.disk.image import open_image
     from app.disk.layout import layout_of
     from app.disk.model import Role
+    from app.disk.publish import publish
     from app.disk.writers import write_image
 
     src, out = Path(args.image), Path(args.output)
@@ -232,6 +240,7 @@ def cmd_install(args: argparse.Namespace) -> int:
         raise ShieldwrightError(
             "the output is the input image", "give a different -o path; the input is never modified"
         )
+    check_output(out, args.force)
     uki = _read(args.uki, "UKI")
     inspect_uki(uki)  # refuse anything that is not a UKI before copying gigabytes
     files = plan_esp_install(args.id, uki, args.vendor, label=args.label)
@@ -250,7 +259,7 @@ def cmd_install(args: argparse.Namespace) -> int:
         try:
             write_image(image, tmp, "raw")
             write_esp_files(tmp, esp, layout.sector_size, files, mtime=_source_date_epoch())
-            os.replace(tmp, out)
+            publish(tmp, out, overwrite=args.force)
         finally:
             tmp.unlink(missing_ok=True)
     csv = next(p for p in files if p.upper().endswith(".CSV"))

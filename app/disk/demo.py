@@ -38,6 +38,7 @@ from app.boot.cpio import CpioWriter
 from app.disk import partition_types as pt
 from app.disk.formats.raw import RawImage
 from app.disk.partitioning import NewPartition, PlacedPartition, create_gpt
+from app.disk.publish import publish, refuse_existing
 from app.errors import CancelledError, ShieldwrightError, ToolMissingError
 from app.progress import CancelToken, NullProgress, Progress
 from app.tools import run_tool
@@ -92,8 +93,9 @@ def build_demo_image(
     progress: Progress | None = None,
     cancel: CancelToken | None = None,
     cache_dir: Path | None = None,
+    overwrite: bool = True,
 ) -> Path:
-    """Build the demo base image at ``path`` and return it.
+    """Build the demo base image at ``path`` and return it (an existing ``path`` only with ``overwrite``).
 
     All work happens in a temporary directory beside ``path``; the image appears at ``path`` only when
     complete (atomic rename), and the temporary directory is removed on success, failure and cancel.
@@ -102,6 +104,7 @@ def build_demo_image(
     path = Path(path)
     progress = progress or NullProgress()
     cancel = cancel or CancelToken()
+    refuse_existing(path, overwrite)
     if cache_dir is None:
         from platformdirs import user_cache_path
 
@@ -115,7 +118,7 @@ def build_demo_image(
             f"cannot write to {path.parent}: {e.strerror}", "choose a directory you can write to"
         ) from e
     try:
-        _build(path, work, Path(cache_dir), progress, cancel)
+        _build(path, work, Path(cache_dir), progress, cancel, overwrite)
     except OSError as e:  # disk full, permissions changed under us...
         where = f" ({e.filename})" if e.filename else ""
         raise ShieldwrightError(
@@ -126,7 +129,9 @@ def build_demo_image(
     return path
 
 
-def _build(path: Path, work: Path, cache_dir: Path, progress: Progress, cancel: CancelToken) -> None:
+def _build(
+    path: Path, work: Path, cache_dir: Path, progress: Progress, cancel: CancelToken, overwrite: bool = True
+) -> None:
     """The build proper, in ``work``; the finished image is renamed onto ``path`` as the last act."""
     steps = _Steps(progress, cancel)
     with steps("Fetching the Debian cloud kernel"):
@@ -147,7 +152,7 @@ def _build(path: Path, work: Path, cache_dir: Path, progress: Progress, cancel: 
         root_img = _build_root(work, root.size_bytes, cancel)
     _write_partitions(image, [(esp, esp_img), (xbootldr, xbootldr_img), (root, root_img)], progress, cancel)
     cancel.check()
-    os.replace(image, path)
+    publish(image, path, overwrite=overwrite)
 
 
 class _Steps:

@@ -25,6 +25,7 @@ from pathlib import Path
 from app.disk.formats import vhd, vhdx
 from app.disk.image import DiskImage
 from app.disk.outfile import OutputFile, pwrite_all
+from app.disk.publish import publish, refuse_existing
 from app.errors import ImageError, OutOfSpaceError, UnsupportedImageError
 from app.progress import CancelToken, NullProgress, Progress
 
@@ -50,6 +51,7 @@ def write_image(
     block_size: int = 32 * MiB,
     fsync: bool = True,
     direct: bool = False,
+    overwrite: bool = True,
 ) -> Path:
     """Write ``src``'s virtual disk to ``dst`` as ``fmt`` ("raw", "vhdx" dynamic, "vhd" fixed).
 
@@ -58,6 +60,8 @@ def write_image(
     ``fsync=False`` skips the final wait for it, for a caller that changes the file further and
     fsyncs it once at its own end. ``direct`` writes the data with O_DIRECT where the filesystem allows
     it (see :mod:`app.disk.outfile`): for a caller that will not read the bytes back soon.
+    ``overwrite=False`` refuses an existing ``dst`` (:class:`OutputExistsError`), before writing anything
+    and again, race-free, when the finished file takes its name (:func:`app.disk.publish.publish`).
     """
     if fmt not in WRITE_FORMATS:
         raise ValueError(f"unknown output format {fmt!r}; expected one of {WRITE_FORMATS}")
@@ -65,6 +69,7 @@ def write_image(
         raise ValueError(f"VHDX block size {block_size} must be a power of two between 1 and 256 MiB")
     dst = Path(dst)
     _refuse_overwriting_source(src, dst)
+    refuse_existing(dst, overwrite)
     progress = progress or NullProgress()
     cancel = cancel or CancelToken()
 
@@ -84,7 +89,7 @@ def write_image(
         finally:
             out.close()
             os.close(fd)
-        os.replace(tmp, dst)
+        publish(tmp, dst, overwrite=overwrite)
     except OSError as exc:
         _unlink_quietly(tmp)
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):

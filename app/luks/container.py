@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import functools
 import hmac
 import os
 import time
@@ -33,8 +34,9 @@ from app.errors import WrongPassphraseError
 from app.luks import af
 from app.luks.errors import LuksError, LuksHeaderError, LuksUnsupportedError
 from app.luks.header import BINARY_HEADER_SIZE, HDR_SIZES, Metadata, Reader, build_metadata, read_metadata
-from app.luks.kdf import KdfParams, Passphrase, derive, digest_hash
+from app.luks.kdf import MAX_PBKDF2_ITERATIONS, KdfParams, Passphrase, derive, digest_hash, run_interruptibly
 from app.luks.xts import XtsCipher
+from app.untrusted import printable
 
 MiB = 1024 * 1024
 DEFAULT_DATA_OFFSET = 16 * MiB
@@ -388,7 +390,13 @@ def _check_volume_key(header: LuksHeader, key: bytes | bytearray, segment: int =
             raise LuksHeaderError("LUKS2 digest is missing a field") from None
         if not 1 <= iterations < 2**32 or len(salt) == 0 or len(expected) == 0:
             raise LuksHeaderError("LUKS2 digest parameters are out of range")
-        got = PBKDF2HMAC(algo(), len(expected), salt, iterations).derive(bytes(key))
+        if iterations > MAX_PBKDF2_ITERATIONS:  # a foreign header's cost: bounded like a keyslot's
+            raise LuksUnsupportedError(
+                f"the volume key digest asks for {iterations} pbkdf2 iterations, more than the "
+                f"{MAX_PBKDF2_ITERATIONS} Shieldwright computes"
+            )
+        kdf = PBKDF2HMAC(algo(), len(expected), salt, iterations)
+        got = run_interruptibly(functools.partial(kdf.derive, bytes(key)))
         return hmac.compare_digest(got, expected)
     raise LuksUnsupportedError("no pbkdf2 digest for the data segment")
 
@@ -421,7 +429,7 @@ def _encrypt_slot(volume_key: bytes | bytearray, passphrase: Passphrase, kdf: Kd
 def _open_slot(area: bytes, slot: Keyslot, passphrase: Passphrase) -> bytearray:
     """The candidate volume key this keyslot yields for ``passphrase`` (right or wrong)."""
     if slot.area_encryption != KEYSLOT_CIPHER:
-        raise LuksUnsupportedError(f"keyslot {slot.id} is encrypted with {slot.area_encryption}")
+        raise LuksUnsupportedError(f"keyslot {slot.id} is encrypted with {printable(slot.area_encryption)}")
     length = af.af_size(slot.key_size, slot.af_stripes)
     if len(area) < slot.area_offset + length:
         raise LuksHeaderError(f"keyslot {slot.id} area is beyond the end of the header data")

@@ -8,13 +8,23 @@ cryptsetup's. Tests and callers can bypass calibration with explicit cheap :clas
 Note: cryptography's Argon2id computes the lanes on one thread, so a calibration here yields a time
 cost that unlocks faster with cryptsetup's 4 threads. That errs on the cheap side for the defender's
 CPU, never on the weak side for the attacker's: memory and lanes are what cryptsetup would choose.
+
+A keyslot read from a foreign header names its own costs, so :func:`derive` bounds them before any work:
+argon2 memory at most cryptsetup's 4 GiB and half this machine's RAM (cryptsetup's own cap), argon2
+time x memory at most :data:`MAX_ARGON2_WORK_KIB`, pbkdf2 iterations at most
+:data:`MAX_PBKDF2_ITERATIONS` (cryptsetup accepts up to 2**32 - 1, hours of CPU). What is allowed can still
+take tens of seconds, so the KDF runs on a worker thread (OpenSSL and argon2 release the GIL) while the
+caller waits in short steps: Ctrl-C and a :class:`CancelToken` take effect within a fraction of a second,
+and an abandoned worker finishes in the background, its result dropped.
 """
 
 from __future__ import annotations
 
 import base64
 import os
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -33,6 +43,14 @@ ARGON2_MIN_MEMORY_KIB = 32
 ARGON2_MAX_MEMORY_KIB = 4 * 1024 * 1024
 ARGON2_MAX_PARALLEL = 4
 SALT_SIZE = 32
+#: Most pbkdf2 iterations derived here: ~40 s at 7 M/s (sha256 on this project's machines). cryptsetup's
+#: 2 s calibration gives 2-20 M; even --iter-time 10000 on a fast CPU stays well below.
+MAX_PBKDF2_ITERATIONS = 2**28
+#: Most argon2 work (time cost x memory in KiB): 64 passes over 1 GiB, or 16 over cryptsetup's 4 GiB maximum.
+#: cryptsetup's 2 s calibration at 1 GiB lands at 4-10 passes.
+MAX_ARGON2_WORK_KIB = 2**26
+#: How often a caller waiting for a KDF looks at Ctrl-C and its CancelToken.
+_POLL_SECONDS = 0.05
 
 _HASHES: dict[str, type[hashes.HashAlgorithm]] = {
     "sha1": hashes.SHA1,
@@ -92,6 +110,12 @@ class KdfParams:
                 raise LuksUnsupportedError(f"pbkdf2 hash {self.hash!r} is not supported")
             if not 1 <= self.time < 2**32:
                 raise LuksHeaderError(f"pbkdf2 iteration count {self.time} is out of range")
+            if self.time > MAX_PBKDF2_ITERATIONS:
+                raise LuksUnsupportedError(
+                    f"pbkdf2 with {self.time} iterations is more than the {MAX_PBKDF2_ITERATIONS} "
+                    "Shieldwright computes (minutes to hours of CPU)",
+                    _COSTLY_HINT,
+                )
         elif self.type in ("argon2id", "argon2i"):
             if self.type == "argon2i":
                 raise LuksUnsupportedError("argon2i keyslots are not supported (argon2id and pbkdf2 are)")
@@ -101,6 +125,12 @@ class KdfParams:
                 raise LuksHeaderError("argon2 parallelism is missing or out of range")
             if self.memory_kib is None or not 8 * self.parallel <= self.memory_kib <= ARGON2_MAX_MEMORY_KIB:
                 raise LuksHeaderError("argon2 memory cost is missing or out of range")
+            if self.time * self.memory_kib > MAX_ARGON2_WORK_KIB:
+                raise LuksUnsupportedError(
+                    f"argon2 with time cost {self.time} over {self.memory_kib} KiB is more work than the "
+                    f"{MAX_ARGON2_WORK_KIB // 2**20} GiB-passes Shieldwright computes",
+                    _COSTLY_HINT,
+                )
         else:
             raise LuksUnsupportedError(f"keyslot KDF {self.type!r} is not supported")
         if len(self.salt) < 8:
@@ -136,6 +166,9 @@ class KdfParams:
         return params
 
 
+_COSTLY_HINT = "add a keyslot with cryptsetup's default costs (cryptsetup luksAddKey) and use that one"
+
+
 def _int(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError("not an integer")
@@ -147,9 +180,16 @@ def passphrase_bytes(passphrase: Passphrase) -> bytes | bytearray | memoryview:
     return passphrase.encode() if isinstance(passphrase, str) else passphrase
 
 
-def derive(params: KdfParams, passphrase: Passphrase, length: int) -> bytearray:
-    """The keyslot key (``length`` bytes) for ``passphrase``. The caller wipes the result."""
+def derive(
+    params: KdfParams, passphrase: Passphrase, length: int, *, cancel: CancelToken | None = None
+) -> bytearray:
+    """The keyslot key (``length`` bytes) for ``passphrase``. The caller wipes the result.
+
+    Costs beyond the bounds (module doc) are refused before any work; the work itself stops waiting on
+    Ctrl-C or ``cancel`` (:class:`~app.errors.CancelledError`) within :data:`_POLL_SECONDS`.
+    """
     params.validate()
+    check_memory(params)
     secret = bytes(passphrase_bytes(passphrase))
     try:
         if params.type == "pbkdf2":
@@ -163,11 +203,58 @@ def derive(params: KdfParams, passphrase: Passphrase, length: int) -> bytearray:
                 lanes=params.parallel,
                 memory_cost=params.memory_kib,
             )
-        return bytearray(kdf.derive(secret))
+        return bytearray(run_interruptibly(lambda: kdf.derive(secret), cancel))
     except UnsupportedAlgorithm:
         raise LuksUnsupportedError(f"{params.type} is not available in this OpenSSL") from None
-    except (ValueError, MemoryError):
+    except (ValueError, MemoryError, _RustPanic):
         raise LuksHeaderError(f"{params.type} parameters are not usable") from None
+
+
+class _RustPanic(Exception):
+    """A pyo3 PanicException from cryptography (a BaseException there), re-raised as an ordinary error."""
+
+
+def run_interruptibly(work: Callable[[], bytes], cancel: CancelToken | None = None) -> bytes:
+    """``work()`` on a daemon thread; the caller waits in short steps so Ctrl-C (KeyboardInterrupt in the
+    main thread) and ``cancel`` interrupt the wait. An interrupted worker is abandoned: it runs to its
+    end in the background and its result is dropped. Only for work that releases the GIL (OpenSSL,
+    argon2) - otherwise the waiting thread could not run."""
+    result: list[bytes] = []
+    failure: list[BaseException] = []
+    done = threading.Event()
+
+    def run() -> None:
+        try:
+            result.append(work())
+        except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread
+            failure.append(_RustPanic(str(exc)) if type(exc).__name__ == "PanicException" else exc)
+        finally:
+            done.set()
+
+    threading.Thread(target=run, name="shieldwright-kdf", daemon=True).start()
+    while not done.wait(_POLL_SECONDS):
+        if cancel is not None:
+            cancel.check()
+    if failure:
+        raise failure[0]
+    return result[0]
+
+
+def max_memory_kib() -> int:
+    """Most argon2 memory a derivation may use here: cryptsetup's 4 GiB, and at most half the RAM."""
+    ram = physical_memory_kib()
+    return min(ARGON2_MAX_MEMORY_KIB, ram // 2) if ram else ARGON2_MAX_MEMORY_KIB
+
+
+def check_memory(params: KdfParams) -> None:
+    """:class:`LuksUnsupportedError` when ``params`` need more argon2 memory than :func:`max_memory_kib`."""
+    limit = max_memory_kib()
+    if params.memory_kib is not None and params.type != "pbkdf2" and params.memory_kib > limit:
+        raise LuksUnsupportedError(
+            f"the {params.type} KDF needs {params.memory_kib // 1024} MiB of memory, more than the "
+            f"{limit // 1024} MiB allowed here (half the RAM, at most cryptsetup's 4 GiB)",
+            "use a machine with more memory, or add a keyslot with a smaller --pbkdf-memory with cryptsetup",
+        )
 
 
 def physical_memory_kib() -> int:
@@ -178,9 +265,9 @@ def physical_memory_kib() -> int:
         return 0
 
 
-def _timed(params: KdfParams) -> float:
+def _timed(params: KdfParams, cancel: CancelToken | None = None) -> float:
     start = time.perf_counter()
-    derive(params, b"calibration passphrase", 64)
+    derive(params, b"calibration passphrase", 64, cancel=cancel)
     return max(time.perf_counter() - start, 1e-6)
 
 
@@ -196,7 +283,7 @@ def calibrate(
     argon2id: memory is fixed at ``max_memory_kib`` (capped at half the RAM) and the time cost found
     by extrapolating from cheap runs; if even the minimum time cost (4) at that memory is too slow, the
     memory is reduced instead, as cryptsetup does. pbkdf2: iterations for the target time, at least 1000.
-    ``cancel`` is checked between benchmark runs (one run lasts at most about ``iter_time_ms``).
+    ``cancel`` interrupts a benchmark run. The result stays within the bounds :func:`derive` accepts.
     """
     target = iter_time_ms / 1000.0
     check = cancel.check if cancel else (lambda: None)
@@ -204,11 +291,12 @@ def calibrate(
         iterations = 1000
         while True:
             check()
-            elapsed = _timed(KdfParams.pbkdf2(iterations))
-            if elapsed >= min(0.05, target / 4) or iterations >= 1 << 30:
+            elapsed = _timed(KdfParams.pbkdf2(iterations), cancel)
+            if elapsed >= min(0.05, target / 4) or iterations >= MAX_PBKDF2_ITERATIONS // 4:
                 break
             iterations *= 4
-        return KdfParams.pbkdf2(max(PBKDF2_MIN_ITERATIONS, int(iterations * target / elapsed)))
+        wanted = int(iterations * target / elapsed)
+        return KdfParams.pbkdf2(min(MAX_PBKDF2_ITERATIONS, max(PBKDF2_MIN_ITERATIONS, wanted)))
     if kind != "argon2id":
         raise LuksUnsupportedError(f"keyslot KDF {kind!r} is not supported", "use argon2id or pbkdf2")
     parallel = parallel or min(ARGON2_MAX_PARALLEL, os.cpu_count() or 1)
@@ -218,11 +306,12 @@ def calibrate(
     # cost ~ time * memory: measure on a small memory first, then at the real memory if affordable
     probe = min(memory, 65536)
     check()
-    rate = ARGON2_MIN_TIME * probe / _timed(KdfParams.argon2id(ARGON2_MIN_TIME, probe, parallel))
+    rate = ARGON2_MIN_TIME * probe / _timed(KdfParams.argon2id(ARGON2_MIN_TIME, probe, parallel), cancel)
     if probe < memory and ARGON2_MIN_TIME * memory / rate <= 1.5 * target:
         check()
-        rate = ARGON2_MIN_TIME * memory / _timed(KdfParams.argon2id(ARGON2_MIN_TIME, memory, parallel))
-    budget = rate * target  # time * KiB we can afford
+        timed = _timed(KdfParams.argon2id(ARGON2_MIN_TIME, memory, parallel), cancel)
+        rate = ARGON2_MIN_TIME * memory / timed
+    budget = min(rate * target, MAX_ARGON2_WORK_KIB)  # time * KiB we can afford
     if budget >= ARGON2_MIN_TIME * memory:
         return KdfParams.argon2id(max(ARGON2_MIN_TIME, int(budget / memory)), memory, parallel)
     memory = max(ARGON2_MIN_MEMORY_KIB, 8 * parallel, int(budget / ARGON2_MIN_TIME))

@@ -77,3 +77,47 @@ def test_calibrate_cancels_and_rejects_unknown() -> None:
         calibrate("argon2id", iter_time_ms=50, cancel=token)
     with pytest.raises(LuksUnsupportedError):
         calibrate("scrypt")
+
+
+def test_costs_beyond_the_bounds_are_refused_before_any_work() -> None:
+    """A foreign keyslot's costs are bounded (app.luks.kdf's module doc): beyond them, a one-line refusal."""
+    from app.luks import kdf
+
+    with pytest.raises(LuksUnsupportedError, match="iterations is more than"):
+        KdfParams.pbkdf2(kdf.MAX_PBKDF2_ITERATIONS + 1).validate()
+    KdfParams.pbkdf2(kdf.MAX_PBKDF2_ITERATIONS).validate()
+    with pytest.raises(LuksUnsupportedError, match="GiB-passes"):
+        KdfParams.argon2id(65, 2**20, 4).validate()  # 65 passes over 1 GiB
+    KdfParams.argon2id(64, 2**20, 4).validate()
+
+
+def test_calibration_stays_within_the_bounds(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On an impossibly fast machine, calibration still asks for no more than derive() accepts."""
+    from app.luks import kdf
+
+    monkeypatch.setattr(kdf, "_timed", lambda params, cancel=None: 1e-6)
+    assert calibrate("pbkdf2", iter_time_ms=60_000).iterations == kdf.MAX_PBKDF2_ITERATIONS
+    params = calibrate("argon2id", iter_time_ms=60_000, max_memory_kib=2**20, parallel=4)
+    params.validate()
+    assert params.time * params.memory_kib <= kdf.MAX_ARGON2_WORK_KIB
+
+
+def test_worker_failures_reach_the_caller_and_panics_become_errors() -> None:
+    """run_interruptibly hands back what the worker raised; a pyo3 PanicException (a BaseException, so it
+    would escape every ``except Exception``) arrives as an ordinary exception derive() translates."""
+    from app.luks.kdf import _RustPanic, run_interruptibly
+
+    class PanicException(BaseException):  # the name pyo3 gives its panics
+        pass
+
+    def boom() -> bytes:
+        raise ValueError("bad parameters")
+
+    def panic() -> bytes:
+        raise PanicException("called `Result::unwrap()` on an `Err` value")
+
+    with pytest.raises(ValueError, match="bad parameters"):
+        run_interruptibly(boom)
+    with pytest.raises(_RustPanic):
+        run_interruptibly(panic)
+    assert run_interruptibly(lambda: b"key") == b"key"

@@ -9,6 +9,7 @@ from hashing threads are safe as long as the subclass's lookup structures are.
 
 from __future__ import annotations
 
+import errno
 import os
 from abc import abstractmethod
 from collections.abc import Iterable, Iterator
@@ -56,6 +57,29 @@ def pread_exact(fd: int, length: int, offset: int, path: Path, what: str = "data
             "the copy or download is incomplete; copy the image again",
         )
     return data
+
+
+def data_spans(fd: int, offset: int, length: int) -> Iterator[tuple[int, int]]:
+    """``(start, stop)`` parts of ``[offset, offset + length)`` that may hold data.
+
+    Holes of a sparse file read as zeros and are skipped (``SEEK_DATA``/``SEEK_HOLE``), so scanning a
+    structure whose size the file declares costs what the file really holds, not what it claims.
+    Where the filesystem cannot tell, the whole range is one span. Moves the fd's position (readers
+    here only use pread).
+    """
+    pos, end = offset, offset + length
+    while pos < end:
+        try:
+            start = os.lseek(fd, pos, os.SEEK_DATA)
+            stop = min(os.lseek(fd, start, os.SEEK_HOLE), end)
+        except OSError as exc:
+            if exc.errno != errno.ENXIO:  # ENXIO: nothing but a hole from pos to the end of the file
+                yield pos, end
+            return
+        if start >= end:
+            return
+        yield start, stop
+        pos = stop
 
 
 def merge_ranges(ranges: Iterable[tuple[int, int]]) -> Iterator[tuple[int, int]]:

@@ -22,6 +22,8 @@ from collections import OrderedDict
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
+
 from app.disk.formats._common import HOLE, MappedImage, MiB, merge_ranges
 from app.errors import CorruptImageError, ImageError, TruncatedImageError, UnsupportedImageError
 
@@ -136,6 +138,7 @@ class Qcow2Image(MappedImage):
         l1.frombytes(self._pread(needed_l1 * 8, l1_off, "qcow2 L1 table") if needed_l1 else b"")
         if sys.byteorder == "little":
             l1.byteswap()
+        self._check_l1_unique(l1)
         self.virtual_size = size
         self.version = version
         self.cluster_bits = cluster_bits
@@ -147,6 +150,15 @@ class Qcow2Image(MappedImage):
         self._csize_mask = (1 << (cluster_bits - 8)) - 1
         self._coffset_mask = (1 << self._csize_shift) - 1
         self._l2_cache_max = max(4, 16 * MiB // cluster_size)
+
+    def _check_l1_unique(self, l1: array[int]) -> None:
+        """Two L1 entries never share an L2 table in a sound image (snapshots have L1 tables of their own).
+        A shared one would let a few KiB of tables describe terabytes of allocated data."""
+        tables = np.frombuffer(l1, dtype=np.uint64) & np.uint64(OFFSET_MASK)
+        used = np.sort(tables[tables != 0])
+        twice = np.flatnonzero(used[1:] == used[:-1])
+        if len(twice):
+            raise self._corrupt(f"L1 table points at the L2 table at offset {int(used[twice[0]])} twice")
 
     # -- tables ----------------------------------------------------------------------------------
 
@@ -227,23 +239,37 @@ class Qcow2Image(MappedImage):
         return host + within, n
 
     def allocated_ranges(self) -> Iterator[tuple[int, int]]:
-        cs, size = self.cluster_size, self.virtual_size
-        per_l2 = 1 << self._l2_bits
-        zero_flag = FLAG_ZERO if self.version >= 3 else 0
+        """Allocated clusters as merged ranges, one L2 table at a time with numpy (a hostile L1 can point
+        every entry at one full L2 table: millions of entries that a Python loop would take minutes on)."""
+        size = self.virtual_size
+        l1 = np.frombuffer(self._l1, dtype=np.uint64)
+        used = np.flatnonzero(l1 & np.uint64(OFFSET_MASK)).tolist()
 
         def ranges() -> Iterator[tuple[int, int]]:
-            for l1_index in range(len(self._l1)):
+            for l1_index in used:
                 table = self._l2_table(l1_index)
                 if table is None:
                     continue
-                base = l1_index * per_l2
-                for i, entry in enumerate(table):
-                    if not entry:
-                        continue
-                    if entry & FLAG_COMPRESSED or (entry & OFFSET_MASK and not entry & zero_flag):
-                        start = (base + i) * cs
-                        if start >= size:
-                            return
-                        yield (start, min(cs, size - start))
+                for start, length in self._table_runs(table, l1_index):
+                    if start >= size:
+                        return
+                    yield start, min(length, size - start)
 
         yield from merge_ranges(ranges())
+
+    def _table_runs(self, table: array[int], l1_index: int) -> Iterator[tuple[int, int]]:
+        """``(offset, length)`` of each run of consecutive allocated clusters in one L2 table."""
+        e = np.frombuffer(table, dtype=np.uint64)
+        zero_flag = np.uint64(FLAG_ZERO if self.version >= 3 else 0)
+        allocated = ((e & np.uint64(FLAG_COMPRESSED)) != 0) | (
+            ((e & np.uint64(OFFSET_MASK)) != 0) & ((e & zero_flag) == 0)
+        )
+        index = np.flatnonzero(allocated)
+        if not len(index):
+            return
+        breaks = np.flatnonzero(np.diff(index) != 1)
+        firsts = index[np.concatenate(([0], breaks + 1))].tolist()
+        lasts = index[np.concatenate((breaks, [len(index) - 1]))].tolist()
+        base, cs = l1_index << self._l2_bits, self.cluster_size
+        for first, last in zip(firsts, lasts, strict=True):
+            yield (base + first) * cs, (last - first + 1) * cs

@@ -2,7 +2,12 @@
 
 Everything is validated at open time - both headers and region tables with CRC-32C, the metadata
 items, every BAT entry against the file size - so a damaged or truncated file fails up front with a
-:class:`CorruptImageError` / :class:`TruncatedImageError` instead of halfway through a long hash. Only
+:class:`CorruptImageError` / :class:`TruncatedImageError` instead of halfway through a long hash.
+
+Sizes come from the file, so nothing is materialised in proportion to them: the log is scanned and the
+BAT decoded in 1 MiB pieces (a sparse file can declare a 4 GiB log and a 512 MiB BAT while holding
+almost nothing), and only *present* blocks are kept, 16 bytes each. Present blocks must not overlap each
+other or the BAT and metadata regions, so their number is bounded by what the file really holds. Only
 what a template base image needs is supported: dynamic and fixed disks with fully-present or absent
 blocks. Differencing disks, partially-present blocks and a log that still needs replaying are refused
 with a hint. The structure layouts and GUIDs live here and are shared with the writer.
@@ -11,14 +16,14 @@ with a hint. The structure layouts and GUIDs live here and are shared with the w
 from __future__ import annotations
 
 import struct
-import sys
 import uuid
-from array import array
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+import numpy as np
+
 from app.disk.crc32c import crc32c
-from app.disk.formats._common import HOLE, MappedImage, MiB, merge_ranges
+from app.disk.formats._common import HOLE, MappedImage, MiB, data_spans, merge_ranges
 from app.errors import TruncatedImageError, UnsupportedImageError
 
 KiB = 1024
@@ -60,6 +65,9 @@ META_IS_USER, META_IS_VIRTUAL_DISK, META_IS_REQUIRED = 1, 2, 4
 NOT_PRESENT, UNDEFINED, ZERO, UNMAPPED, UNMAPPED_V095, FULLY_PRESENT, PARTIALLY_PRESENT = 0, 1, 2, 3, 5, 6, 7
 _HOLE_STATES = frozenset({NOT_PRESENT, UNDEFINED, ZERO, UNMAPPED, UNMAPPED_V095})
 
+#: Bytes of log or BAT read and decoded at a time.
+SCAN_CHUNK = 1 * MiB
+
 DAMAGED_HINT = "the VHDX file is damaged; copy the image again or repair a copy with `qemu-img check -r all`"
 TRUNCATED_HINT = "the copy or download is incomplete; copy the image again"
 
@@ -99,7 +107,7 @@ class _Header:
 
 
 class VhdxImage(MappedImage):
-    """A dynamic or fixed VHDX, opened read-only with its whole BAT in memory (8 bytes per block)."""
+    """A dynamic or fixed VHDX, opened read-only; the present blocks' offsets are kept (16 bytes each)."""
 
     format = "vhdx"
 
@@ -126,7 +134,11 @@ class VhdxImage(MappedImage):
         bat_off, bat_len = regions[BAT_GUID]
         meta_off, meta_len = regions[METADATA_GUID]
         self._read_metadata(meta_off, meta_len)
-        self._read_bat(bat_off, bat_len)
+        reserved = [(0, 1 * MiB), (bat_off, bat_len), (meta_off, meta_len)]
+        log_off, log_len = header.log_offset, header.log_length
+        if log_len and log_off >= 1 * MiB and not (log_off | log_len) % MiB:  # a valid log location
+            reserved.append((log_off, log_len))
+        self._read_bat(bat_off, bat_len, reserved)
 
     def _active_header(self, head: bytes) -> _Header:
         valid: list[_Header] = []
@@ -157,11 +169,30 @@ class VhdxImage(MappedImage):
             return False
         if hdr.log_offset < 1 * MiB or hdr.log_offset % MiB or hdr.log_length % MiB or not hdr.log_length:
             raise self._corrupt("log location is invalid")
-        log = self._pread(hdr.log_length, hdr.log_offset, "VHDX log")
+        if hdr.log_offset + hdr.log_length > self.file_size:
+            raise TruncatedImageError(
+                f"{self.path} is truncated: the VHDX log at offset {hdr.log_offset} extends past the end "
+                "of the file",
+                TRUNCATED_HINT,
+            )
         return any(
-            log[off : off + 4] == b"loge" and log[off + 32 : off + 48] == hdr.log_guid
-            for off in range(0, len(log), 4 * KiB)
+            b"loge" in log
+            and any(
+                log[off : off + 4] == b"loge" and log[off + 32 : off + 48] == hdr.log_guid
+                for off in range(0, len(log), 4 * KiB)
+            )
+            for _, log in self._scan(hdr.log_offset, hdr.log_length, 4 * KiB, "VHDX log")
         )
+
+    def _scan(self, offset: int, length: int, unit: int, what: str) -> Iterator[tuple[int, bytes]]:
+        """``(file offset, bytes)`` of the parts of ``[offset, offset + length)`` that hold data, in pieces
+        of at most SCAN_CHUNK bytes on ``unit`` boundaries (counted from ``offset``); holes are skipped."""
+        end = offset + length
+        for start, stop in data_spans(self._fd, offset, length):
+            start = offset + (start - offset) // unit * unit
+            stop = min(end, offset + -(-(stop - offset) // unit) * unit)
+            for pos in range(start, stop, SCAN_CHUNK):
+                yield pos, self._pread(min(SCAN_CHUNK, stop - pos), pos, what)
 
     def _region_table(self, head: bytes) -> dict[bytes, tuple[int, int]]:
         for off in REGION_TABLE_OFFSETS:
@@ -257,55 +288,102 @@ class VhdxImage(MappedImage):
         self.physical_sector_size = physical
         self.chunk_ratio = chunk_ratio(logical, block_size)
 
-    def _read_bat(self, region_off: int, region_len: int) -> None:
-        nblocks = -(-self.virtual_size // self.block_size)
-        entries = bat_entry_count(self.virtual_size, self.block_size, self.chunk_ratio)
+    def _read_bat(self, region_off: int, region_len: int, reserved: list[tuple[int, int]]) -> None:
+        """Decode the BAT in pieces, keeping the present blocks only; ``reserved`` are ``(offset, length)``
+        file ranges no data block may overlap (header section, BAT, metadata)."""
+        bs = self.block_size
+        nblocks = -(-self.virtual_size // bs)
+        entries = bat_entry_count(self.virtual_size, bs, self.chunk_ratio)
         if entries * 8 > region_len:
             raise self._corrupt(f"BAT region ({region_len} bytes) is too small for {entries} entries")
-        raw = self._pread(entries * 8, region_off, "VHDX block allocation table")
-        bat = array("Q")
-        bat.frombytes(raw)
-        if sys.byteorder != "little":
-            bat.byteswap()
-        ratio = self.chunk_ratio
-        offsets = array("q", bytes(8 * nblocks))
-        last_len = self.virtual_size - (nblocks - 1) * self.block_size if nblocks else 0
-        for i in range(nblocks):
-            entry = bat[i + i // ratio]
-            state = entry & 7
-            if state == FULLY_PRESENT:
-                file_off = (entry >> 20) * MiB
-                if file_off < 1 * MiB:
-                    raise self._corrupt(f"block {i} points into the header section")
-                need = self.block_size if i < nblocks - 1 else last_len
-                if file_off + need > self.file_size:
-                    raise TruncatedImageError(
-                        f"{self.path} is truncated: data block {i} at offset {file_off} lies past the end "
-                        f"of the {self.file_size}-byte file",
-                        TRUNCATED_HINT,
-                    )
-                offsets[i] = file_off
-            elif state in _HOLE_STATES:
-                offsets[i] = HOLE
-            elif state == PARTIALLY_PRESENT:
-                raise UnsupportedImageError(
-                    f"{self.path} has partially present blocks (a differencing disk), which is not supported",
-                    "merge it into a standalone disk first, e.g. `qemu-img convert -O vhdx`",
-                )
-            else:
-                raise self._corrupt(f"block {i} has invalid state {state}")
-        self._offsets = offsets
+        if region_off + entries * 8 > self.file_size:
+            raise TruncatedImageError(
+                f"{self.path} is truncated: the VHDX block allocation table extends past the end of the file",
+                TRUNCATED_HINT,
+            )
+        blocks: list[np.ndarray] = []
+        offsets: list[np.ndarray] = []
+        for pos, raw in self._scan(region_off, entries * 8, 8, "VHDX BAT"):
+            first = (pos - region_off) // 8
+            if raw.count(0) == len(raw):
+                continue  # all NOT_PRESENT: the usual state of a sparse disk's BAT
+            found = self._decode_bat(np.frombuffer(raw, dtype="<u8"), first, nblocks)
+            if found is not None:
+                blocks.append(found[0])
+                offsets.append(found[1])
+        self._blocks = np.concatenate(blocks) if blocks else np.zeros(0, np.int64)
+        self._block_offsets = np.concatenate(offsets) if offsets else np.zeros(0, np.int64)
+        self._check_overlaps(nblocks, reserved)
+
+    def _decode_bat(self, bat: np.ndarray, first: int, nblocks: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """(block numbers, file offsets) of the present blocks among BAT entries ``first…``; refuses bad
+        states and blocks outside the file, reporting the lowest block at fault as a scan in order would."""
+        index = np.arange(first, first + len(bat), dtype=np.int64)
+        payload = (index + 1) % (self.chunk_ratio + 1) != 0  # every ratio+1-th entry is a bitmap entry
+        block = (index - index // (self.chunk_ratio + 1))[payload]
+        entry = bat[payload]
+        state = (entry & np.uint64(7)).astype(np.int64)
+        # FileOffsetMB has 44 bits: clamp before scaling so int64 cannot overflow (2**42 MiB is past any file)
+        file_off = np.minimum(entry >> np.uint64(20), np.uint64(2**42)).astype(np.int64) * MiB
+        last_len = self.virtual_size - (nblocks - 1) * self.block_size
+        need = np.where(block == nblocks - 1, last_len, self.block_size)
+        present = state == FULLY_PRESENT
+        bad = ~np.isin(state, (*_HOLE_STATES, FULLY_PRESENT))
+        bad |= present & ((file_off < 1 * MiB) | (file_off + need > self.file_size))
+        if bad.any():
+            k = int(np.argmax(bad))
+            self._refuse_block(int(block[k]), int(entry[k]))
+        if not present.any():
+            return None
+        return block[present], file_off[present]
+
+    def _refuse_block(self, i: int, entry: int) -> None:
+        state, file_off = entry & 7, (entry >> 20) * MiB
+        if state == PARTIALLY_PRESENT:
+            raise UnsupportedImageError(
+                f"{self.path} has partially present blocks (a differencing disk), which is not supported",
+                "merge it into a standalone disk first, e.g. `qemu-img convert -O vhdx`",
+            )
+        if state != FULLY_PRESENT:
+            raise self._corrupt(f"block {i} has invalid state {state}")
+        if file_off < 1 * MiB:
+            raise self._corrupt(f"block {i} points into the header section")
+        raise TruncatedImageError(
+            f"{self.path} is truncated: data block {i} at offset {file_off} lies past the end "
+            f"of the {self.file_size}-byte file",
+            TRUNCATED_HINT,
+        )
+
+    def _check_overlaps(self, nblocks: int, reserved: list[tuple[int, int]]) -> None:
+        """Data blocks must not share file space with each other or with the structures: otherwise a tiny
+        file could map the same bytes a million times (and every copy of the disk would expand them)."""
+        if not len(self._blocks):
+            return
+        last_len = self.virtual_size - (nblocks - 1) * self.block_size
+        order = np.argsort(self._block_offsets, kind="stable")
+        starts = self._block_offsets[order]
+        ends = starts + np.where(self._blocks[order] == nblocks - 1, last_len, self.block_size)
+        clash = starts[1:] < ends[:-1]
+        if clash.any():
+            k = int(np.argmax(clash))
+            a, b = sorted((int(self._blocks[order][k]), int(self._blocks[order][k + 1])))
+            raise self._corrupt(f"blocks {a} and {b} share file space at offset {int(starts[k + 1])}")
+        for off, length in reserved:
+            hit = (starts < off + length) & (ends > off)
+            if hit.any():
+                i = int(self._blocks[order][int(np.argmax(hit))])
+                raise self._corrupt(f"block {i} overlaps the VHDX structures at offset {off}")
 
     # -- reading ---------------------------------------------------------------------------------
 
     def _lookup(self, offset: int) -> tuple[int, int]:
         idx, within = divmod(offset, self.block_size)
-        file_off = self._offsets[idx]
         n = self.block_size - within
-        return (HOLE if file_off == HOLE else file_off + within), n
+        k = int(np.searchsorted(self._blocks, idx))
+        if k < len(self._blocks) and self._blocks[k] == idx:
+            return int(self._block_offsets[k]) + within, n
+        return HOLE, n
 
     def allocated_ranges(self) -> Iterator[tuple[int, int]]:
         bs, size = self.block_size, self.virtual_size
-        yield from merge_ranges(
-            (i * bs, min(bs, size - i * bs)) for i, off in enumerate(self._offsets) if off != HOLE
-        )
+        yield from merge_ranges((i * bs, min(bs, size - i * bs)) for i in self._blocks.tolist())
