@@ -24,7 +24,6 @@ Value checks live in one place, :func:`validate_recipe` (findings, used by the w
 from __future__ import annotations
 
 import difflib
-import getpass
 import os
 import re
 import tomllib
@@ -54,8 +53,8 @@ DEFAULT_BLOCK_SIZE = 1 << 20
 DEFAULT_ITER_TIME_MS = 2000
 MAX_ITER_TIME_MS = 600_000
 DEFAULT_VENDOR_DIR = "debian"
-#: A passphrase file larger than this is surely the wrong file (a key, an image...).
-MAX_SECRET_FILE = 64 * 1024
+#: A recipe is a few KiB of TOML: a larger file (or an endless pipe) is not one, and is not read further.
+MAX_RECIPE_BYTES = 1 << 20
 #: Paths up to this many ``..`` steps away from the recipe's directory are saved relative to it.
 MAX_RELATIVE_UP = 2
 
@@ -685,30 +684,42 @@ def load_recipe(path: str | os.PathLike[str]) -> Recipe:
     """Read and check a recipe file; relative paths in it are taken from its directory."""
     path = Path(path)
     try:
-        data = path.read_bytes()
+        with open(path, "rb") as f:
+            data = f.read(MAX_RECIPE_BYTES + 1)  # bounded: a pipe or /dev/zero has no st_size to trust
     except IsADirectoryError:
         raise RecipeError(f"{path} is a directory, not a recipe", "give the .toml file") from None
     except OSError as exc:
         raise RecipeError(f"cannot read recipe {path}: {exc.strerror or exc}", "check the path") from None
+    if len(data) > MAX_RECIPE_BYTES:
+        raise RecipeError(f"{path} is larger than {MAX_RECIPE_BYTES} bytes: not a recipe", "check the path")
     try:
         d = tomllib.loads(data.decode("utf-8"))
     except UnicodeDecodeError:
         raise RecipeError(f"{path} is not UTF-8 text", "a recipe is a TOML file") from None
     except tomllib.TOMLDecodeError as exc:
         raise RecipeError(f"{path} is not valid TOML: {exc}", _HINT_DOC) from None
+    except RecursionError:  # tomllib recurses into nested arrays and inline tables
+        raise RecipeError(
+            f"{path} nests arrays or tables too deeply", "a recipe is a flat TOML file"
+        ) from None
+    except ValueError as exc:  # e.g. an integer of more digits than int() converts
+        raise RecipeError(f"{path} is not valid TOML: {exc}", _HINT_DOC) from None
     return recipe_from_dict(d, path.absolute().parent)
 
 
-def save_recipe(recipe: Recipe, path: str | os.PathLike[str]) -> Path:
+def save_recipe(recipe: Recipe, path: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
     """Write ``recipe`` to ``path`` atomically (complete or not at all), paths relative to its directory.
 
-    There is nothing secret to leak: a Recipe holds :class:`SecretSource` references only.
+    An existing ``path`` is replaced only with ``overwrite`` (the CLI's ``--force``, or the wizard's file
+    dialog having asked): a mistyped ``--save-recipe`` must not destroy a key or an image. Otherwise
+    :class:`~app.errors.OutputExistsError`. There is nothing secret to leak: a Recipe holds
+    :class:`SecretSource` references only.
     """
     from app.signing.output import write_output
 
     path = Path(path)
     text = toml_writer.dumps(recipe_to_dict(recipe, path.absolute().parent), _HEADER_COMMENT)
-    return write_output(path, text.encode("utf-8"), overwrite=True)
+    return write_output(path, text.encode("utf-8"), overwrite=overwrite)
 
 
 # --- validation ---------------------------------------------------------------------------------------------
@@ -739,22 +750,22 @@ def read_secret(
 ) -> bytearray:
     """Fetch the secret ``source`` points at, as a ``bytearray`` the caller wipes after use.
 
-    file: its bytes, minus one trailing newline; env: the variable's value; prompt: ``getpass`` when
-    ``interactive``, else a :class:`RecipeError` telling which recipe key (``key``) or command-line
-    option (``option``) gives the secret instead. The secret never appears in a message.
+    file: its bytes to EOF (pipes and FIFOs too), minus one trailing newline; env: the variable's value;
+    prompt: ``getpass`` when ``interactive``, else a :class:`RecipeError` telling which recipe key (``key``)
+    or command-line option (``option``) gives the secret instead. The reading is :mod:`app.secrets`', the
+    one reader every command shares; errors become :class:`RecipeError` naming ``key``. The secret never
+    appears in a message.
     """
-    if source.kind == "file":
-        return _read_secret_file(Path(source.value or ""), key)
-    if source.kind == "env":
-        name = source.value or ""
-        value = os.environb.get(os.fsencode(name)) if name else None
-        if value is None:
-            raise RecipeError(
-                f"environment variable {name} is not set" + (f" ({key})" if key else ""),
-                "export it, or name a passphrase file instead",
-                key=key,
-            )
-        return bytearray(value)
+    from app import secrets
+
+    where = f" ({key})" if key else ""
+    try:
+        if source.kind == "file":
+            return secrets.read_secret_file(Path(source.value or ""), where=where)
+        if source.kind == "env":
+            return secrets.read_secret_env(source.value or "", where=where)
+    except secrets.SecretError as exc:
+        raise RecipeError(exc.message, exc.hint, key=key) from None
     if source.kind != "prompt":
         raise RecipeError(f"{key or 'secret'}: {source.kind!r} is not a secret source", _HINT_DOC, key=key)
     what = prompt_text.strip().rstrip(":").strip() or "a passphrase"
@@ -767,36 +778,4 @@ def read_secret(
             "give it with " + (" or ".join(ways) if ways else "a file or an environment variable"),
             key=key,
         )
-    return bytearray(getpass.getpass(prompt_text).encode("utf-8"))
-
-
-def _read_secret_file(path: Path, key: str | None) -> bytearray:
-    where = f" ({key})" if key else ""
-    try:
-        with open(path, "rb", buffering=0) as f:
-            size = os.fstat(f.fileno()).st_size
-            if size > MAX_SECRET_FILE:
-                raise RecipeError(
-                    f"passphrase file {path}{where} is {size} bytes: not a passphrase",
-                    "check the path",
-                    key=key,
-                )
-            # One preallocated buffer, filled in place: no immutable copy of the secret is left behind.
-            buf = bytearray(size + 1)
-            view, n = memoryview(buf), 0
-            while n < len(buf):
-                got = f.readinto(view[n:])
-                if not got:
-                    break
-                n += got
-            view.release()
-            del buf[n:]
-    except IsADirectoryError:
-        raise RecipeError(f"passphrase file {path}{where} is a directory", "give a file", key=key) from None
-    except OSError as exc:
-        raise RecipeError(
-            f"cannot read passphrase file {path}{where}: {exc.strerror or exc}", "check the path", key=key
-        ) from None
-    if buf.endswith(b"\n"):
-        del buf[-1:]
-    return buf
+    return secrets.prompt_secret(prompt_text)

@@ -146,6 +146,21 @@ def test_toml_round_trip_and_moving_the_recipe_with_its_files(tmp_path: Path) ->
     assert moved.uki.stub == r.uki.stub
 
 
+def test_save_recipe_never_replaces_a_file_unless_told_to(tmp_path: Path) -> None:
+    """Regression (issue 17 item 8): failed on ecab7db because save_recipe wrote with overwrite=True, so
+    ``--save-recipe`` pointed at a private key replaced the key with a recipe."""
+    from app.errors import OutputExistsError
+
+    r = full_recipe(tmp_path)
+    key = tmp_path / "uefi.key"
+    key.write_bytes(b"-----BEGIN PRIVATE KEY-----\nnot really\n")
+    with pytest.raises(OutputExistsError, match="already exists"):
+        save_recipe(r, key)
+    assert key.read_bytes().startswith(b"-----BEGIN PRIVATE KEY-----"), "the existing file is untouched"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["uefi.key"], "no temporary file left behind"
+    assert load_recipe(save_recipe(r, key, overwrite=True)) == r  # the wizard asked; --force was given
+
+
 def test_files_source_paths_are_resolved_and_saved_relative(tmp_path: Path) -> None:
     d = valid_dict()
     d["uki"] = {"source": "files", "kernel": "boot/vmlinuz", "initrds": ["boot/initrd.img"], "cmdline": ""}
@@ -307,6 +322,16 @@ def test_validation_of_files_names_the_keys(tmp_path: Path) -> None:
                 "encryption.recovery_key_file"):  # fmt: skip
         assert any(m.startswith(f"{key}: ") for m in messages), (key, messages)
     assert not [f for f in validate_recipe(r, check_files=False) if f.severity is Severity.ERROR]
+
+
+def test_hostile_recipe_files_are_one_error(tmp_path: Path) -> None:
+    """An endless pipe is not read to its end, and deep nesting (tomllib recurses) is a RecipeError."""
+    with pytest.raises(RecipeError, match="larger than 1048576 bytes: not a recipe"):
+        load_recipe("/dev/zero")
+    deep = tmp_path / "deep.toml"
+    deep.write_text("a = " + "[" * 50_000 + "]" * 50_000 + "\n")
+    with pytest.raises(RecipeError, match="nests arrays or tables too deeply"):
+        load_recipe(deep)
 
 
 def test_a_recipe_whose_files_exist_is_valid(tmp_path: Path) -> None:

@@ -13,7 +13,9 @@ What the page shows and decides (all of it lands in :class:`app.gui.state.Encryp
   acknowledged before Next.
 
 Secrets stay in memory: the passphrase and recovery key are ``bytearray`` buffers in the EncryptionChoice,
-never logged, never in the recipe, and wiped (with the line edits cleared) when the wizard closes.
+never logged, never in the recipe, and wiped (with the line edits cleared) when the wizard closes. One that
+was copied is taken off the clipboard again (:mod:`app.gui.secret_clipboard`): after a short while, when
+the wizard closes and when the application quits - unless the user has copied something else since.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QCoreApplication, Qt, Signal
-from PySide6.QtGui import QFontDatabase, QGuiApplication, QPalette
+from PySide6.QtGui import QFontDatabase, QPalette
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QButtonGroup,
@@ -50,6 +52,7 @@ from app.disk.model import DiskLayout, Partition
 from app.errors import CancelledError, ShieldwrightError
 from app.gui.dialogs.recovery_key import RecoveryKeyDialog
 from app.gui.presentation import content_label, display_name, human_size, role_label
+from app.gui.secret_clipboard import secret_clipboard
 from app.gui.state import DEFAULT_ITER_TIME_MS, EncryptionChoice, WizardState
 from app.gui.tasks import BackgroundTask, TaskRunner
 from app.gui.widgets.busy import busy_bar
@@ -721,7 +724,8 @@ class EncryptionPage(QWizardPage):
         self.completeChanged.emit()
 
     def copy_passphrase(self) -> None:
-        QGuiApplication.clipboard().setText(self.generated_edit.text())
+        """Copy the generated passphrase; cleared from the clipboard after a short while and at quit."""
+        secret_clipboard().copy(self.generated_edit.text())
 
     def _on_mode_changed(self) -> None:
         generated = self.generate_radio.isChecked()
@@ -863,3 +867,4 @@ class EncryptionPage(QWizardPage):
         for edit in (self.generated_edit, self.passphrase_edit, self.confirm_edit):
             edit.clear()
         self.choice.clear_secrets()
+        secret_clipboard().clear()  # a copied passphrase or recovery key goes with them

@@ -1,13 +1,10 @@
-"""Helpers shared by CLI subcommands: sizes, terminal progress, passphrases."""
+"""Helpers shared by CLI subcommands: sizes, terminal progress, passphrases (read by app.secrets)."""
 
 from __future__ import annotations
 
-import getpass
 import os
 import sys
 from pathlib import Path
-
-from app.errors import ShieldwrightError
 
 
 def human_size(n: float) -> str:
@@ -53,36 +50,51 @@ def add_passphrase_options(parser, name: str = "key-passphrase", what: str = "th
     )
 
 
-def read_passphrase(
+def read_passphrase_buffer(
     args, name: str = "key-passphrase", *, prompt: str | None = None, confirm: bool = False
-) -> bytes | None:
+) -> bytearray | None:
     """The passphrase from ``--NAME-file`` / ``--NAME-env``, else a terminal prompt when ``prompt`` is given.
 
-    Returns None when no source is given and there is no prompt (or no terminal to prompt on).
-    A file's trailing newline is dropped. The value is never logged.
+    Read by :mod:`app.secrets` like every other secret (a pipe or ``<(...)`` is read to its end, a file's
+    trailing newline is dropped), into a ``bytearray`` the caller wipes. Returns None when no source is
+    given and there is no prompt (or no terminal to prompt on). The value is never logged.
     """
+    from app import secrets
+
     attr = name.replace("-", "_")
     path, var = getattr(args, f"{attr}_file", None), getattr(args, f"{attr}_env", None)
     if path:
-        try:
-            data = Path(path).read_bytes()
-        except OSError as exc:
-            raise ShieldwrightError(
-                f"cannot read passphrase file {path}: {exc.strerror}", "check the path"
-            ) from None
-        return data[:-1] if data.endswith(b"\n") else data
+        return secrets.read_secret_file(path, where=f" (--{name}-file)")
     if var:
-        if var not in os.environ:
-            raise ShieldwrightError(
-                f"environment variable {var} is not set", "export it or use a passphrase file"
-            )
-        return os.environ[var].encode()
+        return secrets.read_secret_env(var)
     if prompt and sys.stdin.isatty():
-        first = getpass.getpass(prompt)
-        if confirm and getpass.getpass("Repeat: ") != first:
-            raise ShieldwrightError("the passphrases do not match", "type the same passphrase twice")
-        return first.encode()
+        return secrets.prompt_secret(prompt, confirm="Repeat: " if confirm else None)
     return None
+
+
+def read_passphrase(
+    args, name: str = "key-passphrase", *, prompt: str | None = None, confirm: bool = False
+) -> bytes | None:
+    """:func:`read_passphrase_buffer` as ``bytes``, for the key and PKCS#12 APIs of ``cryptography``, which
+    take ``bytes`` only (``BestAvailableEncryption`` refuses a ``bytearray``). The buffer is wiped."""
+    from app.secrets import wipe
+
+    buf = read_passphrase_buffer(args, name, prompt=prompt, confirm=confirm)
+    if buf is None:
+        return None
+    try:
+        return bytes(buf)
+    finally:
+        wipe(buf)
+
+
+def warn_short_passphrase(secret: bytes | bytearray, what: str) -> None:
+    """Warn on stderr (one line, no secret) when ``secret`` is shorter than the one rule in app.secrets."""
+    from app.secrets import short_passphrase_problem
+
+    problem = short_passphrase_problem(secret, what)
+    if problem:
+        print(f"shieldwright: warning: {problem}", file=sys.stderr)
 
 
 def same_file(a: Path, b: Path) -> bool:

@@ -1,7 +1,11 @@
 """``shieldwright luks``: encrypt partitions of an image, dump a header, add a key, test a passphrase.
 
 Passphrases come from a file, an environment variable or a terminal prompt, never from argv (``ps``
-shows argv to every user). Every subcommand writes a new image; none changes its input.
+shows argv to every user), all read by :mod:`app.secrets`; a new passphrase that is too short to be safe
+gets a warning. Every subcommand writes a new image; none changes its input, and none replaces an
+existing file unless ``--force`` is given. The recovery key file must differ from the input and the
+output (an image written over it would lose the key while we report it written). Text taken from a
+header (label, subsystem, JSON values) is printed through :func:`app.untrusted.printable`.
 Exit codes: 0 success, 1 wrong passphrase (``luks test`` / ``add-key``), 2 bad input, 130 cancelled.
 """
 
@@ -14,8 +18,17 @@ import os
 import sys
 from pathlib import Path
 
-from app.commands._util import TerminalProgress, add_passphrase_options, human_size, read_passphrase
+from app.commands._overwrite import add_force_option, check_output
+from app.commands._util import (
+    TerminalProgress,
+    add_passphrase_options,
+    human_size,
+    read_passphrase_buffer,
+    same_file,
+    warn_short_passphrase,
+)
 from app.errors import OutputExistsError, ShieldwrightError
+from app.untrusted import printable
 
 FORMATS = ("raw", "vhdx", "vhd")
 
@@ -38,7 +51,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     _kdf_options(p)
     p.add_argument("--format", choices=FORMATS, default="raw", help="output format (default raw)")
-    p.add_argument("-o", "--output", required=True, help="output image (written atomically)")
+    _output_options(p)
     p.set_defaults(func=cmd_encrypt)
 
     p = lsub.add_parser("dump", help="show the LUKS2 header of a partition")
@@ -59,7 +72,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     _kdf_options(p)
     p.add_argument("--format", choices=FORMATS, help="output format (default: the input's; qcow2 → raw)")
-    p.add_argument("-o", "--output", required=True, help="output image (written atomically)")
+    _output_options(p)
     p.set_defaults(func=cmd_add_key)
 
     p = lsub.add_parser("test", help="check that a passphrase opens a partition (exit 0 yes, 1 no)")
@@ -79,6 +92,14 @@ def _partition_option(p: argparse.ArgumentParser, multiple: bool = False) -> Non
         p.add_argument("--partition", type=int, required=True, metavar="N", help="GPT partition number")
 
 
+def _output_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "-o", "--output", required=True,
+        help="output image (written atomically; never the input image or the recovery key file)",
+    )  # fmt: skip
+    add_force_option(p, "OUTPUT")
+
+
 def _kdf_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--kdf", choices=("argon2id", "pbkdf2"), default="argon2id", help="keyslot KDF")
     p.add_argument(
@@ -93,8 +114,9 @@ def _kdf_options(p: argparse.ArgumentParser) -> None:
 def cmd_encrypt(args: argparse.Namespace) -> int:
     from app.luks.imageops import Keyslot, encrypt_partitions
 
-    out = Path(args.output)
+    out = _check_paths(args)
     passphrase = _passphrase(args, "passphrase", "New LUKS2 passphrase: ", confirm=True)
+    warn_short_passphrase(passphrase, "the new passphrase")
     kdf = _calibrate(args)
     slots = [Keyslot(passphrase, kdf)]
     recovery = _new_recovery_key(args.recovery_key_file) if args.recovery_key_file else None
@@ -110,6 +132,7 @@ def cmd_encrypt(args: argparse.Namespace) -> int:
             sector_size=args.sector_size,
             out_format=args.format,
             progress=progress,
+            overwrite=args.force,
         )
     except BaseException:
         if recovery:
@@ -149,19 +172,22 @@ def cmd_dump(args: argparse.Namespace) -> int:
 def cmd_add_key(args: argparse.Namespace) -> int:
     from app.luks.imageops import Keyslot, add_key
 
-    out = Path(args.output)
+    out = _check_paths(args)
     passphrase = _passphrase(args, "passphrase", "Existing LUKS2 passphrase: ")
     recovery = None
     if args.recovery_key_file:
         recovery = _new_recovery_key(args.recovery_key_file)
         new = Keyslot(recovery[1], _recovery_kdf())
     else:
-        new = Keyslot(_passphrase(args, "new-passphrase", None), _calibrate(args))
+        secret = _passphrase(args, "new-passphrase", None)
+        warn_short_passphrase(secret, "the new passphrase")
+        new = Keyslot(secret, _calibrate(args))
     progress = TerminalProgress()
     try:
         add_key(
-            Path(args.image), out, args.partition, passphrase, new, out_format=args.format, progress=progress
-        )
+            Path(args.image), out, args.partition, passphrase, new, out_format=args.format, progress=progress,
+            overwrite=args.force,
+        )  # fmt: skip
     except BaseException:
         if recovery:
             _unlink(recovery[0])
@@ -193,8 +219,25 @@ def cmd_test(args: argparse.Namespace) -> int:
 # -- helpers -----------------------------------------------------------------------------------------
 
 
+def _check_paths(args: argparse.Namespace) -> Path:
+    """Refuse, before anything is read or written, an output that exists (without ``--force``) or that is
+    the input, and a recovery key file that is the input or the output. Returns the output path."""
+    image, out = Path(args.image), Path(args.output)
+    if same_file(out, image):
+        raise ShieldwrightError(f"{out} is the input image", "write the new image to another file")
+    rk = getattr(args, "recovery_key_file", None)
+    if rk:
+        for other, what in ((out, "the output image"), (image, "the input image")):
+            if same_file(Path(rk), other):
+                raise ShieldwrightError(
+                    f"the recovery key file {rk} is {what}",
+                    "give the recovery key a file of its own; nothing was written",
+                )
+    return check_output(out, args.force)
+
+
 def _passphrase(args: argparse.Namespace, name: str, prompt: str | None, confirm: bool = False) -> bytearray:
-    value = read_passphrase(args, name, prompt=prompt, confirm=confirm)
+    value = read_passphrase_buffer(args, name, prompt=prompt, confirm=confirm)
     if value is None:
         raise ShieldwrightError(
             f"no {name.replace('-', ' ')} given",
@@ -202,7 +245,7 @@ def _passphrase(args: argparse.Namespace, name: str, prompt: str | None, confirm
         )
     if not value:
         raise ShieldwrightError(f"the {name.replace('-', ' ')} is empty", "use a non-empty passphrase")
-    return bytearray(value)
+    return value
 
 
 def _calibrate(args: argparse.Namespace):
@@ -253,46 +296,72 @@ def _unlink(path: Path) -> None:
         path.unlink()
 
 
+def _t(value: object) -> str:
+    """A header value as text safe for a terminal: labels, types and keys come from whoever made the image."""
+    return printable(str(value))
+
+
+def _ids(values: object) -> str:
+    return " ".join(_t(v) for v in values) if isinstance(values, list) else _t(values or "")
+
+
 def _print_dump(number: int, doc: dict) -> None:
-    """A short, luksDump-like summary; ``--json`` gives everything (the whole JSON metadata too)."""
+    """A short, luksDump-like summary; ``--json`` gives everything (the whole JSON metadata too).
+
+    Every value comes from the header, so every value is printed escaped (:func:`_t`): a label holding
+    terminal escapes must not rewrite what the user sees. (``--json`` escapes them by itself.)
+    """
     meta = doc.get("metadata") or {}
     print(f"Partition {number}: LUKS2")
-    print(f"  UUID:          {doc.get('uuid')}")
-    print(f"  Label:         {doc.get('label') or '(none)'}")
-    print(f"  Subsystem:     {doc.get('subsystem') or '(none)'}")
-    print(f"  Metadata:      2 x {doc.get('metadata_size')} bytes")
-    print(f"  Keyslots area: {doc.get('keyslots_size')} bytes")
+    print(f"  UUID:          {_t(doc.get('uuid'))}")
+    print(f"  Label:         {_t(doc.get('label') or '(none)')}")
+    print(f"  Subsystem:     {_t(doc.get('subsystem') or '(none)')}")
+    print(f"  Metadata:      2 x {_t(doc.get('metadata_size'))} bytes")
+    print(f"  Keyslots area: {_t(doc.get('keyslots_size'))} bytes")
     for ident, seg in _numbered(meta.get("segments")):
         print(
-            f"  Segment {ident}:     offset {seg.get('offset')}, {seg.get('encryption')}, "
-            f"sector {seg.get('sector_size')}, size {seg.get('size')}"
+            f"  Segment {ident}:     offset {_t(seg.get('offset'))}, {_t(seg.get('encryption'))}, "
+            f"sector {_t(seg.get('sector_size'))}, size {_t(seg.get('size'))}"
         )
     print("Keyslots:")
     for ident, slot in _numbered(meta.get("keyslots")):
-        kdf = slot.get("kdf") or {}
-        if kdf.get("type") == "pbkdf2":
-            cost = f"pbkdf2-{kdf.get('hash')}, {kdf.get('iterations')} iterations"
-        else:
-            cost = (
-                f"{kdf.get('type')}, time {kdf.get('time')}, memory {kdf.get('memory')} KiB, "
-                f"{kdf.get('cpus')} threads"
-            )
-        print(f"  {ident}: {slot.get('type')}, {8 * int(slot.get('key_size') or 0)}-bit key, {cost}")
+        print(f"  {ident}: {_t(slot.get('type'))}, {_key_bits(slot)}-bit key, {_kdf_cost(slot)}")
     print("Tokens:")
     for ident, token in _numbered(meta.get("tokens")):
-        print(f"  {ident}: {token.get('type')}, keyslots {' '.join(map(str, token.get('keyslots') or []))}")
+        print(f"  {ident}: {_t(token.get('type'))}, keyslots {_ids(token.get('keyslots'))}")
     print("Digests:")
     for ident, dig in _numbered(meta.get("digests")):
         print(
-            f"  {ident}: {dig.get('type')} {dig.get('hash')}, "
-            f"keyslots {' '.join(dig.get('keyslots') or [])}, segments {' '.join(dig.get('segments') or [])}"
+            f"  {ident}: {_t(dig.get('type'))} {_t(dig.get('hash'))}, "
+            f"keyslots {_ids(dig.get('keyslots'))}, segments {_ids(dig.get('segments'))}"
         )
     for problem in doc.get("problems") or []:
-        print(f"WARNING: {problem}")
+        print(f"WARNING: {_t(problem)}")
+
+
+def _key_bits(slot: dict) -> str:
+    size = slot.get("key_size")
+    return str(8 * size) if isinstance(size, int) and not isinstance(size, bool) else _t(size)
+
+
+def _kdf_cost(slot: dict) -> str:
+    kdf = slot.get("kdf") if isinstance(slot.get("kdf"), dict) else {}
+    if kdf.get("type") == "pbkdf2":
+        return f"pbkdf2-{_t(kdf.get('hash'))}, {_t(kdf.get('iterations'))} iterations"
+    return (
+        f"{_t(kdf.get('type'))}, time {_t(kdf.get('time'))}, memory {_t(kdf.get('memory'))} KiB, "
+        f"{_t(kdf.get('cpus'))} threads"
+    )
+
+
+def _slot_order(ident: str) -> int:
+    return int(ident) if ident.isascii() and ident.isdigit() and len(ident) < 10 else 1 << 30
 
 
 def _numbered(items: object) -> list[tuple[str, dict]]:
+    """The (escaped id, object) pairs of a JSON section, numeric ids in order."""
     if not isinstance(items, dict):
         return []
     rows = [(str(k), v) for k, v in items.items() if isinstance(v, dict)]
-    return sorted(rows, key=lambda kv: int(kv[0]) if kv[0].isdigit() else 1 << 30)
+    rows.sort(key=lambda kv: _slot_order(kv[0]))
+    return [(_t(k), v) for k, v in rows]

@@ -19,7 +19,7 @@ from pathlib import Path
 from app.disk.image import DiskImage, open_image
 from app.disk.layout import layout_of
 from app.disk.model import Partition
-from app.errors import WrongPassphraseError
+from app.errors import ShieldwrightError, WrongPassphraseError
 from app.luks.errors import LuksError
 from app.luks.relaid_image import READAHEAD, BlockHook, PartitionCrypto
 from app.luks.relayout import RelayoutError, RelayoutPlan, encrypt_image, plan_relayout
@@ -62,11 +62,13 @@ def encrypt_partitions(
     progress: Progress | None = None,
     cancel: CancelToken | None = None,
     on_block: BlockHook | None = None,
+    overwrite: bool = True,
 ) -> RelayoutPlan:
     """Write ``out``: ``src_path`` with partitions ``numbers`` LUKS2-encrypted, each with ``keyslots``.
 
     Every encrypted partition gets its own random volume key and UUID; all get the same keyslots
     (keyslot 0 = the first secret). Returns the plan that was executed (where everything went).
+    ``overwrite=False`` never replaces an existing ``out``.
     """
     from app.luks.container import LuksParams, create_header, new_volume_key
     from app.luks.xts import XtsCipher
@@ -101,6 +103,7 @@ def encrypt_partitions(
                 progress=progress,
                 cancel=cancel,
                 on_block=on_block,
+                overwrite=overwrite,
             )
         finally:
             for vk in volume_keys:
@@ -110,11 +113,17 @@ def encrypt_partitions(
 
 @dataclass
 class LuksPartition:
-    """A LUKS2 partition found in an image: the partition, its parsed header and its header area."""
+    """A LUKS2 partition found in an image: the partition, its parsed header and its header area.
+
+    ``offset`` is where the partition starts in the disk, in bytes: its first LBA times the disk's
+    *logical sector size* (512 or 4096) - never ``first_lba * 512``, which on a 4K disk points into
+    another partition's data.
+    """
 
     partition: Partition
     header: object  # app.luks.header.LuksHeader
     header_area: bytes
+    offset: int
 
 
 def read_luks_partition(image: DiskImage, number: int) -> LuksPartition:
@@ -154,7 +163,7 @@ def read_luks_partition(image: DiskImage, number: int) -> LuksPartition:
         raise NotLuksError(
             f"partition {number}: LUKS2 data offset {area} is implausible", "the header is damaged"
         )
-    return LuksPartition(part, header, read(0, area))
+    return LuksPartition(part, header, read(0, area), start)
 
 
 def unlock_partition(lp: LuksPartition, passphrase: bytes | bytearray) -> bytearray:
@@ -191,15 +200,20 @@ def add_key(
     out_format: str | None = None,
     progress: Progress | None = None,
     cancel: CancelToken | None = None,
+    overwrite: bool = True,
 ) -> Path:
     """Write ``out``: ``src_path`` with a keyslot for ``new`` added to partition ``number``'s header.
 
     ``passphrase`` must open an existing keyslot. The output format defaults to the input's (raw
-    for qcow2, which we do not write). Only the header area differs from the input.
+    for qcow2, which we do not write). Only the header area differs from the input; it goes where the
+    partition starts on *this* disk (its logical sector size), and is read back from ``out`` before we
+    return (:func:`_check_written`): an output that does not hold the new header is deleted, not reported.
+    ``overwrite=False`` never replaces an existing ``out`` (``link(2)``, see :mod:`app.disk.publish`).
     """
     from app.disk.writers import write_image
     from app.luks.container import add_keyslot
 
+    out = Path(out)
     with open_image(src_path) as image:
         lp = read_luks_partition(image, number)
         key = unlock_partition(lp, passphrase)
@@ -210,9 +224,31 @@ def add_key(
         if len(area) != len(lp.header_area):  # pragma: no cover - the header writer keeps the size
             raise RuntimeError("add_keyslot changed the size of the header area")
         fmt = out_format or (image.format if image.format in ("raw", "vhdx", "vhd") else "raw")
-        offset = lp.partition.first_lba * 512
-        write_image(PatchedImage(image, offset, area), Path(out), fmt, progress=progress, cancel=cancel)
-    return Path(out)
+        patched = PatchedImage(image, lp.offset, area)
+        write_image(patched, out, fmt, progress=progress, cancel=cancel, overwrite=overwrite)
+    _check_written(out, lp, area)
+    return out
+
+
+def _check_written(out: Path, before: LuksPartition, area: bytes) -> None:
+    """Re-read ``out``: partition ``before.partition.number`` must start where it did with exactly ``area``.
+
+    Costs one header-area read; catches a header written to the wrong place (the 4K-sector bug) or a
+    writer that changed the layout. On a mismatch ``out`` is removed and a LuksError raised.
+    """
+    number = before.partition.number
+    try:
+        with open_image(out) as image:
+            lp = read_luks_partition(image, number)
+        same = lp.offset == before.offset and lp.header_area == area
+    except ShieldwrightError:
+        same = False
+    if not same:
+        out.unlink(missing_ok=True)
+        raise LuksError(
+            f"partition {number}: the new LUKS2 header did not read back from {out}",
+            "nothing was kept; please report this with `shieldwright inspect` of the input",
+        )
 
 
 class PatchedImage(DiskImage):

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from app.luks.container import MODHEX
+from app.secrets import MIN_PASSPHRASE_LENGTH, passphrase_length
 
 #: Generated passphrases: groups × characters per group, 4 bits per modhex character.
 GROUPS = 8
@@ -28,8 +29,8 @@ GROUP_LENGTH = 4
 BITS_PER_CHAR = 4
 #: Entropy of a generated passphrase in bits (32 modhex characters).
 ENTROPY_BITS = GROUPS * GROUP_LENGTH * BITS_PER_CHAR
-#: Typed passphrases shorter than this are refused.
-MIN_LENGTH = 12
+#: Typed passphrases shorter than this are refused (the one rule of :mod:`app.secrets`; the CLI warns).
+MIN_LENGTH = MIN_PASSPHRASE_LENGTH
 
 #: What :func:`generate` returns, exactly.
 GENERATED_RE = re.compile(rf"[{MODHEX}]{{{GROUP_LENGTH}}}(?:-[{MODHEX}]{{{GROUP_LENGTH}}}){{{GROUPS - 1}}}")
@@ -105,7 +106,7 @@ def assess(text: str) -> Assessment:
         return Assessment(Strength.EMPTY, 0)
     effective = len(re.sub(r"(.)\1+", r"\1", text))  # "aaaaaaaaaaaa" is one character's worth
     bits = int(effective * math.log2(_pool(text)))
-    if len(text) < MIN_LENGTH:
+    if passphrase_length(text) < MIN_LENGTH:
         return Assessment(Strength.TOO_SHORT, bits)
     if bits < WEAK_BELOW_BITS:
         return Assessment(Strength.WEAK, bits)

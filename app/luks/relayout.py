@@ -328,6 +328,7 @@ def encrypt_image(
     fsync: bool = True,
     direct: bool = False,
     gpt: tuple[bytes, bytes] | None = None,
+    overwrite: bool = True,
 ) -> Path:
     """Write the re-laid-out, encrypted disk of ``plan`` over ``src`` to ``out`` in one streaming pass.
 
@@ -340,7 +341,8 @@ def encrypt_image(
     :class:`~app.luks.relaid_image.RelaidImage`) sees every output partition byte as it is written.
     Progress is in bytes of the output disk. ``fsync`` and ``direct``: see
     :func:`~app.disk.writers.write_image`. ``gpt`` is :func:`gpt_bytes` of the plan when the caller already
-    has it (to regenerate the same output bytes later).
+    has it (to regenerate the same output bytes later). ``overwrite=False`` never replaces an existing
+    ``out``, not even one that appears while the pass runs.
     """
     from app.disk.writers import WRITE_FORMATS
     from app.luks.relaid_image import RelaidImage
@@ -358,7 +360,7 @@ def encrypt_image(
 
     head, tail = gpt or gpt_bytes(plan)
     with RelaidImage(src, plan, keys, head, tail, on_block) as view:
-        _write(view, plan, out, out_format, progress, cancel, fsync, direct)
+        _write(view, plan, out, out_format, progress, cancel, fsync, direct, overwrite)
         missing = view.unfed() if on_block is not None else []
     if missing:  # a programming error: the catalog would be incomplete
         raise RuntimeError(f"partitions {missing} were not completely seen by the block hook")
@@ -374,6 +376,7 @@ def _write(
     cancel: CancelToken,
     fsync: bool,
     direct: bool,
+    overwrite: bool,
 ) -> None:
     """write_image with our step name and a free-space check up front (the writer reports ENOSPC itself)."""
     from app.disk.writers import write_image
@@ -383,7 +386,7 @@ def _write(
     numbers = _join([p.number for p in plan.encrypted])
     step = f"Encrypting partition{'s' if len(plan.encrypted) > 1 else ''} {numbers}"
     write_image(view, out, out_format, progress=_StepName(progress, step), cancel=cancel, fsync=fsync,
-                direct=direct)  # fmt: skip
+                direct=direct, overwrite=overwrite)  # fmt: skip
 
 
 def gpt_bytes(plan: RelayoutPlan) -> tuple[bytes, bytes]:

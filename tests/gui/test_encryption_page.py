@@ -378,6 +378,16 @@ def test_cancel_stops_a_calibration(qtbot, page, fake_kdf):
 # -- recovery key ------------------------------------------------------------------------------------------
 
 
+def test_a_copied_passphrase_leaves_the_clipboard_with_the_wizard(qtbot, page):
+    """Regression (issue 17 item 11): failed on ecab7db because the generated passphrase (and a copied
+    recovery key) stayed on the clipboard after the wizard had forgotten them."""
+    text = page.generated_edit.text()
+    qtbot.mouseClick(page.copy_button, Qt.MouseButton.LeftButton)
+    assert QGuiApplication.clipboard().text() == text
+    page.clear_secrets()  # what the wizard does when it closes
+    assert QGuiApplication.clipboard().text() == ""
+
+
 def test_recovery_key_dialog_save_and_acknowledge(qtbot, page, tmp_path):
     assert page.recovery_check.isChecked()
     assert not page.isComplete()  # everything else is ready: only the recovery key is missing

@@ -2,6 +2,8 @@
 
 The dialog is non-blocking (callers ``open()`` it) and so is its Save dialog. The key is written with
 :func:`app.signing.output.write_output` (``private=True``): mode 0600, atomic, never overwriting a file.
+Copy puts it on the clipboard through :func:`app.gui.secret_clipboard.secret_clipboard`, which takes it
+off again after a short while (if it is still there) and when the application quits.
 The key text is never logged. Closing without the checkbox ticked (Esc, the window's close button) rejects
 the dialog: the caller treats the key as *not* stored.
 """
@@ -12,7 +14,7 @@ import logging
 from pathlib import Path
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QFontDatabase, QGuiApplication
+from PySide6.QtGui import QFontDatabase
 from PySide6.QtWidgets import (
     QCheckBox,
     QDialog,
@@ -28,6 +30,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.errors import ShieldwrightError
+from app.gui.secret_clipboard import seconds, secret_clipboard
 from app.gui.widgets.error_panel import ErrorPanel
 
 log = logging.getLogger(__name__)
@@ -158,8 +161,14 @@ class RecoveryKeyDialog(QDialog):
         return self.stored_check.isChecked()
 
     def copy_to_clipboard(self) -> None:
-        QGuiApplication.clipboard().setText(self._key)
-        self.status_label.setText(self.tr("Copied to the clipboard."))
+        """Copy the key; the clipboard is cleared again after a short while, and when the app quits."""
+        holder = secret_clipboard()
+        holder.copy(self._key)
+        self.status_label.setText(
+            self.tr("Copied to the clipboard; it is cleared in %1 s.").replace(
+                "%1", seconds(holder.clear_after_ms)
+            )
+        )
 
     def choose_file(self) -> QFileDialog:
         """A non-blocking Save dialog; the key is written when a file is chosen."""
