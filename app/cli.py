@@ -3,20 +3,80 @@
 Every subcommand maps to one engine call. Input errors (:class:`ShieldwrightError`) print one line
 ``shieldwright: error: MESSAGE (HINT)`` to stderr and exit with the error's code; they never print a
 traceback. Without a subcommand the wizard opens (optionally on an image given as the only argument).
+
+This is the boundary, so it keeps two promises whatever happens below it (issue 17 items 9 and 10):
+
+- **Interruptions clean up.** SIGTERM (``kill``, ``systemctl stop``, a CI timeout) and SIGHUP (the terminal
+  went away) are turned into :class:`Interrupted`, a KeyboardInterrupt, so every path that handles Ctrl-C -
+  the build's cooperative cancel that removes its staging directory, the ``finally`` blocks that delete
+  temporary plaintext copies - handles them too. The exit code is 128 + the signal's number (130, 143,
+  129), as a shell reports a process killed by it. A signal the caller ignores (``nohup``) stays ignored.
+- **No traceback escapes.** An exception that is not a ShieldwrightError - a RecursionError or MemoryError
+  from a hostile input, a ValueError or OverflowError, a Rust panic (pyo3's ``PanicException``, a
+  BaseException) from ``cryptography``'s KDF - prints one line with a hint, and its traceback goes to the
+  log file (:mod:`app.logfile`) only; ``--debug`` also logs it to stderr.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import logging
+import os
+import signal
 import sys
+import threading
+from collections.abc import Iterator
+from types import FrameType
 
 from app import __version__
 from app.commands import COMMAND_MODULES
-from app.errors import ShieldwrightError
+from app.errors import CancelledError, ShieldwrightError
 
 log = logging.getLogger(__name__)
+
+#: Signals that stop a command the way Ctrl-C does (SIGINT keeps Python's own handler).
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+#: Exit code of an unexpected error that is most likely the input's doing (as for bad input).
+EXIT_INPUT = 2
+#: Exit code of an unexpected error of any other kind (a bug).
+EXIT_INTERNAL = 70  # EX_SOFTWARE, sysexits.h
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, raised in the main thread exactly where Ctrl-C's KeyboardInterrupt would be."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def stop_signals_interrupt() -> Iterator[list[int]]:
+    """While inside: SIGTERM and SIGHUP raise :class:`Interrupted`; yields the signals received so far.
+
+    Only in the main thread (where Python runs signal handlers), only for signals at their default action
+    (an ignored SIGHUP under ``nohup`` stays ignored), and the previous handlers are restored on exit.
+    """
+    received: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield received
+        return
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        received.append(signum)
+        raise Interrupted(signum)
+
+    previous = {}
+    for sig in STOP_SIGNALS:
+        if signal.getsignal(sig) is signal.SIG_DFL:
+            previous[sig] = signal.signal(sig, handler)
+    try:
+        yield received
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -56,11 +116,71 @@ def main(argv: list[str]) -> int:
     if args.command is None:
         build_parser().print_help()
         return 2
+    with stop_signals_interrupt() as received:
+        try:
+            return run_command(args, received)
+        except KeyboardInterrupt:  # a second signal while the first one's outcome was being reported
+            return 128 + (received[-1] if received else signal.SIGINT)
+
+
+def run_command(args: argparse.Namespace, received: list[int]) -> int:
+    """Run the subcommand; every way it can end becomes an exit code and at most one line on stderr."""
     try:
         return args.func(args)
     except ShieldwrightError as exc:
-        print(f"shieldwright: error: {exc.one_line()}", file=sys.stderr)
+        _say(f"shieldwright: error: {exc.one_line()}")
+        if isinstance(exc, CancelledError) and received:
+            return 128 + received[-1]
         return exc.exit_code
     except KeyboardInterrupt:
-        print("shieldwright: cancelled", file=sys.stderr)
-        return 130
+        signum = received[-1] if received else signal.SIGINT
+        _say("shieldwright: cancelled" + (f" ({signal.Signals(signum).name})" if received else ""))
+        return 128 + signum
+    except BrokenPipeError:
+        # The reader of stdout went away (``| head``): nothing left to say to it, and nothing to flush.
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + signal.SIGPIPE
+    except (SystemExit, GeneratorExit):
+        raise
+    except BaseException as exc:  # Exception, and pyo3's PanicException (a BaseException)
+        message, code = unexpected_error(exc, args.command)
+        _say(f"shieldwright: error: {message.one_line()}")
+        return code
+
+
+def unexpected_error(exc: BaseException, command: str) -> tuple[ShieldwrightError, int]:
+    """The one-line error and exit code for an exception no engine code translated; its traceback goes to
+    the log file (and with ``--debug`` to stderr), never to the terminal by default."""
+    from app.logfile import append_traceback
+
+    log.debug("unexpected error in `shieldwright %s`", command, exc_info=exc)
+    path = append_traceback(exc, f"`shieldwright {command}` failed")
+    where = f"details in {path}" if path is not None else "the log file could not be written"
+    message, hint, code = _describe(exc)
+    return ShieldwrightError(message, f"{hint}; {where}"), code
+
+
+def _describe(exc: BaseException) -> tuple[str, str, int]:
+    """(message, hint, exit code) for an untranslated exception, by kind."""
+    name = type(exc).__name__
+    suspect = "the input may be corrupt or hostile"
+    if isinstance(exc, MemoryError):
+        return "not enough memory", f"{suspect} (a size beyond what it holds)", EXIT_INPUT
+    if isinstance(exc, RecursionError):
+        return "the input is nested too deeply to process", suspect, EXIT_INPUT
+    if name == "PanicException":  # pyo3_runtime.PanicException: not importable, not an Exception
+        return ("a cryptographic library refused its parameters (panic)",
+                f"{suspect} (e.g. a LUKS2 header's KDF cost)", EXIT_INPUT)  # fmt: skip
+    if isinstance(exc, ValueError | OverflowError):
+        return f"a value in the input cannot be processed ({name})", suspect, EXIT_INPUT
+    if isinstance(exc, OSError):
+        return (f"cannot continue: {exc.strerror or name}", "check the paths, permissions and free space",
+                EXIT_INPUT)  # fmt: skip
+    return f"internal error ({name})", "this is a bug, please report it", EXIT_INTERNAL
+
+
+def _say(line: str) -> None:
+    """Print to stderr; a stderr that is gone (SIGHUP closed the terminal) must not raise a second error."""
+    with contextlib.suppress(OSError, ValueError):
+        print(line, file=sys.stderr, flush=True)

@@ -18,7 +18,10 @@
 - ``signers``: the UEFI (UKI) and catalog (catalog, manifest) certificates: subject, issuer, serial and
   SHA-256 thumbprint of the DER certificate (lower-case hex, as ``vsc show`` prints it);
 - ``luks``: per encrypted partition its LUKS2 UUID, cipher, sector size, data offset and keyslots
-  (``id``, ``kind`` = ``passphrase`` / ``recovery`` / ``tpm2``, KDF parameters without salts).
+  (``id``, ``kind`` = ``passphrase`` / ``recovery`` / ``tpm2``, KDF parameters without salts);
+- ``host_files``: every file of the build host that went into the template in the clear (the UKI's
+  kernel, initrds and stub read from this computer, not from the base image): recipe key, role, path,
+  size, SHA-256, mode, and ``private`` when other users could not read it (published only when allowed).
 
 Never in it: passphrases, the recovery key, key material. The signature ``<output>.manifest.json.p7s`` is
 a detached DER CMS SignedData by the catalog signer over the exact bytes of the JSON file, so
@@ -227,6 +230,7 @@ def build_manifest(record: BuildRecord) -> dict[str, Any]:
             "catalog": certificate_dict(record.catalog_certificate),
         },
         "luks": [luks.to_dict() for luks in record.luks],
+        "host_files": [f.to_dict() for f in getattr(record.uki, "host_files", ())],
         "recovery_key_file": str(record.recovery_key_file) if record.recovery_key_file else None,
         "notes": list(record.notes),
     }

@@ -5,7 +5,9 @@ a :class:`BuildProgress` and honouring a :class:`~app.progress.CancelToken`:
 
 1. **Open base image** - read-only, any format; GPT, roles and findings checked (an ERROR refuses the
    build); the re-layout planned; the output's names checked (never the input, never overwritten unless
-   asked). A background thread starts hashing the input file for the manifest.
+   asked, the recovery key file none of the others); host files the UKI would publish in the clear refused
+   when other users may not read them, unless ``allow_private_inputs``. A background thread starts hashing
+   the input file for the manifest.
 2. **Build and sign the UKI** - from the recipe's UKI options (:mod:`app.build.boot`; by default the newest
    kernel in the image's /boot with its initrds and the host's systemd-stub), Authenticode-signed. Step 4's
    work starts here too, on a thread of its own (see :meth:`_Build._start_keys`).
@@ -116,6 +118,9 @@ class BuildInputs:
     recovery_key: str | None = field(default=None, repr=False)
     #: Replace existing output files (the image and its .vsc, manifest, signature and report).
     overwrite: bool = False
+    #: Publish host files (kernel, initrds, stub) that other users may not read - in the clear, in the ESP.
+    #: Off, such a file is refused (the CLI's ``--allow-private-inputs``, the Review page's checkbox).
+    allow_private_inputs: bool = False
 
 
 @dataclass(frozen=True)
@@ -280,6 +285,7 @@ class _Build:
         self.paths = ArtefactPaths.for_output(Path(r.output.path))
         self.recovery_file = Path(r.encryption.recovery_key_file) if r.encryption.recovery_key_file else None
         self._check_outputs()
+        self._check_host_files()
 
         self.image = open_image(self.base)
         self.layout = layout_of(self.image)
@@ -319,12 +325,21 @@ class _Build:
                       "(free space too)", manifest=True)  # fmt: skip
 
     def _check_outputs(self) -> None:
+        """Before anything is written: no output is the input, none replaces a file unless asked, and the
+        recovery key file is none of the others (renamed over, it would be lost while reported written)."""
+        from app.recipe_checks import output_collision
+
         base = self.base
-        for path in (*self.paths.all(), *([self.recovery_file] if self.recovery_file else [])):
+        for path in self.paths.all():
             if _same_file(path, base):
                 raise BuildError(
                     f"{path} is the base image", "the input is never modified: choose another output"
                 )
+        if self.recovery_file is not None:
+            clash = output_collision(self.recovery_file, self.recipe)
+            if clash is not None:
+                raise BuildError(f"the recovery key file {self.recovery_file} is {clash}",
+                                 "choose a separate file for the recovery key")  # fmt: skip
         if not self.inputs.overwrite:
             for path in self.paths.all():
                 if os.path.lexists(path):
@@ -335,6 +350,18 @@ class _Build:
             raise OutputExistsError(f"the recovery key file {self.recovery_file} already exists",
                                     "move it away (it may hold the key of an earlier template)")  # fmt: skip
 
+    def _check_host_files(self) -> None:
+        """Refuse, before anything is written, host files the UKI would publish although other users may
+        not read them (unless allowed); the UKI build checks each file again as it reads it."""
+        from app.findings import Severity
+        from app.recipe_checks import private_host_file_problems
+
+        problems = private_host_file_problems(self.recipe, allow=self.inputs.allow_private_inputs)
+        for p in problems:
+            if p.severity is Severity.ERROR:
+                raise BuildError(f"{p.key}: {p.text}", p.hint)
+            self.note(f"{p.key}: {p.text} ({p.hint})", manifest=True)
+
     # -- 2. UKI --------------------------------------------------------------------------------------
 
     def _uki(self) -> None:
@@ -342,7 +369,11 @@ class _Build:
 
         self._start_keys()
         self.uki = make_uki(self.recipe.uki, self.image, self.layout, self.inputs.uefi_signer,
-                            cancel=self.cancel, note=self.note)  # fmt: skip
+                            cancel=self.cancel, note=self.note,
+                            allow_private=self.inputs.allow_private_inputs)  # fmt: skip
+        for f in self.uki.host_files:
+            self.note(f"Published in the clear (ESP): host file {f.path} as {f.role} (mode {f.mode:04o}, "
+                      f"SHA-256 {f.sha256})")  # fmt: skip
         info = self.uki.info
         self.note(self.uki.describe())
         self.note(f"UKI Authenticode SHA-256 {info.authenticode_sha256}")
@@ -507,8 +538,9 @@ class _Build:
         esp_out = dataclasses.replace(self.esp, first_lba=planned.first_lba, last_lba=planned.last_lba)
         # The ESP was copied unchanged: its present bytes come from the input (in the page cache).
         current = (self.image, self.esp.first_lba * self.layout.sector_size)
-        write_esp_files(self.raw, esp_out, 512, files, mtime=_source_date_epoch(), cancel=self.cancel,
-                        fsync=False, current=current)  # fmt: skip
+        # The partition's LBAs count the disk's logical sectors (4096 bytes on a 4Kn disk), not 512 bytes.
+        write_esp_files(self.raw, esp_out, self.layout.sector_size, files, mtime=_source_date_epoch(),
+                        cancel=self.cancel, fsync=False, current=current)  # fmt: skip
         for path, data in files.items():
             self.note(f"ESP: {path} ({len(data)} bytes)")
 

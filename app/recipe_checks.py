@@ -85,8 +85,10 @@ def recipe_problems(r: Recipe, *, check_files: bool) -> list[Problem]:
     if _same_path(r.output.path, r.base_image):
         out.add("output.path", "is the base image itself", "the input is never modified: choose another path")
     rk = r.encryption.recovery_key_file
-    if rk is not None and (_same_path(rk, r.output.path) or _same_path(rk, r.base_image)):
-        out.add("encryption.recovery_key_file", "is the output or the base image", "choose a separate file")
+    if rk is not None:
+        clash = output_collision(rk, r)
+        if clash is not None:
+            out.add("encryption.recovery_key_file", f"is {clash}", "choose a separate file for the key")
     if check_files:
         _files(out, r)
     return list(out)
@@ -316,6 +318,116 @@ def _boot(out: _Problems, r: Recipe) -> None:
         out.add("boot.vendor_dir", exc.message, exc.hint)
     if not isinstance(b.install_removable, bool):
         out.add("boot.install_removable", f"{short_repr(b.install_removable)} is not true or false")
+
+
+def build_files(r: Recipe) -> dict[str, Path]:
+    """Every file a build of ``r`` reads or writes whose path must not be shared with another, by what it
+    is: the base image, the output and its sidecars (catalog, manifest, signature, report)."""
+    from app.manifest import ArtefactPaths
+
+    files = {"the base image": Path(r.base_image)}
+    if r.output.path is not None:
+        p = ArtefactPaths.for_output(Path(r.output.path))
+        files.update({"the output image": p.output, "the output's catalog": p.catalog,
+                      "the output's manifest": p.manifest, "the manifest's signature": p.signature,
+                      "the output's report": p.report})  # fmt: skip
+    return files
+
+
+def output_collision(path: Path | str, r: Recipe) -> str | None:
+    """What ``path`` (a file the build or the CLI writes besides the template, e.g. the recovery key) would
+    collide with - "the output's report (/x/t.raw.report.html)" - or None.
+
+    Why: the build renames its staged files over their destinations at the very end; a recovery key written
+    to a sidecar's name would be replaced by the sidecar after being reported as written (issue 17 item 3).
+    """
+    for what, other in build_files(r).items():
+        if _same_path(Path(path), other):
+            return f"{what} ({other})"
+    return None
+
+
+# -- host files published in the clear -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HostFile:
+    """A file of this computer that a build copies into the template *in the clear*: the UKI it builds lands
+    in the unencrypted ESP, so its kernel, initrds and stub can be read by anyone holding the template."""
+
+    key: str  #: the recipe key naming it, e.g. ``uki.initrds[0]``
+    role: str  #: ``kernel``, ``initrd`` or ``stub``
+    path: Path
+
+
+def published_host_files(r: Recipe) -> list[HostFile]:
+    """The host files a build of ``r`` puts into the template in the clear, in recipe order.
+
+    ``uki.kernel`` and ``uki.initrds`` with ``source = "files"``, and the stub of any UKI that is built
+    (``uki.stub``, or the host's systemd-stub when it names none). Files taken from the base image are not
+    host files; an existing UKI kept or re-signed uses none.
+    """
+    from app.boot.uki import HOST_STUB
+
+    u = r.uki
+    if u.source not in UKI_SOURCES or not u.builds_new_uki:
+        return []
+    files: list[HostFile] = []
+    if u.source == "files":
+        if u.kernel:
+            files.append(HostFile("uki.kernel", "kernel", Path(u.kernel)))
+        files += [HostFile(f"uki.initrds[{i}]", "initrd", Path(p)) for i, p in enumerate(u.initrds)]
+    files.append(HostFile("uki.stub", "stub", Path(u.stub) if u.stub is not None else HOST_STUB))
+    return files
+
+
+def is_private_mode(mode: int) -> bool:
+    """A file that not every user of this computer may read (no read bit for "others": its owner only, or
+    its owner and group, like ``/etc/shadow`` 0640, ``~/.ssh/id_*`` 0600, a 0600 kernel image). What a
+    build must not publish in the clear unless told to."""
+    return not mode & stat.S_IROTH
+
+
+def private_file_text(path: Path | str, mode: int) -> str:
+    """The one sentence for a private host file that would be published (the recipe check and the build)."""
+    return (f"{path} is not readable by other users (mode {stat.S_IMODE(mode):o}) and would be published "
+            "in the clear in the template's ESP")  # fmt: skip
+
+
+def private_host_files(r: Recipe) -> list[tuple[HostFile, int]]:
+    """The published host files (:func:`published_host_files`) whose mode is private, with that mode.
+    Files that cannot be looked at are left to the file checks of :func:`recipe_problems`."""
+    found = []
+    for f in published_host_files(r):
+        try:
+            mode = f.path.stat().st_mode
+        except OSError:
+            continue
+        if is_private_mode(mode):
+            found.append((f, mode))
+    return found
+
+
+def private_host_file_problems(r: Recipe, *, allow: bool, hint: str = "") -> list[Problem]:
+    """An ERROR per published host file (:func:`published_host_files`) with a private mode -
+    a WARNING instead when ``allow`` (the CLI's ``--allow-private-inputs``, the Review page's choice).
+
+    Why: a recipe is data a CI job replays; ``uki.initrds = ["/etc/shadow"]`` would otherwise copy that
+    file readably into a template that is handed out (issue 17 item 7). Missing files are not reported here
+    (the file checks of :func:`recipe_problems` do that). ``hint`` says how this face allows them.
+    """
+    out = _Problems()
+    for f, mode in private_host_files(r):
+        text = private_file_text(f.path, mode)
+        if allow:
+            out.add(f.key, text, "published because private inputs were allowed", WARNING)
+        else:
+            out.add(f.key, text, hint or PRIVATE_INPUT_HINT)
+    return list(out)
+
+
+#: How a user allows publishing a private host file (the one spelling the CLI and the wizard show).
+PRIVATE_INPUT_HINT = "use another file; if it is meant to be public, chmod o+r it or allow private inputs"
 
 
 def _same_path(a: Path | None, b: Path | None) -> bool:

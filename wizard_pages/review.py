@@ -9,7 +9,13 @@ the output (path and format, *Change…*). The wizard state becomes a :class:`ap
 keeps *Generate* disabled.
 
 *Save recipe…* writes that recipe as TOML (``save_recipe``): paths and choices, never a secret — the
-provisioning passphrase is recorded as ``"prompt"`` unless the user names a file for replays.
+provisioning passphrase is recorded as ``"prompt"`` unless the user names a file for replays. An existing
+file is replaced only after the page asked, inline (*Replace* / *Keep it*), never in a modal dialog.
+
+Host files that go into the template in the clear (a UKI built from files: its kernel, initrds and stub,
+which land unencrypted in the ESP) are listed in the summary. One that other users of this computer may
+not read (``/etc/shadow``, a private key) is an ERROR unless *Publish private host files* is ticked; that
+choice is the wizard field ``allowPrivateInputs``, which the Generate page hands to the build.
 *Show equivalent command* gives the ``shieldwright build`` command line that replays it. It is a commit
 page (``setCommitPage``): its button says *Generate*, and there is no way back once the build started.
 """
@@ -29,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QFontDatabase, QGuiApplication, QPalette
 from PySide6.QtWidgets import (
+    QCheckBox,
     QComboBox,
     QFileDialog,
     QFrame,
@@ -66,6 +73,10 @@ FORMAT_EXTENSIONS = {"raw": "raw", "vhdx": "vhdx", "vhd": "vhd", "qcow2": "qcow2
 _SUFFIX_FORMATS = {".raw": "raw", ".img": "raw", ".vhdx": "vhdx", ".vhd": "vhd", ".qcow2": "qcow2"}
 RECIPE_FILTERS = ("Shieldwright recipes (*.toml)", "All files (*)")
 PASSPHRASE_FILTERS = ("All files (*)",)
+#: The wizard field (QWizard.field) holding "publish private host files"; the Generate page reads it.
+ALLOW_PRIVATE_FIELD = "allowPrivateInputs"
+#: How the wizard allows a private host file (the hint of its ERROR finding).
+PRIVATE_HINT = 'use another file, or tick "Publish private host files" below if it is meant to be public'
 #: The PCR bank and phase shown on the page: SHA-256, before any systemd phase word is measured.
 PCR_BANK = "sha256"
 
@@ -142,13 +153,22 @@ class ReviewCheck:
     #: Why PCR 11 is not shown (no UKI yet, cannot be predicted).
     pcr_note: str = ""
     generation: int = field(default=0, compare=False)
+    #: Host files published in the clear whose mode is private (their paths as text).
+    private_files: tuple[str, ...] = ()
 
 
-def check_recipe(recipe: Any, uki: bytes | None, generation: int = 0) -> ReviewCheck:
-    """Runs in the executor: validate the recipe (it may look at files) and predict PCR 11."""
+def check_recipe(
+    recipe: Any, uki: bytes | None, generation: int = 0, allow_private: bool = False
+) -> ReviewCheck:
+    """Runs in the executor: validate the recipe (it may look at files), look at the modes of the host files
+    it publishes (an ERROR for a private one unless ``allow_private``) and predict PCR 11."""
     from app.recipe import validate_recipe
+    from app.recipe_checks import private_host_file_problems, private_host_files
 
     findings = list(validate_recipe(recipe))
+    private_problems = private_host_file_problems(recipe, allow=allow_private, hint=PRIVATE_HINT)
+    findings += [p.finding() for p in private_problems]
+    private = tuple(str(f.path) for f, _ in private_host_files(recipe))
     pcr11, note = None, ""
     if uki is None:
         note = "build the UKI on the Boot image page to see it"
@@ -159,15 +179,16 @@ def check_recipe(recipe: Any, uki: bytes | None, generation: int = 0) -> ReviewC
             pcr11 = pcr.predict_pcr11(uki, banks=(PCR_BANK,))[PCR_BANK][""]
         except ShieldwrightError as exc:
             note = exc.one_line()
-    return ReviewCheck(findings, pcr11, note, generation)
+    return ReviewCheck(findings, pcr11, note, generation, private)
 
 
-def save_recipe_file(recipe: Any, path: str) -> Path:
-    """Runs in the executor: write the recipe TOML (the file dialog already asked before replacing)."""
+def save_recipe_file(recipe: Any, path: str, overwrite: bool = False) -> Path:
+    """Runs in the executor: write the recipe TOML. ``overwrite`` only once the user said *Replace*; else an
+    existing file (even one that appeared since the page asked) is an OutputExistsError, never replaced."""
     from app.recipe import save_recipe
 
     target = Path(path)
-    save_recipe(recipe, target)
+    save_recipe(recipe, target, overwrite=overwrite)
     return target
 
 
@@ -223,6 +244,8 @@ class ReviewPage(QWizardPage):
     checkFinished = Signal()
     #: Saving the recipe ended (successfully or not) and the outcome is shown.
     saveFinished = Signal()
+    #: The chosen recipe file exists: the page now asks, inline, whether to replace it.
+    replaceAsked = Signal()
 
     def __init__(
         self,
@@ -231,7 +254,7 @@ class ReviewPage(QWizardPage):
         parent: QWidget | None = None,
         *,
         checker: Callable[..., ReviewCheck] = check_recipe,
-        saver: Callable[[Any, str], Path] = save_recipe_file,
+        saver: Callable[[Any, str, bool], Path] = save_recipe_file,
     ) -> None:
         super().__init__(parent)
         self.state = state
@@ -249,6 +272,8 @@ class ReviewPage(QWizardPage):
         self._saving_recipe: Any = None
         self._dialogs: dict[str, QFileDialog] = {}
         self._syncing = False
+        #: The existing recipe file the page is asking about (None: not asking).
+        self.pending_replace: Path | None = None
 
         self.setTitle(self.tr("Review"))
         self.setSubTitle(
@@ -260,6 +285,7 @@ class ReviewPage(QWizardPage):
         self.setCommitPage(True)
         self.setButtonText(QWizard.WizardButton.CommitButton, self.tr("&Generate"))
         self._build_ui()
+        self.registerField(ALLOW_PRIVATE_FIELD, self.private_check)
 
     @property
     def output(self) -> OutputChoice:
@@ -331,6 +357,37 @@ class ReviewPage(QWizardPage):
 
         self.findings = FindingsList(self, max_rows=3)
         self.findings.setAccessibleName(self.tr("Problems found in the recipe"))
+        self.private_check = QCheckBox(
+            self.tr("Publish private &host files in the clear (other users of this computer cannot read)"),
+            self,
+        )
+        self.private_check.setObjectName("allowPrivateInputs")
+        self.private_check.setToolTip(
+            self.tr("The UKI is stored unencrypted in the template's ESP: anyone holding the template can "
+                    "read the files it was built from. Tick only if they are meant to be public.")
+        )  # fmt: skip
+        self.private_check.toggled.connect(self._on_private_toggled)
+        self.private_check.hide()
+
+        # Asked inline when the chosen recipe file exists (no modal dialog from a slot).
+        self.replace_panel = QFrame(self)
+        self.replace_panel.setObjectName("replaceRecipe")
+        self.replace_label = QLabel(self.replace_panel)
+        self.replace_label.setObjectName("replaceQuestion")
+        self.replace_label.setWordWrap(True)
+        self.replace_label.setTextFormat(Qt.TextFormat.PlainText)
+        self.replace_button = QPushButton(self.tr("&Replace"), self.replace_panel)
+        self.replace_button.setObjectName("replaceRecipeButton")
+        self.replace_button.clicked.connect(self.confirm_replace)
+        self.keep_button = QPushButton(self.tr("&Keep it"), self.replace_panel)
+        self.keep_button.setObjectName("keepRecipeButton")
+        self.keep_button.clicked.connect(self.cancel_replace)
+        replace_row = QHBoxLayout(self.replace_panel)
+        replace_row.setContentsMargins(0, 0, 0, 0)
+        replace_row.addWidget(self.replace_label, 1)
+        replace_row.addWidget(self.replace_button)
+        replace_row.addWidget(self.keep_button)
+        self.replace_panel.hide()
 
         # Save recipe / equivalent command.
         self.save_button = QPushButton(
@@ -399,7 +456,9 @@ class ReviewPage(QWizardPage):
         layout.addWidget(self.summary, 1)
         layout.addLayout(grid)
         layout.addWidget(self.findings)
+        layout.addWidget(self.private_check)
         layout.addLayout(buttons)
+        layout.addWidget(self.replace_panel)
         layout.addWidget(self.command_panel)
         layout.addWidget(self.error_panel)
         layout.addWidget(self.confirm_label)
@@ -410,6 +469,7 @@ class ReviewPage(QWizardPage):
             self.format_combo,
             self.passphrase_combo,
             self.findings,
+            self.private_check,
             self.save_button,
             self.command_button,
             self.command_text,
@@ -472,7 +532,8 @@ class ReviewPage(QWizardPage):
             self.checkFinished.emit()
             return
         uki = self.state.boot.uki
-        task = self._runner.start(self._checker, recipe, uki, self._generation, name="check-recipe")
+        allow = self.private_check.isChecked()
+        task = self._runner.start(self._checker, recipe, uki, self._generation, allow, name="check-recipe")
         task.succeeded.connect(self._on_checked)
         task.failed.connect(self._on_check_failed)
         task.finished.connect(self._on_check_finished)
@@ -494,6 +555,10 @@ class ReviewPage(QWizardPage):
         self._check = check
         self.findings.set_findings(check.findings, empty_text=self.tr("The recipe is complete and valid."))
         self.status_label.clear()
+        self.private_check.setVisible(bool(check.private_files) or self.private_check.isChecked())
+
+    def _on_private_toggled(self, _on: bool) -> None:
+        self.start_check()
 
     def _on_check_failed(self, error: ShieldwrightError) -> None:
         self.findings.set_findings([Finding(Severity.ERROR, error.one_line())])
@@ -519,7 +584,8 @@ class ReviewPage(QWizardPage):
         self._show_passphrase_source()
         self.confirm_label.setText(self.confirmation_text())
         saving = self._save_task is not None
-        self.save_button.setEnabled(not saving and "recipe" not in self._dialogs)
+        asking = self.pending_replace is not None
+        self.save_button.setEnabled(not saving and not asking and "recipe" not in self._dialogs)
         self.change_button.setEnabled("output" not in self._dialogs)
         if self.command_panel.isVisible():
             self._show_command()
@@ -545,7 +611,10 @@ class ReviewPage(QWizardPage):
             .replace("%3", base)
         )
         if replace:
-            text += " " + self.tr("%1 already exists and will be replaced.").replace("%1", path.name)
+            # The build never replaces an existing output it was not told to (issue 17 item 8).
+            text += " " + self.tr(
+                "%1 already exists: Generate stops rather than replace it — choose another name or move it."
+            ).replace("%1", path.name)
         return text
 
     def _summary_html(self) -> str:
@@ -658,6 +727,8 @@ class ReviewPage(QWizardPage):
         else:
             pcr_value, mono = tr("computing…"), False
         rows.append((tr("PCR 11 (SHA-256, before any phase)"), pcr_value, mono))
+        if boot.configured:
+            rows.append((tr("Host files in the clear (ESP)"), self._host_files_text(), False))
         groups.append((tr("3. Boot image (UKI)"), rows))
 
         # 4. Encryption.
@@ -717,6 +788,25 @@ class ReviewPage(QWizardPage):
             rows.append((tr("Also written"), ", ".join(also), False))
         groups.append((tr("6. Output"), rows))
         return groups
+
+    def _host_files_text(self) -> str:
+        """Every host file the UKI puts in the clear into the ESP, private ones marked (after the check)."""
+        from app.recipe_checks import published_host_files
+
+        try:
+            files = published_host_files(self.recipe())
+        except ShieldwrightError:
+            return self.tr("unknown until the choices are complete")
+        if not files:
+            return self.tr("none — the UKI comes from the base image")
+        private = set(self._check.private_files) if self._check is not None else set()
+        lines = []
+        for f in files:
+            line = f"{f.role}: {f.path}"
+            if str(f.path) in private:
+                line += " — " + self.tr("PRIVATE: other users of this computer cannot read it")
+            lines.append(line)
+        return "\n".join(lines)
 
     def recovery_key_file(self) -> Path | None:
         """Where the build writes the recovery key (beside the output), or None without one."""
@@ -874,6 +964,8 @@ class ReviewPage(QWizardPage):
         cat = self.state.catalog
         name = safe_stem(cat.template_name, cat.template_version) if cat else "template"
         dialog = self._file_dialog("recipe", self.tr("Save recipe"), directory, save=True)
+        # The page asks itself, inline, when the file exists (the same question with any file dialog).
+        dialog.setOption(QFileDialog.Option.DontConfirmOverwrite, True)
         dialog.setNameFilters([self.tr(f) for f in RECIPE_FILTERS])
         dialog.setDefaultSuffix("toml")
         dialog.selectFile(self.saved_recipe.name if self.saved_recipe else f"{name}.recipe.toml")
@@ -882,18 +974,30 @@ class ReviewPage(QWizardPage):
         self.refresh()
         return dialog
 
-    def save_recipe_to(self, path: str | Path) -> None:
-        """Write the recipe for the current choices to ``path`` in the background."""
+    def save_recipe_to(self, path: str | Path, overwrite: bool = False) -> None:
+        """Write the recipe for the current choices to ``path`` in the background; an existing file only
+        with ``overwrite`` - else the page first asks, inline, and :meth:`confirm_replace` saves."""
         if self._save_task is not None:
             return
         self.error_panel.clear()
+        self._hide_replace()
+        if not overwrite and Path(path).exists():
+            self.pending_replace = Path(path)
+            self.replace_label.setText(
+                self.tr("%1 already exists. Replace it with this recipe?").replace("%1", str(path))
+            )
+            self.replace_panel.show()
+            self.replace_button.setFocus()
+            self.refresh()
+            self.replaceAsked.emit()
+            return
         try:
             recipe = self.recipe()
         except ShieldwrightError as exc:
             self.error_panel.show_error(exc.message, exc.hint)
             self.saveFinished.emit()
             return
-        task = self._runner.start(self._saver, recipe, str(path), name="save-recipe")
+        task = self._runner.start(self._saver, recipe, str(path), overwrite, name="save-recipe")
         self._save_task = task
         self._saving_recipe = recipe
         task.succeeded.connect(self._on_saved)
@@ -901,6 +1005,23 @@ class ReviewPage(QWizardPage):
         task.finished.connect(self._on_save_finished)
         self.status_label.setText(self.tr("Saving the recipe…"))
         self.refresh()
+
+    def confirm_replace(self) -> None:
+        """*Replace*: save over the existing file the page asked about."""
+        path = self.pending_replace
+        if path is not None:
+            self.save_recipe_to(path, overwrite=True)
+
+    def cancel_replace(self) -> None:
+        """*Keep it*: nothing is written."""
+        if self.pending_replace is not None:
+            self._hide_replace()
+            self.status_label.setText(self.tr("Not saved: the existing file was kept."))
+            self.refresh()
+
+    def _hide_replace(self) -> None:
+        self.pending_replace = None
+        self.replace_panel.hide()
 
     def _on_saved(self, path: Path) -> None:
         log.info("recipe saved to %s", path)

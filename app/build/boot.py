@@ -21,7 +21,10 @@ PCR 11 does not cover); an os-release of None is read from the image's root (``/
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import os
 import re
+import stat
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -52,6 +55,29 @@ class BootSourceError(ShieldwrightError):
     """The recipe's kernel, initrd or UKI cannot be found or read."""
 
 
+class PrivateInputError(BootSourceError):
+    """A host file that other users may not read would be published in the clear (not allowed)."""
+
+
+@dataclass(frozen=True)
+class PublishedFile:
+    """A host file copied into the UKI, hence in the clear into the template's ESP: what the manifest and
+    the report list (``key`` the recipe key, ``role`` kernel/initrd/stub, the bytes' SHA-256 and size,
+    the file's mode when it was read, and whether that mode was private - published only when allowed)."""
+
+    key: str
+    role: str
+    path: str
+    size_bytes: int
+    sha256: str
+    mode: int
+    private: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"key": self.key, "role": self.role, "path": self.path, "size_bytes": self.size_bytes,
+                "sha256": self.sha256, "mode": f"{self.mode:04o}", "private": self.private}  # fmt: skip
+
+
 @dataclass(frozen=True)
 class BuiltUki:
     """The UKI that goes into the template, and where it came from (for the log and the manifest)."""
@@ -65,6 +91,8 @@ class BuiltUki:
     stub: str  # "host" or a path
     cmdline: str | None
     signed: bool  # carries our UEFI signature
+    #: Every host file inside the UKI (kernel, initrds, stub read from this computer's filesystem).
+    host_files: tuple[PublishedFile, ...] = ()
 
     def describe(self) -> str:
         what = {"built": "built from", "kept": "kept as it is:", "re-signed": "re-signed:"}[self.action]
@@ -115,13 +143,34 @@ def newest_kernel(entries: Sequence[KernelEntry[BootFile]]) -> KernelEntry[BootF
     return max(enumerate(entries), key=lambda ie: (version_key(ie[1].version), -ie[0]))[1]
 
 
-def _read_path(path: str, what: str) -> bytes:
-    try:
-        return Path(path).read_bytes()
-    except OSError as exc:
-        raise BootSourceError(
-            f"cannot read the {what} {path}: {exc.strerror or exc}", "check the path"
-        ) from None
+class _HostReader:
+    """Reads the host files a UKI is built from, refusing private ones unless allowed, and records each.
+
+    The mode is taken from the open file (``fstat``), so what is judged is what is read: a file swapped
+    after the recipe was checked is still caught (issue 17 item 7).
+    """
+
+    def __init__(self, allow_private: bool) -> None:
+        self.allow_private = allow_private
+        self.files: list[PublishedFile] = []
+
+    def read(self, path: str | os.PathLike[str], key: str, role: str) -> bytes:
+        from app.recipe_checks import PRIVATE_INPUT_HINT, is_private_mode, private_file_text
+
+        try:
+            with open(path, "rb") as f:
+                mode = os.fstat(f.fileno()).st_mode
+                private = is_private_mode(mode)
+                if private and not self.allow_private:
+                    raise PrivateInputError(f"{key}: {private_file_text(path, mode)}", PRIVATE_INPUT_HINT)
+                data = f.read()
+        except OSError as exc:
+            raise BootSourceError(
+                f"cannot read the {role} {path}: {exc.strerror or exc}", "check the path"
+            ) from None
+        self.files.append(PublishedFile(key, role, str(path), len(data), hashlib.sha256(data).hexdigest(),
+                                        stat.S_IMODE(mode), private))  # fmt: skip
+        return data
 
 
 class _ImageFiles:
@@ -173,11 +222,14 @@ class _ImageFiles:
         return pair_kernels(boot)
 
 
-def read_os_release(image: DiskImage, layout: DiskLayout) -> str | None:
-    """The image's os-release text from its (ext2/3/4) root partition, or None when it cannot be read."""
+def read_os_release(image: DiskImage, layout: DiskLayout, cancel: CancelToken | None = None) -> str | None:
+    """The image's os-release text from its (ext2/3/4) root partition, or None when it cannot be read.
+
+    ``cancel`` stops the copy a non-raw image needs (a plaintext copy of the root in $TMPDIR) early.
+    """
     roots = [p for p in layout.partitions if p.role is Role.ROOT and p.content in ("ext2", "ext3", "ext4")]
     for part in roots:
-        with partition_file(image, part, layout.sector_size) as (path, offset), \
+        with partition_file(image, part, layout.sector_size, cancel) as (path, offset), \
                 tempfile.TemporaryDirectory(prefix="shieldwright-osrel-") as tmp:  # fmt: skip
             device = f"{path}?offset={offset}" if offset else str(path)
             for candidate in ("/etc/os-release", "/usr/lib/os-release"):
@@ -202,8 +254,14 @@ def make_uki(
     *,
     cancel: CancelToken,
     note: Callable[[str], None] = lambda line: None,
+    allow_private: bool = False,
 ) -> BuiltUki:
-    """The signed UKI the recipe's ``options`` (an :class:`app.recipe.UkiOptions`) describe."""
+    """The signed UKI the recipe's ``options`` (an :class:`app.recipe.UkiOptions`) describe.
+
+    Host files (kernel, initrds, stub) that other users may not read are refused with a
+    :class:`PrivateInputError` unless ``allow_private``: the UKI goes into the ESP in the clear.
+    """
+    from app.boot.uki import HOST_STUB
     from app.signing.authenticode import sign_pe, verify_pe
 
     source = getattr(options, "source", "image") or "image"
@@ -226,17 +284,18 @@ def make_uki(
             return BuiltUki(data, info, source, "kept" if action == "keep" else "re-signed", ref_of(uki_file),
                             (), "existing", info.cmdline, signed)  # fmt: skip
 
+    host = _HostReader(allow_private)
     stub_path = getattr(options, "stub", None)
-    stub = _read_path(str(stub_path), "stub") if stub_path else None
+    stub = host.read(stub_path or HOST_STUB, "uki.stub", "stub") if stub_path or HOST_STUB.exists() else None
     if source == "files":
         kernel_path = getattr(options, "kernel", None)
         if not kernel_path:
             raise BootSourceError(
                 "the recipe's UKI source is files but names no kernel", "give the kernel file"
             )
-        linux = _read_path(str(kernel_path), "kernel")
+        linux = host.read(str(kernel_path), "uki.kernel", "kernel")
         initrd_names = [str(p) for p in getattr(options, "initrds", None) or []]
-        initrds = [_read_path(p, "initrd") for p in initrd_names]
+        initrds = [host.read(p, f"uki.initrds[{i}]", "initrd") for i, p in enumerate(initrd_names)]
         kernel_name = str(kernel_path)
     else:  # "image", or an existing UKI being replaced: the image's kernel
         kernel_ref = getattr(options, "kernel", None) if source == "image" else None
@@ -263,7 +322,7 @@ def make_uki(
         cmdline = DEFAULT_CMDLINE
     os_release = getattr(options, "os_release", None)
     if os_release is None:
-        os_release = read_os_release(image, layout)
+        os_release = read_os_release(image, layout, cancel)
         if os_release is None:
             note("The image has no readable os-release; using a generic one")
             os_release = DEFAULT_OS_RELEASE
@@ -272,7 +331,7 @@ def make_uki(
     data = build_uki(inputs, signer=signer)
     stub_name = str(stub_path) if stub_path else "host"
     return BuiltUki(data, inspect_uki(data), source, "built", kernel_name, tuple(initrd_names), stub_name,
-                    cmdline, True)  # fmt: skip
+                    cmdline, True, tuple(host.files))  # fmt: skip
 
 
 def _existing_uki(files: _ImageFiles, ref: str | None) -> BootFile:

@@ -147,7 +147,7 @@ def render_report(doc: dict[str, Any], artefacts: list[tuple[str, str, int, str]
         "<h2>Disk layout</h2>",
         _legend(),
         _layout_section("Before", parts["before"], inp["virtual_size"], inp.get("sector_size") or 512, False),
-        _layout_section("After", parts["after"], out["virtual_size"], 512, True),
+        _layout_section("After", parts["after"], out["virtual_size"], inp.get("sector_size") or 512, True),
         "<h2>Artefacts</h2>",
         _table(
             ["What", "File", "Size", "SHA-256"],
@@ -175,6 +175,7 @@ def render_report(doc: dict[str, Any], artefacts: list[tuple[str, str, int, str]
                 ["How", _e(f"{uki['action']} ({uki['source']})")],
             ],
         ),  # fmt: skip
+        _host_files_section(doc.get("host_files") or []),
         "<h2>PCR predictions</h2>",
         "<p>The values a TPM will hold when this UKI has booted: phase <code>(kernel start)</code> is what "
         "an initrd without systemd sees; the others follow each systemd boot phase.</p>",
@@ -248,6 +249,24 @@ def render_report(doc: dict[str, Any], artefacts: list[tuple[str, str, int, str]
     )
     html.append("</body></html>\n")
     return "\n".join(html)
+
+
+def _host_files_section(files: list[dict[str, Any]]) -> str:
+    """The host files published in the clear (in the UKI, in the unencrypted ESP), private ones marked."""
+    if not files:
+        return "<h3>Host files in the clear</h3><p>None: nothing in the template came from the host.</p>"
+    rows = [
+        [_e(f.get("role")), f"<code>{_e(f.get('path'))}</code>", _e(f.get("key")), _e(f.get("mode")),
+         ('<span class="note">private to the build host, published because allowed</span>'
+          if f.get("private") else "readable by every user"),
+         _e(human_size(int(f.get("size_bytes") or 0))), f'<span class="hash">{_e(f.get("sha256"))}</span>']
+        for f in files
+    ]  # fmt: skip
+    return (
+        "<h3>Host files in the clear</h3><p>These files of the build host are inside the UKI, which the "
+        "template's ESP holds unencrypted: anyone with the template can read them.</p>"
+        + _table(["Role", "Path", "Recipe key", "Mode", "Access on the host", "Size", "SHA-256"], rows, {5})
+    )
 
 
 def _kdf_text(kdf: dict[str, Any]) -> str:

@@ -10,19 +10,27 @@ Secrets never come from the command line (``ps`` shows argv): the provisioning p
 terminal, asked twice); a signing key's passphrase from ``--key-passphrase-file``, else the recipe's
 source, and it is only asked for when the key turns out to be encrypted.
 
+A UKI built from host files (``uki.source = "files"``, a ``uki.stub``) lands unencrypted in the ESP:
+a host file other users may not read (``/etc/shadow``, a private key) is refused unless
+``--allow-private-inputs``; the manifest and the report list every host file published.
+``--save-recipe`` never replaces an existing file without ``--force``, nor names one of the build's files.
+
 Progress goes to stderr: on a terminal a status line (step k/n, bar, rate, ETA) under the log; otherwise
-the log's plain lines. The build runs on a worker thread so that Ctrl-C only *requests* a cancel: the
-build stops at its next check, removes every temporary file, and the command exits with 130 and nothing
-written. ``--json`` prints the build's summary (paths, digests, PCR 11 predictions) on stdout.
+the log's plain lines. The build runs on a worker thread so that Ctrl-C (or SIGTERM, SIGHUP: see
+:mod:`app.cli`) only *requests* a cancel: the build stops at its next check, removes every temporary
+file, and the command exits with 128 + the signal's number (130 for Ctrl-C) and nothing written.
+``--json`` prints the build's summary (paths, digests, PCR 11 predictions) on stdout.
 
 Exit codes: 0 built; 2 bad input (a recipe error, an unreadable or unsuitable image, a wrong key
-passphrase, a full disk); 130 cancelled - in every failure case nothing is left in the output folder.
+passphrase, a full disk); 130 cancelled (129 SIGHUP, 143 SIGTERM) - in every failure case nothing is left
+in the output folder.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 import threading
@@ -30,10 +38,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from app.commands._util import human_size
+from app.commands._util import human_size, warn_short_passphrase
 from app.errors import CancelledError, ShieldwrightError
 
 FORMATS = ("raw", "vhdx", "vhd", "qcow2")
+PRIVATE_HINT = "use another file; if it is meant to be public, chmod o+r it or pass --allow-private-inputs"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -78,8 +87,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--kdf", choices=("argon2id", "pbkdf2"), help="keyslot KDF (default argon2id)")
     p.add_argument("--iter-time", metavar="MS", type=int,
                    help="KDF unlock time to calibrate for, like cryptsetup (default 2000)")  # fmt: skip
-    p.add_argument("--save-recipe", metavar="FILE", help="write the effective recipe to FILE, then build")
-    p.add_argument("--force", action="store_true", help="replace existing output files")
+    p.add_argument("--allow-private-inputs", action="store_true",
+                   help="publish host files (UKI kernel, initrds, stub) that other users may not read: "
+                        "the UKI sits unencrypted in the ESP, so they are refused without this")  # fmt: skip
+    p.add_argument("--save-recipe", metavar="FILE", help="write the effective recipe to FILE, then build "
+                   "(an existing FILE is replaced only with --force)")  # fmt: skip
+    p.add_argument("--force", action="store_true", help="replace existing output files (and --save-recipe's)")
     p.set_defaults(func=cmd_build)
 
 
@@ -183,11 +196,15 @@ def _default_protect(base: Path) -> list[int]:
     return numbers
 
 
-def _check(recipe: Any) -> None:
+def _check(recipe: Any, allow_private: bool = False) -> None:
+    """The recipe's findings (warnings printed, the first error raised) before anything is asked or written,
+    host files the UKI would publish although private included."""
     from app.findings import Severity
     from app.recipe import RecipeError, validate_recipe
+    from app.recipe_checks import private_host_file_problems
 
-    findings = validate_recipe(recipe)
+    private = private_host_file_problems(recipe, allow=allow_private, hint=PRIVATE_HINT)
+    findings = validate_recipe(recipe) + [p.finding() for p in private]
     for f in findings:
         if f.severity is Severity.WARNING:
             print(f"shieldwright: warning: {f.message}", file=sys.stderr)
@@ -244,6 +261,7 @@ def _provisioning_passphrase(recipe: Any) -> bytearray:
             raise ShieldwrightError("the passphrases do not match", "type the same passphrase twice")
     if not secret:
         raise ShieldwrightError("the provisioning passphrase is empty", "give a passphrase")
+    warn_short_passphrase(secret, "the provisioning passphrase")
     return secret
 
 
@@ -330,9 +348,10 @@ def run_with_display(inputs: Any, stream: Any = None) -> Any:
             try:
                 done.wait(0.1)
                 display.refresh()
-            except KeyboardInterrupt:
+            except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM / SIGHUP (app.cli.Interrupted)
                 if not cancel.cancelled:
-                    progress.note("Ctrl-C: cancelling, removing temporary files ...")
+                    what = str(exc) if getattr(exc, "signum", None) else "Ctrl-C"
+                    progress.note(f"{what}: cancelling, removing temporary files ...")
                 cancel.cancel()
     finally:
         display.close()
@@ -341,14 +360,28 @@ def run_with_display(inputs: Any, stream: Any = None) -> Any:
     return outcome["result"]
 
 
-def cmd_build(args: argparse.Namespace) -> int:
+def _save_recipe(recipe: Any, path: str, force: bool) -> None:
+    """Write the effective recipe; never over one of the build's own files, never over an existing file
+    unless ``--force`` (a mistyped name must not replace a key or an image: issue 17 item 8)."""
     from app.recipe import save_recipe
+    from app.recipe_checks import output_collision
 
+    clash = output_collision(path, recipe)
+    recovery = recipe.encryption.recovery_key_file
+    if clash is None and recovery is not None and os.path.abspath(path) == os.path.abspath(recovery):
+        clash = f"the recovery key file ({recovery})"
+    if clash is not None:
+        raise ShieldwrightError(f"--save-recipe {path} is {clash}", "save the recipe under another name")
+    saved = save_recipe(recipe, path, overwrite=force)
+    print(f"shieldwright: recipe saved to {saved}", file=sys.stderr)
+
+
+def cmd_build(args: argparse.Namespace) -> int:
     recipe = effective_recipe(args)
-    _check(recipe)
+    allow_private = bool(getattr(args, "allow_private_inputs", False))
+    _check(recipe, allow_private)
     if args.save_recipe:
-        saved = save_recipe(recipe, args.save_recipe)
-        print(f"shieldwright: recipe saved to {saved}", file=sys.stderr)
+        _save_recipe(recipe, args.save_recipe, args.force)
     from app.pipeline import BuildInputs
 
     s = recipe.signing
@@ -359,7 +392,8 @@ def cmd_build(args: argparse.Namespace) -> int:
     passphrase = _provisioning_passphrase(recipe)
     started = time.monotonic()
     try:
-        inputs = BuildInputs(recipe, uefi, catalog, passphrase, overwrite=args.force)
+        inputs = BuildInputs(recipe, uefi, catalog, passphrase, overwrite=args.force,
+                             allow_private_inputs=allow_private)  # fmt: skip
         result = run_with_display(inputs)
     except CancelledError:
         raise CancelledError("Cancelled", "nothing was written; the base image is unchanged") from None
