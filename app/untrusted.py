@@ -18,14 +18,13 @@ _HIDDEN = frozenset({"Cc", "Cf", "Cn", "Co", "Cs", "Zl", "Zp"})
 def printable(text: str, *, keep_newlines: bool = False) -> str:
     """``text`` with every non-printing character shown as a Python-style escape (``\\x1b``, ``\\u202e``).
 
-    Backslashes are doubled so an escaped form cannot be forged by the input. Newlines and tabs are kept
-    only with ``keep_newlines`` (for multi-line fields such as a command line shown in a block).
+    Backslashes stay as they are (EFI paths are full of them): an input can spell ``\\x1b`` literally,
+    which only shows those four characters. Newlines and tabs are kept only with ``keep_newlines`` (for
+    multi-line fields such as a command line shown in a block).
     """
     out: list[str] = []
     for ch in text:
-        if ch == "\\":
-            out.append("\\\\")
-        elif keep_newlines and ch in "\n\t":
+        if keep_newlines and ch in "\n\t":
             out.append(ch)
         elif ch != " " and (unicodedata.category(ch) in _HIDDEN or ch.isspace() and not ch.isprintable()):
             out.append(_escape(ord(ch)))

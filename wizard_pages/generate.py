@@ -42,7 +42,7 @@ from app.gui.tasks import BackgroundTask, TaskRunner
 from app.gui.widgets.error_panel import ErrorPanel
 from app.gui.widgets.log_view import LogView
 from app.gui.widgets.progress_panel import ProgressPanel, human_duration
-from wizard_pages.review import artifact_paths
+from wizard_pages.review import ALLOW_PRIVATE_FIELD, artifact_paths
 
 if TYPE_CHECKING:
     from app.progress import CancelToken, ProgressState
@@ -68,6 +68,8 @@ class GenerateRequest:
     passphrase: bytearray = field(repr=False)
     recovery_key: str | None = field(default=None, repr=False)
     output: Path | None = None
+    #: The Review page's "Publish private host files" (wizard field ``allowPrivateInputs``).
+    allow_private_inputs: bool = False
 
     def wipe(self) -> None:
         self.passphrase[:] = bytes(len(self.passphrase))
@@ -109,6 +111,7 @@ def run_generate(request: GenerateRequest, build_progress: Any, *, cancel: Cance
             catalog_signer=request.catalog_signer,
             provisioning_passphrase=request.passphrase,
             recovery_key=request.recovery_key,
+            allow_private_inputs=request.allow_private_inputs,
         )
         return run_build(inputs, progress=build_progress, cancel=cancel)
     finally:
@@ -276,7 +279,8 @@ class GeneratePage(QWizardPage):
         catalog_choice = state.catalog_signer_choice
         catalog = catalog_choice.signer if catalog_choice is not None else None
         output = state.output.path if state.output is not None else None
-        return GenerateRequest(recipe, uefi, catalog, passphrase, recovery, output)
+        allow_private = bool(self.field(ALLOW_PRIVATE_FIELD)) if self.wizard() is not None else False
+        return GenerateRequest(recipe, uefi, catalog, passphrase, recovery, output, allow_private)
 
     def start(self) -> None:
         """Start the build on a snapshot of the current choices."""
@@ -335,6 +339,15 @@ class GeneratePage(QWizardPage):
             panel.set_confirm_text(self.tr("Stop generating and close? Nothing will be kept."))
             panel.request_cancel()
         self._close_when_stopped = True
+        return False
+
+    def stop_and_close(self) -> bool:
+        """A stop signal (SIGTERM, SIGHUP): cancel without asking. True if the wizard may close now; else
+        ``closeRequested`` follows once the build has stopped and removed what it wrote."""
+        if self._task is None:
+            return True
+        self._close_when_stopped = True
+        self.cancel()
         return False
 
     def _keep_running(self) -> None:

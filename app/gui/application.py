@@ -26,6 +26,7 @@ from PySide6.QtWidgets import QApplication, QMessageBox, QWidget
 
 from app import APP_ID, __version__
 from app.errors import ShieldwrightError
+from app.logfile import log_file_path
 
 log = logging.getLogger(__name__)
 
@@ -37,13 +38,6 @@ ExcHook = Callable[[type[BaseException], BaseException, TracebackType | None], A
 
 
 # -- logging ----------------------------------------------------------------------------------------
-
-
-def log_file_path() -> Path:
-    """``$XDG_STATE_HOME/shieldwright/log/shieldwright.log`` (platformdirs' user log dir)."""
-    from platformdirs import user_log_path
-
-    return user_log_path("shieldwright") / "shieldwright.log"
 
 
 def setup_logging(debug: bool = False) -> Path:
@@ -197,8 +191,19 @@ def run_wizard(image: str | None, debug: bool = False) -> int:
     wizard = ShieldwrightWizard(runner)
     app.setQuitOnLastWindowClosed(False)  # the coroutine below decides when we are done
 
-    # Ctrl+C in the terminal closes the wizard; the timer lets Python see the signal while Qt waits.
-    previous_sigint = signal.signal(signal.SIGINT, lambda *_: wizard.reject())
+    # Ctrl+C in the terminal closes the wizard (asking first during a build); SIGTERM and SIGHUP cancel a
+    # build without asking and close once it has cleaned up. The timer lets Python see a signal while Qt
+    # waits. A signal someone chose to ignore (nohup) stays ignored.
+    stopped_by: list[int] = []
+
+    def on_stop_signal(signum: int, _frame: object) -> None:
+        stopped_by.append(signum)
+        wizard.terminate()
+
+    previous = {signal.SIGINT: signal.signal(signal.SIGINT, lambda *_: wizard.reject())}
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        if signal.getsignal(sig) is signal.SIG_DFL:
+            previous[sig] = signal.signal(sig, on_stop_signal)
     heartbeat = QTimer(app)
     heartbeat.start(250)
     heartbeat.timeout.connect(lambda: None)
@@ -210,12 +215,13 @@ def run_wizard(image: str | None, debug: bool = False) -> int:
         if image:
             wizard.open_image(image)
         await closed.wait()
-        return 0
+        return 128 + stopped_by[0] if stopped_by else 0
 
     try:
         code = run_event_loop(app, main())
     finally:
-        signal.signal(signal.SIGINT, previous_sigint)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         heartbeat.stop()
         runner.shutdown()  # cancel tokens; executor.shutdown(wait=False, cancel_futures=True)
         reporter.uninstall()

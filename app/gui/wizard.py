@@ -163,6 +163,12 @@ class ShieldwrightWizard(QWizard):
             return
         super().reject()
 
+    def terminate(self) -> None:
+        """Close for a stop signal: a running build is cancelled without asking, and we close once it has
+        stopped (its staging files removed), never leaving it half-done behind a vanished window."""
+        if self.generate_page.stop_and_close():
+            super().reject()
+
     def _close_after_build(self) -> None:
         super().reject()
 

@@ -103,6 +103,48 @@ def test_closing_the_wizard_during_a_build_asks_and_stops_first(
     assert wizard.state.encryption.passphrase is None  # done() still wipes the secrets
 
 
+def test_a_stop_signal_cancels_the_build_without_asking_then_closes(
+    qtbot, wizard, demo_image, signing_files, fast_kdf, tmp_path  # noqa: F811
+):
+    """Regression (issue 17 item 9): failed on ecab7db because the wizard had no answer to SIGTERM/SIGHUP
+    (``terminate`` did not exist): the process died at once and a running build left its staging behind."""
+    review, out = ready_review(qtbot, wizard, demo_image, signing_files, tmp_path)
+    hold = threading.Event()
+    page = wizard.generate_page
+    use_fake(page, fake_builder(hold))
+    click_generate(qtbot, wizard)
+    qtbot.waitUntil(lambda: page.steps_seen[-1:] == [(2, "Write")] if page.steps_seen else False,
+                    timeout=TASK_TIMEOUT_MS)  # fmt: skip
+    with qtbot.waitSignal(wizard.finished, timeout=TASK_TIMEOUT_MS):
+        wizard.terminate()
+        assert not page.progress_panel.stop_button.isVisible()  # no question asked
+    assert not page.is_running() and page.error is not None and page.error.message == "Cancelled"
+    assert wizard.state.encryption.passphrase is None
+
+
+def test_the_wizard_process_exits_on_sigterm_with_its_code(demo_image, tmp_path):
+    """A real wizard process (offscreen) closes on SIGTERM and exits 143, like the CLI."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "XDG_STATE_HOME": str(tmp_path / "state")}
+    proc = subprocess.Popen([sys.executable, "-m", "app", str(demo_image)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    try:
+        log = tmp_path / "state" / "shieldwright" / "log" / "shieldwright.log"
+        deadline = time.monotonic() + 60
+        while not (log.exists() and "starting" in log.read_text()) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(1.0)  # the event loop is running
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 128 + signal.SIGTERM
+    finally:
+        proc.kill()
+        proc.wait()
+
+
 def test_a_failed_build_shows_why_and_allows_going_back(
     qtbot, wizard, demo_image, signing_files, fast_kdf, tmp_path  # noqa: F811
 ):
