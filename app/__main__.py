@@ -7,7 +7,9 @@ import sys
 
 def main(argv: list[str] | None = None) -> int:
     from app.cli import main as cli_main
+    from app.secrets import forbid_core_dumps
 
+    forbid_core_dumps()  # both faces hold passphrases and volume keys in memory
     return cli_main(sys.argv[1:] if argv is None else argv)
 
 

@@ -140,3 +140,15 @@ def short_passphrase_problem(secret: bytes | bytearray | str, what: str = "the p
         f"{what} has only {n} character{'s' if n != 1 else ''}: "
         f"at least {MIN_PASSPHRASE_LENGTH} are needed to resist guessing"
     )
+
+
+def forbid_core_dumps() -> None:
+    """Make this process leave no core dump: a crash while a passphrase or volume key is in memory must not
+    write it to disk. Cheap and always on (the soft limit only: a developer can raise it again to debug)."""
+    import resource
+
+    try:
+        _soft, hard = resource.getrlimit(resource.RLIMIT_CORE)
+        resource.setrlimit(resource.RLIMIT_CORE, (0, hard))
+    except (ValueError, OSError):  # an exotic platform: no promise made, nothing to undo
+        pass

@@ -166,3 +166,18 @@ def test_one_strength_rule_for_the_cli_and_the_wizard() -> None:
     eleven, twelve = "é" * 5 + "abcdef", "é" * 6 + "abcdef"  # characters, not UTF-8 bytes
     assert secrets.short_passphrase_problem(eleven.encode()) and assess(eleven).strength is Strength.TOO_SHORT
     assert secrets.short_passphrase_problem(twelve.encode()) is None and assess(twelve).acceptable
+
+
+def test_the_process_forbids_core_dumps() -> None:
+    """Issue 17 item 11: a crash with a passphrase in memory writes no core file (RLIMIT_CORE soft limit 0),
+    for the CLI and the wizard alike (both start in app.__main__.main)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import resource, app.__main__ as m, app.cli\n"
+        "app.cli.main = lambda argv: print(resource.getrlimit(resource.RLIMIT_CORE)[0]) or 0\n"
+        "m.main([])\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "0"
