@@ -13,9 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from app.boot import vm
-from app.pipeline import BuildInputs, BuildProgress, BuildResult, run_build
 from app.progress import CancelToken
-from app.recipe import (
+from app.signing.keys import load_signer
+from app.signing.signer import KeySigner
+from app.template.pipeline import BuildInputs, BuildProgress, BuildResult, run_build
+from app.template.recipe import (
     BootOptions,
     CatalogOptions,
     EncryptionOptions,
@@ -25,8 +27,6 @@ from app.recipe import (
     SigningOptions,
     UkiOptions,
 )
-from app.signing.keys import load_signer
-from app.signing.signer import KeySigner
 from tests.conftest import run, sgdisk_partitions
 from tests.signing.pe_helpers import TestKey, openssl_key
 

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from app.manifest import ArtefactPaths
-from app.pipeline import BuildError
+from app.template.manifest import ArtefactPaths
+from app.template.pipeline import BuildError
 from tests.build_helpers import PASSPHRASE, BuildKeys, build, make_keys, make_recipe
 from tests.conftest import require_tool, run
 

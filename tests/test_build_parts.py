@@ -10,14 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from app.build.boot import newest_kernel, parse_ref, version_key
-from app.build.progress import LOG_LIMIT, BuildProgress
-from app.build.report import render_report
-from app.build.sinks import AsyncSinks
-from app.build.staging import FileHasher, Staging, os_error
 from app.catalog.hasher import PartitionSinks
 from app.errors import OutOfSpaceError, OutputExistsError, ShieldwrightError
 from app.progress import ProgressState
+from app.template.build.boot import newest_kernel, parse_ref, version_key
+from app.template.build.progress import LOG_LIMIT, BuildProgress
+from app.template.build.report import render_report
+from app.template.build.sinks import AsyncSinks
+from app.template.build.staging import FileHasher, Staging, os_error
 
 
 def test_progress_counts_steps_and_keeps_a_bounded_log() -> None:

@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from app.cli import main
-from app.template_verify import Check, TemplateReport
+from app.template.verify import Check, TemplateReport
 from tests.signing.pe_helpers import STUB
 
 ROOT = next(p for p in Path(__file__).resolve().parents if (p / "app" / "__main__.py").is_file())
@@ -107,7 +107,7 @@ def test_verify_escapes_what_the_checks_quote(capsys, monkeypatch, tmp_path: Pat
     """Regression (issue 17 item 10): failed on ecab7db because ``verify`` printed check details (signer
     subjects, UKI .uname, fsck's file names) raw."""
     report = TemplateReport(ok=False, checks=[Check("UKI", False, f"signed by CN={HOSTILE}")], path="x")
-    monkeypatch.setattr("app.template_verify.verify_template", lambda *a, **k: report)
+    monkeypatch.setattr("app.template.verify.verify_template", lambda *a, **k: report)
     assert main(["verify", str(tmp_path / "t.raw"), "--trust", str(hostile[0])]) == 1
     out, err = capsys.readouterr()
     assert_escaped(out)

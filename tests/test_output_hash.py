@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from app.build.output_hash import sha256_regenerated
 from app.disk.formats.raw import RawImage
 from app.disk.writers import CHUNK
 from app.errors import CancelledError
 from app.progress import CancelToken, ProgressState
+from app.template.build.output_hash import sha256_regenerated
 
 
 def test_the_digest_is_the_views_bytes_with_the_named_ranges_from_the_file(tmp_path: Path) -> None:

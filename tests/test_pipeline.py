@@ -31,9 +31,9 @@ from app.errors import (
     SignatureError,
 )
 from app.luks.container import generate_recovery_key
-from app.manifest import verify_manifest
-from app.pipeline import STEPS, BuildProgress, artifact_paths
 from app.progress import CancelToken
+from app.template.manifest import verify_manifest
+from app.template.pipeline import STEPS, BuildProgress, artifact_paths
 from tests.build_helpers import (
     PASSPHRASE,
     BuildKeys,
@@ -305,7 +305,7 @@ def test_vhdx_and_qcow2_hold_exactly_the_raw_template(
     fmt: str, demo_image: Path, keys: BuildKeys, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The export step converts the staged raw template; a spy keeps a copy of that raw to compare with."""
-    import app.build.export as export_module
+    import app.template.build.export as export_module
 
     require_tool("qemu-img")
     real_export = export_module.export
@@ -379,11 +379,11 @@ def test_keys_made_beside_a_failing_uki_are_waited_for_and_wiped(
     still waits for that thread, drops its volume keys (the data ciphers) and leaves nothing behind."""
     import threading
 
-    import app.build.boot
-    import app.build.keys
+    import app.template.build.boot
+    import app.template.build.keys
 
     made: list = []
-    real_prepare = app.build.keys.prepare_keys
+    real_prepare = app.template.build.keys.prepare_keys
 
     def prepare(*args, **kwargs):
         prepared = real_prepare(*args, **kwargs)
@@ -394,8 +394,8 @@ def test_keys_made_beside_a_failing_uki_are_waited_for_and_wiped(
         # Fails while the keys thread is still deriving: its pbkdf2 digests take ~125 ms each.
         raise RuntimeError("injected UKI failure")
 
-    monkeypatch.setattr(app.build.keys, "prepare_keys", prepare)
-    monkeypatch.setattr(app.build.boot, "make_uki", failing_uki)
+    monkeypatch.setattr(app.template.build.keys, "prepare_keys", prepare)
+    monkeypatch.setattr(app.template.build.boot, "make_uki", failing_uki)
     out_dir = tmp_path / "out"
     out_dir.mkdir()
     recipe = make_recipe(demo_image, out_dir / "template.raw", keys, recovery_key_file=out_dir / "rk.txt")

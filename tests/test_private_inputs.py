@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from app.recipe import SecretSource, UkiOptions, save_recipe
+from app.template.recipe import SecretSource, UkiOptions, save_recipe
 from tests.build_helpers import PASSPHRASE, BuildKeys, make_keys, make_recipe
 from tests.conftest import require_tool
 
@@ -81,7 +81,7 @@ def test_etc_shadow_as_an_initrd_is_an_error_unless_allowed(
     recipe publishes (there was no such check to import): ``uki.initrds = ["/etc/shadow"]`` only got the
     permission warning meant for passphrase files, and the build put the file in the clear into the ESP."""
     from app.findings import Severity
-    from app.recipe_checks import private_host_file_problems, published_host_files
+    from app.template.checks import private_host_file_problems, published_host_files
 
     shadow = Path("/etc/shadow")
     assert not shadow.stat().st_mode & stat.S_IROTH  # 0640 root:shadow on Debian, 0000 on Fedora
@@ -157,10 +157,10 @@ def test_the_uki_build_judges_the_file_it_opens(
 ) -> None:
     """The last line of defence reads the mode from the open file: a file made private after the recipe was
     checked (or an API caller that skipped the check) is still refused."""
-    from app.build.boot import PrivateInputError, make_uki
     from app.disk.image import open_image
     from app.disk.layout import layout_of
     from app.progress import CancelToken
+    from app.template.build.boot import PrivateInputError, make_uki
 
     kernel, shadow, _ = host_files
     options = UkiOptions(source="files", kernel=str(kernel), initrds=[str(shadow)], cmdline="")

@@ -13,10 +13,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from app import toml_writer
 from app.findings import Severity
 from app.luks.kdf import KdfParams
-from app.recipe import (
+from app.template import toml_writer
+from app.template.recipe import (
     BootOptions,
     CatalogOptions,
     EncryptionOptions,

@@ -21,7 +21,7 @@ import pytest
 from app.commands._util import add_passphrase_options, read_passphrase
 from app.luks.imageops import Keyslot, encrypt_partitions
 from app.luks.kdf import KdfParams
-from app.recipe import RecipeError, SecretSource, read_secret
+from app.template.recipe import RecipeError, SecretSource, read_secret
 from tests.build_helpers import extract_partition, make_keys
 from tests.luks.cryptsetup import test_passphrase as cryptsetup_opens
 

@@ -14,7 +14,7 @@ import pytest
 from app.catalog.format import ESP_CATALOG_PATH
 from app.errors import CancelledError, ImageError, ShieldwrightError
 from app.progress import CancelToken, ProgressState
-from app.template_verify import verify_template
+from app.template.verify import verify_template
 from tests import template_helpers as th
 from tests.catalog.helpers import writable_copy
 from tests.conftest import qemu_convert, require_tool, run

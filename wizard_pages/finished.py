@@ -5,7 +5,7 @@ signed the catalog and its issuer; beyond it, it lists every file the build wrot
 catalog, the manifest and its CMS signature, the report — with size and SHA-256, computed in the app's
 executor (a TaskRunner task with progress and Cancel), so the user can copy the digests into a ticket.
 *Open folder* and *Open report* hand the paths to the desktop (``QDesktopServices.openUrl``); *Verify*
-runs :func:`app.template_verify.verify_template` in the background and lists each check with ✓ or ✗.
+runs :func:`app.template.verify.verify_template` in the background and lists each check with ✓ or ✗.
 """
 
 from __future__ import annotations
@@ -119,7 +119,7 @@ def verify(
     cancel: CancelToken,
 ) -> Any:
     """Runs in the executor: the engine's end-to-end check of the exported template."""
-    from app.template_verify import verify_template
+    from app.template.verify import verify_template
 
     return verify_template(template, vsc=vsc, trusted=trusted, progress=progress, cancel=cancel)
 

@@ -1,9 +1,10 @@
 """Wizard page: Generate — the build runs (Microsoft's *Generate* step), with progress, details and Cancel.
 
-Entering the page starts :func:`app.pipeline.run_build` in the app's executor (TaskRunner) on a snapshot
-of the choices: the recipe (``recipe_from_wizard_state``), the in-memory signers, a *copy* of the
+Entering the page starts :func:`app.template.pipeline.run_build` in the app's executor (TaskRunner) on a
+snapshot of the choices: the recipe (``recipe_from_wizard_state``), the in-memory signers, a *copy* of the
 provisioning passphrase (wiped when the build ends) and the recovery key the user stored. The engine
-reports into a :class:`~app.pipeline.BuildProgress` that the page reads at the TaskRunner's 10 Hz tick:
+reports into a :class:`~app.template.pipeline.BuildProgress` that the page reads at the TaskRunner's 10 Hz
+tick:
 "Step k of n: <name>" and an overall bar, the current step in the shared :class:`ProgressPanel` (bar,
 ``NN% — X of Y — rate — about N s left``, two-stage Cancel), and the engine's log lines in a
 :class:`LogView` (*Save report…*).
@@ -77,7 +78,7 @@ class GenerateRequest:
 
 def new_build_progress() -> Any:
     """The engine's progress object for one build (created in the GUI thread, written by the engine)."""
-    from app.pipeline import BuildProgress
+    from app.template.pipeline import BuildProgress
 
     return BuildProgress()
 
@@ -102,7 +103,7 @@ class BuildStepPanel(ProgressPanel):
 def run_generate(request: GenerateRequest, build_progress: Any, *, cancel: CancelToken,
                  progress: ProgressState) -> Any:  # fmt: skip
     """Runs in the executor: the whole build. The passphrase copy is wiped whatever happens."""
-    from app.pipeline import BuildInputs, run_build
+    from app.template.pipeline import BuildInputs, run_build
 
     try:
         inputs = BuildInputs(

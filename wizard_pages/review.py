@@ -4,7 +4,7 @@ The page shows, grouped by step, what *Generate* will do with the choices made s
 its layout (only read), the signing certificates (subject + SHA-256 thumbprint), the UKI (kernel, command
 line, signer, the PCR 11 value before any systemd phase), the LUKS2 encryption (partitions, cipher, sector
 size, KDF cost, recovery key yes/no — never the passphrase), the catalog (name, version, block size) and
-the output (path and format, *Change…*). The wizard state becomes a :class:`app.recipe.Recipe`
+the output (path and format, *Change…*). The wizard state becomes a :class:`app.template.recipe.Recipe`
 (``recipe_from_wizard_state``), which ``validate_recipe`` checks in the app's executor; an ERROR finding
 keeps *Generate* disabled.
 
@@ -119,7 +119,9 @@ def format_for_path(path: Path) -> str | None:
 def artifact_paths(output: Path) -> dict[str, Path]:
     """What a build writes beside the template (the pipeline's naming), by role."""
     try:
-        from app.pipeline import artifact_paths as engine_paths  # the engine's own naming when it has one
+        from app.template.pipeline import (
+            artifact_paths as engine_paths,  # the engine's own naming when it has one
+        )
 
         return dict(engine_paths(output))
     except ImportError:
@@ -162,8 +164,8 @@ def check_recipe(
 ) -> ReviewCheck:
     """Runs in the executor: validate the recipe (it may look at files), look at the modes of the host files
     it publishes (an ERROR for a private one unless ``allow_private``) and predict PCR 11."""
-    from app.recipe import validate_recipe
-    from app.recipe_checks import private_host_file_problems, private_host_files
+    from app.template.checks import private_host_file_problems, private_host_files
+    from app.template.recipe import validate_recipe
 
     findings = list(validate_recipe(recipe))
     private_problems = private_host_file_problems(recipe, allow=allow_private, hint=PRIVATE_HINT)
@@ -185,7 +187,7 @@ def check_recipe(
 def save_recipe_file(recipe: Any, path: str, overwrite: bool = False) -> Path:
     """Runs in the executor: write the recipe TOML. ``overwrite`` only once the user said *Replace*; else an
     existing file (even one that appeared since the page asked) is an OutputExistsError, never replaced."""
-    from app.recipe import save_recipe
+    from app.template.recipe import save_recipe
 
     target = Path(path)
     save_recipe(recipe, target, overwrite=overwrite)
@@ -791,7 +793,7 @@ class ReviewPage(QWizardPage):
 
     def _host_files_text(self) -> str:
         """Every host file the UKI puts in the clear into the ESP, private ones marked (after the check)."""
-        from app.recipe_checks import published_host_files
+        from app.template.checks import published_host_files
 
         try:
             files = published_host_files(self.recipe())
@@ -813,7 +815,7 @@ class ReviewPage(QWizardPage):
         enc, output = self.state.encryption, self.output
         if enc is None or not enc.recovery_key or not enc.partitions or output.path is None:
             return None
-        from app.recipe import default_recovery_key_file
+        from app.template.recipe import default_recovery_key_file
 
         return default_recovery_key_file(output.path)
 

@@ -100,14 +100,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _format_for(path: Path) -> str | None:
-    from app.build.export import SUFFIXES
+    from app.template.build.export import SUFFIXES
 
     return SUFFIXES.get(path.suffix.lower())
 
 
 def effective_recipe(args: argparse.Namespace) -> Any:
     """The recipe file (if any) with the options applied; a new recipe from the options alone otherwise."""
-    from app.recipe import (
+    from app.template.recipe import (
         BootOptions,
         CatalogOptions,
         EncryptionOptions,
@@ -187,7 +187,7 @@ def effective_recipe(args: argparse.Namespace) -> Any:
 
 def _default_protect(base: Path) -> list[int]:
     from app.disk.layout import inspect_image
-    from app.pipeline import default_protect
+    from app.template.pipeline import default_protect
 
     numbers = default_protect(inspect_image(base))
     if not numbers:
@@ -200,8 +200,8 @@ def _check(recipe: Any, allow_private: bool = False) -> None:
     """The recipe's findings (warnings printed, the first error raised) before anything is asked or written,
     host files the UKI would publish although private included."""
     from app.findings import Severity
-    from app.recipe import RecipeError, validate_recipe
-    from app.recipe_checks import private_host_file_problems
+    from app.template.checks import private_host_file_problems
+    from app.template.recipe import RecipeError, validate_recipe
 
     private = private_host_file_problems(recipe, allow=allow_private, hint=PRIVATE_HINT)
     findings = validate_recipe(recipe) + [p.finding() for p in private]
@@ -222,8 +222,8 @@ def _check(recipe: Any, allow_private: bool = False) -> None:
 def _load_signer(cert: Path, key: Path | None, source: Any, what: str) -> Any:
     """Load a signer; the passphrase is read from ``source``, and a prompt only when the key needs one."""
     from app.errors import WrongPassphraseError
-    from app.recipe import read_secret
     from app.signing.keys import load_signer
+    from app.template.recipe import read_secret
 
     interactive = sys.stdin.isatty()
     if source.kind == "prompt":
@@ -241,7 +241,7 @@ def _load_signer(cert: Path, key: Path | None, source: Any, what: str) -> Any:
 
 
 def _provisioning_passphrase(recipe: Any) -> bytearray:
-    from app.recipe import read_secret
+    from app.template.recipe import read_secret
 
     source = recipe.encryption.passphrase
     interactive = sys.stdin.isatty()
@@ -323,8 +323,8 @@ class BuildDisplay:
 
 def run_with_display(inputs: Any, stream: Any = None) -> Any:
     """Run the build on a worker thread, showing progress; Ctrl-C requests a cancel and waits for it."""
-    from app.pipeline import BuildProgress, run_build
     from app.progress import CancelToken
+    from app.template.pipeline import BuildProgress, run_build
 
     progress, cancel = BuildProgress(), CancelToken()
     display = BuildDisplay(progress, stream)
@@ -363,8 +363,8 @@ def run_with_display(inputs: Any, stream: Any = None) -> Any:
 def _save_recipe(recipe: Any, path: str, force: bool) -> None:
     """Write the effective recipe; never over one of the build's own files, never over an existing file
     unless ``--force`` (a mistyped name must not replace a key or an image: issue 17 item 8)."""
-    from app.recipe import save_recipe
-    from app.recipe_checks import output_collision
+    from app.template.checks import output_collision
+    from app.template.recipe import save_recipe
 
     clash = output_collision(path, recipe)
     recovery = recipe.encryption.recovery_key_file
@@ -382,7 +382,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     _check(recipe, allow_private)
     if args.save_recipe:
         _save_recipe(recipe, args.save_recipe, args.force)
-    from app.pipeline import BuildInputs
+    from app.template.pipeline import BuildInputs
 
     s = recipe.signing
     uefi = _load_signer(s.uefi_cert, s.uefi_key, s.key_passphrase, "UEFI signing")

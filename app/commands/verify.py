@@ -50,7 +50,7 @@ def _marks() -> tuple[str, str]:
 
 def cmd_verify(args: argparse.Namespace) -> int:
     from app.signing.keys import load_certificates
-    from app.template_verify import SIGNER_CHECK, verify_template
+    from app.template.verify import SIGNER_CHECK, verify_template
 
     trusted = [c for path in args.trust for c in load_certificates(path)] if args.trust else None
     progress = TerminalProgress()

@@ -13,7 +13,7 @@
   device has the data, so the writes run on a thread of their own from a small ring of aligned buffers
   (:data:`DIRECT_BUFFERS` x 4 MiB): the caller copies a run into a free buffer and goes on encrypting
   while the device writes. Right for a file nobody reads back soon (the build hashes a raw output by
-  producing its bytes again, :mod:`app.build.output_hash`).
+  producing its bytes again, :mod:`app.template.build.output_hash`).
 
 Only aligned pieces go direct (offset and length multiples of :data:`DIRECT_ALIGN`); an unaligned rest
 goes through the page cache, which the kernel keeps coherent with the direct writes. A filesystem that

@@ -16,7 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from app.recipe import (
+from app.template.recipe import (
     BootOptions,
     CatalogOptions,
     EncryptionOptions,
@@ -48,9 +48,9 @@ def recipe_from_wizard_state(
 
     The output path and format come from ``state.output`` (the Review page's choice) unless given here.
     When the user asked for a recovery key, a replay writes the new one to ``recovery_key_file`` (default:
-    beside the output, see :func:`app.recipe.default_recovery_key_file`). A choice the wizard has not
+    beside the output, see :func:`app.template.recipe.default_recovery_key_file`). A choice the wizard has not
     made yet raises :class:`RecipeError` naming the recipe key and the page to visit; values are not
-    judged here - run :func:`app.recipe.validate_recipe` on the result for that.
+    judged here - run :func:`app.template.recipe.validate_recipe` on the result for that.
     """
     if state.image_path is None:
         raise RecipeError(

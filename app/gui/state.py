@@ -340,7 +340,7 @@ class OutputChoice:
     path: Path | None = None
     #: One of :data:`OUTPUT_FORMATS`.
     format: str = "raw"
-    #: The last successful build's result (``app.pipeline.BuildResult``), in memory only.
+    #: The last successful build's result (``app.template.pipeline.BuildResult``), in memory only.
     result: Any = field(default=None, repr=False, compare=False)
 
     def to_recipe_dict(self) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from PySide6.QtCore import QUrl
 from app.errors import CancelledError
 from app.gui.state import CatalogChoice, OutputChoice, SigningChoice, WizardState
 from app.signing.certificates import describe_certificate
-from app.template_verify import Check, TemplateReport
+from app.template.verify import Check, TemplateReport
 from tests.gui.test_review_page import make_signing_files
 from wizard_pages.finished import FinishedPage, hash_files
 

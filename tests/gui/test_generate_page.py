@@ -204,7 +204,7 @@ def sha256_file(path: Path) -> str:
 def test_generate_builds_the_template_then_finished_verifies_it(
     qtbot, wizard, demo_image, signing_files, fast_kdf, tmp_path  # noqa: F811
 ):
-    from app.pipeline import STEPS
+    from app.template.pipeline import STEPS
 
     review, out = ready_review(qtbot, wizard, demo_image, signing_files, tmp_path)
     page = wizard.generate_page

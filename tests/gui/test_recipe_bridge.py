@@ -14,9 +14,9 @@ from app.findings import Severity
 from app.gui.recipe_bridge import recipe_from_wizard_state
 from app.gui.state import BootChoice, CatalogChoice, EncryptionChoice, SigningChoice, WizardState
 from app.luks.kdf import KdfParams
-from app.recipe import RecipeError, SecretSource, load_recipe, save_recipe, validate_recipe
 from app.signing.certificates import describe_certificate
 from app.signing.keys import load_signer
+from app.template.recipe import RecipeError, SecretSource, load_recipe, save_recipe, validate_recipe
 from tests.signing.pe_helpers import TestKey, openssl_key
 
 PASSPHRASE = "generated-provisioning-passphrase"

@@ -33,7 +33,7 @@ from app.catalog.format import read_catalog
 from app.gui.recipe_bridge import recipe_from_wizard_state
 from app.gui.wizard import PageId
 from app.luks import container as luks_container
-from app.recipe import load_recipe
+from app.template.recipe import load_recipe
 from tests.conftest import require_tool, run, sgdisk_partitions
 from tests.gui.test_review_page import (  # noqa: F401 (fixtures)
     drive_to_review,

@@ -24,9 +24,9 @@ from app.gui.recipe_bridge import recipe_from_wizard_state
 from app.gui.wizard import PageId
 from app.luks import kdf
 from app.luks.kdf import KdfParams
-from app.recipe import load_recipe
 from app.signing import keys
 from app.signing.signer import KeySigner
+from app.template.recipe import load_recipe
 from tests.gui.conftest import open_and_wait
 from wizard_pages.certificates import Role
 from wizard_pages.review import ReviewCheck, ReviewPage, check_recipe, default_output_path

@@ -79,6 +79,11 @@ def vm_hwm_kib() -> int:
         return int(next(line.split()[1] for line in status if line.startswith("VmHWM:")))
 
 
+def _read_all(f: object) -> bytes:
+    """What a child has written so far to the temporary file ``f`` (read by position, not moving it)."""
+    return os.pread(f.fileno(), 1 << 16, 0)  # type: ignore[attr-defined]
+
+
 def run_measured(
     argv: Sequence[str],
     *,
@@ -86,8 +91,14 @@ def run_measured(
     env: Mapping[str, str] | None = None,
     limits: Mapping[int, int] | None = None,
     signals: Sequence[tuple[float, int]] = (),
+    signals_after: bytes | None = None,
 ) -> Measured:
-    """Run ``argv``, killed after ``timeout`` s, sent each ``(after_seconds, signal)`` of ``signals``."""
+    """Run ``argv``, killed after ``timeout`` s, sent each ``(after_seconds, signal)`` of ``signals``.
+
+    The signals' times count from the start, or with ``signals_after`` from when the child's stdout first
+    holds that text (a signal sent between fork and exec, under load, would be lost to the parent's
+    handlers; one sent before the child is where the test wants it would test nothing).
+    """
 
     def preexec() -> None:
         for which, value in (limits or {}).items():
@@ -104,13 +115,17 @@ def run_measured(
             preexec_fn=preexec,
         )  # fmt: skip
         pending = sorted(signals)
+        armed_at = None if signals_after else start
         timed_out = False
         while True:
             pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
             if pid:
                 break
-            elapsed = time.monotonic() - start
-            while pending and pending[0][0] <= elapsed:
+            now = time.monotonic()
+            elapsed = now - start
+            if armed_at is None and signals_after is not None and signals_after in _read_all(out):
+                armed_at = now
+            while pending and armed_at is not None and pending[0][0] <= now - armed_at:
                 proc.send_signal(pending.pop(0)[1])
             if elapsed > timeout:
                 proc.kill()

@@ -88,7 +88,7 @@ def parse_cms(path: Path) -> None:
 
 
 def parse_recipe(path: Path) -> None:
-    from app.recipe import load_recipe, validate_recipe
+    from app.template.recipe import load_recipe, validate_recipe
 
     validate_recipe(load_recipe(path), check_files=False)
 

@@ -31,9 +31,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from app import toml_writer
 from app.errors import ShieldwrightError
 from app.findings import Finding, Severity
+from app.template import toml_writer
 
 if TYPE_CHECKING:
     from app.luks.kdf import KdfParams
@@ -473,7 +473,7 @@ def recipe_from_dict(d: dict[str, Any], base_dir: str | os.PathLike[str]) -> Rec
         output=output,
         format_version=version,
     )
-    from app.recipe_checks import recipe_problems
+    from app.template.checks import recipe_problems
 
     for p in recipe_problems(recipe, check_files=False):
         if p.severity is Severity.ERROR:
@@ -730,9 +730,9 @@ def validate_recipe(recipe: Recipe, *, check_files: bool = True) -> list[Finding
 
     ERROR findings make the build refuse to start; WARNINGs are shown. ``check_files`` also checks that
     input files exist and output directories are there (nothing is parsed: that is the build's job).
-    The rules themselves are in :mod:`app.recipe_checks`.
+    The rules themselves are in :mod:`app.template.checks`.
     """
-    from app.recipe_checks import recipe_problems
+    from app.template.checks import recipe_problems
 
     return [p.finding() for p in recipe_problems(recipe, check_files=check_files)]
 

@@ -91,7 +91,7 @@ class BuildRecord:
     output_virtual_size: int
     plan: Any  # app.luks.relayout.RelayoutPlan
     protected: list[int]
-    uki: Any  # app.build.boot.BuiltUki
+    uki: Any  # app.template.build.boot.BuiltUki
     uki_paths: list[str]
     esp_partition: int
     esp_files: dict[str, bytes] = field(repr=False)
@@ -101,7 +101,7 @@ class BuildRecord:
     catalog_esp_path: str
     uefi_certificate: x509.Certificate
     catalog_certificate: x509.Certificate
-    luks: list[Any]  # app.build.keys.LuksInfo
+    luks: list[Any]  # app.template.build.keys.LuksInfo
     recovery_key_file: Path | None = None
     notes: list[str] = field(default_factory=list)
     step_seconds: list[tuple[str, float]] = field(default_factory=list)

@@ -1,6 +1,6 @@
 """The template's UKI: where its kernel comes from, how it is built and signed, and what it is called.
 
-A recipe's UKI options (:class:`app.recipe.UkiOptions`) say one of three things:
+A recipe's UKI options (:class:`app.template.recipe.UkiOptions`) say one of three things:
 
 - ``source="image"`` (the default): build from the base image's own kernel. ``kernel`` names it as
   ``"PARTNUM:/path"`` (e.g. ``"2:/shieldwright-demo/6.1.0-28-cloud-amd64/linux"``); without it the kernels on
@@ -155,7 +155,7 @@ class _HostReader:
         self.files: list[PublishedFile] = []
 
     def read(self, path: str | os.PathLike[str], key: str, role: str) -> bytes:
-        from app.recipe_checks import PRIVATE_INPUT_HINT, is_private_mode, private_file_text
+        from app.template.checks import PRIVATE_INPUT_HINT, is_private_mode, private_file_text
 
         try:
             with open(path, "rb") as f:
@@ -256,7 +256,7 @@ def make_uki(
     note: Callable[[str], None] = lambda line: None,
     allow_private: bool = False,
 ) -> BuiltUki:
-    """The signed UKI the recipe's ``options`` (an :class:`app.recipe.UkiOptions`) describe.
+    """The signed UKI the recipe's ``options`` (an :class:`app.template.recipe.UkiOptions`) describe.
 
     Host files (kernel, initrds, stub) that other users may not read are refused with a
     :class:`PrivateInputError` unless ``allow_private``: the UKI goes into the ESP in the clear.

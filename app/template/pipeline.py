@@ -1,51 +1,10 @@
-"""The template build: a :class:`~app.recipe.Recipe` in, a signed, encrypted template and its papers out.
+"""The template build: a :class:`~app.template.recipe.Recipe` in; a signed, encrypted template and papers out.
 
-:func:`run_build` executes DESIGN.md's data flow as the ordered :data:`STEPS`, each reporting progress into
-a :class:`BuildProgress` and honouring a :class:`~app.progress.CancelToken`:
-
-1. **Open base image** - read-only, any format; GPT, roles and findings checked (an ERROR refuses the
-   build); the re-layout planned; the output's names checked (never the input, never overwritten unless
-   asked, the recovery key file none of the others); host files the UKI would publish in the clear refused
-   when other users may not read them, unless ``allow_private_inputs``. A background thread starts hashing
-   the input file for the manifest.
-2. **Build and sign the UKI** - from the recipe's UKI options (:mod:`app.build.boot`; by default the newest
-   kernel in the image's /boot with its initrds and the host's systemd-stub), Authenticode-signed. Step 4's
-   work starts here too, on a thread of its own (see :meth:`_Build._start_keys`).
-3. **Predict PCR values** - PCR 11 for the UKI's stub, at kernel start and after each systemd phase.
-4. **Create LUKS2 keyslots** - per encrypted partition a fresh volume key and UUID; keyslot 0 for the
-   provisioning passphrase (calibrated KDF, or the recipe's), keyslot 1 for the recovery key if any.
-   Derived beside the UKI build (KDF work outside the GIL); this step waits for it and shows its progress.
-5. **Write the template (copy, encrypt, hash)** - ONE streaming pass over the input
-   (:func:`app.luks.relayout.encrypt_image`): the GPT rewritten for the enlarged partitions, unprotected
-   partitions copied with their holes, protected ones LUKS2-encrypted *in full* (free space too), and every
-   byte of every protected partition fed, as it is written, to the catalog's block hasher
-   (:class:`app.catalog.hasher.PartitionSinks`) - ciphertext for encrypted ones, the bytes as they are for
-   catalog-only ones (already-LUKS partitions). The output is never read back to be hashed.
-6. **Sign the catalog** - the Volume Signature Catalog over the protected partitions only: never the ESP,
-   which the next step changes.
-7. **Update the ESP** - in the staged raw image: the UKI at ``\\EFI\\Linux\\<uki_id>.efi``, shim's fallback
-   ``\\EFI\\<vendor>\\BOOTX64.CSV`` pointing at it, the catalog at :data:`ESP_CATALOG_PATH`, and with
-   ``boot.install_removable`` the UKI again as ``\\EFI\\BOOT\\BOOTX64.EFI`` (images without shim; what
-   firmware boots from a disk without boot entries).
-8. **Export** - raw: the staged file itself; VHDX / fixed VHD: :func:`app.disk.writers.write_image` from
-   the staged raw; qcow2: ``qemu-img convert`` (why: :mod:`app.build.export`). Then the output is hashed:
-   a raw one by producing its bytes again from the input (:mod:`app.build.output_hash`; the streaming
-   pass wrote it with O_DIRECT), the others by reading the file.
-9. **Manifest and report** - ``<output>.manifest.json`` (:mod:`app.manifest`), its detached CMS signature
-   by the catalog signer, ``<output>.report.html``; then the atomic commit.
-
-Where the catalog lives in the ESP: issue 7 spelled it ``\\EFI\\shieldwright\\<template>.vsc``; the catalog
-package had already fixed it as :data:`app.catalog.format.ESP_CATALOG_PATH` (``\\EFI\\Shieldwright\\
-template.vsc``), which ``vsc extract`` and ``verify`` read. We keep that one constant: a fixed name lets a
-reader find the catalog without knowing the template's name (which it is about to learn *from* the
-catalog), and FAT is case-insensitive, so the directory is the same one either way. The template's name
-and version are inside the catalog, and beside the image the catalog is ``<output>.vsc``.
-
-Nothing half-done is ever left: every file is written under a hidden staging directory in the output's
-folder (:class:`app.build.staging.Staging`) and renamed into place only at the very end; a cancel or a
-failure at any step removes the staging directory (and the partial files of the writers inside it). The
-input is opened read-only and is never written. Secrets (the provisioning passphrase, the recovery key,
-volume keys) never reach the log, the manifest, the report or an error message.
+:func:`run_build` runs the ordered :data:`STEPS` (open, UKI, PCR, keyslots, the one streaming pass, catalog,
+ESP, export, manifest), each reporting into a :class:`BuildProgress` and honouring a
+:class:`~app.progress.CancelToken`. Everything is written under a hidden staging directory beside the output
+and renamed into place only at the end, so a cancel or failure leaves nothing; the input is only read.
+docs/architecture.md walks through the steps and why they are ordered so.
 """
 
 from __future__ import annotations
@@ -58,15 +17,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from app.build.progress import BuildProgress, ProgressSnapshot
 from app.catalog.format import ESP_CATALOG_PATH
 from app.errors import CancelledError, OutputExistsError, ShieldwrightError
 from app.progress import CancelToken, Progress
+from app.template.build.progress import BuildProgress, ProgressSnapshot
 
 if TYPE_CHECKING:
     from app.disk.model import DiskLayout
-    from app.recipe import Recipe
     from app.signing.signer import Signer
+    from app.template.recipe import Recipe
 
 __all__ = [
     "ESP_CATALOG_PATH",
@@ -139,7 +98,7 @@ class BuildResult:
 def artifact_paths(output: str | os.PathLike[str]) -> dict[str, Path]:
     """Every file a build of ``output`` writes, by role: template, catalog, manifest, manifest_signature,
     report (the names the Review page announces before the build runs)."""
-    from app.manifest import ArtefactPaths
+    from app.template.manifest import ArtefactPaths
 
     p = ArtefactPaths.for_output(Path(output))
     return {"template": p.output, "catalog": p.catalog, "manifest": p.manifest,
@@ -164,7 +123,7 @@ def run_build(
     one-line message for any input or environment problem (a full disk is an
     :class:`~app.errors.OutOfSpaceError`); in every such case no output file and no temporary file remain.
     """
-    from app.build.staging import os_error
+    from app.template.build.staging import os_error
 
     if not isinstance(progress, BuildProgress):
         progress = BuildProgress(forward=progress)
@@ -261,8 +220,6 @@ class _Build:
     # -- 1. open -------------------------------------------------------------------------------------
 
     def _open(self) -> None:
-        from app.build.export import check_format
-        from app.build.staging import FileHasher, Staging
         from app.catalog.create import check_partitions
         from app.catalog.format import check_block_size, check_template_name, parse_version
         from app.disk.image import open_image
@@ -270,7 +227,9 @@ class _Build:
         from app.disk.model import Role, Severity
         from app.luks.imageops import DEFAULT_DATA_OFFSET
         from app.luks.relayout import plan_relayout
-        from app.manifest import ArtefactPaths
+        from app.template.build.export import check_format
+        from app.template.build.staging import FileHasher, Staging
+        from app.template.manifest import ArtefactPaths
 
         r = self.recipe
         self.base = Path(r.base_image)
@@ -327,7 +286,7 @@ class _Build:
     def _check_outputs(self) -> None:
         """Before anything is written: no output is the input, none replaces a file unless asked, and the
         recovery key file is none of the others (renamed over, it would be lost while reported written)."""
-        from app.recipe_checks import output_collision
+        from app.template.checks import output_collision
 
         base = self.base
         for path in self.paths.all():
@@ -354,7 +313,7 @@ class _Build:
         """Refuse, before anything is written, host files the UKI would publish although other users may
         not read them (unless allowed); the UKI build checks each file again as it reads it."""
         from app.findings import Severity
-        from app.recipe_checks import private_host_file_problems
+        from app.template.checks import private_host_file_problems
 
         problems = private_host_file_problems(self.recipe, allow=self.inputs.allow_private_inputs)
         for p in problems:
@@ -365,7 +324,7 @@ class _Build:
     # -- 2. UKI --------------------------------------------------------------------------------------
 
     def _uki(self) -> None:
-        from app.build.boot import make_uki
+        from app.template.build.boot import make_uki
 
         self._start_keys()
         self.uki = make_uki(self.recipe.uki, self.image, self.layout, self.inputs.uefi_signer,
@@ -426,7 +385,7 @@ class _Build:
         self.keys_job = self.keys_pool.submit(self._derive_keys, self.keys_progress)
 
     def _derive_keys(self, progress: Progress) -> tuple[Any, Any, bool]:
-        from app.build.keys import kdf_for, prepare_keys
+        from app.template.build.keys import kdf_for, prepare_keys
 
         kdf, calibrated = kdf_for(self.recipe.encryption, self.cancel)
         keys = prepare_keys(self.plan, self.inputs.provisioning_passphrase, kdf, self.recovery_key,
@@ -460,14 +419,14 @@ class _Build:
     # -- 5. the streaming pass -----------------------------------------------------------------------
 
     def _write(self) -> None:
-        from app.build.sinks import AsyncSinks
         from app.luks.relayout import encrypt_image, gpt_bytes
+        from app.template.build.sinks import AsyncSinks
 
         sizes = {n: self.plan.partition(n).size_bytes for n in self.protect}
         sinks = AsyncSinks(sizes, self.recipe.catalog.block_size)
         self.raw = self.staging.path("template.raw")
         self.gpt = gpt_bytes(self.plan)
-        # A raw output is hashed by producing its bytes again (app.build.output_hash), never read back:
+        # A raw output is hashed by producing its bytes again (template.build.output_hash), never read back:
         # written with O_DIRECT it costs no page-cache work. Other formats read the raw file back to
         # convert it, so it goes through the page cache.
         direct = self.fmt == "raw"
@@ -547,8 +506,8 @@ class _Build:
     # -- 8. export -----------------------------------------------------------------------------------
 
     def _export(self) -> None:
-        from app.build.export import export
-        from app.build.staging import fsync_file, sha256_file
+        from app.template.build.export import export
+        from app.template.build.staging import fsync_file, sha256_file
 
         target = self.staging.path(f"template.{self.fmt}")
         self.final = export(self.raw, target, self.fmt, progress=self.progress, cancel=self.cancel)
@@ -564,9 +523,9 @@ class _Build:
 
     def _hash_raw_output(self) -> str:
         """SHA-256 of the staged raw template from the input once more, the ESP from the file (see
-        :mod:`app.build.output_hash`)."""
-        from app.build.output_hash import sha256_regenerated
+        :mod:`app.template.build.output_hash`)."""
         from app.luks.relaid_image import RelaidImage
+        from app.template.build.output_hash import sha256_regenerated
 
         esp = self.plan.partition(self.esp.number)
         try:
@@ -590,9 +549,15 @@ class _Build:
     # -- 9. manifest, report, commit -------------------------------------------------------------------
 
     def _finish(self) -> None:
-        from app.build.report import render_report
-        from app.manifest import BuildRecord, build_manifest, encode_manifest, sha256_hex, sign_manifest
         from app.signing.output import write_output
+        from app.template.build.report import render_report
+        from app.template.manifest import (
+            BuildRecord,
+            build_manifest,
+            encode_manifest,
+            sha256_hex,
+            sign_manifest,
+        )
 
         input_sha256 = self.input_hasher.result(progress=self.progress, cancel=self.cancel)
         self._check_input_unchanged()
@@ -683,7 +648,7 @@ _ATTR = {"manifest": "manifest", "manifest_signature": "signature", "report": "r
 
 
 def _size(n: int) -> str:
-    from app.build.report import human_size
+    from app.template.build.report import human_size
 
     return human_size(n)
 

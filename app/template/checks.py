@@ -1,4 +1,4 @@
-"""The value rules of a Recipe: what :func:`app.recipe.validate_recipe` reports, key by key.
+"""The value rules of a Recipe: what :func:`app.template.recipe.validate_recipe` reports, key by key.
 
 Kept apart from the model so the rules read as a list. Every problem names the dotted recipe key at fault
 (``catalog.version``) because that is what the user must edit; the wizard shows the same sentences.
@@ -16,7 +16,7 @@ from typing import Any
 
 from app.errors import ShieldwrightError
 from app.findings import Finding, Severity
-from app.recipe import (
+from app.template.recipe import (
     DEFAULT_VENDOR_DIR,
     EXISTING_ACTIONS,
     FORMAT_VERSION,
@@ -323,7 +323,7 @@ def _boot(out: _Problems, r: Recipe) -> None:
 def build_files(r: Recipe) -> dict[str, Path]:
     """Every file a build of ``r`` reads or writes whose path must not be shared with another, by what it
     is: the base image, the output and its sidecars (catalog, manifest, signature, report)."""
-    from app.manifest import ArtefactPaths
+    from app.template.manifest import ArtefactPaths
 
     files = {"the base image": Path(r.base_image)}
     if r.output.path is not None:

@@ -85,7 +85,7 @@ def kdf_description(kdf: KdfParams) -> dict[str, Any]:
 def kdf_for(encryption: Any, cancel: CancelToken) -> tuple[KdfParams, bool]:
     """The provisioning keyslot's KDF for the recipe's ``encryption`` options, and whether it was calibrated
     here (True) or taken from the recipe's explicit ``kdf_params`` (False)."""
-    from app.recipe import explicit_kdf
+    from app.template.recipe import explicit_kdf
 
     kdf = explicit_kdf(encryption)
     if kdf is not None:

@@ -1,4 +1,4 @@
-"""The parts of the template build that :mod:`app.pipeline` strings together.
+"""The parts of the template build that :mod:`app.template.pipeline` strings together.
 
 One module per concern, each small enough to read in one sitting: :mod:`.progress` (what a GUI or a
 terminal polls), :mod:`.boot` (which kernel, which UKI), :mod:`.keys` (LUKS2 headers and keyslots),
