@@ -3,13 +3,13 @@ VENV := .venv
 PY := $(VENV)/bin/python
 DEMO := $(HOME)/.cache/shieldwright/demo-base.img
 
-.PHONY: setup run test lint bench screenshots demo-image clean
+.PHONY: setup run test test-fast check lint bench screenshots demo-image clean
 
 setup:
 	@bash installer/setup.sh
 
 # Rebuilt when the demo builder changes, so a cached image never lags behind the code.
-$(DEMO): app/disk/demo.py
+$(DEMO): app/template/demo.py
 	@$(PY) -m app demo-image $(DEMO)
 
 demo-image: setup
@@ -21,12 +21,21 @@ run: demo-image
 		xvfb-run -a $(PY) -m app $(DEMO); \
 	else $(PY) -m app $(DEMO); fi
 
-test: setup
-	@QT_QPA_PLATFORM=offscreen $(PY) -m ruff check app wizard_pages tests benchmarks
+# The static checks: lint, layout, layers (import-linter) and types (mypy), all configured in pyproject.toml.
+check: setup
+	@$(PY) -m ruff check app wizard_pages tests benchmarks
+	@$(PY) -m ruff format --check --quiet app wizard_pages tests benchmarks
+	@out=$$($(VENV)/bin/lint-imports --no-cache 2>&1) || { echo "$$out"; exit 1; }
+	@$(PY) -m mypy
+
+test: check
 	@QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q
 
-lint: setup
-	@$(PY) -m ruff check app wizard_pages tests benchmarks
+# The inner loop: the same checks, and every test except those that boot QEMU.
+test-fast: check
+	@QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q -m "not vm"
+
+lint: check
 
 bench: setup
 	@for b in benchmarks/bench_*.py; do $(PY) $$b; done

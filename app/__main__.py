@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import sys
 
+from app.cli import main as cli_main
+from app.secrets import forbid_core_dumps
+
 
 def main(argv: list[str] | None = None) -> int:
-    from app.cli import main as cli_main
-    from app.secrets import forbid_core_dumps
-
     forbid_core_dumps()  # both faces hold passphrases and volume keys in memory
     return cli_main(sys.argv[1:] if argv is None else argv)
 

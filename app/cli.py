@@ -1,20 +1,8 @@
-"""The command-line face of the engine.
+"""The command-line face of the engine: ``shieldwright SUBCOMMAND``; without one, the wizard.
 
-Every subcommand maps to one engine call. Input errors (:class:`ShieldwrightError`) print one line
-``shieldwright: error: MESSAGE (HINT)`` to stderr and exit with the error's code; they never print a
-traceback. Without a subcommand the wizard opens (optionally on an image given as the only argument).
-
-This is the boundary, so it keeps two promises whatever happens below it (issue 17 items 9 and 10):
-
-- **Interruptions clean up.** SIGTERM (``kill``, ``systemctl stop``, a CI timeout) and SIGHUP (the terminal
-  went away) are turned into :class:`Interrupted`, a KeyboardInterrupt, so every path that handles Ctrl-C -
-  the build's cooperative cancel that removes its staging directory, the ``finally`` blocks that delete
-  temporary plaintext copies - handles them too. The exit code is 128 + the signal's number (130, 143,
-  129), as a shell reports a process killed by it. A signal the caller ignores (``nohup``) stays ignored.
-- **No traceback escapes.** An exception that is not a ShieldwrightError - a RecursionError or MemoryError
-  from a hostile input, a ValueError or OverflowError, a Rust panic (pyo3's ``PanicException``, a
-  BaseException) from ``cryptography``'s KDF - prints one line with a hint, and its traceback goes to the
-  log file (:mod:`app.logfile`) only; ``--debug`` also logs it to stderr.
+A :class:`ShieldwrightError` prints one line ``shieldwright: error: MESSAGE (HINT)`` and exits with its
+code. SIGTERM and SIGHUP raise :class:`Interrupted` (a KeyboardInterrupt) so they clean up like Ctrl-C
+and exit 128 + the signal. Any other exception prints one line too; its traceback goes to the log file.
 """
 
 from __future__ import annotations
@@ -27,12 +15,13 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from types import FrameType
 
 from app import __version__
 from app.commands import COMMAND_MODULES
 from app.errors import CancelledError, ShieldwrightError
+from app.logfile import append_traceback
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +94,7 @@ def main(argv: list[str]) -> int:
     asks_parser = any(a in ("-h", "--help", "--version") for a in argv)
     if not asks_parser and (not positional or positional[0] not in subcommands()):
         # No subcommand: the wizard, optionally opened on one image.
+        # lazy: the one way in to Qt (PySide6); every subcommand and `--help` run without it
         from app.gui.application import run_wizard
 
         return run_wizard(positional[0] if positional else None, debug="--debug" in argv)
@@ -125,8 +115,9 @@ def main(argv: list[str]) -> int:
 
 def run_command(args: argparse.Namespace, received: list[int]) -> int:
     """Run the subcommand; every way it can end becomes an exit code and at most one line on stderr."""
+    handler: Callable[[argparse.Namespace], int] = args.func
     try:
-        return args.func(args)
+        return handler(args)
     except ShieldwrightError as exc:
         _say(f"shieldwright: error: {exc.one_line()}")
         if isinstance(exc, CancelledError) and received:
@@ -152,8 +143,6 @@ def run_command(args: argparse.Namespace, received: list[int]) -> int:
 def unexpected_error(exc: BaseException, command: str) -> tuple[ShieldwrightError, int]:
     """The one-line error and exit code for an exception no engine code translated; its traceback goes to
     the log file (and with ``--debug`` to stderr), never to the terminal by default."""
-    from app.logfile import append_traceback
-
     log.debug("unexpected error in `shieldwright %s`", command, exc_info=exc)
     path = append_traceback(exc, f"`shieldwright {command}` failed")
     where = f"details in {path}" if path is not None else "the log file could not be written"

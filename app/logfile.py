@@ -1,7 +1,7 @@
 """Where Shieldwright's log file lives, and how an unexpected error's traceback gets there (and only there).
 
 The wizard logs to a rotating file (:mod:`app.gui.application`); the command line prints one line per error
-and keeps tracebacks out of the terminal and out of CI logs (issue 17 item 10). Both use the same file,
+and keeps tracebacks out of the terminal and out of CI logs. Both use the same file,
 ``$XDG_STATE_HOME/shieldwright/log/shieldwright.log`` (platformdirs' user log directory), so a bug report
 needs one path whichever face failed. Created with mode 0600: paths of a user's files are in it.
 """
@@ -13,13 +13,13 @@ import time
 import traceback
 from pathlib import Path
 
+from platformdirs import user_log_path
+
 from app import __version__
 
 
 def log_file_path() -> Path:
     """``$XDG_STATE_HOME/shieldwright/log/shieldwright.log`` (platformdirs' user log dir)."""
-    from platformdirs import user_log_path
-
     return user_log_path("shieldwright") / "shieldwright.log"
 
 

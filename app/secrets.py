@@ -1,22 +1,9 @@
 """The one way Shieldwright reads a secret, and the one rule for a passphrase too short to be safe.
 
-Every passphrase - from ``--passphrase-file``, ``--key-passphrase-file``, a recipe's ``{ file = ... }``,
-an environment variable or a terminal prompt - comes through here, so every command reads it the same way:
-
-- **Files are read to their end, whatever ``st_size`` says.** A pipe, a FIFO, ``/dev/stdin`` or bash's
-  ``<(...)`` report a size of 0; sizing the buffer from it kept one byte of the passphrase and the build
-  sealed the container with that one character. We read until EOF, up to :data:`MAX_SECRET_BYTES`: more
-  than that is surely the wrong file (a key, an image, ``/dev/zero``) and is refused without reading on.
-- One trailing newline is dropped (editors and ``echo`` add it); nothing else is changed.
-- The result is a ``bytearray`` the caller wipes with :func:`wipe` once the secret has been used. The
-  file is read straight into one preallocated buffer and the secret copied out once, so no immutable
-  ``bytes`` copy is left in memory (an environment variable and ``getpass``'s ``str`` are the exceptions
-  Python gives us no way around).
-- A message never contains the secret, only where it came from.
-
-:func:`short_passphrase_problem` is the strength rule: fewer than :data:`MIN_PASSPHRASE_LENGTH` characters.
-The CLI warns (a script may have its reasons); the wizard refuses (:mod:`app.luks.passphrase` uses the same
-rule).
+Every passphrase (``--passphrase-file``, a recipe's ``{ file = ... }``, an environment variable, a prompt)
+comes through here, as a ``bytearray`` the caller wipes with :func:`wipe`; a message never contains the
+secret, only where it came from. :func:`short_passphrase_problem` is the strength rule (the CLI warns,
+the wizard refuses; :mod:`app.luks.passphrase` uses the same rule).
 """
 
 from __future__ import annotations
@@ -24,6 +11,7 @@ from __future__ import annotations
 import getpass
 import io
 import os
+import resource
 from pathlib import Path
 
 from app.errors import ShieldwrightError
@@ -50,6 +38,12 @@ def read_secret_file(
     """The secret in ``path`` (a regular file, FIFO, pipe or ``/dev/stdin``), minus one trailing newline.
 
     ``what`` names the file in messages, ``where`` says which option or recipe key gave it (`` (KEY)``).
+
+    The file is read to its end whatever ``st_size`` says: a pipe, a FIFO, ``/dev/stdin`` or bash's
+    ``<(...)`` report 0, and sizing the buffer from that once kept one byte of a passphrase. More than
+    :data:`MAX_SECRET_BYTES` is surely the wrong file and is refused without reading on. The bytes go
+    straight into one preallocated buffer and are copied out once, so no immutable ``bytes`` copy is left
+    (an environment variable and ``getpass``'s ``str`` are the exceptions Python gives no way around).
     """
     path = Path(path)
     try:
@@ -145,8 +139,6 @@ def short_passphrase_problem(secret: bytes | bytearray | str, what: str = "the p
 def forbid_core_dumps() -> None:
     """Make this process leave no core dump: a crash while a passphrase or volume key is in memory must not
     write it to disk. Cheap and always on (the soft limit only: a developer can raise it again to debug)."""
-    import resource
-
     try:
         _soft, hard = resource.getrlimit(resource.RLIMIT_CORE)
         resource.setrlimit(resource.RLIMIT_CORE, (0, hard))

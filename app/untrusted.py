@@ -1,4 +1,4 @@
-"""Text that came from an input file, made safe to print on a terminal.
+"""Values that came from an input file: text made safe to print on a terminal, and type checks.
 
 GPT partition names, LUKS2 labels, os-release fields and certificate subjects are chosen by whoever made
 the input. Printed raw, an escape sequence in them can move the cursor, rewrite earlier lines or retitle
@@ -37,3 +37,9 @@ def _escape(code: int) -> str:
     if code < 0x100:
         return f"\\x{code:02x}"
     return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+
+
+def has_type(value: object, kind: type | tuple[type, ...]) -> bool:
+    """``isinstance`` for a value whose annotation its source may not have honoured (a decoded header, a
+    caller's argument): statically the check looks redundant, at run time it is the check."""
+    return isinstance(value, kind)

@@ -79,7 +79,7 @@ def partition_lbas(image: Path) -> dict[int, tuple[int, int]]:
 
 def build_input(d: Path, root_mib: int) -> Path:
     """The demo image's ESP and XBOOTLDR + a random-filled ext4 root of ``root_mib``, as one raw GPT disk."""
-    from app.disk.demo import build_demo_image
+    from app.template.demo import build_demo_image
 
     demo = build_demo_image(d / "demo.img")
     src = partition_lbas(demo)

@@ -129,5 +129,6 @@ def main() -> None:
                   f"{copying[engine] / naive:5.2f}x)   bulk / openssl = {rate / ossl:5.2f}x   "
                   f"bulk / bundled XTS = {rate / bundled:5.2f}x")  # fmt: skip
 
+
 if __name__ == "__main__":
     main()

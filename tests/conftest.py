@@ -6,6 +6,7 @@ Nothing here uses Shieldwright's own writers, so tests of our readers are graded
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +16,11 @@ import pytest
 from app.tools import find_tool
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+# A shell without job control starts background commands (`make test &`) with SIGINT ignored, and children
+# inherit that: the tests that press Ctrl-C on a child process would then see it ignored.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 MiB = 1024 * 1024
 
@@ -170,9 +176,20 @@ def require_tool(name: str) -> str:
 @pytest.fixture(scope="session")
 def demo_image(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The demo base image from ``shieldwright demo-image`` (kernel .deb cached under ~/.cache). Read-only!"""
-    from app.disk.demo import build_demo_image
+    from app.template.demo import build_demo_image
 
     path = tmp_path_factory.mktemp("demo") / "demo.img"
     build_demo_image(path)
     path.chmod(0o444)
     return path
+
+
+#: The modules whose tests boot QEMU (OVMF, swtpm): `make test-fast` skips them (`-m "not vm"`).
+VM_MODULES = ("tests/boot/test_vm.py", "tests/boot/test_secure_boot.py", "tests/test_build_e2e.py")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    root = Path(__file__).resolve().parents[1]
+    for item in items:
+        if str(Path(item.fspath).relative_to(root)) in VM_MODULES:
+            item.add_marker(pytest.mark.vm)

@@ -187,11 +187,11 @@ def test_esp_files_land_in_the_esp_of_a_4096_byte_sector_disk(keys: BuildKeys, t
     """
     from types import SimpleNamespace
 
-    from app import pipeline
     from app.disk.image import open_image
     from app.disk.layout import layout_of
     from app.disk.model import Role
     from app.progress import CancelToken
+    from app.template import pipeline
 
     require_tool("mcopy")
     require_tool("fsck.fat")

@@ -7,13 +7,14 @@ import hashlib
 import os
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from app.catalog.hasher import PartitionSinks
 from app.errors import OutOfSpaceError, OutputExistsError, ShieldwrightError
 from app.progress import ProgressState
-from app.template.build.boot import newest_kernel, parse_ref, version_key
+from app.template.build.boot import BootSourceError, newest_kernel, version_key
 from app.template.build.progress import LOG_LIMIT, BuildProgress
 from app.template.build.report import render_report
 from app.template.build.sinks import AsyncSinks
@@ -173,9 +174,87 @@ def test_newest_kernel_compares_versions_number_by_number() -> None:
     assert newest_kernel(entries) is entries[1]  # type: ignore[arg-type]
     with pytest.raises(ShieldwrightError, match="no kernel"):
         newest_kernel([])
-    assert parse_ref("2:/boot/vmlinuz-6.1", "kernel") == (2, "/boot/vmlinuz-6.1")
-    with pytest.raises(ShieldwrightError, match="PARTITION:/path"):
-        parse_ref("/boot/vmlinuz", "kernel")
+
+
+class _FakeImageUki:
+    """make_uki on a made-up image: two kernels with their initrds in the XBOOTLDR and a UKI in the ESP.
+
+    The image's files are read by name and ``build_uki`` is replaced by a recorder, so what is graded is
+    which files the recipe's options select - not the UKI format (tests/boot grades that)."""
+
+    FILES = {
+        (2, "/vmlinuz-6.1.0-9-amd64", "kernel"): b"old kernel",
+        (2, "/initrd.img-6.1.0-9-amd64", "initrd"): b"old initrd",
+        (2, "/vmlinuz-6.1.0-28-amd64", "kernel"): b"new kernel",
+        (2, "/initrd.img-6.1.0-28-amd64", "initrd"): b"new initrd",
+        (1, "/EFI/Linux/debian.efi", "uki"): b"existing uki",
+    }
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+        import app.template.build.boot as boot
+        from app.boot.sources import BootFile
+        from app.disk.model import DiskLayout, Partition, Role
+
+        self.files = [BootFile(n, path, kind, len(data)) for (n, path, kind), data in self.FILES.items()]
+        parts = [Partition(n, name, "t", name, "g", 2048 * n, 2048 * n + 2047, 1 << 20, "fat", role)
+                 for n, name, role in ((1, "esp", Role.ESP), (2, "boot", Role.XBOOTLDR))]  # fmt: skip
+        self.layout = DiskLayout("fake.img", "raw", 8 << 20, 512, None, parts)
+        self.built: list[object] = []
+        self.stub = tmp_path / "stub.efi"
+        self.stub.write_bytes(b"stub")
+
+        def listed(image: object, layout: DiskLayout, cancel: object) -> list[BootFile]:
+            numbers = {p.number for p in layout.partitions}
+            return [f for f in self.files if f.partition_number in numbers]
+
+        monkeypatch.setattr(boot, "list_boot_files", listed)
+        monkeypatch.setattr(
+            boot, "read_boot_file", lambda image, layout, f: self.FILES[(f.partition_number, f.path, f.kind)]
+        )
+        monkeypatch.setattr(boot, "build_uki", lambda inputs, signer: self.built.append(inputs) or b"MZ")
+        monkeypatch.setattr(boot, "inspect_uki", lambda data: UkiInfoStandIn())
+
+    def make(self, **options: Any) -> tuple[Any, Any]:
+        from app.progress import CancelToken
+        from app.template.build.boot import make_uki
+        from app.template.recipe import UkiOptions
+
+        uki = UkiOptions(stub=self.stub, cmdline="quiet", os_release="ID=test\n", **options)
+        built = make_uki(uki, None, self.layout, None, cancel=CancelToken())
+        return built, self.built[-1]
+
+
+class UkiInfoStandIn:
+    size, stub, cmdline, sections = 2, None, "quiet", ()
+
+
+def test_make_uki_replaces_an_existing_uki_with_the_recipes_kernel(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Regression: ``existing_action = "replace"`` ignored ``kernel`` and ``initrds`` and took the newest
+    kernel, while docs/formats/recipe.md (and the wizard, which lets the user pick the kernel) build it
+    "as with source = image"."""
+    fake = _FakeImageUki(monkeypatch, tmp_path)
+    existing = {"source": "existing", "existing_action": "replace", "existing_uki": "1:/EFI/Linux/debian.efi"}
+    built, inputs = fake.make(**existing, kernel="2:/vmlinuz-6.1.0-9-amd64")
+    assert (inputs.linux, inputs.initrds) == (b"old kernel", [b"old initrd"])
+    assert built.kernel == "2:/vmlinuz-6.1.0-9-amd64" and built.initrds == ("2:/initrd.img-6.1.0-9-amd64",)
+    built, inputs = fake.make(
+        **existing, kernel="2:/vmlinuz-6.1.0-9-amd64", initrds=["2:/initrd.img-6.1.0-28-amd64"]
+    )
+    assert (inputs.linux, inputs.initrds) == (b"old kernel", [b"new initrd"])
+    # Without a kernel, the newest (as with source = image), and the same choice for source = image.
+    assert fake.make(**existing)[1].linux == b"new kernel"
+    assert fake.make(kernel="2:/vmlinuz-6.1.0-9-amd64")[1].linux == b"old kernel"
+    # Unsigned without a signer (the wizard's preview before a certificate is loaded); keeping needs none,
+    # re-signing does.
+    assert built.signed is False
+    kept, _ = fake.make(source="existing", existing_action="keep", existing_uki="1:/EFI/Linux/debian.efi")
+    assert (kept.action, kept.kernel, kept.signed) == ("kept", "1:/EFI/Linux/debian.efi", False)
+    with pytest.raises(BootSourceError, match="no UEFI signing key"):
+        fake.make(source="existing", existing_action="resign", existing_uki="1:/EFI/Linux/debian.efi")
+    with pytest.raises(BootSourceError, match="kernel '/vmlinuz' is not a reference PARTNUM:/path"):
+        fake.make(kernel="/vmlinuz")
 
 
 def _doc(evil: str) -> dict:

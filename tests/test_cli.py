@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from app import cli
+from app.commands import COMMAND_MODULES
 from app.commands import disk as disk_commands
 from app.errors import CancelledError, ImageError
 
@@ -75,3 +76,27 @@ def test_passphrases_come_from_a_file_or_the_environment(tmp_path: Path, monkeyp
     with pytest.raises(ShieldwrightError) as missing:
         read_passphrase(parser.parse_args(["--key-passphrase-env", "SW_TEST_UNSET_VARIABLE"]))
     assert "SW_TEST_UNSET_VARIABLE" in missing.value.message
+
+
+def test_restated_choices_agree_with_their_owners() -> None:
+    """The parser cannot import the key types' owner (that would load cryptography into every CLI start), so
+    ``cert`` restates them: it must say what its owner says. (The LUKS, catalog and image choices have light
+    owners, app.luks.params, app.catalog.limits and app.disk.image, that the parser imports directly.)"""
+    from app.commands import cert
+    from app.signing.keys import KEY_TYPES
+
+    assert cert.KEY_TYPE_CHOICES == KEY_TYPES
+
+
+def test_the_parser_loads_no_heavy_library() -> None:
+    """Building the parser (every ``--help``) imports each command module: these load none of the engine's
+    heavy libraries at import time; their handlers import the engine when they run. (``build`` takes its
+    flags from the recipe's option table, so it loads the recipe model.)"""
+    light = [f"app.commands.{name}" for name in COMMAND_MODULES]
+    heavy = {"cryptography", "numpy", "pefile", "PySide6"}
+    code = (
+        f"import importlib, sys\nfor name in {light!r}:\n    importlib.import_module(name)\n"
+        f"print(sorted({{m.split('.')[0] for m in sys.modules}} & {heavy!r}))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

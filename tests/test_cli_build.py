@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from app.template.recipe import load_recipe
+from app.template.recipe_file import load_recipe
 from tests.build_helpers import PASSPHRASE, BuildKeys, lba_ranges, make_keys, sha256_file
 from tests.conftest import sgdisk_partitions
 

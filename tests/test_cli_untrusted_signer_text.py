@@ -82,17 +82,18 @@ def test_pe_list_and_verify_escape_the_signer(hostile: tuple[Path, Path], tmp_pa
     assert_escaped(verified.stdout)
 
 
-def test_vsc_show_and_verify_escape_the_signer_and_name(hostile: tuple[Path, Path], small_disk: Path,
-                                                        tmp_path: Path) -> None:  # fmt: skip
+def test_vsc_show_and_verify_escape_the_signer(hostile: tuple[Path, Path], small_disk: Path,
+                                              tmp_path: Path) -> None:  # fmt: skip
     """Regression (issue 17 item 10): failed on ecab7db because ``vsc show``/``vsc verify`` printed the
-    signer's subject and the template name (a bidi override passes the name check) raw."""
+    signer's subject raw. (A name with a bidi override, which also passed then, is now refused by the
+    catalog's name rule itself: see the next test.)"""
     cert, key = hostile
     vsc = tmp_path / "t.vsc"
-    proc = cli("vsc", "create", small_disk, "--partition", "3", "--name", "web\u202eserver", "--version",
+    proc = cli("vsc", "create", small_disk, "--partition", "3", "--name", "web server", "--version",
                "1.0.0.0", "--cert", cert, "--key", key, "-o", vsc)  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     shown = cli("vsc", "show", vsc)
-    assert shown.returncode == 0 and "web\\u202eserver" in shown.stdout
+    assert shown.returncode == 0 and "web server" in shown.stdout
     assert_escaped(shown.stdout)
     verified = cli("vsc", "verify", small_disk, vsc, "--trust", cert)
     assert verified.returncode == 0, verified.stdout + verified.stderr
@@ -100,6 +101,19 @@ def test_vsc_show_and_verify_escape_the_signer_and_name(hostile: tuple[Path, Pat
     for command in (("show", vsc), ("verify", small_disk, vsc, "--trust", cert)):
         json_out = cli("vsc", *command, "--json").stdout
         assert not any(ch in json_out for ch in RAW) and "\\u001b" in json_out
+
+
+def test_a_template_name_that_reorders_or_breaks_the_line_is_refused(
+    hostile: tuple[Path, Path], small_disk: Path, tmp_path: Path
+) -> None:
+    """A template name is shown on one line by every tool: bidi overrides, C1 controls and line separators
+    are refused when a catalog is made, so no reader ever has to show them."""
+    cert, key = hostile
+    for name in ("web\u202eserver", "web\x85server", "web\u2028server"):
+        proc = cli("vsc", "create", small_disk, "--partition", "3", "--name", name, "--version", "1.0.0.0",
+                   "--cert", cert, "--key", key, "-o", tmp_path / "t.vsc")  # fmt: skip
+        assert proc.returncode == 2, proc.stdout
+        assert "control characters" in proc.stderr and not (tmp_path / "t.vsc").exists()
 
 
 def test_verify_escapes_what_the_checks_quote(capsys, monkeypatch, tmp_path: Path,

@@ -19,7 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from app.template.recipe import SecretSource, UkiOptions, save_recipe
+from app.template.recipe import SecretSource, UkiOptions
+from app.template.recipe_file import save_recipe
 from tests.build_helpers import PASSPHRASE, BuildKeys, make_keys, make_recipe
 from tests.conftest import require_tool
 

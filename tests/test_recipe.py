@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from app.findings import Severity
 from app.luks.kdf import KdfParams
 from app.template import toml_writer
+from app.template.checks import validate_recipe
 from app.template.recipe import (
     BootOptions,
     CatalogOptions,
@@ -29,14 +30,10 @@ from app.template.recipe import (
     default_uki_id,
     explicit_kdf,
     kdf_params_dict,
-    load_recipe,
     parse_image_ref,
     read_secret,
-    recipe_from_dict,
-    recipe_to_dict,
-    save_recipe,
-    validate_recipe,
 )
+from app.template.recipe_file import load_recipe, recipe_from_dict, recipe_to_dict, save_recipe
 
 TRICKY = 'quiet "quoted" back\\slash tab\there ünïcode ✓ \x01 end\\'
 OS_RELEASE = 'ID=debian\nPRETTY_NAME="Debian GNU/Linux 12 (bookworm)"\nVERSION_ID="12"\n'
@@ -262,12 +259,18 @@ def test_every_error_names_its_key(tmp_path: Path, change: str, value: Any, key:
     assert info.value.message.startswith(f"{key}: "), info.value.message
 
 
-def test_the_version_message(tmp_path: Path) -> None:
+def test_the_version_message_is_the_catalog_format_s(tmp_path: Path) -> None:
+    """The recipe says what app.catalog.format says (the wizard shows the same words)."""
+    from app.catalog.format import CatalogError, parse_version
+
     d = valid_dict()
     d["catalog"]["version"] = "1.0.0"
     with pytest.raises(RecipeError) as info:
         recipe_from_dict(d, tmp_path)
-    assert info.value.message == "catalog.version: '1.0.0' is not a.b.c.d (four numbers 0-65535)"
+    with pytest.raises(CatalogError) as engine:
+        parse_version("1.0.0")
+    assert info.value.message == f"catalog.version: {engine.value.message}"
+    assert info.value.message == "catalog.version: template version '1.0.0' is not of the form a.b.c.d"
 
 
 @pytest.mark.parametrize(

@@ -18,9 +18,11 @@ from pathlib import Path
 
 import pytest
 
+from app import secrets
 from app.commands._util import add_passphrase_options, read_passphrase
 from app.luks.imageops import Keyslot, encrypt_partitions
 from app.luks.kdf import KdfParams
+from app.luks.passphrase import MIN_LENGTH, Strength, assess
 from app.template.recipe import RecipeError, SecretSource, read_secret
 from tests.build_helpers import extract_partition, make_keys
 from tests.luks.cryptsetup import test_passphrase as cryptsetup_opens
@@ -55,7 +57,8 @@ def test_every_reader_takes_the_whole_secret_from_a_fifo(tmp_path: Path) -> None
     with fifo_with(tmp_path, PASSPHRASE + b"\n", "a") as fifo:
         got = read_secret(SecretSource.file(fifo), prompt_text="P: ", interactive=False)
     assert got == bytearray(PASSPHRASE)
-    from app.commands._util import read_passphrase_buffer  # (imported here: the test also runs on ecab7db)
+    # lazy: the regression test also runs on ecab7db, which lacks this function
+    from app.commands._util import read_passphrase_buffer
 
     parser = argparse.ArgumentParser()
     add_passphrase_options(parser, "passphrase")
@@ -73,7 +76,6 @@ def test_a_pipe_without_end_is_refused_at_the_stated_maximum(tmp_path: Path) -> 
     with pytest.raises(RecipeError, match="more than 65536 bytes: not a passphrase") as info:
         read_secret(SecretSource.file("/dev/zero"), prompt_text="P: ", interactive=False, key="x.passphrase")
     assert info.value.key == "x.passphrase"
-    from app import secrets
 
     exactly = b"x" * secrets.MAX_SECRET_BYTES
     with fifo_with(tmp_path, exactly, "max") as fifo:
@@ -159,9 +161,6 @@ def test_the_cli_warns_about_a_short_new_passphrase(small_disk: Path, tmp_path: 
 
 
 def test_one_strength_rule_for_the_cli_and_the_wizard() -> None:
-    from app import secrets
-    from app.luks.passphrase import MIN_LENGTH, Strength, assess
-
     assert MIN_LENGTH == secrets.MIN_PASSPHRASE_LENGTH
     eleven, twelve = "é" * 5 + "abcdef", "é" * 6 + "abcdef"  # characters, not UTF-8 bytes
     assert secrets.short_passphrase_problem(eleven.encode()) and assess(eleven).strength is Strength.TOO_SHORT
@@ -171,13 +170,11 @@ def test_one_strength_rule_for_the_cli_and_the_wizard() -> None:
 def test_the_process_forbids_core_dumps() -> None:
     """Issue 17 item 11: a crash with a passphrase in memory writes no core file (RLIMIT_CORE soft limit 0),
     for the CLI and the wizard alike (both start in app.__main__.main)."""
-    import subprocess
-    import sys
-
-    code = (
-        "import resource, app.__main__ as m, app.cli\n"
+    code = (  # app.cli.main is replaced before app.__main__ binds it: no wizard starts
+        "import resource, app.cli\n"
         "app.cli.main = lambda argv: print(resource.getrlimit(resource.RLIMIT_CORE)[0]) or 0\n"
+        "import app.__main__ as m\n"
         "m.main([])\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
     assert out.stdout.strip() == "0"

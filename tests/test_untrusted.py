@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import unicodedata
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -34,7 +36,5 @@ def test_newlines_kept_only_on_request() -> None:
 
 @given(st.text())
 def test_output_has_no_control_or_format_characters(text: str) -> None:
-    import unicodedata
-
     out = printable(text)
     assert all(unicodedata.category(ch) not in {"Cc", "Cf", "Cn", "Co", "Cs", "Zl", "Zp"} for ch in out)

@@ -1,20 +1,19 @@
 """Wizard page 1: choose the base image, see its partitions, choose which ones to protect.
 
-The page never reads the image itself: ``inspect_image`` runs in the app's executor through the
-TaskRunner, and the page only shows the DiskLayout it returns (or the error it raises, inline).
+The page never reads the image itself: ``inspect_image`` runs off the GUI thread, and the page shows the
+DiskLayout it returns (or the error it raises, inline) and writes the image and the protected partitions
+into the state.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from pathlib import Path
 
 from PySide6.QtCore import QItemSelectionModel, QModelIndex, QSize, Qt, Signal
 from PySide6.QtGui import QDragEnterEvent, QDropEvent, QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QAbstractItemView,
-    QFileDialog,
     QGridLayout,
     QHBoxLayout,
     QHeaderView,
@@ -25,57 +24,45 @@ from PySide6.QtWidgets import (
     QTableView,
     QVBoxLayout,
     QWidget,
-    QWizardPage,
 )
 
-from app.disk.model import DiskLayout, Severity
+from app.disk.image import SUFFIXES
+from app.disk.layout import inspect_image
+from app.disk.model import DiskLayout
 from app.errors import ShieldwrightError
+from app.findings import Severity
 from app.gui.models.partition_table_model import Column, PartitionTableModel
+from app.gui.page import WizardPage
 from app.gui.presentation import human_size
 from app.gui.state import WizardState
-from app.gui.tasks import BackgroundTask, TaskRunner
+from app.gui.tasks import TaskRunner
 from app.gui.widgets.busy import busy_bar
-from app.gui.widgets.disk_layout_bar import DiskLayoutBar, DiskLayoutLegend
-from app.gui.widgets.error_panel import ErrorPanel
+from app.gui.widgets.disk_layout_bar import DiskLayoutBar
+from app.gui.widgets.disk_layout_legend import DiskLayoutLegend
 from app.gui.widgets.findings_list import FindingsList
 
-__all__ = ["BaseImagePage", "ErrorPanel"]
+__all__ = ["BaseImagePage"]
 
 log = logging.getLogger(__name__)
 
-IMAGE_FILTERS = ("Disk images (*.img *.raw *.vhd *.vhdx *.qcow2)", "All files (*)")
+#: The file dialog's filters: every suffix the engine knows for an image (inputs are read by content).
+IMAGE_FILTERS = (
+    "Disk images (" + " ".join(f"*{suffix}" for suffix in SUFFIXES) + ")",
+    "All files (*)",
+)
+#: The page's one background task and its one file dialog.
+INSPECT_TASK = "inspect-image"
+IMAGE_DIALOG = "image"
 
 
-def _inspect(path: str) -> DiskLayout:
-    """Runs in the executor. Imported late so the GUI starts even while the engine loads."""
-    from app.disk.layout import inspect_image
-
-    return inspect_image(path)
-
-
-class BaseImagePage(QWizardPage):
+class BaseImagePage(WizardPage):
     """Open a base image and choose the partitions to protect."""
 
     #: An inspection ended (successfully or not) and the page shows its outcome.
     inspectionFinished = Signal()
 
-    def __init__(
-        self,
-        state: WizardState,
-        runner: TaskRunner,
-        parent: QWidget | None = None,
-        inspector: Callable[[str], DiskLayout] = _inspect,
-    ) -> None:
-        super().__init__(parent)
-        self.state = state
-        self._runner = runner
-        self._inspector = inspector
-        self._task: BackgroundTask | None = None
-        self._pending_path: Path | None = None
-        self._layout: DiskLayout | None = None
-        self._file_dialog: QFileDialog | None = None
-        self._syncing = False
-
+    def __init__(self, state: WizardState, runner: TaskRunner, parent: QWidget | None = None) -> None:
+        super().__init__(state, runner, parent)
         self.setTitle(self.tr("Base image"))
         self.setSubTitle(
             self.tr(
@@ -84,6 +71,9 @@ class BaseImagePage(QWizardPage):
                 "catalog."
             )
         )
+        self._pending_path: Path | None = None
+        self._layout: DiskLayout | None = None
+        self._syncing = False
         self.setAcceptDrops(True)
         self._build_ui()
         self._show_layout(None)
@@ -137,8 +127,6 @@ class BaseImagePage(QWizardPage):
         facts.setColumnStretch(3, 1)
         facts.setColumnStretch(5, 2)
 
-        self.error_panel = ErrorPanel(self)
-
         self.bar = DiskLayoutBar(self)
         self.bar.partitionSelected.connect(self._on_bar_selected)
         self.legend = DiskLayoutLegend(self)
@@ -191,48 +179,29 @@ class BaseImagePage(QWizardPage):
 
     def choose_image(self) -> None:
         """Show a non-blocking file dialog; the chosen file is opened when the dialog closes."""
-        if self._file_dialog is not None:
-            self._file_dialog.raise_()
-            return
-        start = str(self.state.image_path.parent) if self.state.image_path else str(Path.home())
-        dialog = QFileDialog(self, self.tr("Open base image"), start)
-        dialog.setFileMode(QFileDialog.FileMode.ExistingFile)
-        dialog.setNameFilters([self.tr(f) for f in IMAGE_FILTERS])
-        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
-        dialog.fileSelected.connect(self.open_image)
-        dialog.finished.connect(self._on_file_dialog_closed)
-        self._file_dialog = dialog
-        dialog.open()
-
-    def _on_file_dialog_closed(self) -> None:
-        self._file_dialog = None
+        start = self.state.image_path.parent if self.state.image_path else Path.home()
+        self.file_dialog(
+            IMAGE_DIALOG, self.tr("Open base image"), start, self.open_image, filters=IMAGE_FILTERS
+        )
 
     def open_image(self, path: str | Path) -> None:
         """Inspect ``path`` in the background; a newer request supersedes a running one."""
         path = Path(path)
         log.info("opening base image %s", path)
-        if self._task is not None:
-            self._task.cancel()
-            self._detach(self._task)
-            self._task = None
+        self.cancel_task(INSPECT_TASK)
         self._pending_path = path
         self.error_panel.clear()
         self._show_layout(None)
         self.path_value.setText(str(path))
-        self._set_busy(True)
-        task = self._runner.start(self._inspector, str(path), name="inspect-image")
-        task.succeeded.connect(self._on_inspected)
-        task.failed.connect(self._on_failed)
-        task.finished.connect(self._on_task_finished)
-        self._task = task
-
-    def _detach(self, task: BackgroundTask) -> None:
-        for signal, slot in (
-            (task.succeeded, self._on_inspected),
-            (task.failed, self._on_failed),
-            (task.finished, self._on_task_finished),
-        ):
-            signal.disconnect(slot)
+        self.run_task(
+            INSPECT_TASK,
+            inspect_image,
+            str(path),
+            on_success=self._on_inspected,
+            on_failure=self._on_failed,
+            on_finished=self._on_task_finished,
+        )
+        self._show_busy()
 
     def _on_inspected(self, layout: DiskLayout) -> None:
         self.state.set_image(self._pending_path, layout)
@@ -240,28 +209,18 @@ class BaseImagePage(QWizardPage):
 
     def _on_failed(self, error: ShieldwrightError) -> None:
         self.state.set_image(None, None)
-        self.error_panel.show_error(error.message, error.hint)
+        self.show_error(error)
 
     def _on_task_finished(self) -> None:
-        task, self._task = self._task, None
-        if task is not None and task.error is not None and not isinstance(task.error, ShieldwrightError):
-            # A bug: the excepthook logged it and shows the details; say so here too.
+        if self._layout is None:  # no layout shown: the image is not usable, whatever went wrong
             self.state.set_image(None, None)
-            self.error_panel.show_error(
-                self.tr("The image could not be inspected because of an unexpected error."),
-                self.tr("The details were written to the log."),
-            )
-        self._set_busy(False)
+        self._show_busy()
         self.inspectionFinished.emit()
 
-    def is_busy(self) -> bool:
-        return self._task is not None
-
-    def _set_busy(self, busy: bool) -> None:
+    def _show_busy(self) -> None:
+        busy = self.is_busy()
         self.busy_bar.setVisible(busy)
         self.busy_label.setVisible(busy)
-        self.open_button.setEnabled(True)
-        self.completeChanged.emit()
 
     # -- showing ----------------------------------------------------------------------------------
 
@@ -270,13 +229,13 @@ class BaseImagePage(QWizardPage):
         self.model.set_disk_layout(layout, self.state.protected if layout else ())
         self.bar.set_disk_layout(layout)
         self.bar.set_protected(self.model.protected_numbers())
-        previous = self.open_button
+        previous: QWidget = self.open_button
         for seg in self.bar.partition_segments():
             QWidget.setTabOrder(previous, seg)
             previous = seg
         QWidget.setTabOrder(previous, self.table)
         if layout is None:
-            if self._task is None:
+            if not self.is_busy():
                 self.path_value.setText(self.tr("none - open an image to begin"))
             for w in (self.format_value, self.size_value, self.guid_value):
                 w.setText("–")
@@ -289,7 +248,7 @@ class BaseImagePage(QWizardPage):
                 .replace("%2", f"{layout.virtual_size:,}")
             )
             self.guid_value.setText(layout.disk_guid or self.tr("none"))
-        self._show_findings(layout)
+        self.findings.set_findings(layout.findings if layout is not None else None)
         errors = [f for f in layout.findings if f.severity is Severity.ERROR] if layout else []
         if errors:
             # Say why Next is disabled right where the user looks, not only in the findings list.
@@ -307,9 +266,6 @@ class BaseImagePage(QWizardPage):
         if layout is not None and layout.partitions:
             self.table.selectRow(0)
         self.completeChanged.emit()
-
-    def _show_findings(self, layout: DiskLayout | None) -> None:
-        self.findings.set_findings(layout.findings if layout is not None else None)
 
     # -- selection and protection sync ------------------------------------------------------------
 
@@ -343,7 +299,7 @@ class BaseImagePage(QWizardPage):
     # -- QWizardPage ------------------------------------------------------------------------------
 
     def isComplete(self) -> bool:
-        return self._layout is not None and self._task is None and not self._layout.has_errors
+        return self._layout is not None and not self.is_busy() and not self._layout.has_errors
 
     # -- drag and drop ----------------------------------------------------------------------------
 

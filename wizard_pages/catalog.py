@@ -1,219 +1,62 @@
 """Wizard page: the Volume Signature Catalog (template name, version, block size; compute, verify, save).
 
-Like the Microsoft Template Disk Wizard's *Signature Catalog* page, the user gives the template a
-friendly name and a version ``a.b.c.d``; shielding data later trusts templates by signer + name +
-version. The page can compute the catalog right away in *catalog-only* mode: it hashes the protected
-partitions of the base image as they stand (the build computes the final catalog over the encrypted
-output). Hashing, signing, decoding and verifying all run in the app's executor through the TaskRunner
-(``create_catalog``/``read_catalog``/``verify_catalog``); the page only shows what they return. Progress
-and the two-stage Cancel are the shared :class:`ProgressPanel`.
+Like the Microsoft Template Disk Wizard's *Signature Catalog* page, the user names the template and gives
+it a version ``a.b.c.d``; shielding data later trusts templates by signer + name + version. The page edits
+the recipe's :class:`~app.template.recipe.CatalogOptions`, judged by the catalog engine's own rules
+(:mod:`app.catalog.format`, the ones ``shieldwright build`` applies), and can compute the catalog right away
+in *catalog-only* mode over the base image as it stands (the build computes the final one over the
+encrypted output). Hashing, signing, decoding, verifying and saving run in the background; progress and the
+two-stage Cancel are the shared :class:`ProgressPanel`.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import functools
 import logging
-import math
-import re
-import unicodedata
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QFontDatabase, QPalette, QValidator
-from PySide6.QtWidgets import (
-    QComboBox,
-    QFileDialog,
-    QGridLayout,
-    QHBoxLayout,
-    QLabel,
-    QLineEdit,
-    QPushButton,
-    QSizePolicy,
-    QStyle,
-    QTableWidget,
-    QTableWidgetItem,
-    QVBoxLayout,
-    QWidget,
-    QWizardPage,
-)
+from PySide6.QtGui import QPalette
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QSizePolicy, QStyle, QVBoxLayout, QWidget
 
+from app.catalog.format import CatalogError, check_template_name, parse_version
+from app.catalog.verify import VerifyResult
 from app.errors import CancelledError, ShieldwrightError
-from app.gui.presentation import display_name, human_size
-from app.gui.state import (
-    CATALOG_BLOCK_SIZES,
-    CatalogChoice,
-    CatalogPartitionSummary,
-    CatalogSummary,
-    WizardState,
-)
+from app.gui.page import WizardPage
+from app.gui.presentation import human_size
+from app.gui.state import CatalogChoice, CatalogSummary, WizardState
 from app.gui.tasks import BackgroundTask, TaskRunner
-from app.gui.widgets.error_panel import ErrorPanel
+from app.gui.widgets.catalog_identity_form import CatalogIdentityForm
+from app.gui.widgets.catalog_partition_table import CatalogPartitionTable
 from app.gui.widgets.progress_panel import ProgressPanel
-from app.gui.widgets.tables import setup_readonly_table
-
-if TYPE_CHECKING:
-    from cryptography.x509 import Certificate
-
-    from app.catalog.verify import VerifyResult
-    from app.progress import CancelToken, Progress
-    from app.signing.signer import Signer
+from wizard_pages.catalog_tasks import (
+    ComputedCatalog,
+    compute_catalog,
+    default_file_name,
+    describe_verification,
+    utc_text,
+    verify_catalog,
+    write_catalog,
+)
 
 log = logging.getLogger(__name__)
 
 CATALOG_FILTERS = ("Volume signature catalogs (*.vsc)", "All files (*)")
-#: Longest template name accepted (the engine's limit, app.catalog.format.MAX_NAME_LENGTH).
-MAX_NAME_LENGTH = 256
-#: How many mismatches the error panel names before "and N more".
-MISMATCHES_SHOWN = 3
-_VERSION_PART_MAX = 65535
+#: Task keys (one runs at a time) and the Save dialog's key.
+COMPUTE, VERIFY, SAVE = "compute-catalog", "verify-catalog", "save-catalog"
 
 
-# -- validation (Qt-free helpers, used by the validators and the tests) -------------------------------
-
-
-def name_problem(text: str) -> str | None:
-    """Why ``text`` is not a usable template name, or None (English; the page shows its own words)."""
-    if not text.strip():
-        return "empty"
-    if any(unicodedata.category(ch) in ("Cc", "Zl", "Zp") for ch in text):
-        return "control character"
-    if len(text) > MAX_NAME_LENGTH:
-        return "too long"
-    return None
-
-
-def version_state(text: str) -> QValidator.State:
-    """``a.b.c.d``, each part 0-65535 without leading zeros: Acceptable; a prefix of one: Intermediate."""
-    parts = text.split(".")
-    if len(parts) > 4:
-        return QValidator.State.Invalid
-    for part in parts:
-        if not part:
-            continue
-        if not (part.isascii() and part.isdigit()) or (len(part) > 1 and part[0] == "0"):
-            return QValidator.State.Invalid
-        if int(part) > _VERSION_PART_MAX:
-            return QValidator.State.Invalid
-    if len(parts) == 4 and all(parts):
-        return QValidator.State.Acceptable
-    return QValidator.State.Intermediate
-
-
-class TemplateNameValidator(QValidator):
-    """Refuses control characters and overlong names; an empty name is Intermediate (not yet valid)."""
-
-    def validate(self, text: str, pos: int) -> QValidator.State:
-        problem = name_problem(text)
-        if problem is None:
-            return QValidator.State.Acceptable
-        return QValidator.State.Intermediate if problem == "empty" else QValidator.State.Invalid
-
-
-class VersionValidator(QValidator):
-    """``a.b.c.d``, each part an integer 0-65535 (System.Version, as ``Protect-TemplateDisk`` takes it)."""
-
-    def validate(self, text: str, pos: int) -> QValidator.State:
-        return version_state(text)
-
-
-# -- work done in the executor ---------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ComputedCatalog:
-    """A signed catalog (DER) and what the engine decoded from it."""
-
-    signed: bytes
-    summary: CatalogSummary
-
-
-def summarize_catalog(der: bytes) -> CatalogSummary:
-    """Runs in the executor: decode ``der`` with the engine's reader (which checks the signature)."""
-    from app.catalog.format import read_catalog
-
-    signed = read_catalog(der)
-    cat = signed.catalog
-    return CatalogSummary(
-        template_name=cat.template_name,
-        template_version=cat.template_version,
-        block_size=cat.block_size,
-        partitions=tuple(
-            CatalogPartitionSummary(p.number, p.size_bytes, p.block_count, p.digest) for p in cat.partitions
-        ),
-        signer_subject=signed.signer_subject,
-        signing_time=signed.signing_time,
-        size_bytes=len(der),
-    )
-
-
-def compute_catalog(
-    image: str,
-    numbers: list[int],
-    *,
-    name: str,
-    version: str,
-    signer: Signer,
-    block_size: int,
-    progress: Progress,
-    cancel: CancelToken,
-) -> ComputedCatalog:
-    """Runs in the executor: hash, sign, and decode the result for display."""
-    from app.catalog.create import create_catalog
-
-    der = create_catalog(
-        image, numbers, name=name, version=version, signer=signer, block_size=block_size,
-        progress=progress, cancel=cancel,
-    )  # fmt: skip
-    return ComputedCatalog(der, summarize_catalog(der))
-
-
-def verify_catalog(
-    image: str,
-    signed: bytes,
-    *,
-    trusted: Sequence[Certificate] | None = None,
-    progress: Progress,
-    cancel: CancelToken,
-) -> VerifyResult:
-    """Runs in the executor: the engine's verification (signature, trust, header, every block)."""
-    from app.catalog.verify import verify_catalog as verify
-    from app.disk.image import open_image
-
-    with open_image(image) as disk:
-        return verify(disk, signed, trusted=trusted, progress=progress, cancel=cancel)
-
-
-def _write_catalog(path: str, data: bytes) -> Path:
-    """Runs in the executor. The file dialog already asked before replacing an existing file."""
-    from app.signing.output import write_output
-
-    return write_output(path, data, overwrite=True)
-
-
-def default_file_name(name: str, version: str) -> str:
-    stem = re.sub(r"[^A-Za-z0-9._-]+", "-", name.strip()).strip("-.") or "template"
-    return f"{stem}-{version}.vsc"
-
-
-def _utc_text(moment: dt.datetime | None) -> str:
-    if moment is None:
-        return "?"
-    moment = moment.replace(tzinfo=dt.UTC) if moment.tzinfo is None else moment.astimezone(dt.UTC)
-    return moment.strftime("%Y-%m-%d %H:%M:%S UTC")
-
-
-class Column:
-    NUMBER, NAME, SIZE, BLOCKS, DIGEST = range(5)
+def _sentence(error: ShieldwrightError) -> str:
+    """The engine's message as the page shows it: ``Message (hint)``, starting with a capital."""
+    text = error.one_line()
+    return text[:1].upper() + text[1:]
 
 
 # -- the page ---------------------------------------------------------------------------------------
 
 
-class CatalogPage(QWizardPage):
+class CatalogPage(WizardPage):
     """Name and version the template, choose the block size, compute, verify and save the catalog."""
 
     #: A compute, verify or save ended (successfully, failed, or cancelled) and its outcome is shown.
@@ -228,19 +71,13 @@ class CatalogPage(QWizardPage):
         computer: Callable[..., ComputedCatalog] = compute_catalog,
         verifier: Callable[..., VerifyResult] = verify_catalog,
     ) -> None:
-        super().__init__(parent)
-        self.state = state
+        super().__init__(state, runner, parent)
         if state.catalog is None:
             state.catalog = CatalogChoice()
-        self._runner = runner
         self._computer = computer
         self._verifier = verifier
-        self._task: BackgroundTask | None = None
-        self._task_kind = ""
         self._task_inputs: tuple[object, ...] | None = None
-        self._file_dialog: QFileDialog | None = None
         self._syncing = False
-
         self.setTitle(self.tr("Signature catalog"))
         self.setSubTitle(
             self.tr(
@@ -261,68 +98,11 @@ class CatalogPage(QWizardPage):
     # -- UI ---------------------------------------------------------------------------------------
 
     def _build_ui(self) -> None:
-        self.name_edit = QLineEdit(self)
-        self.name_edit.setObjectName("templateName")
-        self.name_edit.setPlaceholderText(self.tr("e.g. Debian 12 web server"))
-        self.name_edit.setValidator(TemplateNameValidator(self.name_edit))
-        self.name_edit.setMaxLength(MAX_NAME_LENGTH)
-        self.name_edit.setAccessibleName(self.tr("Template name"))
-        self.name_edit.setToolTip(
-            self.tr("A friendly name for the template disk; shielding data must name it exactly")
-        )
-        self.name_edit.textChanged.connect(self._on_inputs_edited)
-
-        self.version_edit = QLineEdit(self)
-        self.version_edit.setObjectName("templateVersion")
-        self.version_edit.setValidator(VersionValidator(self.version_edit))
-        self.version_edit.setPlaceholderText("1.0.0.0")
-        self.version_edit.setAccessibleName(self.tr("Template version"))
-        self.version_edit.setToolTip(self.tr("Four numbers a.b.c.d, each from 0 to 65535"))
-        self.version_edit.setMaximumWidth(
-            self.fontMetrics().horizontalAdvance("65535.65535.65535.65535") + 24
-        )
-        self.version_edit.textChanged.connect(self._on_inputs_edited)
-
-        self.block_combo = QComboBox(self)
-        self.block_combo.setObjectName("blockSize")
-        for size in CATALOG_BLOCK_SIZES:
-            self.block_combo.addItem(human_size(size), size)
-        self.block_combo.setAccessibleName(self.tr("Block size"))
-        self.block_combo.setToolTip(
-            self.tr(
-                "Each partition is hashed in blocks of this size; smaller blocks locate a change more exactly"
-            )
-        )
-        self.block_combo.currentIndexChanged.connect(self._on_inputs_edited)
-
-        self.signer_value = QLabel(self)
-        self.signer_value.setObjectName("catalogSigner")
-        self.signer_value.setTextFormat(Qt.TextFormat.PlainText)
-        self.signer_value.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.signer_value.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
-
-        name_label = QLabel(self.tr("Template na&me:"), self)
-        name_label.setBuddy(self.name_edit)
-        version_label = QLabel(self.tr("&Version:"), self)
-        version_label.setBuddy(self.version_edit)
-        block_label = QLabel(self.tr("Bl&ock size:"), self)
-        block_label.setBuddy(self.block_combo)
-        signer_label = QLabel(self.tr("Signer:"), self)
-
-        form = QGridLayout()
-        form.setHorizontalSpacing(10)
-        form.setVerticalSpacing(6)
-        form.addWidget(name_label, 0, 0)
-        form.addWidget(self.name_edit, 0, 1)
-        form.addWidget(version_label, 0, 2)
-        form.addWidget(self.version_edit, 0, 3)
-        form.addWidget(block_label, 1, 0)
-        form.addWidget(self.block_combo, 1, 1, Qt.AlignmentFlag.AlignLeft)
-        form.addWidget(signer_label, 1, 2)
-        form.addWidget(self.signer_value, 1, 3, 1, 2)
-        form.setColumnStretch(1, 2)
-        form.setColumnStretch(4, 3)
-
+        self.form = CatalogIdentityForm(self)
+        self.form.edited.connect(self._on_inputs_edited)
+        # The inputs, as tests, the screenshot tool and other pages' tests reach them.
+        self.name_edit, self.version_edit = self.form.name_edit, self.form.version_edit
+        self.block_combo, self.signer_value = self.form.block_combo, self.form.signer_value
         self.problem_label = QLabel(self)
         self.problem_label.setObjectName("inputProblem")
         self.problem_label.setTextFormat(Qt.TextFormat.PlainText)
@@ -340,19 +120,55 @@ class CatalogPage(QWizardPage):
         self.note_label.setWordWrap(True)
         self.note_label.setForegroundRole(QPalette.ColorRole.PlaceholderText)
 
-        self.table = QTableWidget(0, 5, self)
-        self.table.setObjectName("catalogPartitions")
-        self.table.setAccessibleName(self.tr("Protected partitions"))
-        self.table.setHorizontalHeaderLabels(
-            [self.tr("#"), self.tr("Name"), self.tr("Size"), self.tr("Blocks"), self.tr("Digest (SHA-256)")]
-        )
-        setup_readonly_table(self.table, Column.DIGEST)
-        self.table.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
-        self._mono = QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont)
+        self.table = CatalogPartitionTable(self)
         partitions_caption = QLabel(self.tr("&Protected partitions"), self)
         partitions_caption.setBuddy(self.table)
 
+        self.progress_panel = ProgressPanel(self)
+        self.progress_panel.cancelRequested.connect(self.cancel)
+
+        layout = QVBoxLayout(self)
+        layout.setSpacing(6)
+        layout.addWidget(self.form)
+        layout.addWidget(self.problem_label)
+        layout.addWidget(self.note_label)
+        layout.addWidget(partitions_caption)
+        layout.addWidget(self.table, 1)
+        layout.addLayout(self._result_rows())
+        layout.addWidget(self.progress_panel)
+        layout.addWidget(self.error_panel)
+
+        chain: list[QWidget] = [
+            self.name_edit, self.version_edit, self.block_combo, self.table, self.compute_button,
+            self.verify_button, self.save_button, self.progress_panel.stop_button,
+            self.progress_panel.keep_button, self.progress_panel.cancel_button,
+        ]  # fmt: skip
+        for first, second in zip(chain, chain[1:], strict=False):
+            QWidget.setTabOrder(first, second)
+
+    def _result_rows(self) -> QVBoxLayout:
+        """Who signed the catalog and when, whether it verified, and the Compute/Verify/Save buttons."""
         style = self.style()
+        # The per-partition digests are in the table.
+        self.result_label = QLabel(self)
+        self.result_label.setObjectName("catalogResult")
+        self.result_label.setTextFormat(Qt.TextFormat.PlainText)
+        self.result_label.setWordWrap(True)
+        self.result_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.result_label.hide()
+        self.verified_label = QLabel(self)
+        self.verified_label.setObjectName("catalogVerified")
+        self.verified_label.setTextFormat(Qt.TextFormat.PlainText)
+        self.verified_icon = QLabel(self)
+        self.verified_icon.setPixmap(
+            style.standardIcon(QStyle.StandardPixmap.SP_DialogApplyButton).pixmap(16, 16)
+        )
+        verified = QHBoxLayout()
+        verified.setSpacing(6)
+        verified.addWidget(self.verified_icon)
+        verified.addWidget(self.verified_label, 1)
+        self._set_verified(None)
+
         self.compute_button = QPushButton(self.tr("&Compute"), self)
         self.compute_button.setObjectName("computeCatalog")
         self.compute_button.setToolTip(self.tr("Hash the protected partitions and sign the catalog"))
@@ -381,58 +197,12 @@ class CatalogPage(QWizardPage):
         buttons.addSpacing(8)
         buttons.addWidget(self.status_label, 1)
 
-        self.progress_panel = ProgressPanel(self)
-        self.progress_panel.cancelRequested.connect(self.cancel)
-
-        # The result: who signed it and when (the per-partition digests are in the table).
-        self.result_label = QLabel(self)
-        self.result_label.setObjectName("catalogResult")
-        self.result_label.setTextFormat(Qt.TextFormat.PlainText)
-        self.result_label.setWordWrap(True)
-        self.result_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.result_label.hide()
-        self.verified_label = QLabel(self)
-        self.verified_label.setObjectName("catalogVerified")
-        self.verified_label.setTextFormat(Qt.TextFormat.PlainText)
-        self.verified_icon = QLabel(self)
-        self.verified_icon.setPixmap(
-            style.standardIcon(QStyle.StandardPixmap.SP_DialogApplyButton).pixmap(16, 16)
-        )
-        verified = QHBoxLayout()
-        verified.setSpacing(6)
-        verified.addWidget(self.verified_icon)
-        verified.addWidget(self.verified_label, 1)
-        self._set_verified(None)
-
-        self.error_panel = ErrorPanel(self)
-
-        layout = QVBoxLayout(self)
-        layout.setSpacing(6)
-        layout.addLayout(form)
-        layout.addWidget(self.problem_label)
-        layout.addWidget(self.note_label)
-        layout.addWidget(partitions_caption)
-        layout.addWidget(self.table, 1)
-        layout.addWidget(self.result_label)
-        layout.addLayout(verified)
-        layout.addLayout(buttons)
-        layout.addWidget(self.progress_panel)
-        layout.addWidget(self.error_panel)
-
-        chain: list[QWidget] = [
-            self.name_edit,
-            self.version_edit,
-            self.block_combo,
-            self.table,
-            self.compute_button,
-            self.verify_button,
-            self.save_button,
-            self.progress_panel.stop_button,
-            self.progress_panel.keep_button,
-            self.progress_panel.cancel_button,
-        ]
-        for first, second in zip(chain, chain[1:], strict=False):
-            QWidget.setTabOrder(first, second)
+        rows = QVBoxLayout()
+        rows.setSpacing(6)
+        rows.addWidget(self.result_label)
+        rows.addLayout(verified)
+        rows.addLayout(buttons)
+        return rows
 
     # -- inputs -----------------------------------------------------------------------------------
 
@@ -440,11 +210,7 @@ class CatalogPage(QWizardPage):
         """Show the choice stored in the state (defaults on first visit)."""
         self._syncing = True
         try:
-            choice = self.choice
-            self.name_edit.setText(choice.template_name)
-            self.version_edit.setText(choice.template_version)
-            index = self.block_combo.findData(choice.block_size)
-            self.block_combo.setCurrentIndex(index if index >= 0 else self.block_combo.findData(1 << 20))
+            self.form.load(self.choice.options)
         finally:
             self._syncing = False
 
@@ -458,15 +224,13 @@ class CatalogPage(QWizardPage):
         return int(self.block_combo.currentData())
 
     def inputs_valid(self) -> bool:
-        return name_problem(self.name_edit.text()) is None and self.version_edit.hasAcceptableInput()
+        return self.form.inputs_valid()
 
-    def _on_inputs_edited(self, *_: object) -> None:
+    def _on_inputs_edited(self) -> None:
         if self._syncing:
             return
         choice = self.choice
-        choice.template_name = self.name()
-        choice.template_version = self.version()
-        choice.block_size = self.block_size()
+        self.form.store(choice.options)
         if choice.signed is not None and not self.state.catalog_ready:
             # Name, version and block size are inside the signed catalog: a new one is needed.
             choice.clear_result()
@@ -475,14 +239,14 @@ class CatalogPage(QWizardPage):
         self.refresh()
 
     def _input_problem(self) -> str | None:
+        """The engine's message about the name or the version, as ``shieldwright build`` would give it."""
         if not self.name_edit.text().strip():
             return None  # the placeholder and the disabled Compute say enough before anything was typed
-        if name_problem(self.name_edit.text()) is not None:
-            return self.tr("The template name must not contain control characters.")
-        if not self.version_edit.hasAcceptableInput():
-            return self.tr(
-                "The version must be four numbers from 0 to 65535 separated by dots, like 1.0.0.0."
-            )
+        try:
+            check_template_name(self.name_edit.text())
+            parse_version(self.version())
+        except CatalogError as exc:
+            return _sentence(exc)
         return None
 
     def _signer_problem(self) -> str | None:
@@ -515,24 +279,22 @@ class CatalogPage(QWizardPage):
         state = self.state
         signer_choice = state.catalog_signer_choice
         info = signer_choice.info if signer_choice is not None else None
-        if info is not None:
-            self.signer_value.setText(info.subject)
-            self.signer_value.setToolTip(
-                self.tr("%1\nSHA-256 %2").replace("%1", info.subject).replace("%2", info.sha256_fingerprint)
-            )
-        else:
-            self.signer_value.setText(self.tr("none chosen"))
-            self.signer_value.setToolTip("")
-        self._fill_table()
-        self._show_result()
+        self.form.show_signer(info.subject if info else None, info.sha256_fingerprint if info else "")
+        summary = self.choice.summary if state.catalog_ready else None
+        layout = state.layout
+        self.table.show_partitions(
+            [p for p in (layout.partitions if layout else []) if p.number in state.protected],
+            {p.number: p for p in summary.partitions} if summary else {},
+            self.block_size(),
+        )
+        self._show_result(summary)
         busy = self.is_busy()
-        for w in (self.name_edit, self.version_edit, self.block_combo):
-            w.setEnabled(not busy)
+        self.form.set_inputs_enabled(not busy)
         blocker = self._signer_problem()
         self.compute_button.setEnabled(not busy and blocker is None and self.inputs_valid())
         have = state.catalog_ready
         self.verify_button.setEnabled(not busy and have)
-        self.save_button.setEnabled(not busy and have and self._file_dialog is None)
+        self.save_button.setEnabled(not busy and have and self.open_dialog(SAVE) is None)
         problem = self._input_problem()
         self.problem_label.setText(problem or "")
         self.problem_label.setVisible(problem is not None)
@@ -542,39 +304,7 @@ class CatalogPage(QWizardPage):
             self.status_label.setText(self.tr("Not computed yet."))
         self.completeChanged.emit()
 
-    def _fill_table(self) -> None:
-        state = self.state
-        layout = state.layout
-        summary = self.choice.summary if state.catalog_ready else None
-        computed = {p.number: p for p in summary.partitions} if summary else {}
-        partitions = [p for p in (layout.partitions if layout else []) if p.number in state.protected]
-        bs = self.block_size()
-        self.table.setRowCount(len(partitions))
-        for row, p in enumerate(partitions):
-            result = computed.get(p.number)
-            blocks = result.block_count if result else math.ceil(p.size_bytes / bs)
-            size = QTableWidgetItem(human_size(p.size_bytes))
-            size.setToolTip(self.tr("%1 bytes").replace("%1", f"{p.size_bytes:,}"))
-            size.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-            count = QTableWidgetItem(f"{blocks:,}")
-            count.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-            if result:
-                # Full text; the view elides it in the middle when the column is narrow.
-                digest = QTableWidgetItem(result.digest)
-                digest.setToolTip(result.digest)
-                digest.setData(Qt.ItemDataRole.UserRole, result.digest)
-                digest.setFont(self._mono)
-                digest.setData(Qt.ItemDataRole.AccessibleTextRole, result.digest)
-            else:
-                digest = QTableWidgetItem(self.tr("not computed"))
-                digest.setForeground(self.palette().brush(QPalette.ColorRole.PlaceholderText))
-            number = QTableWidgetItem(str(p.number))
-            number.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-            for col, item in enumerate((number, QTableWidgetItem(display_name(p)), size, count, digest)):
-                self.table.setItem(row, col, item)
-
-    def _show_result(self) -> None:
-        summary = self.choice.summary if self.state.catalog_ready else None
+    def _show_result(self, summary: CatalogSummary | None) -> None:
         if summary is None:
             self.result_label.hide()
             self.result_label.clear()
@@ -587,7 +317,7 @@ class CatalogPage(QWizardPage):
             .replace("%4", human_size(summary.block_size))
             .replace("%5", human_size(summary.size_bytes))
             .replace("%6", summary.signer_subject)
-            .replace("%7", _utc_text(summary.signing_time))
+            .replace("%7", utc_text(summary.signing_time))
         )
         self.result_label.show()
 
@@ -598,12 +328,7 @@ class CatalogPage(QWizardPage):
 
     def partition_digests(self) -> dict[int, str]:
         """The full digests shown in the table, by partition number (empty until computed)."""
-        out: dict[int, str] = {}
-        for row in range(self.table.rowCount()):
-            digest = self.table.item(row, Column.DIGEST).data(Qt.ItemDataRole.UserRole)
-            if digest:
-                out[int(self.table.item(row, Column.NUMBER).text())] = digest
-        return out
+        return self.table.partition_digests()
 
     # -- compute / verify -------------------------------------------------------------------------
 
@@ -623,16 +348,14 @@ class CatalogPage(QWizardPage):
                  self.block_size())  # fmt: skip
         # partial: ``name`` is the template name here, while TaskRunner.start takes ``name`` for the task.
         work = functools.partial(
-            self._computer,
-            str(state.image_path),
-            numbers,
-            name=self.name(),
-            version=self.version(),
-            signer=signer_choice.signer,
-            block_size=self.block_size(),
-        )
-        task = self._runner.start(work, name="compute-catalog", with_progress=True)
-        self._begin(task, "compute", self.tr("Hashing the protected partitions"))
+            self._computer, str(state.image_path), numbers, name=self.name(), version=self.version(),
+            signer=signer_choice.signer, block_size=self.block_size(),
+        )  # fmt: skip
+        task = self.run_task(
+            COMPUTE, work, with_progress=True, on_success=self._on_computed,
+            on_failure=functools.partial(self._on_failed, COMPUTE), on_finished=self._on_task_finished,
+        )  # fmt: skip
+        self._show_progress(task, self.tr("Hashing the protected partitions"), self.tr("Stop hashing?"))
 
     def verify(self) -> None:
         """Check the computed catalog against the image in the background."""
@@ -648,96 +371,54 @@ class CatalogPage(QWizardPage):
         self._set_verified(None)
         self.error_panel.clear()
         self._task_inputs = state.catalog_inputs()
-        task = self._runner.start(
-            self._verifier, str(state.image_path), choice.signed,
-            trusted=trusted, name="verify-catalog", with_progress=True,
+        task = self.run_task(
+            VERIFY, self._verifier, str(state.image_path), choice.signed, trusted=trusted, with_progress=True,
+            on_success=self._show_verification, on_failure=functools.partial(self._on_failed, VERIFY),
+            on_finished=self._on_task_finished,
         )  # fmt: skip
-        self._begin(task, "verify", self.tr("Verifying every block against the catalog"))
-
-    def _begin(self, task: BackgroundTask, kind: str, title: str) -> None:
-        self._task, self._task_kind = task, kind
-        self.status_label.clear()
-        self.progress_panel.set_confirm_text(
-            self.tr("Stop hashing?") if kind == "compute" else self.tr("Stop verifying?")
+        self._show_progress(
+            task, self.tr("Verifying every block against the catalog"), self.tr("Stop verifying?")
         )
+
+    def _show_progress(self, task: BackgroundTask, title: str, question: str) -> None:
+        self.status_label.clear()
+        self.progress_panel.set_confirm_text(question)
         self.progress_panel.start(task, title)
-        task.succeeded.connect(self._on_succeeded)
-        task.failed.connect(self._on_failed)
-        task.finished.connect(self._on_task_finished)
         self.refresh()
 
     def cancel(self) -> None:
         """Ask the running compute or verify to stop (cooperative: it ends at its next check)."""
-        if self._task is not None:
-            log.info("cancelling the catalog %s", self._task_kind)
-            self._task.cancel()
+        for key in (COMPUTE, VERIFY):
+            task = self.task(key)
+            if task is not None:
+                log.info("cancelling the catalog task %s", key)
+                task.cancel()
 
-    def _on_succeeded(self, result: Any) -> None:
-        if self._task_kind == "compute":
-            assert isinstance(result, ComputedCatalog) and self._task_inputs is not None
-            self.choice.set_result(result.signed, result.summary, self._task_inputs)
-            self.status_label.setText(self.tr("Computed and signed."))
-        elif self._task_kind == "verify":
-            self._show_verification(result)
+    def _on_computed(self, result: ComputedCatalog) -> None:
+        assert self._task_inputs is not None
+        self.choice.set_result(result.signed, result.summary, self._task_inputs)
+        self.status_label.setText(self.tr("Computed and signed."))
 
     def _show_verification(self, result: VerifyResult) -> None:
         if result.ok:
             self._set_verified(self.tr("Catalog verified: %n block(s) match.", "", result.blocks_checked))
             self.status_label.clear()
             return
-        problems, mismatches = list(result.problems), list(result.mismatches)
-        count = max(result.mismatch_count, len(mismatches))
-        lines = [
-            self.tr("partition %1 at byte offset %2 (block %3)")
-            .replace("%1", str(m.partition_number))
-            .replace("%2", f"{m.byte_offset:,}")
-            .replace("%3", f"{m.block_index:,}")
-            for m in mismatches[:MISMATCHES_SHOWN]
-        ]
-        more = count - min(len(mismatches), MISMATCHES_SHOWN)
-        hint = "; ".join(lines)
-        if more > 0:
-            hint += "; " + self.tr("and %n more block(s).", "", more)
-        elif hint:
-            hint += "."
-        if mismatches:
-            message = self.tr("The image does not match the catalog: %n block(s) differ.", "", count)
-            if problems:
-                hint = "; ".join(str(p) for p in problems) + (" " + hint if hint else "")
-        else:
-            message = str(problems[0]) if problems else self.tr("The catalog does not verify.")
-            hint = "; ".join(str(p) for p in problems[1:])
-        self.error_panel.show_error(message, hint)
+        self.error_panel.show_error(*describe_verification(result))
         self.status_label.setText(self.tr("Verification failed."))
 
-    def _on_failed(self, error: ShieldwrightError) -> None:
+    def _on_failed(self, key: str, error: ShieldwrightError) -> None:
+        computing = key == COMPUTE
         if isinstance(error, CancelledError):
             what = (
-                self.tr("no catalog was computed")
-                if self._task_kind == "compute"
-                else self.tr("the catalog was not verified")
+                self.tr("no catalog was computed") if computing else self.tr("the catalog was not verified")
             )
             self.status_label.setText(self.tr("Cancelled: %1.").replace("%1", what))
             return
-        self.error_panel.show_error(error.message, error.hint)
-        self.status_label.setText(
-            self.tr("Computing failed.") if self._task_kind == "compute" else self.tr("Verifying failed.")
-        )
+        self.show_error(error)
+        self.status_label.setText(self.tr("Computing failed.") if computing else self.tr("Verifying failed."))
 
     def _on_task_finished(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.succeeded.disconnect(self._on_succeeded)
-            task.failed.disconnect(self._on_failed)
-            task.finished.disconnect(self._on_task_finished)
-            if task.error is not None and not isinstance(task.error, ShieldwrightError):
-                self.error_panel.show_error(
-                    self.tr("The catalog could not be computed because of an unexpected error.")
-                    if self._task_kind == "compute"
-                    else self.tr("The catalog could not be verified because of an unexpected error."),
-                    self.tr("The details were written to the log."),
-                )
-        self._task_kind = ""
         self._task_inputs = None
         self.refresh()
         self.operationFinished.emit()
@@ -746,27 +427,19 @@ class CatalogPage(QWizardPage):
 
     def choose_save_path(self) -> None:
         """A non-blocking Save dialog; the catalog is written when a file is chosen."""
-        if self._file_dialog is not None:
-            self._file_dialog.raise_()
+        existing = self.open_dialog(SAVE)
+        if existing is not None:
+            existing.raise_()
             return
         if not self.state.catalog_ready:
             return
         start = self.state.image_path.parent if self.state.image_path else Path.home()
-        dialog = QFileDialog(self, self.tr("Save catalog"), str(start))
-        dialog.setAcceptMode(QFileDialog.AcceptMode.AcceptSave)
-        dialog.setFileMode(QFileDialog.FileMode.AnyFile)
-        dialog.setNameFilters([self.tr(f) for f in CATALOG_FILTERS])
+        dialog = self.file_dialog(
+            SAVE, self.tr("Save catalog"), start, self.save_to, filters=CATALOG_FILTERS, save=True,
+            select=default_file_name(self.name(), self.version()),
+        )  # fmt: skip
         dialog.setDefaultSuffix("vsc")
-        dialog.selectFile(default_file_name(self.name(), self.version()))
-        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
-        dialog.fileSelected.connect(self.save_to)
-        dialog.finished.connect(self._on_file_dialog_closed)
-        self._file_dialog = dialog
-        dialog.open()
-        self.refresh()
-
-    def _on_file_dialog_closed(self, _result: int) -> None:
-        self._file_dialog = None
+        dialog.finished.connect(lambda _result: self.refresh())
         self.refresh()
 
     def save_to(self, path: str | Path) -> None:
@@ -775,11 +448,8 @@ class CatalogPage(QWizardPage):
         if signed is None or self.is_busy():
             return
         self.error_panel.clear()
-        task = self._runner.start(_write_catalog, str(path), signed, name="save-catalog")
-        self._task, self._task_kind = task, "save"
-        task.succeeded.connect(self._on_saved)
-        task.failed.connect(self._on_save_failed)
-        task.finished.connect(self._on_save_finished)
+        self.run_task(SAVE, write_catalog, str(path), signed, on_success=self._on_saved,
+                      on_finished=self._on_task_finished)  # fmt: skip
         self.refresh()
 
     def _on_saved(self, path: Path) -> None:
@@ -787,23 +457,7 @@ class CatalogPage(QWizardPage):
         self.status_label.setText(self.tr("Saved to %1").replace("%1", str(path)))
         self.status_label.setToolTip(str(path))
 
-    def _on_save_failed(self, error: ShieldwrightError) -> None:
-        self.error_panel.show_error(error.message, error.hint)
-
-    def _on_save_finished(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.succeeded.disconnect(self._on_saved)
-            task.failed.disconnect(self._on_save_failed)
-            task.finished.disconnect(self._on_save_finished)
-        self._task_kind = ""
-        self.refresh()
-        self.operationFinished.emit()
-
     # -- QWizardPage ------------------------------------------------------------------------------
-
-    def is_busy(self) -> bool:
-        return self._task is not None
 
     def isComplete(self) -> bool:
         return not self.is_busy() and self.inputs_valid() and self.state.catalog_ready

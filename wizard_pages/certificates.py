@@ -1,23 +1,16 @@
 """Wizard page 2: the signing certificates, one per role.
 
-*UEFI image signing* signs the UKI (Authenticode); the VM firmware must trust its certificate (Secure
-Boot db). *Catalog signing* signs the Volume Signature Catalog and the manifest; shielding data names this
-signer to say which templates it trusts. By default the catalog is signed with the UEFI certificate.
-
-For each role the user loads a certificate (PEM/DER + its key file, or a PKCS#12 file) or generates one.
-Every load, key decryption and certificate inspection runs in the app's executor through the
-TaskRunner; the page only shows what the engine returns: the details and findings
-(``describe_certificate``) or the error, inline. Dialogs are opened with ``open()``, never ``exec()``.
-Passphrases go from the prompt to the background load and nowhere else.
+*UEFI image signing* signs the UKI (its certificate must be in the VM firmware's Secure Boot db); *catalog
+signing* signs the Volume Signature Catalog and the manifest, and is the UEFI certificate unless the user
+chooses another. Each role loads a certificate (with its key file, or a PKCS#12 file) or generates one; the
+engine loads and describes it off the GUI thread, and passphrases go from the prompt to that load only.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
-from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QPalette
@@ -31,25 +24,31 @@ from PySide6.QtWidgets import (
     QStyle,
     QVBoxLayout,
     QWidget,
-    QWizardPage,
 )
 
-from app.errors import ShieldwrightError, SigningError, WrongPassphraseError
+from app.errors import ShieldwrightError, WrongPassphraseError
 from app.gui.dialogs.generate_certificate import (
     GenerateCertificateDialog,
     GeneratedCertificate,
     default_key_directory,
 )
 from app.gui.dialogs.passphrase import PassphraseDialog
-from app.gui.state import SigningChoice, WizardState
+from app.gui.page import WizardPage
+from app.gui.state import WizardState
 from app.gui.tasks import BackgroundTask, TaskRunner
 from app.gui.widgets.busy import busy_bar
 from app.gui.widgets.certificate_details import CertificateDetails
 from app.gui.widgets.error_panel import ErrorPanel
+from app.signing.certificates import CertificateInfo
+from wizard_pages.certificates_loading import (
+    LoadedCertificate,
+    NeedsKey,
+    Role,
+    describe_for_roles,
+    load_for_roles,
+)
 
-if TYPE_CHECKING:
-    from app.signing.certificates import CertificateInfo
-    from app.signing.signer import Signer
+__all__ = ["CatalogRoleBox", "CertificatesPage", "Role", "SigningRoleBox"]
 
 log = logging.getLogger(__name__)
 
@@ -61,66 +60,12 @@ CERT_FILTERS = (
 KEY_FILTERS = ("Private keys (*.key *.pem *.der)", "All files (*)")
 
 
-class Role(StrEnum):
-    """A signing role; the value is the ``purpose`` given to ``describe_certificate``."""
-
-    UEFI = "uefi"
-    CATALOG = "catalog"
-
-
-@dataclass
-class LoadedCertificate:
-    """A loaded signer and its certificate described for every role (cheap; saves a task on toggling)."""
-
-    cert_path: Path
-    key_path: Path | None
-    signer: Signer
-    infos: dict[Role, CertificateInfo]
-
-    def choice(self, role: Role) -> SigningChoice:
-        return SigningChoice(self.cert_path, self.key_path, self.signer, self.infos[role])
-
-
-@dataclass(frozen=True)
-class NeedsKey:
-    """The chosen file is a certificate without its private key: ask for the key file."""
-
-    cert_path: Path
-
-
-def _describe(signer: Signer, cert_path: Path, key_path: Path | None) -> LoadedCertificate:
-    """Runs in the executor."""
-    from app.signing.certificates import describe_certificate
-
-    infos = {role: describe_certificate(signer.certificate, purpose=role.value) for role in Role}
-    return LoadedCertificate(cert_path, key_path, signer, infos)
-
-
-def _load(
-    cert_path: Path, key_path: Path | None = None, passphrase: bytes | None = None
-) -> LoadedCertificate | NeedsKey:
-    """Runs in the executor: load the signer (PKCS#12, or certificate + key) and describe it.
-
-    Without ``key_path`` a certificate that carries no key is answered with :class:`NeedsKey` rather
-    than an error, so the page can ask for the key file.
-    """
-    from app.signing import keys
-
-    try:
-        signer = keys.load_signer(cert_path, key_path, passphrase)
-    except SigningError as exc:
-        if key_path is not None or type(exc) is not SigningError:  # wrong passphrase, mismatch: as is
-            raise
-        try:
-            keys.load_certificate(cert_path)  # a plain certificate? then only its key is missing
-        except SigningError:
-            raise exc from None
-        return NeedsKey(cert_path)
-    return _describe(signer, cert_path, key_path)
-
-
 class SigningRoleBox(QGroupBox):
-    """One role: Load…/Generate… buttons, the chosen files, inline errors, and the certificate details."""
+    """One role: Load…/Generate… buttons, the chosen files, inline errors, and the certificate details.
+
+    Its loads run as the page's ``load-<role>-certificate`` task and its file chooser is the page's
+    ``<role>-certificate-file`` dialog, so the page's busy state covers both.
+    """
 
     #: The loaded certificate changed (loaded, generated, cleared, or a load failed).
     loadedChanged = Signal()
@@ -130,23 +75,15 @@ class SigningRoleBox(QGroupBox):
     busyChanged = Signal()
 
     def __init__(
-        self,
-        role: Role,
-        runner: TaskRunner,
-        page: CertificatesPage,
-        *,
-        title: str,
-        description: str,
-        load_text: str,
+        self, role: Role, page: CertificatesPage, *, title: str, description: str, load_text: str,
         generate_text: str,
-    ) -> None:
+    ) -> None:  # fmt: skip
         super().__init__(title, page)
         self.role = role
-        self._runner = runner
         self._page = page
+        self.task_key = f"load-{role.value}-certificate"
+        self.dialog_key = f"{role.value}-certificate-file"
         self.loaded: LoadedCertificate | None = None
-        self._task: BackgroundTask | None = None
-        self._file_dialog: QFileDialog | None = None
         self.passphrase_dialog: PassphraseDialog | None = None
         self.generate_dialog: GenerateCertificateDialog | None = None
         self._pending: tuple[Path, Path | None] | None = None
@@ -198,30 +135,31 @@ class SigningRoleBox(QGroupBox):
         self.body.addStretch(1)
         self.refresh()
 
+    @property
+    def task(self) -> BackgroundTask | None:
+        """The running load of this role, if any."""
+        return self._page.task(self.task_key)
+
+    @property
+    def file_chooser(self) -> QFileDialog | None:
+        """This role's open file dialog (certificate or key file), if any."""
+        return self._page.open_dialog(self.dialog_key)
+
     # -- loading ----------------------------------------------------------------------------------
 
     def choose_file(self) -> None:
         """A non-blocking file dialog for the certificate or PKCS#12 file."""
-        self._open_file_dialog(self.tr("Load certificate"), CERT_FILTERS, self.load)
+        self._open_file_chooser(self.tr("Load certificate"), CERT_FILTERS, self.load)
 
-    def _open_file_dialog(self, title: str, filters: tuple[str, ...], on_selected: object) -> None:
-        if self._file_dialog is not None:
-            self._file_dialog.raise_()
-            return
-        start = self._start_directory()
-        dialog = QFileDialog(self, title, str(start))
-        dialog.setFileMode(QFileDialog.FileMode.ExistingFile)
-        dialog.setNameFilters([self.tr(f) for f in filters])
-        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
-        dialog.fileSelected.connect(on_selected)
-        dialog.finished.connect(self._on_file_dialog_closed)
-        self._file_dialog = dialog
-        dialog.open()
+    def _open_file_chooser(self, title: str, filters: tuple[str, ...], on_selected: Any) -> QFileDialog:
+        opened = self.file_chooser
+        dialog = self._page.file_dialog(
+            self.dialog_key, title, self._start_directory(), on_selected, filters=filters
+        )
+        if dialog is not opened:
+            dialog.finished.connect(self.busyChanged)  # after the page forgot it: not busy any more
         self.busyChanged.emit()
-
-    def _on_file_dialog_closed(self, result: int) -> None:
-        self._file_dialog = None
-        self.busyChanged.emit()
+        return dialog
 
     def _start_directory(self) -> Path:
         if self.loaded is not None:
@@ -237,23 +175,20 @@ class SigningRoleBox(QGroupBox):
         self._set_loaded(None)
         self.error_panel.clear()
         self._pending = (cert, key)
-        self._start(_load, cert, key, None)
+        self._start(load_for_roles, cert, key, None)
 
-    def _start(self, fn: object, *args: object) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            self._detach(self._task)
-        task = self._runner.start(fn, *args, name=f"load-{self.role.value}-certificate")  # type: ignore[arg-type]
-        task.succeeded.connect(self._on_loaded)
-        task.failed.connect(self._on_failed)
-        task.finished.connect(self._on_task_finished)
-        self._task = task
+    def _start(self, fn: Any, *args: Any) -> None:
+        """Run ``fn`` as this role's load (a running one is superseded: its outcome never arrives)."""
+        self._page.error_panel.clear()
+        task = self._page.run_task(
+            self.task_key,
+            fn,
+            *args,
+            on_success=self._on_loaded,
+            on_failure=self._on_failed,
+            on_finished=lambda: self._on_task_finished(task),
+        )
         self._set_busy()
-
-    def _detach(self, task: BackgroundTask) -> None:
-        task.succeeded.disconnect(self._on_loaded)
-        task.failed.disconnect(self._on_failed)
-        task.finished.disconnect(self._on_task_finished)
 
     def _on_loaded(self, result: LoadedCertificate | NeedsKey) -> None:
         if isinstance(result, NeedsKey):
@@ -264,14 +199,13 @@ class SigningRoleBox(QGroupBox):
         self._set_loaded(result)
 
     def _ask_for_key(self, cert_path: Path) -> None:
-        self._open_file_dialog(
+        dialog = self._open_file_chooser(
             self.tr("Private key for %1").replace("%1", cert_path.name),
             KEY_FILTERS,
             lambda key_path: self.load(cert_path, key_path),
         )
-        assert self._file_dialog is not None
-        self._file_dialog.setLabelText(QFileDialog.DialogLabel.Accept, self.tr("Use key"))
-        self._file_dialog.rejected.connect(lambda: self._key_not_chosen(cert_path))
+        dialog.setLabelText(QFileDialog.DialogLabel.Accept, self.tr("Use key"))
+        dialog.rejected.connect(lambda: self._key_not_chosen(cert_path))
 
     def _key_not_chosen(self, cert_path: Path) -> None:
         self._pending = None
@@ -307,17 +241,14 @@ class SigningRoleBox(QGroupBox):
         if self._pending is None:
             return
         cert, key = self._pending
-        self._start(_load, cert, key, passphrase)
+        self._start(load_for_roles, cert, key, passphrase)
         del passphrase  # the task holds the only reference until it is done
 
     def _on_passphrase_cancelled(self) -> None:
         dialog, self.passphrase_dialog = self.passphrase_dialog, None
         if dialog is not None:
             dialog.deleteLater()
-        if self._task is not None:  # an attempt was running: forget its outcome
-            self._task.cancel()
-            self._detach(self._task)
-            self._task = None
+        self._page.cancel_task(self.task_key)  # an attempt was running: forget its outcome
         self.error_panel.show_error(
             self.tr("Not loaded: the key is encrypted and no passphrase was given."),
             self.tr("Load it again to enter the passphrase."),
@@ -333,20 +264,14 @@ class SigningRoleBox(QGroupBox):
             dialog.reject()
             dialog.deleteLater()
 
-    def _on_task_finished(self) -> None:
-        task, self._task = self._task, None
-        if task is not None and task.error is not None and not isinstance(task.error, ShieldwrightError):
-            self._close_passphrase_dialog()
-            self.error_panel.show_error(
-                self.tr("The certificate could not be loaded because of an unexpected error."),
-                self.tr("The details were written to the log."),
-            )
+    def _on_task_finished(self, task: BackgroundTask) -> None:
+        if task.error is not None and not isinstance(task.error, ShieldwrightError):
+            self._close_passphrase_dialog()  # a bug: the page's error panel says so
         if self.passphrase_dialog is not None and self.passphrase_dialog.result():
             self.passphrase_dialog.deleteLater()
             self.passphrase_dialog = None
         self._set_busy()
-        waiting = self.passphrase_dialog is not None or self._file_dialog is not None
-        if not waiting:
+        if self.passphrase_dialog is None and self.file_chooser is None:  # not waiting for the user
             self._pending = None
             self.loadFinished.emit()
 
@@ -363,8 +288,9 @@ class SigningRoleBox(QGroupBox):
         }
         common_name, stem = names[self.role]
         dialog = GenerateCertificateDialog(
-            self._runner, self, common_name=common_name, file_stem=stem, directory=self._page.key_directory
-        )
+            self._page.runner, self, common_name=common_name, file_stem=stem,
+            directory=self._page.key_directory,
+        )  # fmt: skip
         dialog.generated.connect(self._on_generated)
         dialog.finished.connect(self._on_generate_dialog_closed)
         self.generate_dialog = dialog
@@ -380,7 +306,7 @@ class SigningRoleBox(QGroupBox):
         self._set_loaded(None)
         self.error_panel.clear()
         self._pending = (result.cert_path, result.key_path)
-        self._start(_describe, result.signer, result.cert_path, result.key_path)
+        self._start(describe_for_roles, result.signer, result.cert_path, result.key_path)
 
     # -- showing ----------------------------------------------------------------------------------
 
@@ -420,10 +346,10 @@ class SigningRoleBox(QGroupBox):
 
     def is_busy(self) -> bool:
         """A load runs, or a file or passphrase prompt of this role waits for the user."""
-        return self._task is not None or self.passphrase_dialog is not None or self._file_dialog is not None
+        return self.task is not None or self.passphrase_dialog is not None or self.file_chooser is not None
 
     def _set_busy(self) -> None:
-        running = self._task is not None
+        running = self.task is not None
         self.busy_bar.setVisible(running)
         if self.passphrase_dialog is not None:
             self.passphrase_dialog.set_busy(running)
@@ -433,8 +359,8 @@ class SigningRoleBox(QGroupBox):
 class CatalogRoleBox(SigningRoleBox):
     """The catalog role, which by default reuses the UEFI signing certificate."""
 
-    def __init__(self, runner: TaskRunner, page: CertificatesPage, **kwargs: str) -> None:
-        super().__init__(Role.CATALOG, runner, page, **kwargs)
+    def __init__(self, page: CertificatesPage, **kwargs: str) -> None:
+        super().__init__(Role.CATALOG, page, **kwargs)
         self.same_check = QCheckBox(self.tr("Use the &UEFI signing certificate"), self)
         self.same_check.setToolTip(
             self.tr("Sign the catalog and the manifest with the UEFI image signing certificate")
@@ -442,16 +368,14 @@ class CatalogRoleBox(SigningRoleBox):
         self.body.insertWidget(1, self.same_check)
 
 
-class CertificatesPage(QWizardPage):
+class CertificatesPage(WizardPage):
     """Choose (load or generate) the UEFI image signing and the catalog signing certificates."""
 
     #: The certificates shown changed (a load or generation finished, or the catalog choice was toggled).
     certificatesChanged = Signal()
 
     def __init__(self, state: WizardState, runner: TaskRunner, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.state = state
-        self._runner = runner
+        super().__init__(state, runner, parent)
         #: Where generated keys are saved by default (and where the file dialogs start).
         self.key_directory: Path = default_key_directory()
         self.setTitle(self.tr("Signing certificates"))
@@ -464,7 +388,6 @@ class CertificatesPage(QWizardPage):
         )
         self.uefi_box = SigningRoleBox(
             Role.UEFI,
-            runner,
             self,
             title=self.tr("UEFI image signing"),
             description=self.tr("Signs the UKI. Enrol its certificate in the VM firmware's db."),
@@ -472,7 +395,6 @@ class CertificatesPage(QWizardPage):
             generate_text=self.tr("&Generate…"),
         )
         self.catalog_box = CatalogRoleBox(
-            runner,
             self,
             title=self.tr("Catalog signing"),
             description=self.tr("Signs the catalog and manifest. Identifies the template signer."),
@@ -493,6 +415,7 @@ class CertificatesPage(QWizardPage):
         row.addWidget(self.catalog_box, 1)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.error_panel)  # a bug in a load; each role shows its own errors
         layout.addLayout(row)
 
         # Tab order: the UEFI role top to bottom, then the catalog role.
@@ -521,7 +444,8 @@ class CertificatesPage(QWizardPage):
         self.box(role).load(cert_path, key_path)
 
     def is_busy(self) -> bool:
-        return self.uefi_box.is_busy() or self.catalog_box.is_busy()
+        """A load runs, or a role waits for the user (a file or passphrase prompt)."""
+        return super().is_busy() or self.uefi_box.is_busy() or self.catalog_box.is_busy()
 
     # -- state ------------------------------------------------------------------------------------
 

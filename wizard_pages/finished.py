@@ -1,19 +1,16 @@
 """Wizard page: Template ready — the artefacts with their sizes and SHA-256, Open folder, Verify.
 
-Like the Microsoft wizard's *Summary* it names the template (name, version) and the certificate that
-signed the catalog and its issuer; beyond it, it lists every file the build wrote — the template, the
-catalog, the manifest and its CMS signature, the report — with size and SHA-256, computed in the app's
-executor (a TaskRunner task with progress and Cancel), so the user can copy the digests into a ticket.
-*Open folder* and *Open report* hand the paths to the desktop (``QDesktopServices.openUrl``); *Verify*
-runs :func:`app.template.verify.verify_template` in the background and lists each check with ✓ or ✗.
+Like the Microsoft wizard's *Summary* it names the template and the certificate that signed the catalog;
+it also lists every file the build wrote with the size and SHA-256 the build recorded (its result's
+summary: the files are not read again, a template can be many GB). *Open folder* and *Open report* hand
+paths to the desktop; *Verify* runs :func:`app.template.verify.verify_template` in the background and
+lists each check with ✓ or ✗.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -34,25 +31,24 @@ from PySide6.QtWidgets import (
     QTableWidgetItem,
     QVBoxLayout,
     QWidget,
-    QWizardPage,
 )
 
 from app.errors import CancelledError, ShieldwrightError
+from app.gui.page import WizardPage
 from app.gui.presentation import human_size, is_dark
 from app.gui.state import WizardState
-from app.gui.tasks import BackgroundTask, TaskRunner
+from app.gui.tasks import TaskRunner
 from app.gui.widgets.certificate_details import thumbprint_hex
-from app.gui.widgets.error_panel import ErrorPanel
 from app.gui.widgets.progress_panel import ProgressPanel
 from app.gui.widgets.tables import setup_readonly_table
+from app.template.verify import verify_template
 
 if TYPE_CHECKING:
     from app.progress import CancelToken, Progress
 
 log = logging.getLogger(__name__)
 
-HASH_CHUNK = 4 * 1024 * 1024
-#: Artefacts whose content is a secret: listed, never hashed or shown.
+#: Artefacts whose content is a secret: listed, never shown.
 SECRET_ROLES = ("recovery_key",)
 
 
@@ -89,25 +85,14 @@ def artifacts_of(result: Any) -> list[Artifact]:
     return out
 
 
-def hash_files(paths: Sequence[Path], *, progress: Progress, cancel: CancelToken) -> dict[Path, FileDigest]:
-    """Runs in the executor: size and SHA-256 of each file (holes read as zeros, like any reader)."""
-    sizes = {Path(p): os.stat(p).st_size for p in paths}
-    progress.begin("hash", sum(sizes.values()))
-    out: dict[Path, FileDigest] = {}
-    for path, size in sizes.items():
-        digest = hashlib.sha256()
-        try:
-            with open(path, "rb") as f:
-                while chunk := f.read(HASH_CHUNK):
-                    cancel.check()
-                    digest.update(chunk)
-                    progress.advance(len(chunk))
-        except OSError as exc:
-            raise ShieldwrightError(
-                f"cannot read {path}: {exc.strerror}", "was it moved or deleted?"
-            ) from None
-        out[path] = FileDigest(size, digest.hexdigest())
-    return out
+def digests_of(result: Any) -> dict[Path, FileDigest]:
+    """The size and SHA-256 of each file, as the build recorded them (``summary["artefacts"]``)."""
+    summary = getattr(result, "summary", None) or {}
+    return {
+        Path(a["path"]): FileDigest(int(a["size_bytes"]), str(a["sha256"]))
+        for a in summary.get("artefacts", [])
+        if a.get("sha256")
+    }
 
 
 def verify(
@@ -119,8 +104,6 @@ def verify(
     cancel: CancelToken,
 ) -> Any:
     """Runs in the executor: the engine's end-to-end check of the exported template."""
-    from app.template.verify import verify_template
-
     return verify_template(template, vsc=vsc, trusted=trusted, progress=progress, cancel=cancel)
 
 
@@ -128,11 +111,9 @@ class Column:
     NAME, FILE, SIZE, SHA256 = range(4)
 
 
-class FinishedPage(QWizardPage):
+class FinishedPage(WizardPage):
     """The artefacts with digests, Open folder, Open report, and Verify."""
 
-    #: Hashing the artefacts ended and the table shows the digests (or why not).
-    hashingFinished = Signal()
     #: Verifying ended and the checks are listed.
     verifyFinished = Signal()
 
@@ -142,18 +123,12 @@ class FinishedPage(QWizardPage):
         runner: TaskRunner,
         parent: QWidget | None = None,
         *,
-        hasher: Callable[..., dict[Path, FileDigest]] = hash_files,
         verifier: Callable[..., Any] = verify,
         opener: Callable[[QUrl], Any] = QDesktopServices.openUrl,
     ) -> None:
-        super().__init__(parent)
-        self.state = state
-        self._runner = runner
-        self._hasher = hasher
+        super().__init__(state, runner, parent)
         self._verifier = verifier
         self._opener = opener
-        self._task: BackgroundTask | None = None
-        self._task_kind = ""
         self._shown_for: Any = None
         self.artifacts: list[Artifact] = []
         self.digests: dict[Path, FileDigest] = {}
@@ -220,6 +195,7 @@ class FinishedPage(QWizardPage):
         buttons.addWidget(self.status_label, 1)
 
         self.progress_panel = ProgressPanel(self)
+        self.progress_panel.set_confirm_text(self.tr("Stop verifying?"))
         self.progress_panel.cancelRequested.connect(self.cancel)
 
         self.checks_caption = QLabel(self.tr("Verification"), self)
@@ -233,8 +209,6 @@ class FinishedPage(QWizardPage):
         self.checks.setWordWrap(True)
         self.checks.setSpacing(2)
         self.checks.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
-
-        self.error_panel = ErrorPanel(self)
 
         layout = QVBoxLayout(self)
         layout.setSpacing(6)
@@ -254,23 +228,18 @@ class FinishedPage(QWizardPage):
         if result is not self._shown_for:
             self._shown_for = result
             self.artifacts = artifacts_of(result) if result is not None else []
-            self.digests = {}
+            self.digests = digests_of(result) if result is not None else {}
             self.verify_report = None
             self._show_checks(None)
             self._fill_table()
             self._show_identity()
-            if self.artifacts:
-                self.compute_digests()
         self.refresh()
 
     def cleanupPage(self) -> None:
         self.cancel()
 
     def isComplete(self) -> bool:
-        return True  # Finish closes the wizard; hashing or verifying is stopped by the wizard's done()
-
-    def is_busy(self) -> bool:
-        return self._task is not None
+        return True  # Finish closes the wizard; a verification is stopped by the wizard's done()
 
     # -- showing ----------------------------------------------------------------------------------
 
@@ -278,11 +247,8 @@ class FinishedPage(QWizardPage):
         state = self.state
         lines = []
         if state.catalog is not None:
-            lines.append(
-                self.tr("Template “%1”, version %2.")
-                .replace("%1", state.catalog.template_name)
-                .replace("%2", state.catalog.template_version)
-            )
+            o = state.catalog.options
+            lines.append(self.tr("Template “%1”, version %2.").replace("%1", o.name).replace("%2", o.version))
         signer = state.catalog_signer_choice
         if signer is not None and signer.info is not None:
             lines.append(
@@ -295,6 +261,7 @@ class FinishedPage(QWizardPage):
 
     def _fill_table(self) -> None:
         self.table.setRowCount(len(self.artifacts))
+        muted = self.palette().brush(QPalette.ColorRole.PlaceholderText)
         for row, art in enumerate(self.artifacts):
             digest = self.digests.get(art.path)
             name = QTableWidgetItem(self.tr(art.label))
@@ -310,12 +277,13 @@ class FinishedPage(QWizardPage):
                 sha.setData(Qt.ItemDataRole.UserRole, digest.sha256)
                 sha.setData(Qt.ItemDataRole.AccessibleTextRole, digest.sha256)
             else:
-                if art.role in SECRET_ROLES:
-                    text = self.tr("secret (mode 0600), not shown")
-                else:
-                    text = self.tr("computing…") if self._task_kind == "hash" else ""
-                sha = QTableWidgetItem(text)
-                sha.setForeground(self.palette().brush(QPalette.ColorRole.PlaceholderText))
+                secret = art.role in SECRET_ROLES
+                sha = QTableWidgetItem(
+                    self.tr("secret (mode 0600), not shown")
+                    if secret
+                    else self.tr("not recorded by the build")
+                )
+                sha.setForeground(muted)
             for col, item in enumerate((name, file_item, size, sha)):
                 self.table.setItem(row, col, item)
         self.table.resizeColumnsToContents()
@@ -325,30 +293,29 @@ class FinishedPage(QWizardPage):
         self.table.setFixedHeight(height)
 
     def table_digests(self) -> dict[str, str]:
-        """The SHA-256 shown per file name (empty until computed)."""
+        """The SHA-256 shown per file name."""
         out = {}
         for row in range(self.table.rowCount()):
-            value = self.table.item(row, Column.SHA256).data(Qt.ItemDataRole.UserRole)
-            if value:
-                out[self.table.item(row, Column.FILE).text()] = value
+            sha, name = self.table.item(row, Column.SHA256), self.table.item(row, Column.FILE)
+            value = sha.data(Qt.ItemDataRole.UserRole) if sha is not None else None
+            if value and name is not None:
+                out[name.text()] = value
         return out
 
     def refresh(self) -> None:
-        busy = self.is_busy()
         template = self._artifact("template")
         self.open_folder_button.setEnabled(template is not None)
         self.open_report_button.setEnabled(self._artifact("report") is not None)
-        self.verify_button.setEnabled(not busy and template is not None)
+        self.verify_button.setEnabled(not self.is_busy() and template is not None)
 
     def _artifact(self, role: str) -> Artifact | None:
         return next((a for a in self.artifacts if a.role == role), None)
 
     def _show_checks(self, report: Any) -> None:
         self.checks.clear()
-        style = self.style()
         if report is None:
             item = QListWidgetItem(
-                style.standardIcon(QStyle.StandardPixmap.SP_MessageBoxInformation),
+                self.style().standardIcon(QStyle.StandardPixmap.SP_MessageBoxInformation),
                 self.tr(
                     "Not verified yet. Verify checks the partition table, the ESP, the UKI's signature, the "
                     "catalog's signature and every block, and the LUKS2 headers."
@@ -382,9 +349,10 @@ class FinishedPage(QWizardPage):
         """``(passed, text)`` per check shown (empty before a verification)."""
         rows = []
         for i in range(self.checks.count()):
-            ok = self.checks.item(i).data(Qt.ItemDataRole.UserRole)
+            item = self.checks.item(i)
+            ok = item.data(Qt.ItemDataRole.UserRole)
             if ok is not None:
-                rows.append((bool(ok), self.checks.item(i).text()))
+                rows.append((bool(ok), item.text()))
         return rows
 
     # -- actions ----------------------------------------------------------------------------------
@@ -398,16 +366,6 @@ class FinishedPage(QWizardPage):
         report = self._artifact("report")
         if report is not None:
             self._opener(QUrl.fromLocalFile(str(report.path)))
-
-    def compute_digests(self) -> None:
-        """Size and SHA-256 of every artefact, in the background."""
-        if self.is_busy() or not self.artifacts:
-            return
-        public = [a.path for a in self.artifacts if a.role not in SECRET_ROLES]
-        task = self._runner.start(self._hasher, public, name="hash-artifacts",
-                                  with_progress=True)  # fmt: skip
-        self._begin(task, "hash", self.tr("Computing SHA-256 of the files"))
-        self._fill_table()
 
     def verify(self) -> None:
         """Verify the template end to end in the background."""
@@ -423,66 +381,36 @@ class FinishedPage(QWizardPage):
                 trusted.append(choice.signer.certificate)
         self.verify_report = None
         self._show_checks(None)
-        task = self._runner.start(
-            self._verifier, template.path, catalog.path if catalog else None, trusted or None,
-            name="verify-template", with_progress=True,
-        )  # fmt: skip
-        self._begin(task, "verify", self.tr("Verifying the template"))
-
-    def _begin(self, task: BackgroundTask, kind: str, title: str) -> None:
-        self._task, self._task_kind = task, kind
         self.error_panel.clear()
         self.status_label.clear()
-        self.progress_panel.set_confirm_text(
-            self.tr("Stop computing the digests?") if kind == "hash" else self.tr("Stop verifying?")
-        )
-        self.progress_panel.start(task, title)
-        task.succeeded.connect(self._on_succeeded)
-        task.failed.connect(self._on_failed)
-        task.finished.connect(self._on_finished)
+        task = self.run_task(
+            "verify", self._verifier, template.path, catalog.path if catalog else None, trusted or None,
+            with_progress=True, on_success=self._on_verified, on_failure=self._on_failed,
+            on_finished=self._on_finished,
+        )  # fmt: skip
+        self.progress_panel.start(task, self.tr("Verifying the template"))
         self.refresh()
 
     def cancel(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
+        """Ask a running verification to stop (it reports "Cancelled" when it has)."""
+        task = self.task("verify")
+        if task is not None:
+            task.cancel()
 
-    def _on_succeeded(self, result: Any) -> None:
-        if self._task_kind == "hash":
-            self.digests = dict(result)
-        else:
-            self.verify_report = result
-            self._show_checks(result)
-            ok = bool(getattr(result, "ok", False))
-            self.status_label.setText(
-                self.tr("Verified: every check passed.") if ok else self.tr("Verification found problems.")
-            )
+    def _on_verified(self, report: Any) -> None:
+        self.verify_report = report
+        self._show_checks(report)
+        ok = bool(getattr(report, "ok", False))
+        self.status_label.setText(
+            self.tr("Verified: every check passed.") if ok else self.tr("Verification found problems.")
+        )
 
     def _on_failed(self, error: ShieldwrightError) -> None:
         if isinstance(error, CancelledError):
-            self.status_label.setText(
-                self.tr("Cancelled: the digests were not computed.")
-                if self._task_kind == "hash"
-                else self.tr("Cancelled: the template was not verified.")
-            )
-            return
-        self.error_panel.show_error(error.message, error.hint)
+            self.status_label.setText(self.tr("Cancelled: the template was not verified."))
+        else:
+            self.show_error(error)
 
     def _on_finished(self) -> None:
-        task, kind = self._task, self._task_kind
-        self._task, self._task_kind = None, ""
-        if task is not None:
-            task.succeeded.disconnect(self._on_succeeded)
-            task.failed.disconnect(self._on_failed)
-            task.finished.disconnect(self._on_finished)
-            if task.error is not None and not isinstance(task.error, ShieldwrightError):
-                self.error_panel.show_error(
-                    self.tr("An unexpected error stopped this."),
-                    self.tr("The details were written to the log."),
-                )
-        if kind == "hash":
-            self._fill_table()
-            self.refresh()
-            self.hashingFinished.emit()
-        else:
-            self.refresh()
-            self.verifyFinished.emit()
+        self.refresh()
+        self.verifyFinished.emit()

@@ -1,17 +1,10 @@
 """Wizard page: Generate — the build runs (Microsoft's *Generate* step), with progress, details and Cancel.
 
-Entering the page starts :func:`app.template.pipeline.run_build` in the app's executor (TaskRunner) on a
-snapshot of the choices: the recipe (``recipe_from_wizard_state``), the in-memory signers, a *copy* of the
-provisioning passphrase (wiped when the build ends) and the recovery key the user stored. The engine
-reports into a :class:`~app.template.pipeline.BuildProgress` that the page reads at the TaskRunner's 10 Hz
-tick:
-"Step k of n: <name>" and an overall bar, the current step in the shared :class:`ProgressPanel` (bar,
-``NN% — X of Y — rate — about N s left``, two-stage Cancel), and the engine's log lines in a
-:class:`LogView` (*Save report…*).
-
-A cancelled or failed build leaves nothing behind (the engine writes under a temporary name and renames
-at the end); the page says so after checking, shows the engine's message and hint, and offers *Back to
-Review*. Closing the wizard while the build runs asks first, inline, and stops cooperatively.
+Entering the page runs :func:`app.template.pipeline.run_build` in the executor on a snapshot of the choices
+(the state's recipe, the loaded signers, a *copy* of the passphrase wiped when the build ends, the recovery
+key). At the task's 10 Hz tick it shows "Step k of n", the current step (bar, rate, time left, two-stage
+Cancel) and the engine's log (*Save report…*). A cancelled or failed build leaves nothing behind; the page
+checks and says so, and offers *Back to Review*. Closing the wizard during a build asks first, inline.
 """
 
 from __future__ import annotations
@@ -34,16 +27,18 @@ from PySide6.QtWidgets import (
     QStyle,
     QVBoxLayout,
     QWidget,
-    QWizardPage,
 )
 
 from app.errors import CancelledError, ShieldwrightError
+from app.gui.page import WizardPage
 from app.gui.state import WizardState
-from app.gui.tasks import BackgroundTask, TaskRunner
-from app.gui.widgets.error_panel import ErrorPanel
+from app.gui.tasks import TaskRunner
+from app.gui.widgets.build_step_panel import BuildStepPanel
 from app.gui.widgets.log_view import LogView
-from app.gui.widgets.progress_panel import ProgressPanel, human_duration
-from wizard_pages.review import ALLOW_PRIVATE_FIELD, artifact_paths
+from app.gui.widgets.progress_panel import human_duration
+from app.template.pipeline import BuildInputs, BuildProgress, artifact_paths, run_build
+from app.template.recipe import Recipe
+from wizard_pages.review import ALLOW_PRIVATE_FIELD
 
 if TYPE_CHECKING:
     from app.progress import CancelToken, ProgressState
@@ -62,9 +57,9 @@ STEP_UNITS = 1000
 class GenerateRequest:
     """A snapshot of everything the build needs, taken in the GUI thread when the page starts it."""
 
-    recipe: Any
-    uefi_signer: Signer | None = field(repr=False)
-    catalog_signer: Signer | None = field(repr=False)
+    recipe: Recipe
+    uefi_signer: Signer = field(repr=False)
+    catalog_signer: Signer = field(repr=False)
     #: A copy of the provisioning passphrase, wiped when the build ends.
     passphrase: bytearray = field(repr=False)
     recovery_key: str | None = field(default=None, repr=False)
@@ -76,10 +71,8 @@ class GenerateRequest:
         self.passphrase[:] = bytes(len(self.passphrase))
 
 
-def new_build_progress() -> Any:
+def new_build_progress() -> BuildProgress:
     """The engine's progress object for one build (created in the GUI thread, written by the engine)."""
-    from app.template.pipeline import BuildProgress
-
     return BuildProgress()
 
 
@@ -92,19 +85,9 @@ def counts_bytes(snap: Any) -> bool:
     return snap.step_name not in _COUNTED_STEPS and "qemu-img" not in (snap.detail or "")
 
 
-class BuildStepPanel(ProgressPanel):
-    """The shared progress panel, for a build whose steps count in different units."""
-
-    def set_unit(self, unit: str) -> None:
-        """``"bytes"`` (sizes and a rate) or ``"items"`` (plain "k of n"), for the step now running."""
-        self._unit_bytes = unit == "bytes"
-
-
 def run_generate(request: GenerateRequest, build_progress: Any, *, cancel: CancelToken,
                  progress: ProgressState) -> Any:  # fmt: skip
     """Runs in the executor: the whole build. The passphrase copy is wiped whatever happens."""
-    from app.template.pipeline import BuildInputs, run_build
-
     try:
         inputs = BuildInputs(
             recipe=request.recipe,
@@ -122,7 +105,7 @@ def run_generate(request: GenerateRequest, build_progress: Any, *, cancel: Cance
 # -- the page -------------------------------------------------------------------------------------------
 
 
-class GeneratePage(QWizardPage):
+class GeneratePage(WizardPage):
     """Runs the build on entry; shows the steps, the current step's progress, the log, and the outcome."""
 
     #: The build ended (succeeded, failed or cancelled) and the outcome is shown.
@@ -138,20 +121,20 @@ class GeneratePage(QWizardPage):
         *,
         builder: Callable[..., Any] = run_generate,
         progress_factory: Callable[[], Any] = new_build_progress,
-        recipe_maker: Callable[[WizardState], Any] | None = None,
+        recipe_maker: Callable[[WizardState], Recipe] | None = None,
     ) -> None:
-        super().__init__(parent)
-        self.state = state
-        self._runner = runner
+        super().__init__(state, runner, parent)
         self._builder = builder
         self._progress_factory = progress_factory
         self._recipe_maker = recipe_maker
-        self._task: BackgroundTask | None = None
         self._build_progress: Any = None
+        self._progress_state: ProgressState | None = None
         self._shown_step = 0
         self._log_seen = 0
         self._started = 0.0
         self._elapsed = 0.0
+        self._output: Path | None = None
+        self._recovery_file: Path | None = None
         self._existing_before: set[Path] = set()
         self._close_when_stopped = False
         self.result: Any = None
@@ -210,7 +193,6 @@ class GeneratePage(QWizardPage):
         result_row.addWidget(self.result_icon)
         result_row.addWidget(self.result_label, 1)
 
-        self.error_panel = ErrorPanel(self)
         self.nothing_written_label = QLabel(self)
         self.nothing_written_label.setObjectName("nothingWritten")
         self.nothing_written_label.setWordWrap(True)
@@ -225,7 +207,7 @@ class GeneratePage(QWizardPage):
         failure_row.addWidget(self.nothing_written_label, 1)
         failure_row.addWidget(self.back_button, 0, Qt.AlignmentFlag.AlignTop)
 
-        self.log_view = LogView(self, runner=self._runner, title=self.tr("&Details"), expanded=True)
+        self.log_view = LogView(self, runner=self.runner, title=self.tr("&Details"), expanded=True)
         self.log_view.set_report_header(self._report_header)
         self.log_view.reportSaved.connect(
             lambda path: self.elapsed_label.setText(self.tr("Report saved to %1").replace("%1", str(path)))
@@ -254,21 +236,16 @@ class GeneratePage(QWizardPage):
         self.cancel()
 
     def isComplete(self) -> bool:
-        return self._task is None and self.result is not None
+        return not self.is_running() and self.result is not None
 
     def is_running(self) -> bool:
-        return self._task is not None
+        return self.task("build") is not None
 
     # -- running ----------------------------------------------------------------------------------
 
     def _request(self) -> GenerateRequest:
         state = self.state
-        if self._recipe_maker is not None:
-            recipe = self._recipe_maker(state)
-        else:
-            from app.gui.recipe_bridge import recipe_from_wizard_state
-
-            recipe = recipe_from_wizard_state(state)
+        recipe = self._recipe_maker(state) if self._recipe_maker is not None else state.recipe()
         enc = state.encryption
         passphrase = bytearray(enc.passphrase) if enc is not None and enc.passphrase else bytearray()
         recovery = (
@@ -279,13 +256,15 @@ class GeneratePage(QWizardPage):
         uefi = state.uefi_signing.signer if state.uefi_signing is not None else None
         catalog_choice = state.catalog_signer_choice
         catalog = catalog_choice.signer if catalog_choice is not None else None
+        if uefi is None or catalog is None:
+            raise ShieldwrightError("no signing key is loaded", "load it on the Signing certificates page")
         output = state.output.path if state.output is not None else None
         allow_private = bool(self.field(ALLOW_PRIVATE_FIELD)) if self.wizard() is not None else False
         return GenerateRequest(recipe, uefi, catalog, passphrase, recovery, output, allow_private)
 
     def start(self) -> None:
         """Start the build on a snapshot of the current choices."""
-        if self._task is not None:
+        if self.is_running():
             return
         self.result = None
         self.error = None
@@ -304,36 +283,33 @@ class GeneratePage(QWizardPage):
             self._fail(exc)
             return
         self._output = request.output
-        encryption = getattr(request.recipe, "encryption", None)
-        self._recovery_file = getattr(encryption, "recovery_key_file", None)
+        self._recovery_file = request.recipe.encryption.recovery_key_file
         self._existing_before = {p for p in self._artifacts() if p.exists()}
         self._build_progress = self._progress_factory()
         self._started = time.monotonic()
         self._elapsed = 0.0
         log.info("generating the template %s", request.output)
-        task = self._runner.start(self._builder, request, self._build_progress, name="build",
-                                  with_progress=True)  # fmt: skip
-        self._task = task
+        task = self.run_task("build", self._builder, request, self._build_progress, with_progress=True,
+                             on_success=self._on_succeeded, on_failure=self._on_failed,
+                             on_finished=self._on_finished)  # fmt: skip
+        self._progress_state = task.progress
         # Ours first: it copies the engine's step into task.progress before the panel reads it.
         task.progressChanged.connect(self._on_progress)
         self.progress_panel.set_confirm_text(self.tr("Stop generating? Nothing will be kept."))
         self.progress_panel.start(task, self.tr("Preparing…"))
-        task.succeeded.connect(self._on_succeeded)
-        task.failed.connect(self._on_failed)
-        task.finished.connect(self._on_finished)
         self.step_label.setText(self.tr("Starting…"))
         self.overall_bar.setRange(0, 0)
-        self.completeChanged.emit()
 
     def cancel(self) -> None:
         """Ask the build to stop (cooperative: it ends at its next check and removes what it wrote)."""
-        if self._task is not None:
+        task = self.task("build")
+        if task is not None:
             log.info("cancelling the build")
-            self._task.cancel()
+            task.cancel()
 
     def request_close(self) -> bool:
         """The wizard wants to close: True if it may now; else ask inline (two-stage) and close later."""
-        if self._task is None:
+        if not self.is_running():
             return True
         panel = self.progress_panel
         if not panel.stopping:
@@ -345,7 +321,7 @@ class GeneratePage(QWizardPage):
     def stop_and_close(self) -> bool:
         """A stop signal (SIGTERM, SIGHUP): cancel without asking. True if the wizard may close now; else
         ``closeRequested`` follows once the build has stopped and removed what it wrote."""
-        if self._task is None:
+        if not self.is_running():
             return True
         self._close_when_stopped = True
         self.cancel()
@@ -400,27 +376,19 @@ class GeneratePage(QWizardPage):
         self.error = error
 
     def _on_finished(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.progressChanged.disconnect(self._on_progress)
-            task.succeeded.disconnect(self._on_succeeded)
-            task.failed.disconnect(self._on_failed)
-            task.finished.disconnect(self._on_finished)
-            if self._build_progress is not None:
-                self._on_progress(task.progress)  # the last lines and the final step
-            if task.error is not None and not isinstance(task.error, ShieldwrightError):
-                self.error = ShieldwrightError(
-                    "the template could not be generated because of an unexpected error",
-                    "the details were written to the log",
-                )
+        if self._build_progress is not None and self._progress_state is not None:
+            self._on_progress(self._progress_state)  # the last lines and the final step
+        if self.result is None and self.error is None:  # a bug: the excepthook logged it
+            self.error = ShieldwrightError(
+                "the template could not be generated because of an unexpected error",
+                "the details were written to the log",
+            )
         self._elapsed = time.monotonic() - self._started
         if self.result is not None:
             self._succeed()
         else:
             self._fail(self.error or ShieldwrightError("the build ended without a result"))
-        close = self._close_when_stopped
-        self._close_when_stopped = False
-        self.completeChanged.emit()
+        close, self._close_when_stopped = self._close_when_stopped, False
         self.buildFinished.emit()
         if close:
             self.closeRequested.emit()
@@ -428,12 +396,10 @@ class GeneratePage(QWizardPage):
     # -- outcome ----------------------------------------------------------------------------------
 
     def _artifacts(self) -> list[Path]:
-        output = getattr(self, "_output", None)
-        if output is None:
+        if self._output is None:
             return []
-        paths = list(artifact_paths(output).values())
-        recovery = getattr(self, "_recovery_file", None)
-        return paths + ([Path(recovery)] if recovery else [])
+        paths = list(artifact_paths(self._output).values())
+        return paths + ([Path(self._recovery_file)] if self._recovery_file else [])
 
     def leftovers(self) -> list[Path]:
         """Output files present now that were not there before the build (after a failure: none)."""
@@ -469,7 +435,7 @@ class GeneratePage(QWizardPage):
                 "%1", ", ".join(str(p) for p in left)
             )
         else:
-            folder = self._output.parent if getattr(self, "_output", None) is not None else None
+            folder = self._output.parent if self._output is not None else None
             note = self.tr("Nothing was written: no output file was left behind") + (
                 self.tr(" in %1.").replace("%1", str(folder)) if folder else "."
             )
@@ -491,7 +457,7 @@ class GeneratePage(QWizardPage):
     def back_to_review(self) -> None:
         """After a failure or a cancel: back to the Review page (the commit page blocks the wizard's Back)."""
         wizard = self.wizard()
-        if self._task is None and wizard is not None:
+        if not self.is_running() and wizard is not None:
             wizard.back()
 
     def _report_header(self) -> str:
@@ -499,15 +465,11 @@ class GeneratePage(QWizardPage):
         lines = [self.tr("Shieldwright build report")]
         if state.image_path is not None:
             lines.append(self.tr("Base image: %1").replace("%1", str(state.image_path)))
-        output = getattr(self, "_output", None)
-        if output is not None:
-            lines.append(self.tr("Output: %1").replace("%1", str(output)))
+        if self._output is not None:
+            lines.append(self.tr("Output: %1").replace("%1", str(self._output)))
         if state.catalog is not None:
-            lines.append(
-                self.tr("Template: %1 %2")
-                .replace("%1", state.catalog.template_name)
-                .replace("%2", state.catalog.template_version)
-            )
+            o = state.catalog.options
+            lines.append(self.tr("Template: %1 %2").replace("%1", o.name).replace("%2", o.version))
         if self.error is not None:
             lines.append(self.tr("Outcome: %1").replace("%1", self.error.one_line()))
         elif self.result is not None:

@@ -1,14 +1,7 @@
-"""PCR 11 prediction for UKIs, replicating systemd-measure byte for byte (systemd.md §2.2, formats.md §3.4).
+"""PCR 11 prediction for UKIs, replicating systemd-measure byte for byte.
 
-Algorithm (src/boot/measure.c ``measure_kernel``/``measure_phase``; the stub's ``measure_sections``):
-start from an all-zero PCR; for each section the stub measures, in the stub's own order (not file order),
-skipping absent and empty ones: extend ``H(name + "\\0")``, then ``H(contents)``, where contents are the
-section's VirtualSize bytes. That is the value when the kernel starts (an initrd without systemd stops
-here: phase path ``""``). systemd's initrd and host then extend ``H(word)`` (UTF-8, no NUL) for each word of
-a phase path ``enter-initrd:leave-initrd:…``; each path starts again from the kernel value.
-
-The measured-section set depends on the stub's version (:mod:`app.boot.stub`): stub 252 measures
-``.linux .osrel .cmdline .initrd .splash .dtb .pcrpkey``, not ``.uname`` or ``.sbat``.
+The measured sections depend on the stub's version (:mod:`app.boot.stub`); the algorithm is systemd's
+``measure_kernel``/``measure_phase`` (src/boot/measure.c), see :func:`pcr11_from_sections`.
 """
 
 from __future__ import annotations
@@ -18,8 +11,9 @@ import re
 from collections.abc import Mapping, Sequence
 
 from app.boot.errors import PcrPredictionError
-from app.boot.peimage import MappedSection
+from app.boot.peimage import MappedSection, read_pe
 from app.boot.stub import UNPREDICTABLE, measured_sections
+from app.boot.uki import UkiInfo, inspect_uki
 
 #: TPM 2.0 banks systemd-measure supports, with their digest sizes.
 BANK_SIZES = {"sha1": 20, "sha256": 32, "sha384": 48, "sha512": 64}
@@ -89,7 +83,10 @@ def pcr11_from_sections(
 
     A :class:`MappedSection` is hashed without materialising its zero fill.
 
-    Sections not in ``order`` are not measured; empty ones are skipped, as the stub does.
+    From an all-zero PCR, for each section in the stub's order (not file order), skipping absent and empty
+    ones: extend ``H(name + "\\0")``, then ``H(contents)`` (the section's VirtualSize bytes). That is the
+    value when the kernel starts (phase path ``""``). systemd then extends ``H(word)`` (UTF-8, no NUL) for
+    each word of a phase path ``enter-initrd:leave-initrd:…``, each path starting from the kernel value.
     """
     paths = [normalize_phase(p) for p in phases]
     result: dict[str, dict[str, str]] = {}
@@ -112,7 +109,7 @@ def pcr11_from_sections(
 
 
 def predict_pcr11(
-    uki,
+    uki: bytes | bytearray | UkiInfo,
     banks: Sequence[str] = ("sha256",),
     phases: Sequence[str] = DEFAULT_PHASES,
     *,
@@ -123,9 +120,6 @@ def predict_pcr11(
     ``uki`` is the UKI's bytes or an :class:`app.boot.uki.UkiInfo`. The measured sections follow the
     stub's version as found in the UKI, or ``stub_version`` when given (for vendor builds that backport).
     """
-    from app.boot.peimage import read_pe
-    from app.boot.uki import UkiInfo, inspect_uki
-
     info = uki if isinstance(uki, UkiInfo) else inspect_uki(bytes(uki))
     if stub_version is None:
         if info.stub is None or info.stub.kind != "systemd-stub":

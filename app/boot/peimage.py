@@ -1,17 +1,8 @@
 """PE section tables for UKIs: read sections as the loader maps them, and append sections the ukify way.
 
-Validation of offsets is :func:`app.signing.pe.parse_layout`'s job (every problem a PeFormatError); this
-module adds what building a UKI needs on top: alignments, SizeOfImage, characteristics, and a writer.
-
-Placement follows ukify's ``pe_add_sections`` (systemd.md §1.3): a new section's file offset is aligned to
-FileAlignment, its VirtualAddress to SectionAlignment after the highest existing section, its VirtualSize
-is the exact data length (the stub measures VirtualSize bytes, so padding must not count), SizeOfImage is
-recomputed, a trailing COFF symbol table is dropped. Where ukify edits the file in place, we lay the file
-out again (headers, then every section's raw data in table order, each FileAlignment-aligned): only file
-offsets move, never a virtual address, so the stub's code and relocations are untouched. That lets the
-headers grow when the section table needs room, and lets a replaced section move to the end when its new
-contents would overlap the next section in memory (the 252 stub's ``.sbat`` has only 256 bytes before
-``.sdmagic``; ukify would write past that and let the loader clobber the tail).
+Offset validation is :func:`app.signing.pe.parse_layout`'s job (every problem a PeFormatError); this
+module adds what building a UKI needs on top: alignments, SizeOfImage, characteristics, and a writer
+(:func:`append_sections`).
 """
 
 from __future__ import annotations
@@ -208,6 +199,14 @@ def append_sections(
     A name the stub already has is an error unless it is in ``replace_existing``: then the stub's section
     gets the new contents, in place when they fit before the next section's virtual address, else the
     stub's header is dropped and the section is appended like a new one.
+
+    Placement follows ukify's ``pe_add_sections``: file offsets aligned to FileAlignment, VirtualAddress to
+    SectionAlignment after the highest section, VirtualSize the exact data length (the stub measures
+    VirtualSize bytes), SizeOfImage recomputed, a trailing COFF symbol table dropped. Unlike ukify, which
+    edits in place, the file is laid out again (headers, then each section's data in table order): only
+    file offsets move, never a virtual address, so the headers may grow and a replaced section that would
+    overlap the next one in memory moves to the end (the 252 stub's ``.sbat`` has only 256 bytes before
+    ``.sdmagic``; ukify writes past that and lets the loader clobber the tail).
     """
     if stub.signed:
         raise UkiError("the stub is signed; refusing to add sections to it",

@@ -82,6 +82,7 @@ def list_boot_files(
         roots = _scan_roots(part)
         if roots is None:
             continue
+        files: Iterator[tuple[str, int]]
         if part.content == "fat":
             files = ((e.path, e.size) for e in list_esp(image, part, layout.sector_size) if not e.is_dir)
         else:

@@ -1,24 +1,7 @@
 """Which systemd-stub is inside a UKI, and which sections that version measures into PCR 11.
 
 The PCR 11 prediction must follow the stub that will actually run: the list of measured sections grew
-over time, and a section a stub does not know is simply not measured. The version comes from the stub's
-``.sdmagic`` section, ``#### LoaderInfo: systemd-stub 252.39-1~deb12u2 ####`` (``DECLARE_NOALLOC_SECTION
-(".sdmagic", "#### LoaderInfo: systemd-stub " GIT_VERSION " ####")`` in src/boot/efi/stub.c).
-
-Measured sections per version, in the stub's measurement order (the ``UnifiedSection`` enum of
-src/fundamental/tpm-pcr.h, later uki.h; ``.pcrsig`` is in the enum but never measured):
-
-* 252, 253: ``.linux .osrel .cmdline .initrd .splash .dtb .pcrpkey`` — PR systemd#24146 introduced PCR 11
-  measurements in 252; systemd-measure 252 (``--help``) accepts exactly these sections.
-* 254, 255: ``.uname`` and ``.sbat`` added before ``.pcrsig`` — PR systemd#27358 (.uname, May 2023) and
-  PR systemd#28187 (.sbat, June 2023), both released in v254.
-* 256: ``.ucode`` after ``.initrd`` — PR systemd#31872 (April 2024).
-* 257: ``.profile``, ``.dtbauto``, ``.hwids`` after ``.pcrpkey`` (multi-profile UKIs, automatic DTBs).
-* 258: ``.efifw``.
-
-Caveat: distributions backport. RHEL 9's "252" has ``.uname`` and ``.sbat`` in its enum
-(redhat-plumbers/systemd-rhel9 src/fundamental/tpm-pcr.h), so a vendor build can measure more than its
-upstream number says. Callers can pass an explicit version to override the detected one.
+over time, and a section a stub does not know is simply not measured.
 """
 
 from __future__ import annotations
@@ -29,10 +12,14 @@ from dataclasses import dataclass
 from app.boot.errors import PcrPredictionError
 from app.boot.peimage import PeImage
 
+#: The ``.sdmagic`` marker (src/boot/efi/stub.c): ``#### LoaderInfo: systemd-stub 252.39-1~deb12u2 ####``.
 MAGIC = re.compile(rb"#### LoaderInfo: (?P<kind>systemd-(?:stub|boot|addon)) (?P<version>[^ \0]+) ####")
 
 _BASE = (".linux", ".osrel", ".cmdline", ".initrd", ".splash", ".dtb")
-#: (first systemd version, measured sections in measurement order), newest last.
+#: (first systemd version, measured sections in measurement order), newest last. The order is the stub's
+#: ``UnifiedSection`` enum (src/fundamental/tpm-pcr.h, later uki.h; ``.pcrsig`` is never measured). 252
+#: began measuring (systemd#24146); 254 added ``.uname`` (#27358) and ``.sbat`` (#28187); 256 ``.ucode``
+#: (#31872); 257 ``.profile .dtbauto .hwids``; 258 ``.efifw``.
 MEASURED_SECTIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
     (252, (*_BASE, ".pcrpkey")),
     (254, (*_BASE, ".uname", ".sbat", ".pcrpkey")),
@@ -78,7 +65,11 @@ def detect_stub(pe: PeImage) -> StubInfo | None:
 
 
 def measured_sections(version: str | int) -> tuple[str, ...]:
-    """The sections a systemd-stub of ``version`` measures into PCR 11, in its measurement order."""
+    """The sections a systemd-stub of ``version`` measures into PCR 11, in its measurement order.
+
+    Distributions backport (RHEL 9's "252" measures ``.uname`` and ``.sbat``), so callers may pass the
+    version explicitly instead of the one :func:`detect_stub` found.
+    """
     major = version if isinstance(version, int) else _major(version)
     if major is None:
         raise PcrPredictionError(f"cannot read a systemd version from {version!r}", "give e.g. 252 or 255")

@@ -1,23 +1,7 @@
 """Unified Kernel Images: build one from a systemd-stub and its parts, sign it, and inspect any UKI.
 
-Build follows systemd's ukify (systemd.md §1; src/ukify/ukify.py ``make_uki``/``pe_add_sections``), so
-what we make is what the stub and systemd-measure expect:
-
-* sections in ukify's order ``.osrel .cmdline .dtb .uname .splash .pcrpkey .initrd .linux .sbat``
-  (file order does not matter for PCR 11: the stub measures in its own fixed order);
-* a section whose contents are empty is left out: the stub treats an empty section as absent, and so does
-  systemd-measure, so leaving it out keeps the file honest about what is measured;
-* several initrds are concatenated, each padded to 4 bytes (``join_initrds``); one initrd is taken as is;
-  no initrd at all is allowed (ukify allows it; the kernel then boots without one);
-* ``.uname`` defaults to the version in the kernel's setup header;
-* ``.sbat`` = the stub's entries + the kernel's (when it is a PE with ``.sbat``) + ours (default the ``uki``
-  line ukify uses), under one ``sbat,1,…`` header, ending in ``\\n\\0`` (``merge_sbat``);
-* a signed stub is refused; a section the stub already has is refused unless ``replace`` names it
-  (``.sbat`` is always replaced: its stub entries are merged into ours).
-
-Texts (.cmdline, .osrel, .uname) are stored as UTF-8 without a terminating NUL, like ukify; a NUL inside
-them is refused, because the stub would cut the command line there and the measured bytes would no
-longer be what the kernel sees.
+The build follows systemd's ukify (``make_uki``, ``pe_add_sections``), so what we make is what the stub
+and systemd-measure expect; :func:`build_uki` lists the rules.
 """
 
 from __future__ import annotations
@@ -32,6 +16,7 @@ from app.boot.kernel import KernelInfo, inspect_kernel
 from app.boot.peimage import NewSection, PeImage, append_sections, read_pe
 from app.boot.stub import StubInfo, detect_stub, measured_sections
 from app.errors import PeFormatError, ShieldwrightError, ToolMissingError
+from app.signing.authenticode import SignatureInfo, authenticode_digest, list_signatures, sign_pe
 from app.signing.signer import Signer
 
 #: The stub the host's systemd-boot-efi package installs (systemd 252 on Debian 12).
@@ -96,7 +81,17 @@ def read_stub(data: bytes) -> tuple[PeImage, StubInfo]:
 
 
 def build_uki(inputs: UkiInputs, *, signer: Signer | None = None) -> bytes:
-    """The UKI's bytes (signed with ``signer`` when given); :class:`UkiError` for unusable inputs."""
+    """The UKI's bytes (signed with ``signer`` when given); :class:`UkiError` for unusable inputs.
+
+    As ukify: sections in :data:`SECTION_ORDER` (file order does not matter for PCR 11, the stub measures
+    in its own order); an empty section is left out (the stub and systemd-measure treat it as absent);
+    several initrds are each padded to 4 bytes and concatenated, one is taken as is, none is allowed;
+    ``.uname`` defaults to the kernel's setup-header version; ``.sbat`` merges the stub's, the kernel's and
+    ours under one header (:func:`merge_sbat`). Texts are UTF-8 without a terminating NUL, and a NUL inside
+    one is refused (the stub would cut the command line there, and the measured bytes would no longer be
+    what the kernel sees). A signed stub is refused; a section the stub already has is refused unless
+    ``inputs.replace`` names it (``.sbat`` is always replaced).
+    """
     stub, _ = read_stub(inputs.stub if inputs.stub is not None else host_stub())
     kernel = inspect_kernel(inputs.linux)
     for name, text in (("command line", inputs.cmdline), ("os-release", inputs.os_release),
@@ -130,8 +125,6 @@ def build_uki(inputs: UkiInputs, *, signer: Signer | None = None) -> bytes:
     unsigned = append_sections(stub, new, replace_existing={".sbat", *inputs.replace})
     if signer is None:
         return unsigned
-    from app.signing.authenticode import sign_pe
-
     return sign_pe(unsigned, signer, name="the UKI")
 
 
@@ -248,10 +241,9 @@ class UkiInfo:
 
 def inspect_uki(data: bytes) -> UkiInfo:
     """Describe a UKI; PeFormatError for a broken PE, UkiError for a PE without ``.linux``."""
-    from app.signing.authenticode import authenticode_digest, list_signatures
-
     pe = read_pe(data)
-    if pe.section(".linux") is None:
+    linux = pe.section(".linux")
+    if linux is None:
         raise UkiError("not a UKI: the image has no .linux section", "give a unified kernel image (.efi)")
     stub = detect_stub(pe)
     measured: tuple[str, ...] | None = None
@@ -276,7 +268,7 @@ def inspect_uki(data: bytes) -> UkiInfo:
         return pe.file_data_of(s).decode("utf-8", errors="replace") if s else None
 
     try:
-        kernel = inspect_kernel(pe.file_data_of(pe.section(".linux")))  # type: ignore[arg-type]
+        kernel = inspect_kernel(pe.file_data_of(linux))
     except UkiError:
         kernel = None
     os_release = text(".osrel")
@@ -313,7 +305,7 @@ def parse_os_release(text: str) -> dict[str, str]:
     return fields
 
 
-def _signature_dict(sig) -> dict[str, object]:
+def _signature_dict(sig: SignatureInfo) -> dict[str, object]:
     return {
         "index": sig.index,
         "subject": sig.subject,

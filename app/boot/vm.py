@@ -1,64 +1,9 @@
 """Boot a disk image in QEMU on real UEFI firmware (OVMF) with a software TPM (swtpm); capture the console.
 
-Why it exists: the only proof that a signed UKI, a shim fallback CSV or an exported template really boots
-under Secure Boot — and that the PCR values we predicted are what a TPM really measures — is to boot it on
-the real firmware. Tests use it for the UKI (issue 4) and later for the exported template; the product can
-use it for a "test boot" of what it built. It is Qt-free, needs no root, and leaves nothing running.
-
-What one :func:`boot` does:
-
-1. Start a fresh **swtpm** (TPM 2.0) as a child process, unless the caller passes a TPM state directory to
-   keep (a vTPM whose SRK something was sealed to). A new state is manufactured with
-   ``swtpm_setup --tpm2 --tpm-state ABS --pcr-banks sha256 --config /dev/null`` (~0.6 s; ``--config
-   /dev/null`` skips EK certificates and never reads the user's config). It runs as
-   ``swtpm socket --tpm2 --tpmstate dir=ABS --ctrl type=unixio,fd=N --log file=ABS,level=20``, where N is
-   a unix socket this module has already bound and put in listen mode (QEMU connects to its path).
-   swtpm wants **absolute** paths; a unix socket path must stay under 108 bytes, so the runtime directory is
-   a short ``mkdtemp`` under the system temp directory, not the (long) pytest temp path.
-2. Copy the firmware's VARS template (the firmware writes to its variable store; the template must stay
-   pristine, and every boot starts from the same enrolled keys).
-3. Run ``qemu-system-x86_64``; the flags that work here (QEMU 7.2, Debian 12 ``ovmf`` 2022.11)::
-
-       -accel tcg -cpu max -m 512 -smp 1
-       -machine q35,smm=on -global ICH9-LPC.disable_s3=1
-       -global driver=cfi.pflash01,property=secure,value=on
-       -drive if=pflash,format=raw,unit=0,readonly=on,file=OVMF_CODE_4M.secboot.fd
-       -drive if=pflash,format=raw,unit=1,file=<copy of OVMF_VARS_4M.snakeoil.fd>
-       -chardev socket,id=chrtpm,path=<swtpm ctrl socket>
-       -tpmdev emulator,id=tpm0,chardev=chrtpm -device tpm-tis,tpmdev=tpm0
-       -drive file=<disk>,format=raw,if=virtio,snapshot=on
-       -nodefaults -display none -no-reboot -serial file:<console>
-
-   * ``smm=on`` + the pflash ``secure`` property: the Secure Boot CODE build keeps its variable store behind
-     SMM, and ``secure=on`` lets only SMM code write the flash — otherwise the guest OS could rewrite db
-     itself, and Secure Boot would prove nothing. (Observed here: QEMU 7.2 with Debian's secboot CODE but
-     *without* the two still boots and still refuses unsigned images; we keep them, as libvirt and mkosi do,
-     because that is the configuration whose guarantees we claim.)
-   * ``-accel tcg -cpu max``: in our build sandbox ``/dev/kvm`` exists but KVM guests hang, so TCG is the
-     default. Under TCG on a 2-core host, a signed 15 MiB UKI (Debian cloud kernel + busybox initrd that
-     prints PCRs and powers off) takes **10-15 s** wall time: the firmware hands over at 6-10 s (loading
-     and verifying the UKI is most of it), the kernel banner follows ~1.5 s later, /init ~2 s after that.
-     A refused image is reported at ~5 s and the run ends at ~6-10 s.
-   * ``-no-reboot`` turns the guest's ``poweroff -f`` — and a ``panic=-1`` kernel panic, and a firmware reset
-     — into QEMU exiting, so a run ends by itself; ``-nodefaults -display none`` leaves no monitor or VGA,
-     and the serial console goes to a file this module tails.
-   * ``snapshot=on``: writes go to a throw-away overlay, so the image under test is never modified.
-4. Tail the console file every 0.1 s. The run ends when QEMU exits (the guest powered off), when a
-   ``stop_on`` text appears, when the firmware says it has nothing left to boot, on ``timeout``, or on
-   cancel. QEMU and swtpm are killed and the runtime directory removed in every case.
-
-What OVMF prints when Secure Boot refuses an image (unsigned, or signed by a key not in db), on the serial
-console, ~5 s into the boot under TCG — and then it waits for a key press forever, hence the stop text::
-
-    BdsDxe: loading Boot0001 "UEFI Non-Block Boot Device" from PciRoot(0x0)/Pci(0x1,0x0)
-    BdsDxe: failed to load Boot0001 "UEFI Non-Block Boot Device" from PciRoot(0x0)/Pci(0x1,0x0): Access Denied
-    BdsDxe: loading Boot0002 "EFI Internal Shell" from Fv(...)/FvFile(...)
-    BdsDxe: failed to start Boot0002 "EFI Internal Shell" from Fv(...)/FvFile(...): Security Violation
-    BdsDxe: No bootable option or device was found.
-    BdsDxe: Press any key to enter the Boot Manager Menu.
-
-(The built-in shell is refused too: the Secure Boot build will not start it.) The disk's boot option is the
-one refused with ``Access Denied``; :attr:`BootResult.refusals` lists such lines.
+The only proof that a signed UKI, a shim fallback CSV or an exported template really boots under Secure
+Boot, and that the predicted PCR values are what a TPM measures, is a boot on the real firmware. Tests use
+:func:`boot`, and the product can use it for a "test boot". Qt-free, no root, and nothing left running:
+QEMU and swtpm are killed and their runtime directory removed in every case.
 """
 
 from __future__ import annotations
@@ -87,7 +32,8 @@ SNAKEOIL_CERT = Path("/usr/share/ovmf/PkKek-1-snakeoil.pem")
 SNAKEOIL_KEY = Path("/usr/share/ovmf/PkKek-1-snakeoil.key")
 SNAKEOIL_PASSPHRASE = b"snakeoil"
 
-#: The firmware's last words when every boot option failed; it then waits for a key press forever.
+#: The firmware's last words when every boot option failed (after "failed to load Boot0001 ...: Access
+#: Denied" for an image Secure Boot refused); it then waits for a key press forever, hence a stop text.
 FIRMWARE_NO_BOOT_OPTION = "BdsDxe: No bootable option or device was found."
 #: A boot option Secure Boot refused: ``BdsDxe: failed to load Boot0001 "..." from ...: Access Denied``.
 _REFUSAL = re.compile(
@@ -235,7 +181,11 @@ def boot(
     accel: str = "tcg",
     cancel: CancelToken | None = None,
 ) -> BootResult:
-    """Boot ``disk`` (attached as virtio-blk, ``snapshot=on``) and return the console. See the module doc.
+    """Boot ``disk`` (attached as virtio-blk, ``snapshot=on``) and return the console.
+
+    Each boot starts from a fresh copy of the firmware's VARS template (the same enrolled keys every time).
+    The console is tailed every 0.1 s; the run ends when QEMU exits (the guest powered off), a ``stop_on``
+    text appears, the firmware has nothing left to boot, on ``timeout``, or on cancel.
 
     ``tpm_state``: keep the vTPM in this directory (manufactured there on first use with ``pcr_banks``);
     without it a fresh vTPM lives in the runtime directory and is gone afterwards. ``stop_on``: texts after
@@ -256,6 +206,10 @@ def boot(
     try:
         vars_copy = runtime / "vars.fd"
         shutil.copyfile(firmware.vars_template, vars_copy)
+        # smm=on + a secure pflash: the Secure Boot CODE build keeps its variable store behind SMM, so the
+        # guest cannot rewrite db itself (the configuration libvirt and mkosi use). TCG by default: KVM is not
+        # available everywhere this runs. -no-reboot turns poweroff, a panic=-1 panic and a firmware reset
+        # into QEMU exiting; snapshot=on sends writes to a throw-away overlay (the image is never modified).
         argv = [
             qemu_bin, "-accel", accel, "-cpu", "max", "-m", str(memory_mib), "-smp", "1",
             "-machine", "q35,smm=on", "-global", "ICH9-LPC.disable_s3=1",
@@ -298,6 +252,9 @@ def _start_swtpm(
 ) -> tuple[subprocess.Popen[bytes], Path]:
     """Manufacture the vTPM in ``state`` if it is new, then start swtpm on a control socket we bound.
 
+    swtpm wants absolute paths, and a unix socket path must stay under 108 bytes (hence a short runtime
+    directory under the system temp directory). ``swtpm_setup --config /dev/null`` skips EK certificates
+    and never reads the user's configuration.
     Binding and listening here and handing swtpm the descriptor (``--ctrl type=unixio,fd=N``, as mkosi
     does) means the socket accepts connections before QEMU starts: no polling for the socket file, no race
     between swtpm's bind and listen.

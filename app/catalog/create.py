@@ -14,7 +14,6 @@ import os
 from collections.abc import Sequence
 
 from app.catalog.format import (
-    DEFAULT_BLOCK_SIZE,
     Catalog,
     CatalogError,
     check_block_size,
@@ -24,6 +23,7 @@ from app.catalog.format import (
     utc_now,
 )
 from app.catalog.hasher import BlockHasher, find_partition
+from app.catalog.limits import DEFAULT_BLOCK_SIZE
 from app.disk.image import open_image
 from app.disk.layout import layout_of
 from app.disk.model import DiskLayout, Role

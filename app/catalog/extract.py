@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 
 from app.catalog.format import ESP_CATALOG_PATH, CatalogError, read_catalog
+from app.disk.esp import EspFileMissingError, read_esp_file
 from app.disk.image import open_image
 from app.disk.layout import layout_of
 from app.disk.model import Role
@@ -18,8 +19,6 @@ from app.disk.model import Role
 
 def extract_catalog(image_path: str | os.PathLike[str]) -> bytes:
     """The ``.vsc`` bytes stored in the image's ESP; a missing or damaged catalog is a one-line error."""
-    from app.disk.esp import EspFileMissingError, read_esp_file
-
     with open_image(image_path) as image:
         layout = layout_of(image)
         esps = [p for p in layout.partitions if p.role is Role.ESP]

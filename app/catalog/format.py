@@ -26,23 +26,19 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from app.catalog.limits import DEFAULT_BLOCK_SIZE, MAX_BLOCK_SIZE, MAX_NAME_LENGTH, MIN_BLOCK_SIZE
+from app.catalog.signature import sign_content, verify_content
+from app.disk.image import SECTOR_SIZES
 from app.errors import ShieldwrightError, SignatureError
+from app.signing.cms import OID_DATA
 from app.signing.signer import Signer
+from app.untrusted import has_type
 
 MAGIC = b"SWVSC1\n"
 FORMAT_VERSION = 1
 DIGEST_SIZE = 32  # SHA-256
-KiB = 1024
-MiB = 1024 * KiB
-DEFAULT_BLOCK_SIZE = MiB
-MIN_BLOCK_SIZE = 4 * KiB
-MAX_BLOCK_SIZE = 64 * MiB
-#: Logical sector sizes a GPT disk can have; ``size_bytes`` must be a whole number of them.
-SECTOR_SIZES = (512, 4096)
 #: Where a template keeps its catalog inside the ESP (the build writes it, ``vsc extract`` reads it).
 ESP_CATALOG_PATH = "\\EFI\\Shieldwright\\template.vsc"
-#: Longest template name we accept (Microsoft's wizard shows it in a single line too).
-MAX_NAME_LENGTH = 256
 
 _HEADER_KEYS = ("format_version", "template_name", "template_version", "created", "disk_guid", "hash",
                 "block_size", "partitions")  # fmt: skip
@@ -52,7 +48,9 @@ _GUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _CREATED = re.compile(r"(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(\.\d{1,9})?Z")
 _VERSION_PART = re.compile(r"0|[1-9][0-9]{0,4}")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+#: What a one-line name shown to admins may not hold: C0 and C1 controls and DEL (U+0085 NEL among them), line
+#: and paragraph separators, and the bidirectional overrides and isolates that reorder what is displayed.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 
 
 class CatalogError(ShieldwrightError):
@@ -62,7 +60,7 @@ class CatalogError(ShieldwrightError):
 # --- parameter checks (also used by the CLI and the wizard to validate input early) -----------------------
 
 
-def parse_version(text: str) -> tuple[int, int, int, int]:
+def parse_version(text: object) -> tuple[int, int, int, int]:
     """``"a.b.c.d"`` -> four ints, each 0..65535, plain decimal (like Microsoft's template versions).
 
     Returned as a tuple so version rules (``==``, ``>=``) compare naturally.
@@ -70,14 +68,15 @@ def parse_version(text: str) -> tuple[int, int, int, int]:
     parts = text.split(".") if isinstance(text, str) else []
     if len(parts) != 4 or not all(_VERSION_PART.fullmatch(p) for p in parts):
         raise CatalogError(f"template version {text!r} is not of the form a.b.c.d", "for example 1.0.0.0")
-    values = tuple(int(p) for p in parts)
-    if any(v > 65535 for v in values):
+    a, b, c, d = (int(p) for p in parts)
+    if any(v > 65535 for v in (a, b, c, d)):
         raise CatalogError(f"template version {text!r} has a part above 65535", "each part must be < 65536")
-    return values  # type: ignore[return-value]
+    return a, b, c, d
 
 
-def check_template_name(name: str) -> str:
-    """A template name: 1..256 characters, no control characters, not just spaces."""
+def check_template_name(name: object) -> str:
+    """A template name: 1..256 characters, no control, line-breaking or bidi-override characters, not just
+    spaces. It is shown on one line by every tool that reads a catalog or shielding data."""
     if not isinstance(name, str) or not name.strip():
         raise CatalogError("the template name is empty", "give the template a name")
     if len(name) > MAX_NAME_LENGTH:
@@ -87,7 +86,7 @@ def check_template_name(name: str) -> str:
     return name
 
 
-def check_block_size(block_size: int) -> int:
+def check_block_size(block_size: object) -> int:
     """A power of two from 4 KiB to 64 MiB: small enough to localise damage, large enough to hash fast."""
     if (
         not isinstance(block_size, int)
@@ -112,7 +111,7 @@ def utc_now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def parse_created(text: str) -> datetime:
+def parse_created(text: object) -> datetime:
     """An RFC 3339 UTC timestamp (``Z`` suffix, optional fraction) as an aware datetime."""
     m = _CREATED.fullmatch(text) if isinstance(text, str) else None
     try:
@@ -279,15 +278,14 @@ def _check_partition(p: CatalogPartition, block_size: int, where: str) -> None:
         _is_int(p.block_count) and p.block_count == block_count(p.size_bytes, block_size),
         f"block_count {p.block_count!r} does not cover {p.size_bytes} bytes in {block_size}-byte blocks",
     )
-    need(isinstance(p.digest, str) and _HEX64.fullmatch(p.digest) is not None, "digest is not 64 hex digits")
+    need(has_type(p.digest, str) and _HEX64.fullmatch(p.digest) is not None, "digest is not 64 hex digits")
     need(
-        isinstance(p.block_digests, bytes | bytearray)
-        and len(p.block_digests) == p.block_count * DIGEST_SIZE,
-        f"has {len(p.block_digests) if isinstance(p.block_digests, bytes | bytearray) else 0} digest bytes, "
+        has_type(p.block_digests, (bytes, bytearray)) and len(p.block_digests) == p.block_count * DIGEST_SIZE,
+        f"has {len(p.block_digests) if has_type(p.block_digests, (bytes, bytearray)) else 0} digest bytes, "
         f"expected {p.block_count} x {DIGEST_SIZE}",
     )
     need(hashlib.sha256(p.block_digests).hexdigest() == p.digest, "digest does not match its block digests")
-    need(isinstance(p.extra, dict) and not set(p.extra) & set(_PARTITION_KEYS), "extra keys clash")
+    need(has_type(p.extra, dict) and not set(p.extra) & set(_PARTITION_KEYS), "extra keys clash")
 
 
 def validate(cat: Catalog) -> None:
@@ -295,14 +293,14 @@ def validate(cat: Catalog) -> None:
     check_template_name(cat.template_name)
     parse_version(cat.template_version)
     parse_created(cat.created)
-    if not isinstance(cat.disk_guid, str) or not _GUID.fullmatch(cat.disk_guid):
+    if not has_type(cat.disk_guid, str) or not _GUID.fullmatch(cat.disk_guid):
         raise CatalogError(
             f"disk_guid {cat.disk_guid!r} is not a lower-case GUID", "the catalog is malformed"
         )
     if cat.hash != "sha256":
         raise CatalogError(f"unsupported hash {cat.hash!r}", "only sha256 is defined")
     check_block_size(cat.block_size)
-    if not isinstance(cat.partitions, list) or not cat.partitions:
+    if not has_type(cat.partitions, list) or not cat.partitions:
         raise CatalogError("the catalog lists no partitions", "catalogue at least one partition")
     seen: set[int] = set()
     for i, p in enumerate(cat.partitions):
@@ -312,7 +310,7 @@ def validate(cat: Catalog) -> None:
         if p.number in seen:
             raise CatalogError(f"partition {p.number} is listed twice", "the catalog is malformed")
         seen.add(p.number)
-    if not isinstance(cat.extra, dict) or set(cat.extra) & set(_HEADER_KEYS):
+    if not has_type(cat.extra, dict) or set(cat.extra) & set(_HEADER_KEYS):
         raise CatalogError("extra header keys clash with standard keys", "rename them")
 
 
@@ -438,8 +436,6 @@ def sign_catalog(cat: Catalog, signer: Signer) -> bytes:
     The CMS signingTime is the catalog's ``created`` time, so the two never disagree; the signer's
     certificate is bound into the signed attributes (see :mod:`app.catalog.signature`).
     """
-    from app.catalog.signature import sign_content
-
     content = encode_content(cat)
     return sign_content(content, signer, parse_created(cat.created).replace(microsecond=0))
 
@@ -448,10 +444,7 @@ def read_catalog(der: bytes, *, trusted: Sequence[x509.Certificate] | None = Non
     """Verify a ``.vsc`` file's signature (and, with ``trusted``, that its signer chains to one of them),
     then decode its content. Signature problems raise ``SignatureError``; content problems ``CatalogError``.
     """
-    from app.catalog.signature import verify_content
-    from app.signing.cms import OID_DATA
-
-    if not isinstance(der, bytes | bytearray) or not der:
+    if not has_type(der, (bytes, bytearray)) or not der:
         raise SignatureError("the catalog file is empty", "is this a .vsc file?")
     result = verify_content(bytes(der), trusted)
     if result.content_type != OID_DATA or result.content is None:

@@ -1,23 +1,9 @@
 """Hash every block of a partition on all cores, skipping holes; or hash blocks as a writer streams them.
 
-Why threads and big tasks: ``hashlib`` releases the GIL for buffers over 2 KiB, and ``DiskImage.read`` is
-a ``pread`` (also GIL-free), so a thread pool scales across cores *provided* Python does little per byte.
-Each task therefore covers a contiguous range of many blocks (:data:`TASK_BYTES`), reads it in a few large
-``pread``s and returns its digests as one ``bytes`` object - no per-block futures, no Python lists.
-
-Why it stays responsive and small:
-
-- cancellation: tasks check a stop flag between reads (every few milliseconds of work); the waiting
-  thread polls the user's :class:`~app.progress.CancelToken` every 50 ms, stops the tasks and cancels the
-  queued ones, so a cancel returns well within 200 ms;
-- memory: at most ``2 x jobs`` tasks are submitted at a time and only running tasks hold a read buffer
-  (:func:`read_size` bytes, smaller when there are many workers), so data in flight stays far below
-  256 MiB whatever the image size; the digests themselves are 32 bytes per block;
-- holes: blocks that lie entirely outside ``DiskImage.allocated_ranges()`` are never read - they get the
-  precomputed digest of a zero block of their length (the short last block has its own).
-
-:class:`StreamingBlockHasher` is the same computation as a sink: a writer (the LUKS re-layout) feeds the
-bytes of a partition in order as it writes them and gets the identical digests without a second pass.
+``hashlib`` and ``DiskImage.read`` (a ``pread``) release the GIL, so a thread pool scales across cores as
+long as Python does little per byte: each task covers many blocks (:data:`TASK_BYTES`), reads them in a
+few large ``pread`` calls and returns its digests as one ``bytes``. :class:`BlockHasher` cancels within
+200 ms and bounds memory; :class:`StreamingBlockHasher` gives the same digests from bytes a writer feeds.
 """
 
 from __future__ import annotations
@@ -36,6 +22,7 @@ from app.disk.image import DiskImage
 from app.disk.model import DiskLayout, Partition
 from app.errors import CancelledError
 from app.progress import CancelToken, NullProgress, Progress
+from app.untrusted import has_type
 
 MiB = 1024 * 1024
 #: Work per task: big enough that Python's per-task cost is noise, small enough to spread over the pool.
@@ -206,11 +193,17 @@ class BlockHasher:
     """A pool of hashing threads the engine owns; use as a context manager (or call :meth:`close`).
 
     One hasher may hash many partitions, one call at a time. ``jobs`` defaults to the CPU count.
+
+    Cancellation: tasks check a stop flag between reads (every few milliseconds of work); the waiting
+    thread polls the :class:`~app.progress.CancelToken` every 50 ms, stops the tasks and cancels the queued
+    ones. Memory: at most ``2 x jobs`` tasks are submitted at a time and only running ones hold a read
+    buffer (:func:`read_size`), so data in flight stays far below 256 MiB. Holes: blocks entirely outside
+    ``DiskImage.allocated_ranges()`` are never read; they get the digest of a zero block of their length.
     """
 
     def __init__(self, jobs: int | None = None) -> None:
         jobs = default_jobs() if jobs is None else jobs
-        if not isinstance(jobs, int) or not 1 <= jobs <= MAX_JOBS:
+        if not has_type(jobs, int) or not 1 <= jobs <= MAX_JOBS:
             raise CatalogError(f"{jobs!r} hashing threads is out of range", f"use 1 to {MAX_JOBS} (--jobs)")
         self.jobs = jobs
         self.piece = read_size(jobs)
@@ -417,7 +410,7 @@ class StreamingBlockHasher:
 
     def __init__(self, size_bytes: int, block_size: int) -> None:
         check_block_size(block_size)
-        if not isinstance(size_bytes, int) or size_bytes < 0:
+        if not has_type(size_bytes, int) or size_bytes < 0:
             raise ValueError(f"invalid partition size {size_bytes!r}")
         self.size_bytes = size_bytes
         self.block_size = block_size

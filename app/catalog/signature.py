@@ -1,15 +1,9 @@
 """The catalog's CMS envelope: plain CMS from :mod:`app.signing.cms`, plus the one rule the format adds.
 
-Plain CMS leaves a few bytes outside the signature: the embedded certificates, the SignedData version,
-algorithm parameters. "One changed byte of the catalog fails verification" is a promise of the format,
-and :func:`~app.signing.cms.sign_cms` / :func:`~app.signing.cms.verify_cms` keep it for every CMS user:
-the signer's certificate is bound in with ``signingCertificateV2`` (RFC 5035), the SignedData version
-must be RFC 5652's, every AlgorithmIdentifier's parameters absent or NULL, and the certificate that
-verifies must be the embedded one (see that module's docstring).
-
-What is the catalog's own: a ``.vsc`` travels alone to VM owners, so its signer's certificate must be
-embedded (docs/formats/vsc.md) - a trusted copy given for the check never stands in for it, not even for
-a signature that embeds no certificates at all (which plain CMS allows).
+:mod:`app.signing.cms` already keeps "one changed byte fails verification" for every CMS user. What is
+the catalog's own: a ``.vsc`` travels alone to VM owners, so its signer's certificate must be embedded
+(``docs/formats/vsc.md``); a trusted copy given for the check never stands in for it, not even for a
+signature that embeds no certificates at all (which plain CMS allows).
 """
 
 from __future__ import annotations

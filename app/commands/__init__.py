@@ -1,8 +1,7 @@
-"""CLI subcommands, one module per area. Each module has ``register(subparsers)``.
+"""CLI subcommands, one module per area, each with ``register(subparsers)``; a handler returns the exit code.
 
-Command modules import the engine lazily inside their handlers, so building the parser stays cheap
-and never loads Qt. A handler returns the exit code; ShieldwrightError is turned into a one-line
-message by :func:`app.cli.main`.
+The CLI imports every command module to build its parser, so handlers import the engine lazily: the
+parser, ``--help`` and each command stay light and never load Qt.
 """
 
 #: Modules under app.commands whose ``register`` adds subcommands, in help order.

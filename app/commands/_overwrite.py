@@ -1,8 +1,7 @@
-"""No command replaces an existing file unless told to with ``--force`` (issue 17 item 8).
+"""No command replaces an existing file unless told to with ``--force``.
 
-The check runs before any work (a refusal after an hour of hashing helps nobody); the write itself still
-goes through :func:`app.signing.output.write_output`, whose ``overwrite=False`` is enforced by the kernel
-(``link(2)`` fails on an existing name), so a file that appears in between is not replaced either.
+The check runs before any work; the write itself goes through :func:`app.signing.output.write_output`,
+whose refusal is enforced by the kernel (``link(2)``), so a file that appears in between is kept too.
 """
 
 from __future__ import annotations
@@ -12,6 +11,7 @@ import os
 from pathlib import Path
 
 from app.errors import OutputExistsError
+from app.signing.output import write_output
 
 
 def add_force_option(parser: argparse.ArgumentParser, what: str = "OUT") -> None:
@@ -28,8 +28,6 @@ def check_output(path: str | os.PathLike[str], force: bool) -> Path:
 
 def write_new(path: Path, data: bytes, force: bool) -> None:
     """Write ``data`` to ``path`` atomically, replacing an existing file only with ``force``."""
-    from app.signing.output import write_output
-
     try:
         write_output(path, data, overwrite=force)
     except OutputExistsError as exc:  # appeared after check_output: same refusal, same hint

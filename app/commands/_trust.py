@@ -1,10 +1,8 @@
 """The trust anchor of the verifying commands: ``verify``, ``vsc verify`` and ``pe verify``.
 
-A signature that verifies proves only that *someone* signed. An attacker who changes a template and
-re-signs its catalog with a key of their own passes every other check, so without a trusted certificate
-these commands say plainly that the signer was NOT checked and exit with :data:`EXIT_SIGNER_NOT_CHECKED`
-instead of 0 - unless the user opts out explicitly with :data:`NO_TRUST_CHECK`, for a quick integrity
-check of a file whose origin is vouched for some other way.
+A valid signature proves only that *someone* signed, so without a trusted certificate these commands
+say the signer was NOT checked and exit :data:`EXIT_SIGNER_NOT_CHECKED`, unless the user opts out with
+:data:`NO_TRUST_CHECK`.
 """
 
 from __future__ import annotations

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from app import secrets
+from app.errors import WrongPassphraseError
+from app.template.build.report import human_size as human_size  # the engine's, re-exported for commands
 
-def human_size(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    raise AssertionError("unreachable")
+if TYPE_CHECKING:
+    from app.signing.signer import Signer
 
 
 class TerminalProgress:
@@ -42,7 +43,9 @@ class TerminalProgress:
             sys.stderr.flush()
 
 
-def add_passphrase_options(parser, name: str = "key-passphrase", what: str = "the private key") -> None:
+def add_passphrase_options(
+    parser: argparse.ArgumentParser, name: str = "key-passphrase", what: str = "the private key"
+) -> None:
     """``--NAME-file FILE`` and ``--NAME-env VAR``: passphrases never come from argv (ps shows argv)."""
     parser.add_argument(f"--{name}-file", metavar="FILE", help=f"read the passphrase of {what} from FILE")
     parser.add_argument(
@@ -51,7 +54,11 @@ def add_passphrase_options(parser, name: str = "key-passphrase", what: str = "th
 
 
 def read_passphrase_buffer(
-    args, name: str = "key-passphrase", *, prompt: str | None = None, confirm: bool = False
+    args: argparse.Namespace,
+    name: str = "key-passphrase",
+    *,
+    prompt: str | None = None,
+    confirm: bool = False,
 ) -> bytearray | None:
     """The passphrase from ``--NAME-file`` / ``--NAME-env``, else a terminal prompt when ``prompt`` is given.
 
@@ -59,8 +66,6 @@ def read_passphrase_buffer(
     trailing newline is dropped), into a ``bytearray`` the caller wipes. Returns None when no source is
     given and there is no prompt (or no terminal to prompt on). The value is never logged.
     """
-    from app import secrets
-
     attr = name.replace("-", "_")
     path, var = getattr(args, f"{attr}_file", None), getattr(args, f"{attr}_env", None)
     if path:
@@ -73,26 +78,26 @@ def read_passphrase_buffer(
 
 
 def read_passphrase(
-    args, name: str = "key-passphrase", *, prompt: str | None = None, confirm: bool = False
+    args: argparse.Namespace,
+    name: str = "key-passphrase",
+    *,
+    prompt: str | None = None,
+    confirm: bool = False,
 ) -> bytes | None:
     """:func:`read_passphrase_buffer` as ``bytes``, for the key and PKCS#12 APIs of ``cryptography``, which
     take ``bytes`` only (``BestAvailableEncryption`` refuses a ``bytearray``). The buffer is wiped."""
-    from app.secrets import wipe
-
     buf = read_passphrase_buffer(args, name, prompt=prompt, confirm=confirm)
     if buf is None:
         return None
     try:
         return bytes(buf)
     finally:
-        wipe(buf)
+        secrets.wipe(buf)
 
 
 def warn_short_passphrase(secret: bytes | bytearray, what: str) -> None:
     """Warn on stderr (one line, no secret) when ``secret`` is shorter than the one rule in app.secrets."""
-    from app.secrets import short_passphrase_problem
-
-    problem = short_passphrase_problem(secret, what)
+    problem = secrets.short_passphrase_problem(secret, what)
     if problem:
         print(f"shieldwright: warning: {problem}", file=sys.stderr)
 
@@ -105,13 +110,13 @@ def same_file(a: Path, b: Path) -> bool:
         return False
 
 
-def load_signer_from_args(args):
+def load_signer_from_args(args: argparse.Namespace) -> Signer:
     """The signer from ``--cert``/``--key`` and the passphrase options; prompt only if the key needs one.
 
     A key that turns out to be encrypted when no passphrase source was given gets one terminal prompt
     (stdin must be a terminal); otherwise the WrongPassphraseError stands.
     """
-    from app.errors import WrongPassphraseError
+    # lazy: app.signing loads cryptography, which `shieldwright --help` and most commands never need
     from app.signing.keys import load_signer
 
     passphrase = read_passphrase(args)

@@ -39,13 +39,30 @@ from pathlib import Path
 from typing import Any
 
 from app.commands._util import human_size, warn_short_passphrase
-from app.errors import CancelledError, ShieldwrightError
+from app.disk.image import SUFFIXES
+from app.errors import CancelledError, ShieldwrightError, WrongPassphraseError
+from app.findings import Severity
+from app.progress import CancelToken
+from app.template.options import SHORT_FLAGS, Option, apply_flag, flagged, option
+from app.template.recipe import (
+    DEFAULT_TEMPLATE_VERSION,
+    BootOptions,
+    CatalogOptions,
+    EncryptionOptions,
+    OutputOptions,
+    Recipe,
+    RecipeError,
+    SigningOptions,
+    UkiOptions,
+    read_secret,
+)
 
-FORMATS = ("raw", "vhdx", "vhd", "qcow2")
 PRIVATE_HINT = "use another file; if it is meant to be public, chmod o+r it or pass --allow-private-inputs"
+#: Without a recipe these flags must say enough to build (the rest has defaults, ``--protect`` included).
+_WITHOUT_RECIPE = ("base_image", "output.path", "catalog.name", "signing.uefi_cert")
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "build",
         help="build a signed, encrypted template disk from a recipe and/or options",
@@ -56,37 +73,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--uefi-cert/--uefi-key are enough without one.",
     )
     p.add_argument("recipe", nargs="?", help="recipe file (.toml); optional when the options say enough")
-    p.add_argument("-o", "--output", metavar="OUT", help="the template image (default: the recipe's)")
+    for opt in flagged():  # every recipe key with a flag: app.template.options is the one table
+        p.add_argument(*flag_names(opt), **_argparse_kwargs(opt))
     p.add_argument("--json", action="store_true", help="print the build summary as JSON on stdout")
-    p.add_argument(
-        "--base", metavar="IMAGE", help="base disk image (raw, VHD, VHDX or qcow2; never modified)"
-    )
-    p.add_argument("--protect", metavar="N", type=int, action="append",
-                   help="GPT number of a partition to protect (encrypt + catalog); repeat for more "
-                        "(default without a recipe: root, /usr and XBOOTLDR)")  # fmt: skip
-    p.add_argument("--name", help="template name")
-    p.add_argument(
-        "--version", metavar="A.B.C.D", help="template version (default without a recipe: 1.0.0.0)"
-    )
-    p.add_argument(
-        "--uefi-cert", metavar="C", help="certificate that signs the UKI (in the VM firmware's db)"
-    )
-    p.add_argument("--uefi-key", metavar="K", help="its private key (omit for PKCS#12 or a combined PEM)")
-    p.add_argument("--catalog-cert", metavar="C", help="certificate that signs the catalog and the manifest "
-                   "(default: the UEFI certificate)")  # fmt: skip
-    p.add_argument("--catalog-key", metavar="K", help="its private key")
-    p.add_argument("--key-passphrase-file", metavar="FILE", help="passphrase of the signing key(s)")
-    p.add_argument("--passphrase-file", metavar="FILE", help="the provisioning passphrase (LUKS2 keyslot 0)")
-    p.add_argument("--recovery-key-file", metavar="FILE",
-                   help="add a recovery keyslot; write the generated key to FILE (mode 0600)")  # fmt: skip
-    p.add_argument("--cmdline", metavar="TEXT", help="kernel command line of the UKI")
-    p.add_argument("--format", choices=FORMATS, help="output format (default: the recipe's, else from -o's "
-                   "extension, else raw)")  # fmt: skip
-    p.add_argument("--install-removable", action="store_true",
-                   help="also install the UKI as \\EFI\\BOOT\\BOOTX64.EFI (images without shim)")  # fmt: skip
-    p.add_argument("--kdf", choices=("argon2id", "pbkdf2"), help="keyslot KDF (default argon2id)")
-    p.add_argument("--iter-time", metavar="MS", type=int,
-                   help="KDF unlock time to calibrate for, like cryptsetup (default 2000)")  # fmt: skip
     p.add_argument("--allow-private-inputs", action="store_true",
                    help="publish host files (UKI kernel, initrds, stub) that other users may not read: "
                         "the UKI sits unencrypted in the ESP, so they are refused without this")  # fmt: skip
@@ -96,98 +85,75 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_build)
 
 
+def flag_names(opt: Option) -> list[str]:
+    assert opt.flag is not None
+    short = SHORT_FLAGS.get(opt.flag)
+    return [short, opt.flag] if short else [opt.flag]
+
+
+def _argparse_kwargs(opt: Option) -> dict[str, Any]:
+    """How argparse reads ``opt``'s flag: its type, repetition, choices and help come from the table."""
+    kwargs: dict[str, Any] = {"dest": opt.dest, "help": opt.help}
+    if opt.kind == "bool":
+        return {**kwargs, "action": "store_true", "default": None}
+    if opt.metavar:
+        kwargs["metavar"] = opt.metavar
+    if opt.kind in ("int", "int_list"):
+        kwargs["type"] = int
+    if opt.kind == "int_list":
+        kwargs["action"] = "append"
+    if opt.choices is not None:
+        kwargs["choices"] = opt.choices
+    return kwargs
+
+
 # -- the effective recipe ---------------------------------------------------------------------------------
 
 
-def _format_for(path: Path) -> str | None:
-    from app.template.build.export import SUFFIXES
-
-    return SUFFIXES.get(path.suffix.lower())
-
-
-def effective_recipe(args: argparse.Namespace) -> Any:
+def effective_recipe(args: argparse.Namespace) -> Recipe:
     """The recipe file (if any) with the options applied; a new recipe from the options alone otherwise."""
-    from app.template.recipe import (
-        BootOptions,
-        CatalogOptions,
-        EncryptionOptions,
-        OutputOptions,
-        Recipe,
-        SecretSource,
-        SigningOptions,
-        UkiOptions,
-        load_recipe,
-    )
+    from app.template.recipe_file import load_recipe  # lazy: the recipe checks load the engine
 
-    if args.recipe:
-        recipe = load_recipe(args.recipe)
-    else:
-        missing = [opt for opt, value in (("--base", args.base), ("-o", args.output), ("--name", args.name),
-                                          ("--uefi-cert", args.uefi_cert)) if not value]  # fmt: skip
-        if missing:
-            raise ShieldwrightError(
-                f"no recipe given, and {', '.join(missing)} missing",
-                "give a recipe file, or at least --base, -o, --name and --uefi-cert",
-            )
-        out = Path(args.output).absolute()
-        recipe = Recipe(
-            base_image=Path(args.base).absolute(),
-            protect=[],
-            signing=SigningOptions(uefi_cert=Path(args.uefi_cert).absolute()),
-            uki=UkiOptions(),
-            encryption=EncryptionOptions(),
-            catalog=CatalogOptions(name=args.name, version=args.version or "1.0.0.0"),
-            boot=BootOptions(),
-            output=OutputOptions(path=out, format=args.format or _format_for(out) or "raw"),
-        )
-    s, e = recipe.signing, recipe.encryption
-    if args.base:
-        recipe.base_image = Path(args.base).absolute()
-    if args.output:
-        recipe.output.path = Path(args.output).absolute()
-        recipe.output.format = args.format or _format_for(recipe.output.path) or recipe.output.format
-    elif args.format:
-        recipe.output.format = args.format
-    if args.protect:
-        recipe.protect = list(args.protect)
-        if e.partitions is not None:
-            e.partitions = [n for n in e.partitions if n in recipe.protect] or None
-    if args.name:
-        recipe.catalog.name = args.name
-    if args.version:
-        recipe.catalog.version = args.version
-    if args.uefi_cert:
-        s.uefi_cert = Path(args.uefi_cert).absolute()
-        s.uefi_key = None
-    if args.uefi_key:
-        s.uefi_key = Path(args.uefi_key).absolute()
-    if args.catalog_cert:
-        s.catalog_cert, s.catalog_key = Path(args.catalog_cert).absolute(), None
-    if args.catalog_key:
-        s.catalog_key = Path(args.catalog_key).absolute()
-    if args.key_passphrase_file:
-        s.key_passphrase = SecretSource.file(Path(args.key_passphrase_file).absolute())
-        s.catalog_key_passphrase = None
-    if args.passphrase_file:
-        e.passphrase = SecretSource.file(Path(args.passphrase_file).absolute())
-    if args.recovery_key_file:
-        e.recovery_key_file = Path(args.recovery_key_file).absolute()
-    if args.kdf and args.kdf != e.kdf:
-        e.kdf, e.kdf_params = args.kdf, None
-    if args.iter_time is not None:
-        e.iter_time_ms, e.kdf_params = args.iter_time, None
-    if args.cmdline is not None:
-        recipe.uki.cmdline = " ".join(args.cmdline.split())
-    if args.install_removable:
-        recipe.boot.install_removable = True
+    recipe = load_recipe(args.recipe) if args.recipe else _recipe_from_flags(args)
+    for opt in flagged():
+        raw = getattr(args, opt.dest or "")
+        if raw is not None:
+            apply_flag(recipe, opt, raw)
+    if args.output and not args.format:  # the output's extension says the format
+        recipe.output.format = SUFFIXES.get(recipe.output.path.suffix.lower(), recipe.output.format)
     if not recipe.protect:
         recipe.protect = _default_protect(recipe.base_image)
     return recipe
 
 
+def _spoken(words: list[str]) -> str:
+    return ", ".join(words[:-1]) + " and " + words[-1] if len(words) > 1 else "".join(words)
+
+
+def _recipe_from_flags(args: argparse.Namespace) -> Recipe:
+    """A recipe with every default, to be filled by the flags; refused when they cannot say enough."""
+    needed = [option(k) for k in _WITHOUT_RECIPE]
+    missing = [flag_names(o)[0] for o in needed if not getattr(args, o.dest or "")]
+    if missing:
+        raise ShieldwrightError(
+            f"no recipe given, and {', '.join(missing)} missing",
+            "give a recipe file, or at least " + _spoken([flag_names(o)[0] for o in needed]),
+        )
+    return Recipe(
+        base_image=Path(),
+        protect=[],
+        signing=SigningOptions(uefi_cert=Path()),
+        uki=UkiOptions(),
+        encryption=EncryptionOptions(),
+        catalog=CatalogOptions(name="", version=DEFAULT_TEMPLATE_VERSION),
+        boot=BootOptions(),
+        output=OutputOptions(path=Path()),
+    )
+
+
 def _default_protect(base: Path) -> list[int]:
-    from app.disk.layout import inspect_image
-    from app.template.pipeline import default_protect
+    from app.disk.layout import inspect_image  # lazy: only without --protect
+    from app.template.pipeline import default_protect  # lazy: the pipeline loads the whole engine
 
     numbers = default_protect(inspect_image(base))
     if not numbers:
@@ -199,9 +165,7 @@ def _default_protect(base: Path) -> list[int]:
 def _check(recipe: Any, allow_private: bool = False) -> None:
     """The recipe's findings (warnings printed, the first error raised) before anything is asked or written,
     host files the UKI would publish although private included."""
-    from app.findings import Severity
-    from app.template.checks import private_host_file_problems
-    from app.template.recipe import RecipeError, validate_recipe
+    from app.template.checks import private_host_file_problems, validate_recipe  # lazy: they load the engine
 
     private = private_host_file_problems(recipe, allow=allow_private, hint=PRIVATE_HINT)
     findings = validate_recipe(recipe) + [p.finding() for p in private]
@@ -221,9 +185,7 @@ def _check(recipe: Any, allow_private: bool = False) -> None:
 
 def _load_signer(cert: Path, key: Path | None, source: Any, what: str) -> Any:
     """Load a signer; the passphrase is read from ``source``, and a prompt only when the key needs one."""
-    from app.errors import WrongPassphraseError
-    from app.signing.keys import load_signer
-    from app.template.recipe import read_secret
+    from app.signing.keys import load_signer  # lazy: key loading only when building
 
     interactive = sys.stdin.isatty()
     if source.kind == "prompt":
@@ -241,8 +203,6 @@ def _load_signer(cert: Path, key: Path | None, source: Any, what: str) -> Any:
 
 
 def _provisioning_passphrase(recipe: Any) -> bytearray:
-    from app.template.recipe import read_secret
-
     source = recipe.encryption.passphrase
     interactive = sys.stdin.isatty()
     secret = read_secret(
@@ -323,8 +283,7 @@ class BuildDisplay:
 
 def run_with_display(inputs: Any, stream: Any = None) -> Any:
     """Run the build on a worker thread, showing progress; Ctrl-C requests a cancel and waits for it."""
-    from app.progress import CancelToken
-    from app.template.pipeline import BuildProgress, run_build
+    from app.template.pipeline import BuildProgress, run_build  # lazy: loads the whole engine
 
     progress, cancel = BuildProgress(), CancelToken()
     display = BuildDisplay(progress, stream)
@@ -362,9 +321,9 @@ def run_with_display(inputs: Any, stream: Any = None) -> Any:
 
 def _save_recipe(recipe: Any, path: str, force: bool) -> None:
     """Write the effective recipe; never over one of the build's own files, never over an existing file
-    unless ``--force`` (a mistyped name must not replace a key or an image: issue 17 item 8)."""
-    from app.template.checks import output_collision
-    from app.template.recipe import save_recipe
+    unless ``--force`` (a mistyped name must not replace a key or an image)."""
+    from app.template.checks import output_collision  # lazy: the checks load the engine
+    from app.template.recipe_file import save_recipe  # lazy: the checks load the engine
 
     clash = output_collision(path, recipe)
     recovery = recipe.encryption.recovery_key_file
@@ -382,7 +341,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     _check(recipe, allow_private)
     if args.save_recipe:
         _save_recipe(recipe, args.save_recipe, args.force)
-    from app.template.pipeline import BuildInputs
+    from app.template.pipeline import BuildInputs  # lazy: loads the whole engine
 
     s = recipe.signing
     uefi = _load_signer(s.uefi_cert, s.uefi_key, s.key_passphrase, "UEFI signing")

@@ -1,9 +1,8 @@
 """``shieldwright cert``: make, inspect and export signing certificates.
 
-``cert new`` generates a key and a self-signed code-signing certificate, ``cert show`` inspects one (exit 1
-when a finding is an error, so scripts can gate on it), ``cert esl`` exports an EFI signature list for
-enrolling it in a VM's Secure Boot db. Passphrases come from a file, an environment variable or a
-prompt, never from the command line, where any user could read them in ``ps``.
+``cert new`` makes a key and a self-signed code-signing certificate, ``cert show`` inspects one (exit 1
+on an error finding), ``cert esl`` exports an EFI signature list for a VM's db. Passphrases never come
+from argv, where ``ps`` shows them.
 """
 
 from __future__ import annotations
@@ -11,13 +10,20 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import uuid
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from app.commands._util import add_passphrase_options, read_passphrase
 from app.errors import OutputExistsError, ShieldwrightError
 from app.untrusted import printable
 
-KEY_TYPE_CHOICES = ("rsa2048", "rsa3072", "rsa4096", "p256", "p384")  # = app.signing.keys.KEY_TYPES
+if TYPE_CHECKING:
+    from cryptography import x509
+
+#: app.signing.keys.KEY_TYPES, restated: importing it loads cryptography into every CLI start (a test
+#: checks that the two agree).
+KEY_TYPE_CHOICES = ("rsa2048", "rsa3072", "rsa4096", "p256", "p384")
 
 NO_ARGV_PASSPHRASES = (
     "Passphrases are never taken from the command line (other users can read it); use "
@@ -25,7 +31,7 @@ NO_ARGV_PASSPHRASES = (
 )
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     cert = sub.add_parser(
         "cert",
         help="make, inspect and export signing certificates",
@@ -112,6 +118,7 @@ def _note(text: str) -> None:
 
 
 def cmd_new(args: argparse.Namespace) -> int:
+    # lazy: app.signing loads cryptography; the parser (and `--help`) must not
     from app.signing.certificates import describe_certificate
     from app.signing.keys import (
         generate_key,
@@ -168,8 +175,9 @@ def cmd_new(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load_certificates(args: argparse.Namespace, path: str) -> list:
+def _load_certificates(args: argparse.Namespace, path: str) -> list[x509.Certificate]:
     """The certificates in ``path``: a PEM bundle, a DER file, or a PKCS#12 (asking for its passphrase)."""
+    # lazy: app.signing loads cryptography
     from app.signing.keys import is_pkcs12_file, load_certificates, load_pkcs12
 
     if is_pkcs12_file(path):
@@ -180,6 +188,7 @@ def _load_certificates(args: argparse.Namespace, path: str) -> list:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
+    # lazy: app.signing loads cryptography
     from app.signing.certificates import describe_certificate
 
     certs = _load_certificates(args, args.file)
@@ -216,8 +225,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_esl(args: argparse.Namespace) -> int:
-    import uuid
-
+    # lazy: app.signing loads cryptography
     from app.signing.esl import SHIELDWRIGHT_OWNER_GUID, build_esl
     from app.signing.output import write_output
 

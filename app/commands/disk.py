@@ -8,11 +8,13 @@ import sys
 from pathlib import Path
 
 from app.commands._overwrite import add_force_option, check_output
-from app.commands._util import TerminalProgress, human_size
+from app.commands._util import TerminalProgress
+from app.disk.image import WRITE_FORMATS
+from app.template.build.report import human_size
 from app.untrusted import printable
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("inspect", help="show an image's format, partitions and findings")
     p.add_argument("image", help="disk image (raw, VHD, VHDX or qcow2)")
     p.add_argument("--json", action="store_true", help="print machine-readable JSON")
@@ -21,7 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("convert", help="copy a disk image into another format")
     p.add_argument("source", help="input disk image (any supported format)")
     p.add_argument("dest", help="output path (written atomically)")
-    p.add_argument("--format", required=True, choices=("raw", "vhdx", "vhd"), help="output format")
+    p.add_argument("--format", required=True, choices=WRITE_FORMATS, help="output format")
     add_force_option(p, "DEST")
     p.set_defaults(func=cmd_convert)
 
@@ -32,6 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
+    # lazy: ~20 ms of image-format and partition modules that the parser (and `--help`) does not need
     from app.disk.layout import inspect_image
 
     layout = inspect_image(args.image)
@@ -64,6 +67,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
+    # lazy: app.disk.writers loads numpy
     from app.disk.image import open_image
     from app.disk.writers import write_image
 
@@ -78,7 +82,8 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
 
 def cmd_demo_image(args: argparse.Namespace) -> int:
-    from app.disk.demo import build_demo_image
+    # lazy: ~40 ms of imports (platformdirs, subprocess, the GPT writer) that only demo-image needs
+    from app.template.demo import build_demo_image
 
     check_output(args.path, args.force)  # before any download or build
     progress = TerminalProgress()

@@ -1,12 +1,8 @@
 """``shieldwright luks``: encrypt partitions of an image, dump a header, add a key, test a passphrase.
 
-Passphrases come from a file, an environment variable or a terminal prompt, never from argv (``ps``
-shows argv to every user), all read by :mod:`app.secrets`; a new passphrase that is too short to be safe
-gets a warning. Every subcommand writes a new image; none changes its input, and none replaces an
-existing file unless ``--force`` is given. The recovery key file must differ from the input and the
-output (an image written over it would lose the key while we report it written). Text taken from a
-header (label, subsystem, JSON values) is printed through :func:`app.untrusted.printable`.
-Exit codes: 0 success, 1 wrong passphrase (``luks test`` / ``add-key``), 2 bad input, 130 cancelled.
+Every subcommand writes a new image (never the input, never an existing file without ``--force``);
+passphrases come from a file, a variable or a prompt, never from argv. Header text is printed escaped.
+Exit codes: 0 success, 1 wrong passphrase, 2 bad input, 130 cancelled.
 """
 
 from __future__ import annotations
@@ -17,23 +13,27 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from app.commands._overwrite import add_force_option, check_output
 from app.commands._util import (
     TerminalProgress,
     add_passphrase_options,
-    human_size,
     read_passphrase_buffer,
     same_file,
     warn_short_passphrase,
 )
+from app.disk.image import WRITE_FORMATS
 from app.errors import OutputExistsError, ShieldwrightError
+from app.luks.params import KDF_KINDS, LUKS_SECTOR_SIZES
+from app.template.build.report import human_size
 from app.untrusted import printable
 
-FORMATS = ("raw", "vhdx", "vhd")
+if TYPE_CHECKING:
+    from app.luks.kdf import KdfParams
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     luks = sub.add_parser("luks", help="LUKS2-encrypt partitions of an image; dump, add keys, test")
     lsub = luks.add_subparsers(dest="luks_command", metavar="ACTION", required=True)
 
@@ -47,10 +47,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="also add a generated recovery key (systemd modhex) and write it to OUT (mode 0600)",
     )
     p.add_argument(
-        "--sector-size", type=int, choices=(4096, 512), default=4096, help="encryption sector size"
+        "--sector-size", type=int, choices=LUKS_SECTOR_SIZES, default=4096, help="encryption sector size"
     )
     _kdf_options(p)
-    p.add_argument("--format", choices=FORMATS, default="raw", help="output format (default raw)")
+    p.add_argument("--format", choices=WRITE_FORMATS, default="raw", help="output format (default raw)")
     _output_options(p)
     p.set_defaults(func=cmd_encrypt)
 
@@ -71,7 +71,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--recovery-key-file", metavar="OUT", help="add a generated recovery key and write it to OUT (0600)"
     )
     _kdf_options(p)
-    p.add_argument("--format", choices=FORMATS, help="output format (default: the input's; qcow2 → raw)")
+    p.add_argument(
+        "--format", choices=WRITE_FORMATS, help="output format (default: the input's; qcow2 → raw)"
+    )
     _output_options(p)
     p.set_defaults(func=cmd_add_key)
 
@@ -101,7 +103,7 @@ def _output_options(p: argparse.ArgumentParser) -> None:
 
 
 def _kdf_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--kdf", choices=("argon2id", "pbkdf2"), default="argon2id", help="keyslot KDF")
+    p.add_argument("--kdf", choices=KDF_KINDS, default="argon2id", help="keyslot KDF")
     p.add_argument(
         "--iter-time", type=int, default=2000, metavar="MS",
         help="KDF time to unlock, in milliseconds, calibrated on this machine (default 2000)",
@@ -112,6 +114,7 @@ def _kdf_options(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_encrypt(args: argparse.Namespace) -> int:
+    # lazy: app.luks loads cryptography and numpy; the parser (and `--help`) must not
     from app.luks.imageops import Keyslot, encrypt_partitions
 
     out = _check_paths(args)
@@ -155,6 +158,7 @@ def cmd_encrypt(args: argparse.Namespace) -> int:
 
 
 def cmd_dump(args: argparse.Namespace) -> int:
+    # lazy: app.luks and the image formats load cryptography and numpy
     from app.disk.image import open_image
     from app.luks.imageops import read_luks_partition
 
@@ -170,6 +174,7 @@ def cmd_dump(args: argparse.Namespace) -> int:
 
 
 def cmd_add_key(args: argparse.Namespace) -> int:
+    # lazy: app.luks loads cryptography and numpy
     from app.luks.imageops import Keyslot, add_key
 
     out = _check_paths(args)
@@ -205,6 +210,7 @@ def cmd_add_key(args: argparse.Namespace) -> int:
 
 def cmd_test(args: argparse.Namespace) -> int:
     """Exit 0 when the passphrase opens the partition; a wrong one is WrongLuksPassphraseError (exit 1)."""
+    # lazy: app.luks loads cryptography and numpy
     from app.luks.imageops import test_passphrase
 
     passphrase = _passphrase(args, "passphrase", "LUKS2 passphrase: ")
@@ -248,7 +254,8 @@ def _passphrase(args: argparse.Namespace, name: str, prompt: str | None, confirm
     return value
 
 
-def _calibrate(args: argparse.Namespace):
+def _calibrate(args: argparse.Namespace) -> KdfParams:
+    # lazy: app.luks.kdf loads cryptography
     from app.luks.kdf import calibrate
 
     if args.iter_time <= 0:
@@ -258,15 +265,17 @@ def _calibrate(args: argparse.Namespace):
     return calibrate(args.kdf, iter_time_ms=args.iter_time)
 
 
-def _recovery_kdf():
+def _recovery_kdf() -> KdfParams:
     """Recovery keys carry ~256 bits of entropy, so like systemd-cryptenroll we use the minimal PBKDF."""
-    from app.luks.kdf import KdfParams
+    # lazy: app.luks.kdf loads cryptography
+    from app.luks.kdf import PBKDF2_MIN_ITERATIONS, KdfParams
 
-    return KdfParams.pbkdf2(iterations=1000)
+    return KdfParams.pbkdf2(iterations=PBKDF2_MIN_ITERATIONS)
 
 
 def _new_recovery_key(path: str) -> tuple[Path, bytearray]:
     """Generate a recovery key and write it to a new 0600 file; refuse to overwrite anything."""
+    # lazy: app.luks loads cryptography
     from app.luks.container import generate_recovery_key
 
     target = Path(path)
@@ -305,7 +314,7 @@ def _ids(values: object) -> str:
     return " ".join(_t(v) for v in values) if isinstance(values, list) else _t(values or "")
 
 
-def _print_dump(number: int, doc: dict) -> None:
+def _print_dump(number: int, doc: dict[str, Any]) -> None:
     """A short, luksDump-like summary; ``--json`` gives everything (the whole JSON metadata too).
 
     Every value comes from the header, so every value is printed escaped (:func:`_t`): a label holding
@@ -339,13 +348,15 @@ def _print_dump(number: int, doc: dict) -> None:
         print(f"WARNING: {_t(problem)}")
 
 
-def _key_bits(slot: dict) -> str:
+def _key_bits(slot: dict[str, Any]) -> str:
     size = slot.get("key_size")
     return str(8 * size) if isinstance(size, int) and not isinstance(size, bool) else _t(size)
 
 
-def _kdf_cost(slot: dict) -> str:
-    kdf = slot.get("kdf") if isinstance(slot.get("kdf"), dict) else {}
+def _kdf_cost(slot: dict[str, Any]) -> str:
+    kdf = slot.get("kdf")
+    if not isinstance(kdf, dict):
+        kdf = {}
     if kdf.get("type") == "pbkdf2":
         return f"pbkdf2-{_t(kdf.get('hash'))}, {_t(kdf.get('iterations'))} iterations"
     return (
@@ -358,7 +369,7 @@ def _slot_order(ident: str) -> int:
     return int(ident) if ident.isascii() and ident.isdigit() and len(ident) < 10 else 1 << 30
 
 
-def _numbered(items: object) -> list[tuple[str, dict]]:
+def _numbered(items: object) -> list[tuple[str, dict[str, Any]]]:
     """The (escaped id, object) pairs of a JSON section, numeric ids in order."""
     if not isinstance(items, dict):
         return []

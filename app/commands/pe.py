@@ -1,9 +1,7 @@
-"""PE subcommands: Authenticode digest, sign, verify and list for EFI images (UKIs, kernels, shim).
+"""``shieldwright pe``: Authenticode digest, sign, verify and list for EFI images (UKIs, kernels, shim).
 
-``verify`` exit codes: 0 a signature verifies and its signer is trusted (``--cert``); 1 not signed, or no
-signature verifies (or none is trusted); 2 unreadable input; 3 a signature verifies but no ``--cert`` was
-given, so its signer was NOT checked (``--no-trust-check`` accepts any signer: 0). Signer names come from
-the file and are printed escaped. ``sign`` never replaces an existing output without ``--force``.
+``sign`` never modifies its input; signer names from the file are printed escaped. ``verify``'s exit
+codes are in its ``--help``.
 """
 
 from __future__ import annotations
@@ -11,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from app.commands._overwrite import add_force_option, check_output, write_new
 from app.commands._trust import EXIT_CODE_HELP, add_trust_options, signer_not_checked
@@ -18,8 +17,11 @@ from app.commands._util import add_passphrase_options, load_signer_from_args, sa
 from app.errors import ShieldwrightError
 from app.untrusted import printable
 
+if TYPE_CHECKING:
+    from app.signing.authenticode import SignMode
 
-def register(sub: argparse._SubParsersAction) -> None:
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     pe = sub.add_parser("pe", help="Authenticode for PE/EFI images: digest, sign, verify, list")
     pe_sub = pe.add_subparsers(dest="pe_command", metavar="ACTION", required=True)
 
@@ -65,6 +67,7 @@ def _read_image(path: str) -> bytes:
 
 
 def cmd_digest(args: argparse.Namespace) -> int:
+    # lazy: app.signing loads cryptography; the parser (and `--help`) must not
     from app.signing.authenticode import authenticode_digest
 
     print(authenticode_digest(_read_image(args.file)).hex())
@@ -72,6 +75,7 @@ def cmd_digest(args: argparse.Namespace) -> int:
 
 
 def cmd_sign(args: argparse.Namespace) -> int:
+    # lazy: app.signing loads cryptography
     from app.signing.authenticode import sign_pe
 
     src, out = Path(args.file), Path(args.output)
@@ -82,7 +86,7 @@ def cmd_sign(args: argparse.Namespace) -> int:
     check_output(out, args.force)
     data = _read_image(args.file)
     signer = load_signer_from_args(args)
-    mode = "append" if args.append else "replace" if args.replace else "refuse"
+    mode: SignMode = "append" if args.append else "replace" if args.replace else "refuse"
     signed = sign_pe(data, signer, mode=mode, name=args.file)
     write_new(out, signed, args.force)
     print(out)
@@ -90,6 +94,7 @@ def cmd_sign(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
+    # lazy: app.signing loads cryptography
     from app.signing.authenticode import verify_pe
     from app.signing.keys import load_certificates
 
@@ -115,6 +120,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
+    # lazy: app.signing loads cryptography
     from app.signing.authenticode import list_signatures
 
     sigs = list_signatures(_read_image(args.file))

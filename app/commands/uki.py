@@ -1,8 +1,7 @@
-"""UKI subcommands: build (and sign) a unified kernel image, inspect one, predict its PCR 11, install it.
+"""``shieldwright uki``: build (and sign) a unified kernel image, inspect one, predict its PCR 11, install it.
 
-``uki pcr11 --json`` prints ``{"bank": "sha256", "phases": {"": hex, "enter-initrd": hex, …}}`` for one
-bank, and a JSON list of such objects (in ``--bank`` order) when several banks are asked for. Phase ``""``
-is the value when the kernel starts (an initrd without systemd sees this one).
+``uki pcr11 --json`` prints ``{"bank": "sha256", "phases": {"": hex, "enter-initrd": hex, ...}}``, a list
+of such objects for several ``--bank``; phase ``""`` is the value when the kernel starts.
 """
 
 from __future__ import annotations
@@ -14,17 +13,13 @@ import sys
 from pathlib import Path
 
 from app.commands._overwrite import add_force_option, check_output, write_new
-from app.commands._util import (
-    add_passphrase_options,
-    human_size,
-    load_signer_from_args,
-    same_file,
-)
+from app.commands._util import add_passphrase_options, load_signer_from_args, same_file
 from app.errors import ShieldwrightError
+from app.template.build.report import human_size
 from app.untrusted import printable
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     uki = sub.add_parser("uki", help="unified kernel images: build, inspect, predict PCR 11, install")
     uki_sub = uki.add_subparsers(dest="uki_command", metavar="ACTION", required=True)
 
@@ -118,6 +113,7 @@ def _text(value: str, what: str, *, collapse: bool = False) -> str:
 
 
 def cmd_build(args: argparse.Namespace) -> int:
+    # lazy: app.boot.uki loads cryptography; the parser (and `--help`) must not
     from app.boot.uki import UkiInputs, build_uki
 
     out = Path(args.output)
@@ -152,6 +148,7 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
+    # lazy: app.boot.uki loads cryptography
     from app.boot.uki import inspect_uki
 
     info = inspect_uki(_read(args.file, "UKI"))
@@ -196,18 +193,19 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def cmd_pcr11(args: argparse.Namespace) -> int:
+    # lazy: app.boot.pcr loads cryptography
     from app.boot.pcr import DEFAULT_PHASES, normalize_phase, predict_pcr11
 
     banks = list(dict.fromkeys(b.lower() for b in (args.bank or ["sha256"])))
     phases = [normalize_phase(p) for p in args.phase] if args.phase else list(DEFAULT_PHASES)
     result = predict_pcr11(_read(args.file, "UKI"), banks, phases, stub_version=args.stub_version)
-    objects = [{"bank": bank, "phases": values} for bank, values in result.items()]
     if args.json:
+        objects = [{"bank": bank, "phases": values} for bank, values in result.items()]
         print(json.dumps(objects[0] if len(objects) == 1 else objects, indent=2))
         return 0
-    for obj in objects:
-        for phase, value in obj["phases"].items():  # type: ignore[union-attr]
-            print(f"{obj['bank']:<7} {phase or '(kernel start)':<42} {value}")
+    for bank, values in result.items():
+        for phase, value in values.items():
+            print(f"{bank:<7} {phase or '(kernel start)':<42} {value}")
     return 0
 
 
@@ -227,8 +225,9 @@ def _source_date_epoch() -> float | None:
 
 
 def cmd_install(args: argparse.Namespace) -> int:
+    # lazy: app.boot.uki loads cryptography, the image writers numpy
     from app.boot.uki import inspect_uki
-    from app.disk.esp import list_esp, plan_esp_install, write_esp_files
+    from app.disk.esp import DEFAULT_LOADER, list_esp, plan_esp_install, write_esp_files
     from app.disk.image import open_image
     from app.disk.layout import layout_of
     from app.disk.model import Role
@@ -263,7 +262,7 @@ def cmd_install(args: argparse.Namespace) -> int:
         finally:
             tmp.unlink(missing_ok=True)
     csv = next(p for p in files if p.upper().endswith(".CSV"))
-    shim = csv.rsplit("\\", 1)[0].replace("\\", "/").lower() + "/shimx64.efi"
+    shim = (csv.rsplit("\\", 1)[0].replace("\\", "/") + "/" + DEFAULT_LOADER).lower()
     if shim not in entries:
         where = shim.replace("/", "\\")
         print(f"note: there is no {where} in the ESP; the fallback CSV works once shim is installed there",

@@ -1,10 +1,7 @@
 """``shieldwright verify TEMPLATE``: check an exported template end to end before trusting it.
 
-One line per check (GPT, ESP, each UKI, the catalog, each LUKS2 container), ✓ or ✗ with the reason; text
-from the image (signer subjects, names, kernel versions) is printed escaped.
-Exit codes: 0 every check passed; 1 a check failed; 2 unreadable input (a missing image, an unreadable
-``--vsc`` or ``--trust`` file); 3 every check passed but no ``--trust`` was given, so the signer was NOT
-checked (``--no-trust-check`` accepts any signer: 0); 130 cancelled.
+One line per check (:mod:`app.template.verify`), text from the image printed escaped; exit codes in the
+command's ``--help``.
 """
 
 from __future__ import annotations
@@ -18,7 +15,7 @@ from app.commands._util import TerminalProgress
 from app.untrusted import printable
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "verify",
         help="check a built template: GPT, ESP, UKI signatures, catalog, LUKS2 headers",
@@ -49,6 +46,7 @@ def _marks() -> tuple[str, str]:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
+    # lazy: the verifier loads cryptography and every engine package; the parser (and `--help`) must not
     from app.signing.keys import load_certificates
     from app.template.verify import SIGNER_CHECK, verify_template
 

@@ -1,11 +1,7 @@
 """``shieldwright vsc``: create, verify, show and extract Volume Signature Catalogs (``.vsc``).
 
-Exit codes: 0 success; 1 verification failed (a changed block, a bad or untrusted signature, a header
-that does not match the disk); 2 unreadable input or bad arguments, or an existing output without
-``--force``; 3 (``verify``) everything matched but no ``--trust`` was given, so the signer was NOT checked
-(``--no-trust-check`` accepts any signer: 0); 130 cancelled (Ctrl-C), in which case no output file is left
-behind - the catalog is only written, atomically, once it is complete and signed. Text from the catalog
-(template name, signer) is printed escaped.
+A catalog is written atomically once complete and signed, so a cancel leaves no file. Text from a
+catalog is printed escaped; ``verify``'s exit codes are in its ``--help``.
 """
 
 from __future__ import annotations
@@ -15,6 +11,7 @@ import json
 import re
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from app.commands._overwrite import add_force_option, check_output, write_new
 from app.commands._trust import EXIT_CODE_HELP, add_trust_options, signer_not_checked
@@ -27,6 +24,10 @@ from app.commands._util import (
 from app.errors import ShieldwrightError
 from app.untrusted import printable
 
+if TYPE_CHECKING:
+    from app.catalog.format import SignedCatalog
+    from app.catalog.verify import VerifyResult
+
 _SIZE = re.compile(r"(\d+)\s*(|k|kib|m|mib)", re.IGNORECASE)
 _UNITS = {"": 1, "k": 1024, "kib": 1024, "m": 1024**2, "mib": 1024**2}
 
@@ -38,7 +39,7 @@ def _block_size(text: str) -> int:
     return int(m.group(1)) * _UNITS[m.group(2).lower()]
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     vsc = sub.add_parser("vsc", help="Volume Signature Catalogs: create, verify, show, extract")
     vsub = vsc.add_subparsers(dest="vsc_command", metavar="ACTION", required=True)
 
@@ -103,7 +104,7 @@ def _read_file(path: str, what: str) -> bytes:
         raise ShieldwrightError(f"cannot read {path}: {exc.strerror or exc}", "check the path") from None
 
 
-def _signer_dict(signed) -> dict[str, object]:
+def _signer_dict(signed: SignedCatalog) -> dict[str, object]:
     cert = signed.signer_certificate
     return {
         "subject": signed.signer_subject,
@@ -113,7 +114,7 @@ def _signer_dict(signed) -> dict[str, object]:
     }
 
 
-def _summary(signed) -> dict[str, object]:
+def _summary(signed: SignedCatalog) -> dict[str, object]:
     """``vsc show --json``: the header (without block digests) plus the signer."""
     return {
         **signed.catalog.header(),
@@ -126,6 +127,7 @@ def _summary(signed) -> dict[str, object]:
 
 
 def cmd_create(args: argparse.Namespace) -> int:
+    # lazy: app.catalog loads cryptography; the parser (and `--help`) must not
     from app.catalog.create import create_catalog
     from app.catalog.format import check_block_size, check_template_name, parse_version, read_catalog
 
@@ -136,9 +138,8 @@ def cmd_create(args: argparse.Namespace) -> int:
     check_template_name(args.name)
     parse_version(args.version)
     check_block_size(args.block_size)
-    signer = load_signer_from_args(
-        args
-    )  # before hashing: a wrong passphrase should not cost a pass over the disk
+    # before hashing: a wrong passphrase should not cost a pass over the disk
+    signer = load_signer_from_args(args)
     progress = TerminalProgress()
     try:
         der = create_catalog(
@@ -156,6 +157,7 @@ def cmd_create(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
+    # lazy: app.catalog loads cryptography
     from app.catalog.verify import verify_catalog
     from app.disk.image import open_image
     from app.signing.keys import load_certificates
@@ -189,7 +191,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return 0
 
 
-def _verify_json(result, trust_checked: bool, any_signer: bool) -> dict[str, object]:
+def _verify_json(result: VerifyResult, trust_checked: bool, any_signer: bool) -> dict[str, object]:
     """``ok`` is the exit status's verdict: without a trust anchor only ``--no-trust-check`` makes it true."""
     signed = result.signed
     return {
@@ -211,7 +213,7 @@ def _verify_json(result, trust_checked: bool, any_signer: bool) -> dict[str, obj
     }
 
 
-def _print_verify(result, trust_checked: bool, any_signer: bool) -> None:
+def _print_verify(result: VerifyResult, trust_checked: bool, any_signer: bool) -> None:
     signed = result.signed
     if signed is not None:
         cat = signed.catalog
@@ -237,6 +239,7 @@ def _print_verify(result, trust_checked: bool, any_signer: bool) -> None:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
+    # lazy: app.catalog loads cryptography
     from app.catalog.format import read_catalog
 
     signed = read_catalog(_read_file(args.vsc, "a catalog"))
@@ -261,6 +264,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_extract(args: argparse.Namespace) -> int:
+    # lazy: app.catalog loads cryptography
     from app.catalog.extract import extract_catalog
 
     image, out = Path(args.image), Path(args.output)

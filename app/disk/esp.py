@@ -2,20 +2,8 @@
 
 Paths may be given as ``\\EFI\\Linux\\x.efi`` (how firmware and shim spell them), ``/EFI/Linux/x.efi`` or
 ``EFI/Linux/x.efi``; listings use the ``/EFI/...`` form. FAT is case-insensitive, and so are lookups here.
-
-Writing is transactional: the partition is copied out of the raw output image into a temporary file,
-changed there with ``mmd``/``mcopy -o`` (mtools keeps the FAT consistent, every other file untouched), and
-only when every change succeeded are the changed blocks written back. A full ESP or a bad path therefore
-leaves the output image as it was. Input images are never written: :func:`write_esp_files` takes the
-path of a raw *output* image.
-
-The shim fallback CSV (:func:`shim_fallback_csv`) is what makes shim boot the UKI directly: shim's
-fallback.efi, run from ``\\EFI\\BOOT\\`` when no boot entry exists, reads ``\\EFI\\<vendor>\\BOOTX64.CSV``
-(UCS-2 little-endian, optional BOM, lines ``FILENAME,LABEL,LOADER_DATA,COMMENT``; rhboot/shim
-README.fallback, fallback.c ``try_boot_csv``/``populate_stanza``) and creates ``Boot####`` =
-``\\EFI\\<vendor>\\shimx64.efi`` with LOADER_DATA as load options. Shim takes the first word of its load
-options as the second stage (load-options.c ``split_load_options``), which needs a space or a NUL after
-the path; fallback stores LOADER_DATA without the NUL, hence the space in ``\\EFI\\Linux\\x.efi ,``.
+Writing is transactional (:func:`write_esp_files`), and input images are never written. The shim fallback
+CSV (:func:`shim_fallback_csv`) makes shim boot the UKI directly.
 """
 
 from __future__ import annotations
@@ -173,6 +161,10 @@ def write_esp_files(
     file's dirty pages, not just the ESP's). ``current`` is ``(image, byte offset)`` of a copy of the ESP
     as it is now in ``raw_image`` - the input it was copied from unchanged - to read instead of
     ``raw_image`` (whose pages the build wrote with O_DIRECT, so they would come from the disk).
+
+    Transactional: the partition is copied into a temporary file, changed there with ``mmd``/``mcopy -o``
+    (mtools keeps the FAT consistent), and only when every change succeeded are the changed blocks written
+    back, so a full ESP or a bad path leaves the image as it was. Only for a raw *output* image.
     """
     offset, size = partition_range(part, sector_size)
     raw_image = Path(raw_image)
@@ -265,7 +257,12 @@ def shim_fallback_csv(
 ) -> bytes:
     """``BOOTX64.CSV`` telling shim's fallback to create a boot entry that makes shim load ``uki_path``.
 
-    UTF-16LE with a BOM, one CRLF-terminated line ``loader,label,uki_path ,comment``.
+    UTF-16LE with a BOM, one CRLF-terminated line ``loader,label,uki_path ,comment``. Shim's fallback.efi,
+    run from ``\\EFI\\BOOT\\`` when no boot entry exists, reads ``\\EFI\\<vendor>\\BOOTX64.CSV`` (rhboot/shim
+    README.fallback, fallback.c ``try_boot_csv``) and creates ``Boot####`` = ``\\EFI\\<vendor>\\<loader>``
+    with the third field as load options. Shim takes the first word of its load options as the second
+    stage (load-options.c ``split_load_options``), which needs a space or a NUL after the path; fallback
+    stores the field without the NUL, hence the space before the comma.
     """
     if not label:
         raise ShieldwrightError("the boot entry needs a label", "give a name such as the OS name")

@@ -15,14 +15,13 @@ import uuid
 import zlib
 from dataclasses import dataclass, field
 
-from app.disk.image import DiskImage
+from app.disk.image import SECTOR_SIZES, DiskImage
 from app.disk.model import Finding, Severity
 
 SIGNATURE = b"EFI PART"
 HEADER_MIN = 92
 ENTRY_MIN = 128
 MAX_ENTRY_ARRAY = 1024 * 1024  # bytes; the spec minimum is 16 KiB, real tables never exceed this
-SECTOR_SIZES = (512, 4096)
 
 _HEADER = struct.Struct("<8sIIIIQQQQ16sQIII")  # 92 bytes, through the entry-array CRC
 _ENTRY = struct.Struct("<16s16sQQQ72s")  # 128 bytes

@@ -1,94 +1,36 @@
-"""The read side of every supported image format, behind one small interface.
+"""Disk image formats and the read side of all of them, behind one small interface.
 
-A :class:`DiskImage` is the *virtual disk* a VM would see: ``read(offset, length)`` returns its bytes
-whatever the container, unallocated regions read as zeros, and ``allocated_ranges()`` tells which
-regions may hold data so copies and hashes can skip holes. Images are always opened read-only: the
-input is never modified.
+:func:`open_image` opens a file read-only as a :class:`DiskImage` (raw, fixed VHD, VHDX or qcow2,
+chosen by its contents); the input is never modified.
 """
 
 from __future__ import annotations
 
 import os
-from abc import ABC, abstractmethod
-from collections.abc import Iterator
 from pathlib import Path
 
-from app.errors import ImageError
+from app.disk.formats import detect_and_open
+from app.disk.formats.base import SECTOR_SIZES, DiskImage, check_readable_file
 
-#: Formats :func:`open_image` recognises, by the name ``DiskImage.format`` reports.
-FORMATS = ("raw", "vhd", "vhdx", "qcow2")
+__all__ = [
+    "FORMATS",
+    "SECTOR_SIZES",
+    "SUFFIXES",
+    "WRITE_FORMATS",
+    "DiskImage",
+    "check_readable_file",
+    "open_image",
+]
 
-
-class DiskImage(ABC):
-    """A read-only virtual disk."""
-
-    #: "raw" | "vhd" | "vhdx" | "qcow2"
-    format: str
-    #: Size of the virtual disk in bytes.
-    virtual_size: int
-    #: Logical sector size the container declares (VHDX metadata), or None if it does not say.
-    declared_sector_size: int | None = None
-
-    def __init__(self, path: Path) -> None:
-        self.path = Path(path)
-
-    @abstractmethod
-    def read(self, offset: int, length: int) -> bytes:
-        """Exactly ``length`` bytes of the virtual disk from ``offset``; holes read as zeros.
-
-        Reading past ``virtual_size`` raises :class:`ImageError`. A container that turns out to be
-        truncated or corrupt while reading raises the matching :class:`ImageError` subclass.
-        """
-
-    def allocated_ranges(self) -> Iterator[tuple[int, int]]:
-        """``(offset, length)`` regions that may hold non-zero data, ascending, non-overlapping.
-
-        Everything outside them reads as zeros. The default says "all of it".
-        """
-        if self.virtual_size:
-            yield (0, self.virtual_size)
-
-    def close(self) -> None:  # noqa: B027 - optional hook
-        """Release the file handle."""
-
-    def __enter__(self) -> DiskImage:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def _check_range(self, offset: int, length: int) -> None:
-        if offset < 0 or length < 0 or offset + length > self.virtual_size:
-            raise ImageError(
-                f"read of {length} bytes at offset {offset} is outside the {self.virtual_size}-byte disk",
-                "the partition table points past the end of the disk",
-            )
-
-
-def check_readable_file(path: Path) -> os.stat_result:
-    """Stat ``path`` and turn every "this is not a readable file" case into a one-line ImageError."""
-    path = Path(path)
-    try:
-        st = path.stat()
-    except FileNotFoundError:
-        raise ImageError(f"{path}: no such file", "check the path") from None
-    except PermissionError:
-        raise ImageError(f"{path}: permission denied", "check the file's permissions") from None
-    except OSError as exc:
-        raise ImageError(f"{path}: cannot open ({exc.strerror})", "check the path") from None
-    import stat
-
-    if stat.S_ISDIR(st.st_mode):
-        raise ImageError(f"{path} is a directory, not a disk image", "choose an image file")
-    if not (stat.S_ISREG(st.st_mode) or stat.S_ISBLK(st.st_mode)):
-        raise ImageError(f"{path} is not a regular file", "choose an image file")
-    if not os.access(path, os.R_OK):
-        raise ImageError(f"{path}: permission denied", "check the file's permissions")
-    return st
+#: Every image format, by the name ``DiskImage.format`` reports: :func:`open_image` reads them all, and
+#: each is an output format (qcow2 through ``qemu-img convert`` from raw).
+FORMATS = ("raw", "vhdx", "vhd", "qcow2")
+#: The formats :func:`app.disk.writers.write_image` writes itself.
+WRITE_FORMATS = ("raw", "vhdx", "vhd")
+#: File name suffixes that name an output format (inputs are recognised by content, never by name).
+SUFFIXES = {".raw": "raw", ".img": "raw", ".vhdx": "vhdx", ".vhd": "vhd", ".qcow2": "qcow2"}
 
 
 def open_image(path: str | os.PathLike[str]) -> DiskImage:
     """Open ``path`` read-only, detecting its format from its contents (never from its name)."""
-    from app.disk.formats import detect_and_open
-
     return detect_and_open(Path(path))

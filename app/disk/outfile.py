@@ -1,25 +1,9 @@
 """Writing an image's data into its output file: through the page cache, or with O_DIRECT on a thread.
 
-:func:`app.disk.writers.write_image` hands every data run to an :class:`OutputFile`, which picks the way:
-
-- **Page cache** (the default): ``pwrite``\\s of at most :data:`WRITE_SLICE` bytes, and every
-  :data:`WRITEBACK_EVERY` bytes ``sync_file_range(SYNC_FILE_RANGE_WRITE)`` so the kernel starts writing
-  while we compute (see :class:`Writeback`). Right for a file that is read back soon (the build's
-  VHDX/qcow2 conversion reads the staged raw image again).
-- **O_DIRECT** (``direct=True``): writing a fresh multi-GiB image through the page cache costs the
-  writing thread a core of kernel time - copying every byte into cache pages, later reclaiming them -
-  and on this project's VMs that cost swung from 0.5 s to 5 s for the same 2 GB within minutes.
-  O_DIRECT hands page-aligned buffers straight to the device. A direct ``pwrite`` returns only once the
-  device has the data, so the writes run on a thread of their own from a small ring of aligned buffers
-  (:data:`DIRECT_BUFFERS` x 4 MiB): the caller copies a run into a free buffer and goes on encrypting
-  while the device writes. Right for a file nobody reads back soon (the build hashes a raw output by
-  producing its bytes again, :mod:`app.template.build.output_hash`).
-
-Only aligned pieces go direct (offset and length multiples of :data:`DIRECT_ALIGN`); an unaligned rest
-goes through the page cache, which the kernel keeps coherent with the direct writes. A filesystem that
-refuses O_DIRECT - at ``open`` or with EINVAL on a write - quietly gets page-cache writes instead. An
-error on the writing thread (a full disk) is raised by the next :meth:`OutputFile.write` or by
-:meth:`OutputFile.flush`, as the same ``OSError``.
+:func:`app.disk.writers.write_image` hands every data run to an :class:`OutputFile`, which picks the way.
+A fresh multi-GiB image written through the page cache costs the writing thread a core of kernel time
+(copying into cache pages, reclaiming them later), so a file nobody reads back soon is written with
+O_DIRECT instead.
 """
 
 from __future__ import annotations
@@ -92,11 +76,18 @@ class Writeback:
             _SYNC_FILE_RANGE(self.fd, 0, 0, _SYNC_FILE_RANGE_WRITE)  # best effort: the result is advisory
 
 
-_STOP = object()
-
-
 class OutputFile:
-    """The data writes of one output file ``fd`` (opened by the caller at ``path``); see the module doc.
+    """The data writes of one output file ``fd`` (opened by the caller at ``path``).
+
+    Page cache (the default, for a file read back soon): ``pwrite``\\s of at most :data:`WRITE_SLICE`
+    bytes, and ``sync_file_range`` every :data:`WRITEBACK_EVERY` bytes so the kernel starts writing while we
+    compute (:class:`Writeback`). ``direct=True`` (for a file nobody reads back soon): aligned pieces
+    (offset and length multiples of :data:`DIRECT_ALIGN`) go out with O_DIRECT on a thread of its own from
+    a ring of :data:`DIRECT_BUFFERS` aligned buffers, since a direct ``pwrite`` returns only once the device
+    has the data: the caller copies a run into a free buffer and goes on encrypting. An unaligned rest goes
+    through the page cache (the kernel keeps both coherent); a filesystem that refuses O_DIRECT, at ``open``
+    or with EINVAL, quietly gets page-cache writes. An error on the writing thread (a full disk) is raised,
+    as the same ``OSError``, by the next :meth:`write` or by :meth:`flush`.
 
     Call :meth:`flush` before relying on the file's contents (it waits for the writing thread) and
     :meth:`close` in every case (it stops the thread, dropping writes not yet done after a failure).
@@ -119,7 +110,8 @@ class OutputFile:
             self._free: queue.Queue[int] = queue.Queue()
             for i in range(DIRECT_BUFFERS):
                 self._free.put(i)
-            self._todo: queue.Queue[object] = queue.Queue()
+            #: (buffer index, length, file offset) to write; None stops the thread.
+            self._todo: queue.Queue[tuple[int, int, int] | None] = queue.Queue()
             self._thread = threading.Thread(target=self._run, name="direct-write", daemon=True)
             self._thread.start()
 
@@ -154,7 +146,7 @@ class OutputFile:
         and release the buffers; idempotent."""
         if self._thread is not None:
             self._abandon = True
-            self._todo.put(_STOP)
+            self._todo.put(None)
             self._thread.join()
             self._thread = None
             for buf in self._buffers:
@@ -174,9 +166,9 @@ class OutputFile:
         while True:
             item = self._todo.get()
             try:
-                if item is _STOP:
+                if item is None:
                     return
-                i, n, offset = item  # type: ignore[misc]
+                i, n, offset = item
                 if self._error is None and not self._abandon:
                     try:
                         self._write_piece(self._buffers[i], n, offset)

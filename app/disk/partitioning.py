@@ -1,19 +1,9 @@
-"""Write a GPT partition table onto a raw image file with pyparted.
+"""Write a GPT partition table onto a raw image file with pyparted, as an ordinary user.
 
-Why pyparted and not our own writer: libparted is the partitioner every distribution ships and tests;
-it lays out the protective MBR, both GPT headers and entry arrays, and refuses overlaps for us. This
-module is the one place that talks to it, so the demo image and the later re-layout of templates
-(partitions enlarged for LUKS2 headers, later partitions shifted) share the same code.
-
-One gap is filled by hand. libparted 3.5 (Debian 12) can set a partition's *type GUID* only through
-a fixed set of flags (esp, bls_boot, swap, linux-home...), which has no discoverable x86-64 root, and
-it cannot set the disk GUID or partition GUIDs at all. pyparted's ``Partition.type_uuid`` needs
-libparted ≥ 3.6. So after libparted has written the table we patch the GUIDs and attributes into
-both entry arrays and recompute the CRC32s of the arrays and headers (:func:`_patch_gpt_entries`).
-Where ``type_uuid`` works we set it through libparted as well; the patch then changes nothing for it.
-
-Works on ordinary files as an ordinary user: the table is committed to the file only, never to the
-kernel (no BLKPG ioctls, no loop device).
+libparted is the partitioner every distribution ships and tests: it lays out the protective MBR, both
+GPT headers and entry arrays, and refuses overlaps. libparted 3.5 cannot set the disk and partition GUIDs
+or most type GUIDs (``Partition.type_uuid`` needs 3.6), so those are patched into both entry arrays
+afterwards (:func:`_patch_gpt_entries`). The table is committed to the file only, never to the kernel.
 """
 
 from __future__ import annotations
@@ -27,6 +17,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, BinaryIO
 
 from app.errors import PartitionTableError
 
@@ -182,7 +173,8 @@ def _plan(partitions: Sequence[NewPartition], first_usable: int, last_usable: in
 
 def _write_with_parted(path: Path, planned: Sequence[PlacedPartition]) -> None:
     """Create the label and partitions with libparted at exactly the planned ranges, then commit."""
-    import parted  # deferred: importing libparted costs ~50 ms and most commands never partition
+    # lazy: pyparted loads libparted, and most commands never partition
+    import parted
 
     device = parted.getDevice(str(path))
     try:
@@ -246,7 +238,7 @@ def _patch_gpt_entries(path: Path, disk_guid: uuid.UUID, planned: Sequence[Place
         raise PartitionTableError(f"cannot update the GPT of {path}: {e.strerror}") from e
 
 
-def _read_header(f, lba: int) -> tuple:
+def _read_header(f: BinaryIO, lba: int) -> tuple[Any, ...]:
     """The GPT header at ``lba`` as a tuple of :data:`_HEADER` fields, after checking signature and CRC."""
     f.seek(lba * SECTOR_SIZE)
     sector = f.read(SECTOR_SIZE)
@@ -274,6 +266,7 @@ def _parse_guid(text: str, what: str) -> uuid.UUID:
 
 def _parted_exception_types() -> tuple[type[BaseException], ...]:
     """Every exception class pyparted defines: they share no common base, so collect them."""
+    # lazy: libparted, as in _write_with_parted
     import _ped
     import parted
 
@@ -298,6 +291,7 @@ def _parted_errors(context: str) -> Iterator[None]:
     Without our handler libparted may print "Fix/Ignore/Cancel?" style prompts; a library must never
     prompt. Warnings with only an OK/Ignore answer are ignored (they are informational for files).
     """
+    # lazy: libparted, as in _write_with_parted
     import _ped
     import parted
 
@@ -309,14 +303,14 @@ def _parted_errors(context: str) -> Iterator[None]:
             _ped.EXCEPTION_OPT_OK_CANCEL,
             _ped.EXCEPTION_OPT_IGNORE_CANCEL,
         ):
-            return (
+            return int(
                 _ped.EXCEPTION_RESOLVE_OK
                 if options == _ped.EXCEPTION_OPT_OK_CANCEL
                 else _ped.EXCEPTION_RESOLVE_IGNORE
             )
         if options in (_ped.EXCEPTION_OPT_YES_NO,):
-            return _ped.EXCEPTION_RESOLVE_NO
-        return _ped.EXCEPTION_RESOLVE_CANCEL
+            return int(_ped.EXCEPTION_RESOLVE_NO)
+        return int(_ped.EXCEPTION_RESOLVE_CANCEL)
 
     with _PARTED_LOCK:
         parted.register_exn_handler(handler)

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from app.disk.formats import vhd, vhdx
-from app.disk.image import DiskImage
+from app.disk.image import SECTOR_SIZES, WRITE_FORMATS, DiskImage
 from app.disk.outfile import OutputFile, pwrite_all
 from app.disk.publish import publish, refuse_existing
 from app.errors import ImageError, OutOfSpaceError, UnsupportedImageError
@@ -37,7 +37,6 @@ SUBCHUNK = 64 * 1024
 _ZERO_CHUNK = bytes(CHUNK)
 _ZERO_SUB = bytes(SUBCHUNK)
 _ZERO_16 = bytes(16)
-WRITE_FORMATS = ("raw", "vhdx", "vhd")
 VHD_EPOCH = 946684800  # 2000-01-01T00:00:00Z
 
 
@@ -258,7 +257,7 @@ def _write_vhdx(
     the BAT and the headers are written last, once every block is in place.
     """
     logical = src.declared_sector_size or 512
-    if logical not in (512, 4096):
+    if logical not in SECTOR_SIZES:
         raise UnsupportedImageError(f"sector size {logical} cannot be stored in a VHDX", "use 512 or 4096")
     size = -(-src.virtual_size // logical) * logical
     if size > vhdx.MAX_VIRTUAL_SIZE:

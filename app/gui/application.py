@@ -26,6 +26,8 @@ from PySide6.QtWidgets import QApplication, QMessageBox, QWidget
 
 from app import APP_ID, __version__
 from app.errors import ShieldwrightError
+from app.gui.tasks import TaskRunner
+from app.gui.wizard import ShieldwrightWizard
 from app.logfile import log_file_path
 
 log = logging.getLogger(__name__)
@@ -155,7 +157,7 @@ class ErrorReporter(QObject):
 
 def run_event_loop(app: QApplication, main: Coroutine[Any, Any, int]) -> int:
     """Run ``main`` on a qasync loop over ``app``, on every Python we support."""
-    import qasync
+    import qasync  # lazy: it takes the Qt binding already imported (PySide6), else the first one installed
 
     if sys.version_info >= (3, 12):
         return asyncio.run(main, loop_factory=lambda: qasync.QEventLoop(app))
@@ -183,10 +185,6 @@ def run_wizard(image: str | None, debug: bool = False) -> int:
     app = create_application()
     reporter = ErrorReporter(log_path, app).install()
     executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="shieldwright-worker")
-
-    from app.gui.tasks import TaskRunner
-    from app.gui.wizard import ShieldwrightWizard
-
     runner = TaskRunner(executor, app)
     wizard = ShieldwrightWizard(runner)
     app.setQuitOnLastWindowClosed(False)  # the coroutine below decides when we are done

@@ -1,4 +1,4 @@
-"""How partitions look and read in the GUI, shared by the layout bar and the partition table.
+"""How engine values read in the GUI: partitions (shared by the layout bar and the table), sizes, KDF costs.
 
 Colours are derived per role from the active palette (a light and a dark variant), so the bar and the
 table's colour swatches match and stay readable in both schemes. Colour is never the only cue: the
@@ -11,6 +11,7 @@ from PySide6.QtCore import QCoreApplication
 from PySide6.QtGui import QColor, QPalette
 
 from app.disk.model import Partition, Role
+from app.luks.kdf import KdfParams
 
 # Hue (0-359) and saturation (0-255) per role; lightness comes from the palette.
 _ROLE_HUES: dict[Role, tuple[int, int]] = {
@@ -79,6 +80,18 @@ def human_size(n: int) -> str:
             return f"{text[:-2] if text.endswith('.0') else text} {unit}"
         value /= 1024
     raise AssertionError("unreachable")
+
+
+def describe_kdf(params: KdfParams, iter_time_ms: int) -> str:
+    """``argon2id: 4 iterations, 1 GiB, 4 lanes ≈ 2.0 s`` or ``pbkdf2-sha256: 1,234,567 iterations ≈ 2.0 s``.
+
+    The time is the target the parameters were calibrated for (one unlock on this computer).
+    """
+    seconds = f"≈ {iter_time_ms / 1000:.1f} s"
+    if params.type == "pbkdf2":
+        return f"pbkdf2-{params.hash}: {params.time:,} iterations {seconds}"
+    memory = human_size((params.memory_kib or 0) * 1024)
+    return f"{params.type}: {params.time} iterations, {memory}, {params.parallel} lanes {seconds}"
 
 
 def content_label(p: Partition) -> str:

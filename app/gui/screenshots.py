@@ -1,18 +1,8 @@
 """``python -m app.gui.screenshots OUTDIR IMAGE``: render the wizard's pages to PNGs for the docs.
 
-Runs offscreen (``QT_QPA_PLATFORM=offscreen`` unless a platform is already chosen), opens IMAGE on
-the Base image page, waits for the inspection, and saves ``OUTDIR/base-image.png`` with QWidget.grab().
-Then it generates a throw-away signing certificate (in a temporary folder, deleted afterwards), loads it
-on the Certificates page for both roles (the catalog reusing the UEFI certificate, the default) and
-saves ``OUTDIR/certificates.png``. On the Boot image page it builds a UKI from the image's kernel, signed
-with that certificate, and saves ``OUTDIR/boot-image.png`` (sections, PCR 11 prediction, signer).
-Last it moves to the Encryption page (the protected partitions selected,
-a generated passphrase, the KDF calibrated for real on this machine) and saves ``OUTDIR/encryption.png``.
-Then, on the Signature catalog page, it computes and verifies the catalog of the protected partitions
-(catalog-only, the real engine) and saves ``OUTDIR/catalog.png``. Last it builds the template for real
-into a temporary folder: ``OUTDIR/review.png`` (with the equivalent command), ``OUTDIR/generate.png``
-(mid-run, in the write step; reads are slowed down to catch it) and ``OUTDIR/finished.png`` (digests
-computed, template verified).
+Drives a real wizard offscreen through every page on IMAGE with the real engine - a throw-away signing
+certificate, a UKI, a calibrated KDF, a catalog, then a build into a temporary folder (reads slowed down
+to catch Generate mid-write) - and saves ``OUTDIR/<page>.png`` for each page (``make screenshots``).
 """
 
 from __future__ import annotations
@@ -21,19 +11,32 @@ import argparse
 import os
 import sys
 import tempfile
+import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+from PySide6.QtCore import QCoreApplication, QEventLoop
+from PySide6.QtWidgets import QApplication
+
+from app.disk.formats.raw import RawImage
+from app.gui.application import create_application
+from app.gui.state import OutputChoice
+from app.gui.tasks import TaskRunner
+from app.gui.wizard import PageId, ShieldwrightWizard
+from app.signing import keys
+from app.signing.signer import KeySigner
+from app.template.recipe import OutputOptions
+from wizard_pages.certificates import Role
 
 #: The size the documentation screenshots are taken at (logical pixels).
 SCREENSHOT_SIZE = (1000, 640)
 
 
-def _spin_until(app: object, done: object, timeout: float) -> bool:
-    from PySide6.QtCore import QCoreApplication, QEventLoop
-
+def _spin_until(app: QApplication, done: Callable[[], bool], timeout: float) -> bool:
     deadline = time.monotonic() + timeout
-    while not done():  # type: ignore[operator]
+    while not done():
         if time.monotonic() > deadline:
             return False
         QCoreApplication.processEvents(QEventLoop.ProcessEventsFlag.AllEvents, 50)
@@ -42,11 +45,7 @@ def _spin_until(app: object, done: object, timeout: float) -> bool:
 
 
 def take_screenshots(outdir: Path, image: Path, timeout: float = 60.0) -> list[Path]:
-    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-    from app.gui.application import create_application
-    from app.gui.tasks import TaskRunner
-    from app.gui.wizard import ShieldwrightWizard
-
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")  # read when the QApplication is made
     app = create_application()
     executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="shieldwright-shot")
     runner = TaskRunner(executor, app)
@@ -82,14 +81,12 @@ def take_screenshots(outdir: Path, image: Path, timeout: float = 60.0) -> list[P
         wizard.deleteLater()
 
 
-def _certificates_screenshot(app: object, wizard: object, outdir: Path, timeout: float) -> Path:
-    from app.gui.wizard import PageId
-    from app.signing import keys
-    from wizard_pages.certificates import Role
-
-    wizard.next()  # type: ignore[attr-defined]
-    page = wizard.certificates_page  # type: ignore[attr-defined]
-    if wizard.currentId() != PageId.CERTIFICATES:  # type: ignore[attr-defined]
+def _certificates_screenshot(
+    app: QApplication, wizard: ShieldwrightWizard, outdir: Path, timeout: float
+) -> Path:
+    wizard.next()
+    page = wizard.certificates_page
+    if wizard.currentId() != PageId.CERTIFICATES:
         raise SystemExit("screenshots: the wizard did not move to the Certificates page")
     with tempfile.TemporaryDirectory(prefix="shieldwright-shot-") as tmp:
         key = keys.generate_key("rsa2048")
@@ -104,18 +101,18 @@ def _certificates_screenshot(app: object, wizard: object, outdir: Path, timeout:
         page.uefi_box.load_button.setFocus()
         _spin_until(app, lambda: False, 0.3)
         out = outdir / "certificates.png"
-        if not wizard.grab().save(str(out)):  # type: ignore[attr-defined]
+        if not wizard.grab().save(str(out)):
             raise SystemExit(f"screenshots: cannot write {out}")
     return out
 
 
-def _boot_image_screenshot(app: object, wizard: object, outdir: Path, timeout: float) -> Path:
+def _boot_image_screenshot(
+    app: QApplication, wizard: ShieldwrightWizard, outdir: Path, timeout: float
+) -> Path:
     """The Boot image page after building a UKI from the image's kernel, signed with the generated cert."""
-    from app.gui.wizard import PageId
-
-    wizard.setCurrentId(PageId.BOOT_IMAGE)  # type: ignore[attr-defined]  # initializes it, like Next
-    page = wizard.boot_image_page  # type: ignore[attr-defined]
-    if wizard.currentId() != PageId.BOOT_IMAGE:  # type: ignore[attr-defined]
+    wizard.setCurrentId(PageId.BOOT_IMAGE)  # initializes it, like Next
+    page = wizard.boot_image_page
+    if wizard.currentId() != PageId.BOOT_IMAGE:
         raise SystemExit("screenshots: the wizard did not move to the Boot image page")
     if not _spin_until(app, lambda: not page.is_busy(), timeout):
         raise SystemExit("screenshots: looking for the image's kernels did not finish")
@@ -127,41 +124,42 @@ def _boot_image_screenshot(app: object, wizard: object, outdir: Path, timeout: f
     page.build_button.setFocus()
     _spin_until(app, lambda: False, 0.3)
     out = outdir / "boot-image.png"
-    if not wizard.grab().save(str(out)):  # type: ignore[attr-defined]
+    if not wizard.grab().save(str(out)):
         raise SystemExit(f"screenshots: cannot write {out}")
     return out
 
 
-def _encryption_screenshot(app: object, wizard: object, outdir: Path, timeout: float) -> Path:
-    from app.gui.wizard import PageId
-
-    wizard.setCurrentId(PageId.ENCRYPTION)  # type: ignore[attr-defined]  # initializes it, like Next
-    page = wizard.encryption_page  # type: ignore[attr-defined]
-    if wizard.currentId() != PageId.ENCRYPTION:  # type: ignore[attr-defined]
+def _encryption_screenshot(
+    app: QApplication, wizard: ShieldwrightWizard, outdir: Path, timeout: float
+) -> Path:
+    wizard.setCurrentId(PageId.ENCRYPTION)  # initializes it, like Next
+    page = wizard.encryption_page
+    if wizard.currentId() != PageId.ENCRYPTION:
         raise SystemExit("screenshots: the wizard did not move to the Encryption page")
     if not _spin_until(app, lambda: not page.is_calibrating(), timeout):
         raise SystemExit("screenshots: the KDF calibration did not finish")
     if not page.choice.kdf_ready:
         raise SystemExit(f"screenshots: calibration failed: {page.params_value.text()}")
-    root = next((n for n in sorted(page.choice.partitions) if page.option(n).partition.role == "root"), None)
+    chosen = page.options.partitions
+    encrypted = sorted(wizard.state.protected if chosen is None else chosen)
+    roles = {n: o.partition.role for n in encrypted if (o := page.option(n)) is not None}
+    root = next((n for n, role in roles.items() if role == "root"), None)
     item = page.item(root) if root is not None else None
     if item is not None:
         page.tree.setCurrentItem(item)
     page.tree.setFocus()
     _spin_until(app, lambda: False, 0.3)
     out = outdir / "encryption.png"
-    if not wizard.grab().save(str(out)):  # type: ignore[attr-defined]
+    if not wizard.grab().save(str(out)):
         raise SystemExit(f"screenshots: cannot write {out}")
     return out
 
 
-def _catalog_screenshot(app: object, wizard: object, outdir: Path, timeout: float) -> Path:
+def _catalog_screenshot(app: QApplication, wizard: ShieldwrightWizard, outdir: Path, timeout: float) -> Path:
     """The Signature catalog page after computing (catalog-only) and verifying the catalog for real."""
-    from app.gui.wizard import PageId
-
-    wizard.setCurrentId(PageId.CATALOG)  # type: ignore[attr-defined]  # initializes it, like Next
-    page = wizard.catalog_page  # type: ignore[attr-defined]
-    if wizard.currentId() != PageId.CATALOG:  # type: ignore[attr-defined]
+    wizard.setCurrentId(PageId.CATALOG)  # initializes it, like Next
+    page = wizard.catalog_page
+    if wizard.currentId() != PageId.CATALOG:
         raise SystemExit("screenshots: the wizard did not move to the Signature catalog page")
     page.name_edit.setText("Demo web server")
     for step in (page.compute, page.verify):
@@ -173,45 +171,43 @@ def _catalog_screenshot(app: object, wizard: object, outdir: Path, timeout: floa
     page.verify_button.setFocus()
     _spin_until(app, lambda: False, 0.3)
     out = outdir / "catalog.png"
-    if not wizard.grab().save(str(out)):  # type: ignore[attr-defined]
+    if not wizard.grab().save(str(out)):
         raise SystemExit(f"screenshots: cannot write {out}")
     return out
 
 
-def _grab(wizard: object, out: Path) -> Path:
-    if not wizard.grab().save(str(out)):  # type: ignore[attr-defined]
+def _grab(wizard: ShieldwrightWizard, out: Path) -> Path:
+    if not wizard.grab().save(str(out)):
         raise SystemExit(f"screenshots: cannot write {out}")
     return out
 
 
-def _build_screenshots(app: object, wizard: object, outdir: Path, timeout: float) -> list[Path]:
-    """Review, Generate (mid-run, in the write step) and Finished (digests computed, verified), for real.
+def _build_screenshots(
+    app: QApplication, wizard: ShieldwrightWizard, outdir: Path, timeout: float
+) -> list[Path]:
+    """Review, Generate (mid-run, in the write step) and Finished (the build's digests, verified), for real.
 
     The template is written to a temporary folder (deleted afterwards). To catch Generate mid-run, the
     worker threads' reads of the base image are slowed down until the write step is well under way; the
     engine itself is unchanged.
     """
-    import threading
-
-    from app.disk.formats.raw import RawImage
-    from app.gui.state import OutputChoice
-    from app.gui.wizard import PageId
-    from app.signing import keys
-
-    state = wizard.state  # type: ignore[attr-defined]
+    state = wizard.state
     shots: list[Path] = []
     with tempfile.TemporaryDirectory(prefix="shieldwright-shot-") as tmp:
         # The certificate screenshot's files are gone; the recipe names files, so write them again.
-        signer = state.uefi_signing.signer
+        signer = state.uefi_signing.signer if state.uefi_signing is not None else None
+        if not isinstance(signer, KeySigner):
+            raise SystemExit("screenshots: the generated signing key is not loaded")
         cert_path = keys.write_certificate(signer.certificate, Path(tmp) / "uefi-signing.crt")
         key_path = keys.write_private_key(signer.private_key, Path(tmp) / "uefi-signing.key")
         for choice in (state.uefi_signing, state.catalog_signing):
             if choice is not None:
                 choice.cert_path, choice.key_path = cert_path, key_path
-        state.output = OutputChoice(Path(tmp) / "templates" / "demo-web-server-1.0.0.0.raw", "raw")
-        state.output.path.parent.mkdir()
-        wizard.setCurrentId(PageId.REVIEW)  # type: ignore[attr-defined]
-        review = wizard.review_page  # type: ignore[attr-defined]
+        output = Path(tmp) / "templates" / "demo-web-server-1.0.0.0.raw"
+        state.output = OutputChoice(OutputOptions(output, "raw"))
+        output.parent.mkdir()
+        wizard.setCurrentId(PageId.REVIEW)
+        review = wizard.review_page
         if not _spin_until(app, lambda: not review.is_busy(), timeout):
             raise SystemExit("screenshots: checking the recipe did not finish")
         if not review.isComplete():
@@ -233,9 +229,9 @@ def _build_screenshots(app: object, wizard: object, outdir: Path, timeout: float
 
         RawImage.read = read  # type: ignore[method-assign]
         try:
-            wizard.next()  # type: ignore[attr-defined]  # the commit button: Generate
-            page = wizard.generate_page  # type: ignore[attr-defined]
-            if wizard.currentId() != PageId.BUILD:  # type: ignore[attr-defined]
+            wizard.next()  # the commit button: Generate
+            page = wizard.generate_page
+            if wizard.currentId() != PageId.BUILD:
                 raise SystemExit("screenshots: Generate did not start the build")
 
             def mid_write() -> bool:
@@ -259,10 +255,8 @@ def _build_screenshots(app: object, wizard: object, outdir: Path, timeout: float
         if not page.isComplete():
             raise SystemExit(f"screenshots: the build failed: {page.error_panel.message_label.text()}")
 
-        wizard.next()  # type: ignore[attr-defined]
-        finished = wizard.finished_page  # type: ignore[attr-defined]
-        if not _spin_until(app, lambda: not finished.is_busy(), timeout):
-            raise SystemExit("screenshots: hashing the artefacts did not finish")
+        wizard.next()
+        finished = wizard.finished_page
         finished.verify()
         if not _spin_until(app, lambda: not finished.is_busy(), timeout * 3):
             raise SystemExit("screenshots: verifying the template did not finish")

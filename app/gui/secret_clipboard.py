@@ -1,13 +1,10 @@
 """Copying a secret (recovery key, generated passphrase) to the clipboard, and taking it back.
 
-A copied secret can be read by every program of the session, and a clipboard manager may keep it for good.
-So the copy is cleared again - **only if the clipboard still holds our text** (what the user copied since is
-theirs) - after :data:`CLEAR_AFTER_MS`, when the wizard forgets its secrets, and when the application quits.
-One object per application does it (:func:`secret_clipboard`), so the timer and the quit hook outlive the
-dialog the secret was copied from. It keeps a SHA-256 of the text to compare with, not another copy.
-
-What this does not promise: a clipboard manager that already saved the text keeps it, and a program that
-read the clipboard in the meantime has it. The status text next to the Copy button says how long it stays.
+Every program of the session can read the clipboard, and a clipboard manager may keep it, so a copied
+secret is cleared after :data:`CLEAR_AFTER_MS`, when the wizard forgets its secrets and when the application
+quits - only if the clipboard still holds our text (compared by SHA-256; what the user copied since is
+theirs). One object per application (:func:`secret_clipboard`) outlives the dialog it was copied from.
+It cannot take back what a clipboard manager or another program has already read.
 """
 
 from __future__ import annotations

@@ -1,4 +1,11 @@
-"""What the wizard has chosen so far, Qt-free (it becomes the build Recipe)."""
+"""What the wizard has chosen so far: a Recipe's own option classes, and what only a running wizard holds.
+
+One model: each page edits the recipe's option classes (:class:`~app.template.recipe.UkiOptions`,
+:class:`~app.template.recipe.EncryptionOptions`, …) in the recipe's vocabulary, and :meth:`WizardState.recipe`
+is the Recipe that "Save recipe" writes and Generate builds. Beside them sit what no recipe holds: the
+inspected layout, loaded signing keys, the UKI built for the Boot page, the computed catalog, passphrases in
+memory, the build's result. Qt-free, so it is tested without a display.
+"""
 
 from __future__ import annotations
 
@@ -9,29 +16,34 @@ from typing import TYPE_CHECKING, Any
 
 from app.disk.model import DiskLayout
 from app.findings import has_errors
+from app.luks.kdf import KdfParams
+from app.template.recipe import (
+    DEFAULT_TEMPLATE_VERSION,
+    BootOptions,
+    CatalogOptions,
+    EncryptionOptions,
+    OutputOptions,
+    Recipe,
+    RecipeError,
+    SecretSource,
+    SigningOptions,
+    UkiOptions,
+    default_recovery_key_file,
+    explicit_kdf,
+)
 
 if TYPE_CHECKING:
-    from app.boot.sources import BootFile
-    from app.luks.kdf import KdfParams
     from app.signing.certificates import CertificateInfo
     from app.signing.signer import Signer
-
-#: The data cipher of every container we write (512-bit key: AES-256 in XTS mode). Not a choice.
-LUKS_CIPHER = "aes-xts-plain64"
-LUKS_KEY_BITS = 512
-LUKS_SECTOR_SIZES = (4096, 512)
-KDF_KINDS = ("argon2id", "pbkdf2")
-DEFAULT_ITER_TIME_MS = 2000
 
 
 @dataclass
 class SigningChoice:
     """The certificate (and key) chosen for one signing role, and what was loaded from it.
 
-    Only the paths are a *choice*: they go into the recipe. ``signer`` holds the decrypted private key
-    in memory for this session and is never serialised (a replayed recipe prompts for the passphrase
-    again); ``info`` is the certificate as ``describe_certificate`` saw it for this role's purpose.
-    The key passphrase is deliberately not a field: it is used once to load the key and then dropped.
+    Only the paths go into the recipe. ``signer`` holds the decrypted private key for this session and is
+    never serialised (a replayed recipe asks for the passphrase again); ``info`` is the certificate as
+    ``describe_certificate`` saw it for this role's purpose.
     """
 
     cert_path: Path
@@ -45,13 +57,6 @@ class SigningChoice:
         """A key is loaded and the certificate has no ERROR finding for this role."""
         return self.signer is not None and self.info is not None and not has_errors(self.info.findings)
 
-    def to_recipe_dict(self) -> dict[str, str]:
-        """Paths only: ``{"certificate": …, "key": …}`` (no key when it is in the certificate file)."""
-        out = {"certificate": str(self.cert_path)}
-        if self.key_path is not None:
-            out["key"] = str(self.key_path)
-        return out
-
 
 def _wipe(buf: bytearray | None) -> None:
     if buf is not None:
@@ -59,41 +64,57 @@ def _wipe(buf: bytearray | None) -> None:
 
 
 @dataclass
-class EncryptionChoice:
-    """How the protected partitions become LUKS2 containers, and the keys that will open them.
+class UkiChoice:
+    """The Boot image page: the recipe's :class:`UkiOptions`, and the UKI built for them (in memory only)."""
 
-    The *choices* (partitions, sector size, KDF and its calibrated cost, where the passphrase comes from,
-    whether to add a recovery key) go into the recipe. The *secrets* - the provisioning passphrase and the
-    recovery key - live only here, in ``bytearray`` buffers that :meth:`clear_secrets` overwrites, are never
-    part of ``repr``/equality and never reach :meth:`to_recipe_dict`: a replayed recipe prompts for the
-    passphrase (or reads the file the user named) and writes a new recovery key.
+    options: UkiOptions = field(default_factory=UkiOptions)
+    #: The UKI built (or kept) for :meth:`inputs_key`, in memory only.
+    uki: bytes | None = field(default=None, repr=False, compare=False)
+    built_for: tuple[Any, ...] | None = field(default=None, repr=False, compare=False)
+
+    def inputs_key(self, signer_id: str | None = None) -> tuple[Any, ...]:
+        """Everything the UKI depends on (plus the signing certificate's identity), comparable."""
+        o = self.options
+        return (o.source, o.kernel, tuple(o.initrds), o.cmdline, o.os_release, o.stub, o.existing_uki,
+                o.existing_action, signer_id)  # fmt: skip
+
+    def is_current(self, signer_id: str | None = None) -> bool:
+        """A UKI was made, and for exactly the present choices and signer."""
+        return self.uki is not None and self.built_for == self.inputs_key(signer_id)
+
+    def set_built(self, uki: bytes | None, signer_id: str | None = None) -> None:
+        self.uki = uki
+        self.built_for = self.inputs_key(signer_id) if uki is not None else None
+
+    @property
+    def configured(self) -> bool:
+        """Something to build from (or keep) was chosen."""
+        o = self.options
+        if o.source == "existing":
+            return o.existing_uki is not None and (o.existing_action != "replace" or o.kernel is not None)
+        return o.kernel is not None
+
+
+@dataclass
+class EncryptionChoice:
+    """The Encryption page: the recipe's :class:`EncryptionOptions`, and the keys that live only here.
+
+    The provisioning passphrase and the recovery key are ``bytearray`` buffers that :meth:`clear_secrets`
+    overwrites; they are never part of ``repr``, equality or the recipe (a replay prompts for the passphrase,
+    or reads the file ``options.passphrase`` names, and writes a *new* recovery key beside the output).
     """
 
-    #: GPT numbers of the partitions to encrypt.
-    partitions: set[int] = field(default_factory=set)
-    #: LUKS2 encryption sector size (4096 or 512).
-    sector_size: int = 4096
-    #: Keyslot KDF: "argon2id" (default) or "pbkdf2".
-    kdf: str = "argon2id"
-    #: Target unlock time the KDF is calibrated to, like cryptsetup's --iter-time.
-    iter_time_ms: int = DEFAULT_ITER_TIME_MS
-    #: The calibrated KDF cost for ``kdf`` and ``iter_time_ms`` on this machine (None until calibrated).
-    kdf_params: KdfParams | None = None
+    options: EncryptionOptions = field(default_factory=EncryptionOptions)
     #: The provisioning passphrase (UTF-8), in memory only.
     passphrase: bytearray | None = field(default=None, repr=False, compare=False)
     #: It was generated by the wizard (rather than typed by the user).
     passphrase_generated: bool = True
-    #: Where a replay of the recipe reads the passphrase from: None = prompt for it.
-    passphrase_file: Path | None = None
-    #: Add a recovery key (systemd modhex) keyslot.
+    #: Add a recovery key (systemd modhex) keyslot; a replay writes its new key beside the output.
     recovery_key: bool = True
     #: The recovery key shown to the user, in memory only (ASCII).
     recovery_key_value: bytearray | None = field(default=None, repr=False, compare=False)
     #: The user confirmed that they stored the recovery key.
     recovery_key_acknowledged: bool = False
-
-    cipher: str = field(default=LUKS_CIPHER, init=False)
-    key_bits: int = field(default=LUKS_KEY_BITS, init=False)
 
     def set_passphrase(self, text: str | None, generated: bool) -> None:
         """Replace the passphrase (the old buffer is wiped first)."""
@@ -116,8 +137,17 @@ class EncryptionChoice:
         self.recovery_key_acknowledged = False
 
     @property
+    def kdf_params(self) -> KdfParams | None:
+        """The explicit (calibrated) KDF cost, when there is one for the chosen KDF."""
+        p = self.options.kdf_params
+        # A dict calibrated for the other KDF (its keys say which) is no cost for this one.
+        if p is None or ("iterations" in p) != (self.options.kdf == "pbkdf2"):
+            return None
+        return explicit_kdf(self.options)
+
+    @property
     def kdf_ready(self) -> bool:
-        return self.kdf_params is not None and self.kdf_params.type == self.kdf
+        return self.kdf_params is not None
 
     @property
     def keys_ready(self) -> bool:
@@ -126,143 +156,6 @@ class EncryptionChoice:
             self.recovery_key_value is not None and self.recovery_key_acknowledged
         )
         return bool(self.passphrase) and recovery_ok
-
-    def to_recipe_dict(self) -> dict[str, Any]:
-        """The choices as plain data: **never the passphrase or the recovery key**, only where they come from.
-
-        ``passphrase`` is ``"prompt"`` or ``{"file": path}``; ``recovery_key`` says whether the build adds one
-        (a replay generates and writes a new key). ``kdf.params`` are the calibrated costs (no salt: every
-        keyslot gets a fresh one).
-        """
-        kdf: dict[str, Any] = {"type": self.kdf, "iter_time_ms": self.iter_time_ms}
-        if self.kdf_ready:
-            assert self.kdf_params is not None
-            if self.kdf_params.type == "pbkdf2":
-                kdf["params"] = {"hash": self.kdf_params.hash, "iterations": self.kdf_params.time}
-            else:
-                kdf["params"] = {
-                    "time": self.kdf_params.time,
-                    "memory_kib": self.kdf_params.memory_kib,
-                    "parallel": self.kdf_params.parallel,
-                }
-        return {
-            "partitions": sorted(self.partitions),
-            "cipher": self.cipher,
-            "key_bits": self.key_bits,
-            "sector_size": self.sector_size,
-            "kdf": kdf,
-            "passphrase": {"file": str(self.passphrase_file)} if self.passphrase_file else "prompt",
-            "recovery_key": self.recovery_key,
-        }
-
-
-#: Where the UKI comes from: built from the base image's kernel and initrds, built from files, or a UKI
-#: already in the image's ``\EFI\Linux``.
-BOOT_SOURCES = ("image", "files", "existing-uki")
-#: What happens to an existing UKI: kept as it is, re-signed with the UEFI certificate, or replaced by a
-#: new UKI built from the image's kernel.
-EXISTING_UKI_ACTIONS = ("keep", "re-sign", "replace")
-
-
-@dataclass
-class BootChoice:
-    """How the template's Unified Kernel Image is made (the Boot image page), Qt-free.
-
-    The *choices* (source, kernel and initrd references or paths, command line, os-release, stub) go
-    into the recipe. The built UKI stays in memory only (``uki``), with the inputs it was built for, so a
-    page can tell whether it is still current; neither is part of ``repr``, equality or the recipe.
-    """
-
-    #: One of :data:`BOOT_SOURCES`.
-    source: str = "image"
-    #: From the base image: the kernel and its initrds (``app.boot.sources.BootFile``).
-    kernel: BootFile | None = None
-    initrds: list[BootFile] = field(default_factory=list)
-    #: From files: the kernel and initrd paths.
-    kernel_path: Path | None = None
-    initrd_paths: list[Path] = field(default_factory=list)
-    #: An existing UKI in the image and what to do with it (one of :data:`EXISTING_UKI_ACTIONS`).
-    existing_uki: BootFile | None = None
-    existing_action: str = "re-sign"
-    #: The kernel command line and the os-release text embedded in the UKI.
-    cmdline: str = ""
-    os_release: str = ""
-    #: The systemd-stub to build on; None = the host's default stub.
-    stub_path: Path | None = None
-    #: The UKI built (or kept) for these inputs, in memory only.
-    uki: bytes | None = field(default=None, repr=False, compare=False)
-    #: ``inputs_key()`` at the time ``uki`` was made.
-    built_for: tuple[Any, ...] | None = field(default=None, repr=False, compare=False)
-
-    @property
-    def builds_new_uki(self) -> bool:
-        """A UKI is built from a kernel (not an existing UKI kept or re-signed)."""
-        return self.source != "existing-uki" or self.existing_action == "replace"
-
-    @property
-    def kernel_from_image(self) -> bool:
-        return self.source == "image" or (self.source == "existing-uki" and self.existing_action == "replace")
-
-    def inputs_key(self, signer_id: str | None = None) -> tuple[Any, ...]:
-        """Everything the UKI depends on (plus the signing certificate's identity), comparable."""
-
-        def ref(f: BootFile | None) -> tuple[int, str] | None:
-            return None if f is None else (f.partition_number, f.path)
-
-        if self.source == "existing-uki" and self.existing_action != "replace":
-            inputs: tuple[Any, ...] = ("existing-uki", self.existing_action, ref(self.existing_uki))
-        elif self.kernel_from_image:
-            inputs = ("image", ref(self.kernel), tuple(ref(f) for f in self.initrds))
-        else:
-            inputs = ("files", self.kernel_path, tuple(self.initrd_paths))
-        if self.builds_new_uki:
-            inputs += (self.cmdline, self.os_release, self.stub_path)
-        return (*inputs, signer_id)
-
-    def is_current(self, signer_id: str | None = None) -> bool:
-        """A UKI was made, and for exactly the present inputs and signer."""
-        return self.uki is not None and self.built_for == self.inputs_key(signer_id)
-
-    def set_built(self, uki: bytes | None, signer_id: str | None = None) -> None:
-        self.uki = uki
-        self.built_for = self.inputs_key(signer_id) if uki is not None else None
-
-    @property
-    def configured(self) -> bool:
-        """Something to build from (or keep) was chosen."""
-        if self.source == "existing-uki":
-            replacing = self.existing_action == "replace"
-            return self.existing_uki is not None and (not replacing or self.kernel is not None)
-        return self.kernel is not None if self.source == "image" else self.kernel_path is not None
-
-    def to_recipe_dict(self) -> dict[str, Any]:
-        """References, paths and texts only: never the UKI bytes (the build makes it again)."""
-
-        def ref(f: BootFile) -> dict[str, Any]:
-            return {"partition": f.partition_number, "path": f.path}
-
-        out: dict[str, Any] = {"source": self.source}
-        if self.source == "existing-uki" and self.existing_uki is not None:
-            out["uki"] = ref(self.existing_uki)
-            out["action"] = self.existing_action
-        if self.kernel_from_image and self.kernel is not None:
-            out["kernel"] = ref(self.kernel)
-            out["initrds"] = [ref(f) for f in self.initrds]
-        elif self.source == "files" and self.kernel_path is not None:
-            out["kernel"] = str(self.kernel_path)
-            out["initrds"] = [str(p) for p in self.initrd_paths]
-        if self.builds_new_uki:
-            out["cmdline"] = self.cmdline
-            out["os_release"] = self.os_release
-            if self.stub_path is not None:
-                out["stub"] = str(self.stub_path)
-        return out
-
-
-#: Catalog block sizes offered (4 KiB … 64 MiB, powers of two) and the default (like the CLI's).
-CATALOG_BLOCK_SIZES = tuple(1 << n for n in range(12, 27))
-DEFAULT_CATALOG_BLOCK_SIZE = 1 << 20
-DEFAULT_TEMPLATE_VERSION = "1.0.0.0"
 
 
 @dataclass(frozen=True)
@@ -294,18 +187,16 @@ class CatalogSummary:
         return sum(p.block_count for p in self.partitions)
 
 
+def _new_catalog_options() -> CatalogOptions:
+    return CatalogOptions(name="", version=DEFAULT_TEMPLATE_VERSION)
+
+
 @dataclass
 class CatalogChoice:
-    """The Volume Signature Catalog's identity (template name, version) and block size; the result.
+    """The Catalog page: the recipe's :class:`CatalogOptions` (name, version, block size), and the catalog
+    computed for them in this session (``computed_for``: :meth:`WizardState.catalog_inputs` at the time)."""
 
-    Only name, version and block size are choices (they go into the recipe). ``signed`` is the DER
-    catalog computed on the Catalog page, kept in memory for this session; ``computed_for`` records the
-    inputs it was computed for (``WizardState.catalog_inputs()``), so any later change makes it stale.
-    """
-
-    template_name: str = ""
-    template_version: str = DEFAULT_TEMPLATE_VERSION
-    block_size: int = DEFAULT_CATALOG_BLOCK_SIZE
+    options: CatalogOptions = field(default_factory=_new_catalog_options)
     signed: bytes | None = field(default=None, repr=False, compare=False)
     summary: CatalogSummary | None = field(default=None, repr=False, compare=False)
     computed_for: tuple[object, ...] | None = field(default=None, repr=False, compare=False)
@@ -316,71 +207,54 @@ class CatalogChoice:
     def clear_result(self) -> None:
         self.signed = self.summary = self.computed_for = None
 
-    def to_recipe_dict(self) -> dict[str, Any]:
-        """Name, version and block size only: the catalog itself is recomputed by the build."""
-        return {
-            "name": self.template_name,
-            "version": self.template_version,
-            "block_size": self.block_size,
-        }
-
-
-#: Output formats of the exported template (``shieldwright build --format``).
-OUTPUT_FORMATS = ("raw", "vhdx", "vhd", "qcow2")
-
 
 @dataclass
 class OutputChoice:
-    """Where the template is written and in which format (chosen on the Review page).
+    """The Review page: the recipe's :class:`OutputOptions` (None until a path was chosen; the page proposes
+    ``<template-name>-<version>.<ext>`` beside the base image), and the last build's result."""
 
-    ``path`` None means "not chosen yet": the Review page proposes ``<template-name>-<version>.<ext>``
-    next to the base image.
-    """
-
-    path: Path | None = None
-    #: One of :data:`OUTPUT_FORMATS`.
-    format: str = "raw"
+    options: OutputOptions | None = None
     #: The last successful build's result (``app.template.pipeline.BuildResult``), in memory only.
     result: Any = field(default=None, repr=False, compare=False)
 
-    def to_recipe_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"format": self.format}
-        if self.path is not None:
-            out["path"] = str(self.path)
-        return out
+    @property
+    def path(self) -> Path | None:
+        return None if self.options is None else self.options.path
 
 
 @dataclass
 class WizardState:
     """Choices made across pages. Pages write here; nothing here knows about Qt."""
 
-    #: The base image the user opened (None until one was inspected successfully).
+    #: The base image (``base_image``; None until one was inspected successfully).
     image_path: Path | None = None
     #: What ``inspect_image`` found in it.
     layout: DiskLayout | None = None
-    #: GPT partition numbers chosen for protection (encryption + catalog).
+    #: GPT partition numbers chosen for protection (``protect``: encryption + catalog).
     protected: set[int] = field(default_factory=set)
     #: Signs the UKI (Authenticode); its certificate must be in the VM firmware's Secure Boot db.
     uefi_signing: SigningChoice | None = None
-    #: Signs the Volume Signature Catalog and the manifest. When ``catalog_same_as_uefi`` is set this is
-    #: the UEFI certificate again, described for the catalog purpose (pages keep it in step).
+    #: Signs the catalog and the manifest. With ``catalog_same_as_uefi`` this is the UEFI certificate again,
+    #: described for the catalog purpose (pages keep it in step).
     catalog_signing: SigningChoice | None = None
     #: The catalog is signed with the UEFI image signing certificate (the default).
     catalog_same_as_uefi: bool = True
-    #: How the UKI is made (the Boot image page); the built UKI stays in memory.
-    boot: BootChoice = field(default_factory=BootChoice)
-    #: LUKS2 choices and in-memory keys (None until the Encryption page was shown).
+    #: ``[uki]``: how the UKI is made (the Boot image page); the built UKI stays in memory.
+    uki: UkiChoice = field(default_factory=UkiChoice)
+    #: ``[encryption]`` and the keys in memory (None until the Encryption page was shown).
     encryption: EncryptionChoice | None = None
-    #: Template name, version, block size and the computed catalog (None until the Catalog page was shown).
+    #: ``[catalog]`` and the computed catalog (None until the Catalog page was shown).
     catalog: CatalogChoice | None = None
-    #: The output path and format (None until the Review page was shown).
+    #: ``[boot]``: how the UKI is installed in the ESP (no page chooses it yet: the recipe's defaults).
+    boot: BootOptions = field(default_factory=BootOptions)
+    #: ``[output]`` and the build's result (None until the Review page was shown).
     output: OutputChoice | None = None
 
     def set_image(self, path: Path | None, layout: DiskLayout | None) -> None:
         """A new image replaces the old one and resets the choices made about it to the defaults."""
         self.image_path = path
         self.layout = layout
-        self.boot = BootChoice()  # its kernel references and texts were about the old image
+        self.uki = UkiChoice()  # its kernel references and texts were about the old image
         self.protected = (
             {p.number for p in layout.partitions if p.protectable and p.protect_by_default}
             if layout
@@ -407,11 +281,12 @@ class WizardState:
         signer_id: object = None
         if signer is not None and signer.signer is not None:
             signer_id = signer.info.sha256_fingerprint if signer.info is not None else id(signer.signer)
+        o = choice.options if choice else None
         return (
             str(self.image_path) if self.image_path is not None else None,
             tuple(sorted(self.protected)),
             signer_id,
-            (choice.template_name, choice.template_version, choice.block_size) if choice else None,
+            (o.name, o.version, o.block_size) if o else None,
         )
 
     @property
@@ -420,33 +295,99 @@ class WizardState:
         c = self.catalog
         return c is not None and c.signed is not None and c.computed_for == self.catalog_inputs()
 
-    def to_recipe_dict(self) -> dict[str, Any]:
-        """The choices as plain data for the recipe: **paths, never secrets**.
+    def recipe(
+        self,
+        *,
+        output: Path | None = None,
+        output_format: str | None = None,
+        key_passphrase: SecretSource | None = None,
+    ) -> Recipe:
+        """The Recipe of these choices: what "Save recipe" writes and Generate builds.
 
-        Key passphrases are not stored anywhere in the state, and the in-memory signers (decrypted keys),
-        the LUKS provisioning passphrase and the recovery key are left out on purpose: ``shieldwright
-        build`` prompts for a passphrase or reads it from a file or an environment variable, exactly as
-        the CLI does.
+        The output comes from ``output`` (the Review page's choice) unless given here. A choice not made yet
+        raises :class:`RecipeError` naming the recipe key and the page to visit; values are not judged here
+        (:func:`app.template.checks.validate_recipe` does that). Secrets never go in: a replay prompts for
+        the passphrase (or reads the file the user named) and writes a *new* recovery key beside the output.
         """
-        signing: dict[str, Any] = {}
-        if self.uefi_signing is not None:
-            signing["uefi"] = self.uefi_signing.to_recipe_dict()
-        if self.catalog_same_as_uefi:
-            signing["catalog"] = {"same_as_uefi": True}
-        elif self.catalog_signing is not None:
-            signing["catalog"] = {"same_as_uefi": False, **self.catalog_signing.to_recipe_dict()}
-        recipe: dict[str, Any] = {"signing": signing}
-        if self.image_path is not None:
-            recipe["image"] = {"path": str(self.image_path), "protected": sorted(self.protected)}
-        if self.boot.configured:
-            recipe["boot"] = self.boot.to_recipe_dict()
-        if self.encryption is not None:
-            recipe["encryption"] = self.encryption.to_recipe_dict()
-        if self.catalog is not None:
-            recipe["catalog"] = self.catalog.to_recipe_dict()
-        if self.output is not None:
-            recipe["output"] = self.output.to_recipe_dict()
-        return recipe
+        if self.image_path is None:
+            raise RecipeError(
+                "base_image: no base image chosen yet", "open one on the Base image page", key="base_image"
+            )
+        out = self.output.options if self.output is not None else None
+        out_path = output if output is not None else (out.path if out is not None else None)
+        if out_path is None:
+            raise RecipeError(
+                "output.path: no output file chosen yet", "choose it on the Review page", key="output.path"
+            )
+        out_format = output_format or (out.format if out is not None else None) or "raw"
+        protect = sorted(self.protected)
+        return Recipe(
+            base_image=Path(self.image_path),
+            protect=protect,
+            signing=self._signing(key_passphrase or SecretSource.prompt()),
+            uki=self._uki(),
+            encryption=self._encryption(protect, Path(out_path)),
+            catalog=self._catalog(),
+            boot=BootOptions(**vars(self.boot)),
+            output=OutputOptions(Path(out_path), out_format),
+        )
+
+    def _signing(self, passphrase: SecretSource) -> SigningOptions:
+        uefi = self.uefi_signing
+        if uefi is None:
+            raise RecipeError(
+                "signing.uefi_cert: no UEFI signing certificate chosen yet",
+                "load or generate one on the Signing certificates page",
+                key="signing.uefi_cert",
+            )
+        catalog_cert = catalog_key = None
+        if not self.catalog_same_as_uefi:
+            if self.catalog_signing is None:
+                raise RecipeError(
+                    "signing.catalog_cert: no catalog signing certificate chosen yet",
+                    "load one on the Signing certificates page, or sign the catalog with the UEFI "
+                    "certificate",
+                    key="signing.catalog_cert",
+                )
+            catalog_cert, catalog_key = self.catalog_signing.cert_path, self.catalog_signing.key_path
+        return SigningOptions(
+            uefi_cert=Path(uefi.cert_path),
+            uefi_key=None if uefi.key_path is None else Path(uefi.key_path),
+            catalog_cert=None if catalog_cert is None else Path(catalog_cert),
+            catalog_key=None if catalog_key is None else Path(catalog_key),
+            key_passphrase=passphrase,
+        )
+
+    def _uki(self) -> UkiOptions:
+        if not self.uki.configured:
+            return UkiOptions()  # nothing chosen: the build's defaults (the newest kernel in the image)
+        o = self.uki.options
+        return UkiOptions(**{**vars(o), "initrds": list(o.initrds)})
+
+    def _encryption(self, protect: list[int], output: Path) -> EncryptionOptions:
+        if self.encryption is None:
+            return EncryptionOptions()  # the Encryption page was never shown: the defaults
+        o = self.encryption.options
+        chosen = sorted(o.partitions if o.partitions is not None else protect)
+        recovery = default_recovery_key_file(output) if self.encryption.recovery_key else None
+        return EncryptionOptions(
+            **{
+                **vars(o),
+                "kdf_params": None if o.kdf_params is None else dict(o.kdf_params),
+                "recovery_key_file": recovery,
+                # None = "every protected partition"; one left out (e.g. already LUKS2) is catalogued only.
+                "partitions": None if chosen == protect else chosen,
+            }
+        )
+
+    def _catalog(self) -> CatalogOptions:
+        if self.catalog is None:
+            raise RecipeError(
+                "catalog.name: no template name chosen yet",
+                "fill in the Signature catalog page",
+                key="catalog.name",
+            )
+        return CatalogOptions(**vars(self.catalog.options))
 
     def clear_secrets(self) -> None:
         """Wipe the in-memory LUKS secrets (the wizard closes)."""

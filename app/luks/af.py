@@ -34,7 +34,7 @@ def _diffuse(buf: bytes | bytearray, hash_name: str) -> bytes:
     return bytes(out)
 
 
-def _xor(a: bytes | bytearray, b: bytes | bytearray) -> bytes:
+def _xor(a: bytes | bytearray | memoryview, b: bytes | bytearray | memoryview) -> bytes:
     return (int.from_bytes(a, "little") ^ int.from_bytes(b, "little")).to_bytes(len(a), "little")
 
 

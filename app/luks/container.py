@@ -1,18 +1,11 @@
 """A whole LUKS2 header area: create it, read it, unlock it, add and remove keyslots and tokens.
 
-The *header area* is the first ``data_offset`` bytes of the LUKS2 partition: both metadata copies, the
-keyslots area (each keyslot's AF-split volume key, encrypted with aes-xts-plain64 under the KDF output
-with 512-byte sectors and the IV restarting at 0 for every keyslot) and padding. The data segment that
-follows is encrypted by :class:`app.luks.xts.XtsCipher` with the volume key; the re-layout code writes
-``create_header(...)`` and then the ciphertext.
-
-Every operation returns a new header area instead of editing a device, so the same code serves an
-image being written and an image being patched, and a failure never leaves half a header behind.
-Writes bump ``seqid`` and rewrite both copies, as cryptsetup does.
-
-Secrets: volume keys and keyslot keys are ``bytearray`` and wiped with :func:`wipe` once used;
-passphrases are taken as given (the caller owns and wipes them). Nothing secret is logged, put in an
-exception or shown by a ``repr``.
+The *header area* is the first ``data_offset`` bytes of the partition: both metadata copies, the keyslots
+area (each keyslot's AF-split volume key, aes-xts-plain64 under the KDF output, 512-byte sectors, IV
+restarting at 0 per keyslot) and padding. Every operation returns a new header area instead of editing a
+device (a failure never leaves half a header behind); writes bump ``seqid`` and rewrite both copies, as
+cryptsetup does. Volume and keyslot keys live in ``bytearray`` buffers wiped with :func:`wipe`; nothing
+secret is logged, put in an exception or shown by a ``repr``.
 """
 
 from __future__ import annotations
@@ -35,15 +28,14 @@ from app.luks import af
 from app.luks.errors import LuksError, LuksHeaderError, LuksUnsupportedError
 from app.luks.header import BINARY_HEADER_SIZE, HDR_SIZES, Metadata, Reader, build_metadata, read_metadata
 from app.luks.kdf import MAX_PBKDF2_ITERATIONS, KdfParams, Passphrase, derive, digest_hash, run_interruptibly
-from app.luks.xts import XtsCipher
-from app.untrusted import printable
+from app.luks.params import DEFAULT_DATA_OFFSET, SEGMENT_CIPHER
+from app.luks.xts import SECTOR_SIZES, XtsCipher
+from app.untrusted import has_type, printable
 
 MiB = 1024 * 1024
-DEFAULT_DATA_OFFSET = 16 * MiB
 MAX_KEYSLOTS = 32
 MAX_TOKENS = 32
 MAX_KEYSLOTS_SIZE = 128 * MiB
-SEGMENT_CIPHER = "aes-xts-plain64"
 KEYSLOT_CIPHER = "aes-xts-plain64"
 KEYSLOT_KEY_SIZE = 64  # bytes: AES-256-XTS for the keyslot area, like cryptsetup's default
 DIGEST_SALT_SIZE = 32
@@ -72,7 +64,7 @@ class LuksParams:
     digest_iterations: int | None = None
 
     def validate(self) -> None:
-        if self.sector_size not in (512, 1024, 2048, 4096):
+        if self.sector_size not in SECTOR_SIZES:
             raise LuksError(f"sector size {self.sector_size} is not 512, 1024, 2048 or 4096")
         if self.key_bits not in (256, 512):
             raise LuksError(f"key size {self.key_bits} bits is not 256 or 512 (AES-128/256-XTS)")
@@ -325,7 +317,7 @@ class LuksHeader:
         if seg.get("type") != "crypt":
             raise LuksUnsupportedError(f"LUKS2 segment type {seg.get('type')!r} is not supported")
         sector_size = _int(seg.get("sector_size"), "segment sector_size")
-        if sector_size not in (512, 1024, 2048, 4096):
+        if sector_size not in SECTOR_SIZES:
             raise LuksHeaderError(f"LUKS2 segment sector size {sector_size} is invalid")
         data_offset = _u64(seg.get("offset"), "segment offset")
         if data_offset < 2 * meta.hdr_size + keyslots_size and data_offset != 0:
@@ -653,7 +645,7 @@ def add_token(
     ``systemd-tpm2`` token (tpm2-blob, tpm2-pcrs, tpm2-policy-hash, …) goes through.
     """
     meta, header = _meta_of(header_area)
-    kind = token.get("type") if isinstance(token, dict) else None
+    kind = token.get("type") if has_type(token, dict) else None
     if not isinstance(kind, str) or not kind:
         raise LuksError("a LUKS2 token needs a non-empty string 'type'")
     if kind.startswith("luks2-"):

@@ -1,8 +1,7 @@
 """LUKS2 operations on disk images: encrypt partitions, read a header, add a key, test a passphrase.
 
-These are the engine calls behind ``shieldwright luks ...`` and the wizard's Encryption step. They
-join the pieces: :mod:`app.luks.relayout` (where partitions go, one streaming pass), the LUKS2
-header writer and the bulk XTS cipher. Every operation reads its input image read-only, in any
+The engine calls behind ``shieldwright luks ...``: they join the re-layout plan, the one-pass writer,
+the LUKS2 header code and the XTS cipher. Every operation reads its input image read-only, in any
 supported format, and writes a *new* image: an image is never changed in place.
 
 Secrets: volume keys live in ``bytearray``s that are zeroed once the image is written; passphrases
@@ -12,22 +11,33 @@ message or a log line.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from app.disk.image import DiskImage, open_image
+from app.disk.image import WRITE_FORMATS, DiskImage, open_image
 from app.disk.layout import layout_of
 from app.disk.model import Partition
+from app.disk.writers import write_image
 from app.errors import ShieldwrightError, WrongPassphraseError
+from app.luks.container import (
+    LuksHeader,
+    LuksParams,
+    add_keyslot,
+    create_header,
+    new_volume_key,
+    read_header,
+    unlock,
+)
 from app.luks.errors import LuksError
-from app.luks.relaid_image import READAHEAD, BlockHook, PartitionCrypto
-from app.luks.relayout import RelayoutError, RelayoutPlan, encrypt_image, plan_relayout
+from app.luks.kdf import KdfParams
+from app.luks.params import DEFAULT_DATA_OFFSET
+from app.luks.relaid_image import READAHEAD, BlockHook, PartitionCrypto, encrypt_image
+from app.luks.relayout import RelayoutError, RelayoutPlan, plan_relayout
+from app.luks.xts import XtsCipher
 from app.progress import CancelToken, NullProgress, Progress
 
 MiB = 1024 * 1024
-#: cryptsetup's default LUKS2 header space: 2 x 16 KiB metadata + keyslots area.
-DEFAULT_DATA_OFFSET = 16 * MiB
 #: The largest header area we read back (cryptsetup allows data offsets far beyond; we write 16 MiB).
 MAX_HEADER_AREA = 256 * MiB
 
@@ -47,7 +57,7 @@ class Keyslot:
     """A secret for a new keyslot and how hard its KDF is (a ``KdfParams``)."""
 
     secret: bytes | bytearray
-    kdf: object
+    kdf: KdfParams
 
 
 def encrypt_partitions(
@@ -70,9 +80,6 @@ def encrypt_partitions(
     (keyslot 0 = the first secret). Returns the plan that was executed (where everything went).
     ``overwrite=False`` never replaces an existing ``out``.
     """
-    from app.luks.container import LuksParams, create_header, new_volume_key
-    from app.luks.xts import XtsCipher
-
     if not keyslots:
         raise RelayoutError("no passphrase for the new keyslot", "give a passphrase")
     progress = progress or NullProgress()
@@ -121,15 +128,13 @@ class LuksPartition:
     """
 
     partition: Partition
-    header: object  # app.luks.header.LuksHeader
+    header: LuksHeader
     header_area: bytes
     offset: int
 
 
 def read_luks_partition(image: DiskImage, number: int) -> LuksPartition:
     """Parse the LUKS2 header at the start of partition ``number`` of ``image`` (any format)."""
-    from app.luks.container import read_header
-
     layout = layout_of(image)
     part = next((p for p in layout.partitions if p.number == number), None)
     if part is None:
@@ -168,8 +173,6 @@ def read_luks_partition(image: DiskImage, number: int) -> LuksPartition:
 
 def unlock_partition(lp: LuksPartition, passphrase: bytes | bytearray) -> bytearray:
     """The volume key of ``lp`` under ``passphrase``; :class:`WrongLuksPassphraseError` if none opens."""
-    from app.luks.container import unlock
-
     try:
         return unlock(lp.header_area, passphrase)
     except WrongPassphraseError:
@@ -210,9 +213,6 @@ def add_key(
     return (:func:`_check_written`): an output that does not hold the new header is deleted, not reported.
     ``overwrite=False`` never replaces an existing ``out`` (``link(2)``, see :mod:`app.disk.publish`).
     """
-    from app.disk.writers import write_image
-    from app.luks.container import add_keyslot
-
     out = Path(out)
     with open_image(src_path) as image:
         lp = read_luks_partition(image, number)
@@ -223,7 +223,7 @@ def add_key(
             key[:] = bytes(len(key))
         if len(area) != len(lp.header_area):  # pragma: no cover - the header writer keeps the size
             raise RuntimeError("add_keyslot changed the size of the header area")
-        fmt = out_format or (image.format if image.format in ("raw", "vhdx", "vhd") else "raw")
+        fmt = out_format or (image.format if image.format in WRITE_FORMATS else "raw")
         patched = PatchedImage(image, lp.offset, area)
         write_image(patched, out, fmt, progress=progress, cancel=cancel, overwrite=overwrite)
     _check_written(out, lp, area)
@@ -271,7 +271,7 @@ class PatchedImage(DiskImage):
         buf[lo - offset : hi - offset] = self.data[lo - self.offset : hi - self.offset]
         return bytes(buf)
 
-    def allocated_ranges(self):
+    def allocated_ranges(self) -> Iterator[tuple[int, int]]:
         patch = (self.offset, self.offset + len(self.data))
         merged: list[list[int]] = []
         for start, end in sorted([(s, s + n) for s, n in self.inner.allocated_ranges()] + [patch]):

@@ -1,21 +1,10 @@
 """Keyslot KDFs (argon2id, pbkdf2) and a calibration like cryptsetup's ``--iter-time`` benchmark.
 
-Why calibrate at all: a keyslot is only as strong as the work an attacker must do per guessed
-passphrase. cryptsetup picks parameters so that one unlock takes about ``iter_time`` (2 s by default)
-on the machine that formats; we do the same, so our containers are as hard to brute-force as
-cryptsetup's. Tests and callers can bypass calibration with explicit cheap :class:`KdfParams`.
-
-Note: cryptography's Argon2id computes the lanes on one thread, so a calibration here yields a time
-cost that unlocks faster with cryptsetup's 4 threads. That errs on the cheap side for the defender's
-CPU, never on the weak side for the attacker's: memory and lanes are what cryptsetup would choose.
-
-A keyslot read from a foreign header names its own costs, so :func:`derive` bounds them before any work:
-argon2 memory at most cryptsetup's 4 GiB and half this machine's RAM (cryptsetup's own cap), argon2
-time x memory at most :data:`MAX_ARGON2_WORK_KIB`, pbkdf2 iterations at most
-:data:`MAX_PBKDF2_ITERATIONS` (cryptsetup accepts up to 2**32 - 1, hours of CPU). What is allowed can still
-take tens of seconds, so the KDF runs on a worker thread (OpenSSL and argon2 release the GIL) while the
-caller waits in short steps: Ctrl-C and a :class:`CancelToken` take effect within a fraction of a second,
-and an abandoned worker finishes in the background, its result dropped.
+A keyslot is only as strong as the work per guessed passphrase, so :func:`calibrate` picks parameters
+that take about ``iter_time`` here, as cryptsetup does (cryptography's Argon2id runs its lanes on one
+thread, so ours unlock faster with cryptsetup's threads: cheaper for the defender, never weaker). A
+foreign keyslot names its own costs, so :func:`derive` bounds them before any work and runs the KDF so
+that Ctrl-C and a :class:`CancelToken` still take effect.
 """
 
 from __future__ import annotations
@@ -34,6 +23,7 @@ from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
 from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
 
 from app.luks.errors import LuksHeaderError, LuksUnsupportedError
+from app.luks.params import PBKDF2_HASHES
 from app.progress import CancelToken
 
 #: cryptsetup's lower limits (lib/crypto_backend/pbkdf_check.c).
@@ -52,12 +42,13 @@ MAX_ARGON2_WORK_KIB = 2**26
 #: How often a caller waiting for a KDF looks at Ctrl-C and its CancelToken.
 _POLL_SECONDS = 0.05
 
-_HASHES: dict[str, type[hashes.HashAlgorithm]] = {
+_HASH_CLASSES: dict[str, type[hashes.HashAlgorithm]] = {
     "sha1": hashes.SHA1,
     "sha256": hashes.SHA256,
     "sha384": hashes.SHA384,
     "sha512": hashes.SHA512,
 }
+_HASHES = {name: _HASH_CLASSES[name] for name in PBKDF2_HASHES}
 
 Passphrase = bytes | bytearray | memoryview | str
 
@@ -185,8 +176,11 @@ def derive(
 ) -> bytearray:
     """The keyslot key (``length`` bytes) for ``passphrase``. The caller wipes the result.
 
-    Costs beyond the bounds (module doc) are refused before any work; the work itself stops waiting on
-    Ctrl-C or ``cancel`` (:class:`~app.errors.CancelledError`) within :data:`_POLL_SECONDS`.
+    Costs beyond the bounds are refused before any work: argon2 memory at most cryptsetup's 4 GiB and half
+    this machine's RAM, argon2 time x memory at most :data:`MAX_ARGON2_WORK_KIB`, pbkdf2 iterations at most
+    :data:`MAX_PBKDF2_ITERATIONS` (cryptsetup accepts up to 2**32 - 1, hours of CPU). What is allowed can
+    still take tens of seconds, so the work runs on a worker thread (:func:`run_interruptibly`) and the
+    wait stops on Ctrl-C or ``cancel`` (:class:`~app.errors.CancelledError`) within :data:`_POLL_SECONDS`.
     """
     params.validate()
     check_memory(params)

@@ -1,41 +1,41 @@
-"""The re-laid-out, encrypted disk as a read-only :class:`DiskImage` computed on the fly.
+"""Execute a re-layout plan: the output disk as a read-only :class:`DiskImage` computed on the fly.
 
-Why a view and not a writer loop of our own: :func:`app.disk.writers.write_image` already writes any
-``DiskImage`` as sparse raw, dynamic VHDX or fixed VHD with a temp name, fsync and atomic rename, and
-skips holes and zero chunks. Presenting the output disk as a ``DiskImage`` gives encryption all three
-formats in the same single streaming pass, with no intermediate raw file.
-
-Reading byte ``x`` of the view yields the new GPT (primary in front, backup at the new end), a
-partition's bytes copied from the input at its old offset, or - inside an encrypted partition - the
-LUKS2 header area followed by AES-XTS ciphertext of the input's plaintext. Gaps read as zeros.
-``allocated_ranges`` lists the GPT areas, the allocated parts of copied partitions (so their holes stay
-holes) and all of every encrypted partition (ciphertext of zeros is not zeros).
-
-Encryption runs ahead of the reader on :data:`READAHEAD` worker threads (both XTS engines release the
-GIL), each encrypting one of the next chunks, so the reader (``write_image``, or the build's output
-hash) finds them ready: the reader's thread then only copies, writes or hashes. The guess is
-``write_image``'s own chunking; a wrong guess just costs the chunks encrypted in vain. A cipher shared
-by the workers must take that many threads at once (:class:`app.luks.xts.XtsCipher` ``lanes``); reads
-of the input are serialised by a lock (the qcow2 reader's caches are not thread-safe).
-
-The ``on_block`` hook sees every byte of the output partitions as it is produced, so a catalog can
-hash protected blocks *as they are written* instead of reading the output again.
+:func:`encrypt_image` hands a :class:`RelaidImage` to :func:`app.disk.writers.write_image`, which
+already writes any ``DiskImage`` as sparse raw, dynamic VHDX or fixed VHD (temp name, fsync, atomic
+rename, holes skipped): all three formats in one streaming pass, with no intermediate raw file. The
+view yields the new GPT, copied partitions, and for encrypted ones the LUKS2 header area followed by
+AES-XTS ciphertext; encryption runs ahead of the reader on :data:`READAHEAD` threads, and an
+``on_block`` hook sees every output partition byte as it is produced (the catalog hashes it there).
 """
 
 from __future__ import annotations
 
 import bisect
+import os
+import tempfile
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from pathlib import Path
+from typing import Protocol
 
-from app.disk.image import DiskImage
+from app.disk.image import WRITE_FORMATS, DiskImage
+from app.disk.model import DiskLayout
+from app.disk.partitioning import create_gpt
 from app.disk.writers import CHUNK as WRITE_CHUNK
-
-if TYPE_CHECKING:  # relayout imports this module to execute plans
-    from app.luks.relayout import PlannedPartition, RelayoutPlan
+from app.disk.writers import write_image
+from app.errors import OutOfSpaceError
+from app.luks.relayout import (
+    GPT_BACK_SECTORS,
+    GPT_FRONT_SECTORS,
+    LBA,
+    PlannedPartition,
+    RelayoutError,
+    RelayoutPlan,
+    join_numbers,
+)
+from app.progress import CancelToken, NullProgress, Progress
 
 #: Chunks encrypted ahead of the reader, each on a thread of its own (two cores: one encrypts while the
 #: other hashes or writes, and the reader never waits for a single AES pass).
@@ -76,6 +76,13 @@ class _Region:
 
 class RelaidImage(DiskImage):
     """The output disk of ``plan`` over the input ``src`` (see the module docstring).
+
+    Reads of gaps return zeros; ``allocated_ranges`` lists the GPT areas, the allocated parts of copied
+    partitions (their holes stay holes) and all of every encrypted partition (ciphertext of zeros is not
+    zeros). The read-ahead guesses ``write_image``'s chunking (a wrong guess only wastes the chunks
+    encrypted in vain); a cipher shared by the workers must take :data:`READAHEAD` threads at once
+    (:class:`app.luks.xts.XtsCipher` ``lanes``); reads of ``src`` are serialised by a lock (the qcow2
+    reader's caches are not thread-safe).
 
     ``gpt_head``/``gpt_tail`` are the first 34 and last 33 sectors of a GPT written for the plan.
     With ``on_block``, bytes of encrypted partitions must be read exactly once and in order (as
@@ -249,3 +256,131 @@ class RelaidImage(DiskImage):
     def unfed(self) -> list[int]:
         """Encrypted partitions whose bytes have not all gone through the hook (empty when complete)."""
         return [p.number for p in self.plan.encrypted if self._next[p.number] != p.size_bytes]
+
+
+# -- executing a plan ------------------------------------------------------------------------------
+
+
+def encrypt_image(
+    src: DiskImage,
+    layout: DiskLayout,
+    plan: RelayoutPlan,
+    out: Path,
+    *,
+    crypto: Mapping[int, PartitionCrypto] | Callable[[int], PartitionCrypto],
+    out_format: str = "raw",
+    progress: Progress | None = None,
+    cancel: CancelToken | None = None,
+    on_block: BlockHook | None = None,
+    fsync: bool = True,
+    direct: bool = False,
+    gpt: tuple[bytes, bytes] | None = None,
+    overwrite: bool = True,
+) -> Path:
+    """Write the re-laid-out, encrypted disk of ``plan`` over ``src`` to ``out`` in one streaming pass.
+
+    ``crypto`` gives, for each encrypted partition number, its LUKS2 header area and data cipher
+    (a mapping, or a callable asked once per partition). The GPT is written by
+    :func:`~app.disk.partitioning.create_gpt` with the plan's explicit starts, GUIDs and attributes;
+    copied partitions keep their holes; encrypted ones are written whole. ``out`` appears only when
+    complete: an error or a cancel leaves nothing behind, and a full disk is an
+    :class:`OutOfSpaceError`. ``src`` is only read. ``on_block`` (see
+    :class:`~app.luks.relaid_image.RelaidImage`) sees every output partition byte as it is written.
+    Progress is in bytes of the output disk. ``fsync`` and ``direct``: see
+    :func:`~app.disk.writers.write_image`. ``gpt`` is :func:`gpt_bytes` of the plan when the caller already
+    has it (to regenerate the same output bytes later). ``overwrite=False`` never replaces an existing
+    ``out``, not even one that appears while the pass runs.
+    """
+    if out_format not in WRITE_FORMATS:
+        raise RelayoutError(f"unknown output format {out_format!r}", f"use one of {', '.join(WRITE_FORMATS)}")
+    if src.virtual_size != plan.src_size or layout.virtual_size != plan.src_size:
+        raise ValueError("the plan was made for a different disk")
+    out = Path(out)
+    cancel = cancel or CancelToken()
+    progress = progress or NullProgress()
+    get = crypto.__getitem__ if isinstance(crypto, Mapping) else crypto
+    keys = {p.number: get(p.number) for p in plan.encrypted}
+    cancel.check()
+
+    head, tail = gpt or gpt_bytes(plan)
+    with RelaidImage(src, plan, keys, head, tail, on_block) as view:
+        _write(view, plan, out, out_format, progress, cancel, fsync, direct, overwrite)
+        missing = view.unfed() if on_block is not None else []
+    if missing:  # a programming error: the catalog would be incomplete
+        raise RuntimeError(f"partitions {missing} were not completely seen by the block hook")
+    return out
+
+
+def _write(
+    view: RelaidImage,
+    plan: RelayoutPlan,
+    out: Path,
+    out_format: str,
+    progress: Progress,
+    cancel: CancelToken,
+    fsync: bool,
+    direct: bool,
+    overwrite: bool,
+) -> None:
+    """write_image with our step name and a free-space check up front (the writer reports ENOSPC itself)."""
+    need = sum(n for _, n in view.allocated_ranges())
+    _check_free_space(out, sum(p.data_size for p in plan.encrypted), need)
+    numbers = join_numbers([p.number for p in plan.encrypted])
+    step = f"Encrypting partition{'s' if len(plan.encrypted) > 1 else ''} {numbers}"
+    write_image(view, out, out_format, progress=_StepName(progress, step), cancel=cancel, fsync=fsync,
+                direct=direct, overwrite=overwrite)  # fmt: skip
+
+
+def gpt_bytes(plan: RelayoutPlan) -> tuple[bytes, bytes]:
+    """The first 34 and last 33 sectors of the plan's GPT, written by libparted on a sparse scratch file."""
+    with tempfile.TemporaryDirectory(prefix="shieldwright-gpt-") as tmp:
+        path = Path(tmp) / "gpt.raw"
+        placed = create_gpt(path, plan.disk_size, plan.new_partitions(), plan.disk_guid)
+        got = [(q.first_lba, q.last_lba, q.partition_guid) for q in placed]
+        want = [(p.first_lba, p.last_lba, p.partition_guid) for p in plan.partitions]
+        if got != want:  # pragma: no cover - create_gpt places explicit starts exactly
+            raise RuntimeError("the partition table was not written where it was planned")
+        with open(path, "rb") as f:
+            head = f.read(GPT_FRONT_SECTORS * LBA)
+            f.seek(plan.disk_size - GPT_BACK_SECTORS * LBA)
+            tail = f.read(GPT_BACK_SECTORS * LBA)
+    return head, tail
+
+
+def _check_free_space(out: Path, at_least: int, up_to: int) -> None:
+    """Refuse before writing when even the ciphertext alone (always written in full) cannot fit."""
+    try:
+        st = os.statvfs(out.parent if str(out.parent) else ".")
+    except OSError:
+        return  # the writer reports a missing folder clearly
+    free = st.f_bavail * st.f_frsize
+    if free < at_least:
+        raise OutOfSpaceError(
+            f"not enough space on {_where(out)}: need at least {_gib(at_least)} "
+            f"(up to {_gib(max(at_least, up_to))}), {_gib(free)} free",
+            "free some space or write the output elsewhere",
+        )
+
+
+def _where(out: Path) -> str:
+    return str(out.parent.resolve()) if str(out.parent) else "."
+
+
+def _gib(n: int) -> str:
+    return f"{n / (1 << 30):.2f} GiB"
+
+
+class _StepName:
+    """Passes progress through under our own step name (write_image calls its step "Writing raw")."""
+
+    def __init__(self, inner: Progress, step: str) -> None:
+        self.inner, self.step = inner, step
+
+    def begin(self, step: str, total: int) -> None:
+        self.inner.begin(self.step, total)
+
+    def update(self, done: int) -> None:
+        self.inner.update(done)
+
+    def advance(self, amount: int) -> None:
+        self.inner.advance(amount)

@@ -1,42 +1,22 @@
 """Plan the re-layout of a disk whose partitions get LUKS2-encrypted (pure arithmetic, no I/O).
 
-Encrypting a partition offline cannot happen in place: the LUKS2 header (``data_offset`` bytes:
-two binary headers, JSON areas, keyslots) must sit in front of the data segment, and the data
-segment must hold the *whole* plaintext, or the filesystem inside would lose its tail. So each
-encrypted partition grows by the header space, every later partition moves right by the growth so
-far (rounded up to 1 MiB, so aligned partitions stay aligned), and the disk grows so the backup GPT
-lands at the new end. Partition numbers, GUIDs, type GUIDs, names and attributes never change:
-``PARTUUID=`` references, systemd-gpt-auto-generator (by type) and ``/etc/fstab`` (by label) still
-find their partitions.
-
-The plan refuses, with a :class:`RelayoutError` saying why and what to do, every case that could
-only produce a broken template: a missing partition number, the ESP (firmware must read it in
-clear), a partition that already holds LUKS (we cannot read its plaintext; protect it through the
-catalog only), a partition too small to be a volume, 4K-logical-sector disks, and tables whose
-numbering :func:`app.disk.partitioning.create_gpt` cannot reproduce.
-
-:func:`encrypt_image` executes a plan in one streaming pass: it presents the output disk as a
-:class:`~app.luks.relaid_image.RelaidImage` and lets :func:`app.disk.writers.write_image` write it
-(raw, VHDX or VHD; temp name, atomic rename, holes skipped).
+The LUKS2 header must sit in front of the data segment, and the segment must hold the *whole*
+plaintext, so each encrypted partition grows by the header space and every later partition moves right
+(by whole MiB); the disk grows so the backup GPT lands at the new end. Numbers, GUIDs, type GUIDs, names
+and attributes never change, so ``PARTUUID=``, gpt-auto and fstab labels still find their partitions.
+Every request that could only produce a broken template is refused with a :class:`RelayoutError`.
+:mod:`app.luks.relaid_image` executes a plan.
 """
 
 from __future__ import annotations
 
-import os
-import tempfile
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING
 
 from app.disk.model import DiskLayout, Partition, Role
-from app.disk.partitioning import NewPartition, create_gpt
-from app.errors import OutOfSpaceError, ShieldwrightError
-from app.progress import CancelToken, NullProgress, Progress
-
-if TYPE_CHECKING:
-    from app.disk.image import DiskImage
-    from app.luks.relaid_image import BlockHook, PartitionCrypto, RelaidImage
+from app.disk.partitioning import NewPartition
+from app.errors import ShieldwrightError
+from app.luks.params import LUKS_SECTOR_SIZES
 
 MiB = 1024 * 1024
 #: Output LBAs always count 512-byte sectors (create_gpt writes 512-byte-sector tables only).
@@ -48,7 +28,7 @@ GPT_FRONT_SECTORS = 34
 GPT_BACK_SECTORS = 33
 #: Below this a partition holds no filesystem worth protecting (BIOS-boot or metadata partitions).
 MIN_PLAINTEXT = MiB
-LUKS_SECTOR_SIZES = (512, 4096)
+#: LUKS2 encryption sector sizes a re-laid-out template may use, the default first.
 
 
 class RelayoutError(ShieldwrightError):
@@ -187,7 +167,7 @@ def plan_relayout(
     if missing:
         have = ", ".join(str(n) for n in sorted(by_number)) or "none"
         raise NoSuchPartitionError(
-            f"partition {_join(missing)} {'is' if len(missing) == 1 else 'are'} not on this disk "
+            f"partition {join_numbers(missing)} {'is' if len(missing) == 1 else 'are'} not on this disk "
             f"(its partitions: {have})",
             "run `shieldwright inspect IMAGE` to see the numbers",
         )
@@ -306,139 +286,7 @@ def _round_up(n: int, unit: int) -> int:
     return -(-n // unit) * unit
 
 
-def _join(numbers: list[int]) -> str:
+def join_numbers(numbers: list[int]) -> str:
+    """``1``, ``1 and 2``, ``1, 2 and 3``."""
     text = [str(n) for n in numbers]
     return ", ".join(text[:-1]) + " and " + text[-1] if len(text) > 1 else text[0]
-
-
-# -- execution -------------------------------------------------------------------------------------
-
-
-def encrypt_image(
-    src: DiskImage,
-    layout: DiskLayout,
-    plan: RelayoutPlan,
-    out: Path,
-    *,
-    crypto: Mapping[int, PartitionCrypto] | Callable[[int], PartitionCrypto],
-    out_format: str = "raw",
-    progress: Progress | None = None,
-    cancel: CancelToken | None = None,
-    on_block: BlockHook | None = None,
-    fsync: bool = True,
-    direct: bool = False,
-    gpt: tuple[bytes, bytes] | None = None,
-    overwrite: bool = True,
-) -> Path:
-    """Write the re-laid-out, encrypted disk of ``plan`` over ``src`` to ``out`` in one streaming pass.
-
-    ``crypto`` gives, for each encrypted partition number, its LUKS2 header area and data cipher
-    (a mapping, or a callable asked once per partition). The GPT is written by
-    :func:`~app.disk.partitioning.create_gpt` with the plan's explicit starts, GUIDs and attributes;
-    copied partitions keep their holes; encrypted ones are written whole. ``out`` appears only when
-    complete: an error or a cancel leaves nothing behind, and a full disk is an
-    :class:`OutOfSpaceError`. ``src`` is only read. ``on_block`` (see
-    :class:`~app.luks.relaid_image.RelaidImage`) sees every output partition byte as it is written.
-    Progress is in bytes of the output disk. ``fsync`` and ``direct``: see
-    :func:`~app.disk.writers.write_image`. ``gpt`` is :func:`gpt_bytes` of the plan when the caller already
-    has it (to regenerate the same output bytes later). ``overwrite=False`` never replaces an existing
-    ``out``, not even one that appears while the pass runs.
-    """
-    from app.disk.writers import WRITE_FORMATS
-    from app.luks.relaid_image import RelaidImage
-
-    if out_format not in WRITE_FORMATS:
-        raise RelayoutError(f"unknown output format {out_format!r}", f"use one of {', '.join(WRITE_FORMATS)}")
-    if src.virtual_size != plan.src_size or layout.virtual_size != plan.src_size:
-        raise ValueError("the plan was made for a different disk")
-    out = Path(out)
-    cancel = cancel or CancelToken()
-    progress = progress or NullProgress()
-    get = crypto.__getitem__ if isinstance(crypto, Mapping) else crypto
-    keys = {p.number: get(p.number) for p in plan.encrypted}
-    cancel.check()
-
-    head, tail = gpt or gpt_bytes(plan)
-    with RelaidImage(src, plan, keys, head, tail, on_block) as view:
-        _write(view, plan, out, out_format, progress, cancel, fsync, direct, overwrite)
-        missing = view.unfed() if on_block is not None else []
-    if missing:  # a programming error: the catalog would be incomplete
-        raise RuntimeError(f"partitions {missing} were not completely seen by the block hook")
-    return out
-
-
-def _write(
-    view: RelaidImage,
-    plan: RelayoutPlan,
-    out: Path,
-    out_format: str,
-    progress: Progress,
-    cancel: CancelToken,
-    fsync: bool,
-    direct: bool,
-    overwrite: bool,
-) -> None:
-    """write_image with our step name and a free-space check up front (the writer reports ENOSPC itself)."""
-    from app.disk.writers import write_image
-
-    need = sum(n for _, n in view.allocated_ranges())
-    _check_free_space(out, sum(p.data_size for p in plan.encrypted), need)
-    numbers = _join([p.number for p in plan.encrypted])
-    step = f"Encrypting partition{'s' if len(plan.encrypted) > 1 else ''} {numbers}"
-    write_image(view, out, out_format, progress=_StepName(progress, step), cancel=cancel, fsync=fsync,
-                direct=direct, overwrite=overwrite)  # fmt: skip
-
-
-def gpt_bytes(plan: RelayoutPlan) -> tuple[bytes, bytes]:
-    """The first 34 and last 33 sectors of the plan's GPT, written by libparted on a sparse scratch file."""
-    with tempfile.TemporaryDirectory(prefix="shieldwright-gpt-") as tmp:
-        path = Path(tmp) / "gpt.raw"
-        placed = create_gpt(path, plan.disk_size, plan.new_partitions(), plan.disk_guid)
-        got = [(q.first_lba, q.last_lba, q.partition_guid) for q in placed]
-        want = [(p.first_lba, p.last_lba, p.partition_guid) for p in plan.partitions]
-        if got != want:  # pragma: no cover - create_gpt places explicit starts exactly
-            raise RuntimeError("the partition table was not written where it was planned")
-        with open(path, "rb") as f:
-            head = f.read(GPT_FRONT_SECTORS * LBA)
-            f.seek(plan.disk_size - GPT_BACK_SECTORS * LBA)
-            tail = f.read(GPT_BACK_SECTORS * LBA)
-    return head, tail
-
-
-def _check_free_space(out: Path, at_least: int, up_to: int) -> None:
-    """Refuse before writing when even the ciphertext alone (always written in full) cannot fit."""
-    try:
-        st = os.statvfs(out.parent if str(out.parent) else ".")
-    except OSError:
-        return  # the writer reports a missing folder clearly
-    free = st.f_bavail * st.f_frsize
-    if free < at_least:
-        raise OutOfSpaceError(
-            f"not enough space on {_where(out)}: need at least {_gib(at_least)} "
-            f"(up to {_gib(max(at_least, up_to))}), {_gib(free)} free",
-            "free some space or write the output elsewhere",
-        )
-
-
-def _where(out: Path) -> str:
-    return str(out.parent.resolve()) if str(out.parent) else "."
-
-
-def _gib(n: int) -> str:
-    return f"{n / (1 << 30):.2f} GiB"
-
-
-class _StepName:
-    """Passes progress through under our own step name (write_image calls its step "Writing raw")."""
-
-    def __init__(self, inner: Progress, step: str) -> None:
-        self.inner, self.step = inner, step
-
-    def begin(self, step: str, total: int) -> None:
-        self.inner.begin(self.step, total)
-
-    def update(self, done: int) -> None:
-        self.inner.update(done)
-
-    def advance(self, amount: int) -> None:
-        self.inner.advance(amount)

@@ -1,23 +1,10 @@
 """Bulk AES-XTS with plain64 IVs, as LUKS2's ``aes-xts-plain64`` uses it.
 
-Why not one ``modes.XTS`` object per sector: creating a cipher context costs a few microseconds, which
-caps a per-sector loop at ~130 MB/s for 512-byte sectors and ~700 MB/s for 4096-byte ones. Two engines
-do whole chunks instead, with identical output:
-
-``"openssl-sectors"`` (the default where it was built): :mod:`app.luks._xts`, a few lines of C that keep
-one OpenSSL XTS context and, per sector, only re-set its IV and encrypt - with the GIL released. It is
-compiled at install (``setup.py``, against the system libcrypto) and ran at 4.4-5.9 GB/s on one core
-here for 4096-byte sectors, 1.9-2.5x the NumPy engine in the same runs (benchmarks/bench_xts.py).
-
-``"numpy-tweaks"`` (where the C part could not be built): :mod:`app.luks.xts_tweaks`, which computes
-every block's tweak of a chunk at once with NumPy around one OpenSSL XTS pass.
-
-IV: plain64 is the sector number in **512-byte units** even for 4096-byte sectors (LUKS2 never uses
-``iv_large_sectors``), so the sector at byte offset X of the segment has IV X // 512.
-
-An engine's working set (contexts, scratch buffers, the buffer ``encrypt`` returns a copy of) is a
-*lane*, reused so that steady-state encryption does not page-fault fresh memory for every chunk; a lane
-serves one thread at a time, and :class:`XtsCipher` has as many as it is asked for.
+One ``modes.XTS`` context per sector caps throughput at ~130-700 MB/s, so two engines do whole chunks,
+with identical output: ``"openssl-sectors"`` (:mod:`app.luks._xts`, a few lines of C compiled at install
+that re-set one OpenSSL context's IV per sector, GIL released; the default) and ``"numpy-tweaks"``
+(:mod:`app.luks.xts_tweaks`, where the C part could not be built). The IV is the sector's offset in
+**512-byte units** even for 4096-byte sectors (LUKS2 never uses ``iv_large_sectors``).
 """
 
 from __future__ import annotations
@@ -26,60 +13,38 @@ import queue
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
+from app.luks.xts_lane import Lane
+
 try:  # compiled by setup.py at install; see app/luks/_xts.c
     from app.luks import _xts as _native
+
+    NATIVE_BUILT = True
 except ImportError:  # pragma: no cover - an install without a C compiler: the NumPy engine does the work
-    _native = None
+    NATIVE_BUILT = False
 
 #: The engines :class:`XtsCipher` can use, and the one it uses unless told otherwise.
 ENGINES = ("openssl-sectors", "numpy-tweaks")
-DEFAULT_ENGINE = "openssl-sectors" if _native is not None else "numpy-tweaks"
+DEFAULT_ENGINE = "openssl-sectors" if NATIVE_BUILT else "numpy-tweaks"
 
 #: Anything exposing the buffer protocol (collections.abc.Buffer is 3.12+).
 Buffer = bytes | bytearray | memoryview
 
-_VALID_SECTOR_SIZES = (512, 1024, 2048, 4096)
+#: Encryption sector sizes LUKS2 allows.
+SECTOR_SIZES = (512, 1024, 2048, 4096)
 
 
 def _check(data_len: int, offset: int, sector_size: int) -> None:
-    if sector_size not in _VALID_SECTOR_SIZES:
-        raise ValueError(f"sector size must be one of {_VALID_SECTOR_SIZES}, not {sector_size}")
+    if sector_size not in SECTOR_SIZES:
+        raise ValueError(f"sector size must be one of {SECTOR_SIZES}, not {sector_size}")
     if data_len % sector_size or offset % sector_size or offset < 0:
         raise ValueError("data length and offset must be non-negative multiples of the sector size")
 
 
-class _Lane:
-    """One thread's working set of an :class:`XtsCipher` (see the module docstring): the engine's
-    contexts and an output buffer - none of which two threads may use at once."""
-
-    def __init__(self, sector_size: int) -> None:
-        self.sector_size = sector_size
-        self.out = bytearray()
-
-    def crypt(
-        self, mv: memoryview, offset: int, encrypt: bool, out: bytearray | memoryview | None
-    ) -> bytes | None:
-        returns_bytes = out is None
-        if out is None:  # a reused buffer: a fresh multi-MiB bytearray per call page-faults every time
-            if len(self.out) < len(mv):
-                self.out = bytearray(len(mv))
-            out = memoryview(self.out)[: len(mv)]
-        dst = memoryview(out).cast("B")
-        if len(dst) < len(mv):
-            raise ValueError("output buffer too small")
-        self.crypt_into(mv, offset, encrypt, dst[: len(mv)])
-        return bytes(dst[: len(mv)]) if returns_bytes else None
-
-    def crypt_into(self, mv: memoryview, offset: int, encrypt: bool, dst: memoryview) -> None:
-        raise NotImplementedError
-
-
-class _SectorLane(_Lane):
+class _SectorLane(Lane):
     """The ``"openssl-sectors"`` engine: one OpenSSL XTS context per direction, driven by app.luks._xts."""
 
     def __init__(self, key: bytes, sector_size: int) -> None:
         super().__init__(sector_size)
-        assert _native is not None
         try:
             self.contexts = {True: _native.context(key, True), False: _native.context(key, False)}
         except ValueError as exc:  # OpenSSL's own check, e.g. equal key halves
@@ -96,8 +61,8 @@ class XtsCipher:
     key only inside OpenSSL contexts; it keeps no copy of it.
 
     ``lanes`` is how many threads may encrypt with it at once: each lane is a working set of its own
-    (contexts, plans, buffer), made up front while the key is at hand, and a call borrows an idle one
-    (waiting if every lane is busy). One lane is one thread at a time, like a plain OpenSSL context.
+    (contexts, plans, the reused output buffer; :class:`~app.luks.xts_lane.Lane`), made up front while the
+    key is at hand, and a call borrows an idle one (waiting if every lane is busy).
 
     ``engine`` is one of :data:`ENGINES` (default :data:`DEFAULT_ENGINE`); both give the same bytes.
     """
@@ -108,12 +73,12 @@ class XtsCipher:
         engine = engine or DEFAULT_ENGINE
         if engine not in ENGINES:
             raise ValueError(f"unknown XTS engine {engine!r}; expected one of {ENGINES}")
-        if engine == "openssl-sectors" and _native is None:
+        if engine == "openssl-sectors" and not NATIVE_BUILT:
             raise ValueError("the openssl-sectors XTS engine was not built (reinstall with a C compiler)")
         if len(key) not in (32, 64):
             raise ValueError("an AES-XTS key is 32 or 64 bytes")
-        if sector_size not in _VALID_SECTOR_SIZES:
-            raise ValueError(f"sector size must be one of {_VALID_SECTOR_SIZES}, not {sector_size}")
+        if sector_size not in SECTOR_SIZES:
+            raise ValueError(f"sector size must be one of {SECTOR_SIZES}, not {sector_size}")
         if lanes < 1:
             raise ValueError("an XTS cipher needs at least one lane")
         half = len(key) // 2
@@ -121,12 +86,13 @@ class XtsCipher:
         if k1 == k2:
             raise ValueError("the two halves of an XTS key must differ")
         self.sector_size, self.engine, self.lanes = sector_size, engine, lanes
-        self._idle: queue.SimpleQueue[_Lane] = queue.SimpleQueue()
+        self._idle: queue.SimpleQueue[Lane] = queue.SimpleQueue()
         if engine == "openssl-sectors":
             for _ in range(lanes):
                 self._idle.put(_SectorLane(bytes(key), sector_size))
             return
-        from app.luks.xts_tweaks import TweakLane  # NumPy: imported only when this engine is used
+        # lazy: the NumPy engine (and NumPy, ~70 ms) is loaded only where it is used
+        from app.luks.xts_tweaks import TweakLane
 
         first = TweakLane(bytes(key), k2, sector_size)
         self._idle.put(first)

@@ -1,30 +1,17 @@
 """The ``"numpy-tweaks"`` engine of :class:`app.luks.xts.XtsCipher`: bulk AES-XTS-plain64 without C.
 
-Used where ``app/luks/_xts.c`` could not be compiled (and kept measured in benchmarks/bench_xts.py). A
-chunk is done with one ECB call, NumPy, and one cipher pass:
-
-1. the first tweak of every sector, ``E_k2(le128(iv))``, from ONE ECB encryption of all sector numbers;
-2. the tweak of block *j* of a sector is that times alpha^j in GF(2^128) (the XTS polynomial
-   x^128 + x^7 + x^2 + x + 1). They are computed as uint64 (lo, hi) pairs, doubling the number of
-   known columns per step (multiply by alpha^k = shift by k bits, fold the k carried-out bits back with
-   0x87); columns 128..255 follow from the identity alpha^128 = 1 + alpha + alpha^2 + alpha^7, i.e. an
-   XOR of four earlier columns;
-3. XOR, one AES pass over the chunk, XOR again. The AES pass is OpenSSL's own XTS over the whole piece
-   as a single data unit, with the masks of step 2 adjusted so that its tweaks cancel out (see
-   :meth:`_PiecePlan.crypt`): same bytes as an ECB pass between the XORs, but OpenSSL's XTS is vectorised
-   and ran ~3x faster than its ECB on the machines measured.
-
-A chunk is processed in pieces of :data:`_PIECE_BYTES` so that masks, data and the cipher buffer stay in
-the CPU caches between those passes; each piece size gets a :class:`_PiecePlan` with its arrays and
-NumPy views built once. NumPy is imported only with this module (it costs ~70 ms of every start-up).
+Used where ``app/luks/_xts.c`` could not be compiled. A chunk takes one ECB call for the first tweak of
+every sector, NumPy for the tweak of every block (multiplications by alpha in GF(2^128)), and one OpenSSL
+XTS pass between two XORs (see :meth:`_PiecePlan.crypt`), in cache-sized pieces of :data:`_PIECE_BYTES`.
+NumPy is imported only with this module (it costs ~70 ms of a start-up).
 """
 
 from __future__ import annotations
 
 import numpy as np
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from cryptography.hazmat.primitives.ciphers import Cipher, CipherContext, algorithms, modes
 
-from app.luks.xts import _Lane
+from app.luks.xts_lane import Lane
 
 #: Bytes handled per tweak/XOR/ECB round: small enough that the tweaks, the data and the ECB output
 #: stay in the CPU caches between passes (2 MiB measured fastest here; 8 MiB pieces ran ~30 % slower).
@@ -108,6 +95,10 @@ def _times_alpha_k(
             np.bitwise_xor(dst_hi, t, out=dst_hi)
 
 
+#: The arguments of one :func:`_times_alpha_k` call.
+_Step = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int, np.ndarray, np.ndarray]
+
+
 class _PiecePlan:
     """Scratch arrays and prebuilt NumPy views for one piece of ``n`` sectors.
 
@@ -127,18 +118,21 @@ class _PiecePlan:
         self.unit_starts = starts.reshape(-1)
         self.iv_base = np.arange(n, dtype=_U64) * _U64(sector_size // 512)  # IV of each sector - first IV
         sec = np.zeros((n, 2), _U64)
-        self.sec_lo, self.sec_bytes = sec[:, 0], memoryview(sec).cast("B")
+        self.sec_lo, self.sec_bytes = sec[:, 0], sec.data.cast("B")
         t0 = np.empty(2 * n + 2, _U64)  # +16 bytes: OpenSSL's update_into slack
-        self.t0_bytes, self.t0_head = memoryview(t0).cast("B"), t0[: 2 * n]
+        self.t0_bytes, self.t0_head = t0.data.cast("B"), t0[: 2 * n]
         lo, hi = np.empty((head, n), _U64), np.empty((head, n), _U64)
         self.first = ((lo[0], t0[0 : 2 * n : 2]), (hi[0], t0[1 : 2 * n : 2]))
         tmp, carry = np.empty(max(1, head // 2) * n, _U64), np.empty(max(1, head // 2) * n, _U64)
-        self.steps = []  # columns [k, 2k) = columns [0, k) * alpha^k
+        # columns [k, 2k) = columns [0, k) * alpha^k: the arguments of _times_alpha_k
+        self.steps: list[_Step] = []
         k = 1
         while k < head:
             m = k * n
-            flat = (lo[:k], hi[:k], lo[k : 2 * k], hi[k : 2 * k])
-            self.steps.append((*(a.reshape(-1) for a in flat), k, tmp[:m], carry[:m]))
+            src_lo, src_hi, dst_lo, dst_hi = (
+                a.reshape(-1) for a in (lo[:k], hi[:k], lo[k : 2 * k], hi[k : 2 * k])
+            )
+            self.steps.append((src_lo, src_hi, dst_lo, dst_hi, k, tmp[:m], carry[:m]))
             k *= 2
         pairs = np.empty((blocks, n, 2), _U64)
         self.interleave = ((pairs[:head, :, 0], lo), (pairs[:head, :, 1], hi))
@@ -164,7 +158,7 @@ class _PiecePlan:
         self.work64 = np.frombuffer(self.work, _U64, self.tweaks.size)
         self.work_in = memoryview(self.work)[: n * sector_size]
 
-    def compute_tweaks(self, enc2, first_iv: int) -> np.ndarray:
+    def compute_tweaks(self, enc2: CipherContext, first_iv: int) -> np.ndarray:
         """Every block's mask, in data order, for the piece whose first sector has IV ``first_iv``: its XTS
         tweak adjusted for the one-data-unit pass (see :meth:`crypt`).
 
@@ -190,7 +184,9 @@ class _PiecePlan:
             np.copyto(dst, src)
         return self.tweaks
 
-    def crypt(self, enc2, unit, src: memoryview, first_iv: int, dst: memoryview) -> None:
+    def crypt(
+        self, enc2: CipherContext, unit: CipherContext, src: memoryview, first_iv: int, dst: memoryview
+    ) -> None:
         """XOR with the masks, one XTS pass over the piece as a single data unit, XOR again into ``dst``.
 
         ``unit`` is an OpenSSL XTS context with a fixed IV: every update is one data unit whose block J is
@@ -207,7 +203,7 @@ class _PiecePlan:
         np.bitwise_xor(self.work64, tw, out=np.frombuffer(dst, _U64, tw.size))
 
 
-class TweakLane(_Lane):
+class TweakLane(Lane):
     """The ``"numpy-tweaks"`` engine: piece plans and the contexts of their ECB and XTS passes."""
 
     def __init__(self, key: bytes, k2: bytes, sector_size: int, unit_tweak: int | None = None) -> None:

@@ -1,15 +1,9 @@
 """Authenticode for PE/COFF (EFI) images: digest, sign (refuse / replace / append), list, verify.
 
-The digest follows EDK2's DxeImageVerificationLib and sbsign exactly (formats.md §2.1), because
-firmware is the verifier that matters: headers without CheckSum and the security directory entry,
-sections sorted by PointerToRawData, then trailing data up to the certificate table, where the
-"bytes hashed so far" count is used as the trailing data's offset (EDK2 does this; it only differs from
-hashing the file linearly when sections leave gaps). An image whose signed part is not a multiple of
-8 bytes is hashed as if zero-padded to 8, because signing pads it so (sbsign and osslsigncode agree).
-
-Signatures are PKCS#7 SignedData v1 over an SpcIndirectDataContent, built by :mod:`app.signing.cms`
-and stored as WIN_CERTIFICATE entries. Several entries, each 8-byte aligned, is how UEFI takes more
-than one signature: EDK2 iterates every entry and accepts the image if any one is trusted.
+The digest follows EDK2's DxeImageVerificationLib and sbsign exactly, because firmware is the verifier
+that matters (:func:`authenticode_digest`). Signatures are PKCS#7 SignedData v1 over an
+SpcIndirectDataContent (:mod:`app.signing.cms`) stored as WIN_CERTIFICATE entries; several entries, each
+8-byte aligned, is how UEFI takes more than one signature (EDK2 accepts the image if any one is trusted).
 """
 
 from __future__ import annotations
@@ -51,7 +45,13 @@ SignMode = Literal["refuse", "replace", "append"]
 
 
 def authenticode_digest(data: bytes, hash_name: str = "sha256") -> bytes:
-    """The Authenticode digest of a PE image, as firmware computes it (and as a signature must carry)."""
+    """The Authenticode digest of a PE image, as firmware computes it (and as a signature must carry).
+
+    Headers without CheckSum and the security directory entry, sections sorted by PointerToRawData, then
+    trailing data up to the certificate table, counting "bytes hashed so far" as the trailing data's offset
+    (as EDK2 does; it differs from hashing linearly only when sections leave gaps). A signed part that is
+    not a multiple of 8 bytes is hashed as if zero-padded to 8, because signing pads it so.
+    """
     return _digest(data, parse_layout(data), hash_name)
 
 

@@ -1,30 +1,8 @@
 """Certificate path validation for code signing (RFC 5280 section 6), as OpenSSL and osslsigncode judge it.
 
 A signature is only as good as the chain from its signer to a certificate the user trusts, and an
-attacker controls every certificate embedded in a signature. The path is built and checked by
-:mod:`cryptography.x509.verification` (the same engine pyca uses for TLS) with a code-signing profile
-expressed as its extension policies:
-
-- every issuer is a CA: basicConstraints with cA TRUE (a certificate without basicConstraints, or with
-  cA FALSE, issues nothing); its keyUsage, when present, allows keyCertSign; every pathLenConstraint holds;
-- the signer's keyUsage, when present, allows digitalSignature;
-- an extendedKeyUsage, on the signer or on an issuer, includes codeSigning or anyExtendedKeyUsage (what
-  osslsigncode, sbverify and Windows demand of an Authenticode signer); no extendedKeyUsage means any;
-- an unrecognised critical extension refuses the certificate; at most :data:`MAX_DEPTH` intermediates.
-
-The verifier also applies its own certificate profile: X.509 v3, RSA keys of at least 2048 bits or ECDSA
-on P-256/384/521, SHA-2 signatures (no SHA-1, no MD5), positive serials of at most 20 octets.
-
-Validity periods. UEFI firmware ignores them (EDK2 verifies with ``X509_V_FLAG_NO_CHECK_TIME``), so an
-expired certificate is no reason to reject a signature here; ``certificates.py`` reports expiry as a
-finding. The verifier always checks the chain at one moment, though, so we ask whether there is a moment
-at which every certificate of the chain was valid at once: that moment, when it exists, is the latest
-start date among them, which is one of the start dates of the certificates at hand that fall inside the
-signer's own validity. Certificates that were never valid together (a CA that had expired before the
-signer was issued) do not form a chain.
-
-A trusted certificate given as the signer itself is its own anchor: our generated db certificates
-(self-signed, CA:FALSE, keyUsage digitalSignature, EKU codeSigning) are trusted that way.
+attacker controls every certificate embedded in a signature. :func:`check_chain` builds and checks the
+path with :mod:`cryptography.x509.verification` (pyca's TLS engine) under a code-signing profile.
 """
 
 from __future__ import annotations
@@ -100,7 +78,12 @@ def _policies() -> tuple[xv.ExtensionPolicy, xv.ExtensionPolicy]:
 
 
 def _moments(cert: x509.Certificate, others: Sequence[x509.Certificate]) -> list[datetime]:
-    """Start dates of ``cert`` and ``others`` inside ``cert``'s validity, the signer's own first."""
+    """Start dates of ``cert`` and ``others`` inside ``cert``'s validity, the signer's own first.
+
+    The verifier checks a chain at one moment; the moment at which every certificate of a chain was valid,
+    when it exists, is the latest start date among them, so these are the candidates. Certificates never
+    valid together (a CA that expired before the signer was issued) form no chain.
+    """
     start, end = cert.not_valid_before_utc, cert.not_valid_after_utc
     found = [start]
     for other in others:
@@ -129,7 +112,22 @@ def check_chain(
     cert: x509.Certificate, pool: Sequence[x509.Certificate], trusted: Sequence[x509.Certificate]
 ) -> None:
     """Accept ``cert`` when it is one of ``trusted`` or chains to one through issuers in ``pool`` (the
-    certificates embedded in the signature), by the rules of the module docstring; else SignatureError."""
+    certificates embedded in the signature); else SignatureError. The rules:
+
+    - every issuer is a CA: basicConstraints with cA TRUE (none, or cA FALSE, issues nothing); its keyUsage,
+      when present, allows keyCertSign; every pathLenConstraint holds;
+    - the signer's keyUsage, when present, allows digitalSignature;
+    - an extendedKeyUsage, on the signer or an issuer, includes codeSigning or anyExtendedKeyUsage (what
+      osslsigncode, sbverify and Windows demand of an Authenticode signer); none means any;
+    - an unrecognised critical extension refuses the certificate; at most :data:`MAX_DEPTH` intermediates;
+    - the verifier's own profile: X.509 v3, RSA of at least 2048 bits or ECDSA on P-256/384/521, SHA-2
+      signatures, positive serials of at most 20 octets;
+    - validity periods are not enforced (UEFI firmware ignores them; ``certificates.py`` reports expiry),
+      but the chain's certificates must have been valid together at some moment (:func:`_moments`).
+
+    A trusted certificate given as the signer itself is its own anchor (our generated db certificates:
+    self-signed, CA:FALSE, keyUsage digitalSignature, EKU codeSigning).
+    """
     subject = _name(cert)
     if not trusted:
         raise SignatureError(printable(f"the signer {subject} is not trusted: no trusted certificate given"))

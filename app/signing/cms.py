@@ -1,35 +1,12 @@
 """CMS SignedData (RFC 5652): sign and verify, encapsulated or detached, RSA and ECDSA.
 
-One implementation serves two formats. The catalog and the manifest use plain CMS (eContentType id-data,
-``openssl cms -verify`` must accept it); Authenticode uses the PKCS#7 v1.5 flavour of the same structure
-(SignedData version 1, eContentType SpcIndirectDataContent, extra signed attributes). Both follow one
-rule for the messageDigest attribute: it is the hash of the *contents octets* of the eContent value —
-for id-data that is simply the content, for Authenticode it is the SpcIndirectDataContent DER without its
-outer tag and length (formats.md §2.2, gotcha 3). So :func:`sign_signed_data` takes the complete DER of
-the eContent value and :func:`sign_cms` wraps plain bytes in an OCTET STRING.
-
-All signing goes through a :class:`~app.signing.signer.Signer`; this module never sees a private key.
-Verification checks the messageDigest, the contentType attribute, the signature over the signed
-attributes re-encoded as a SET (as received, never re-sorted), and optionally the chain to trusted
-certificates (RFC 5280 path validation for code signing: :mod:`app.signing.chain`). Every failure is a
-:class:`SignatureError` with a one-line reason.
-
-Strictness. A few bytes of a SignedData lie outside the signature: the embedded certificates, the
-SignedData version, AlgorithmIdentifier parameters, the framing. Every user of this module (the catalog,
-the build manifest, shielding data) promises that one changed byte of a file we signed fails
-verification, so both sides are strict here rather than in each format:
-
-- signing binds the signer's certificate into the signed attributes with the ESS ``signingCertificateV2``
-  attribute (RFC 5035; SHA-256, hash algorithm omitted as the DEFAULT, as OpenSSL writes it). Authenticode
-  leaves it out by default, so its signatures stay byte-for-byte what sbsign/osslsigncode/firmware know;
-- verification demands: the SignedData version RFC 5652 section 5.1 prescribes for the contents (or the
-  one the caller names: Authenticode's PKCS#7 v1.5 version 1); the SignerInfo version its sid form
-  prescribes; every AlgorithmIdentifier's parameters absent or NULL (the only encodings RFC 3370/5754/5758
-  allow for the algorithms accepted here); a signingCertificate(V2) attribute, when present, naming the
-  certificate that verifies the signature; and that certificate taken from the signature itself. A trusted
-  certificate stands in for the signer's only when the signature embeds no certificates at all (``openssl
-  cms -sign -nocerts``), never when an embedded one fails to match - a damaged copy is not papered over.
-  Files without the attribute (``openssl cms -sign`` without ``-cades``) still verify.
+One implementation serves plain CMS (the catalog, the manifest, shielding data: eContentType id-data,
+``openssl cms -verify`` accepts it) and Authenticode's PKCS#7 v1.5 flavour (SignedData version 1,
+SpcIndirectDataContent). The messageDigest always hashes the *contents octets* of the eContent value, so
+:func:`sign_signed_data` takes the complete eContent DER and :func:`sign_cms` wraps plain bytes in an
+OCTET STRING. Signing goes through a :class:`~app.signing.signer.Signer` (no private key here), and both
+sides are strict (see :func:`sign_signed_data`, :func:`verify_cms`): one changed byte of a file we signed
+fails verification, with a one-line :class:`SignatureError`.
 """
 
 from __future__ import annotations
@@ -60,12 +37,12 @@ OID_SIGNING_CERTIFICATE = "1.2.840.113549.1.9.16.2.12"
 OID_SIGNING_CERTIFICATE_V2 = "1.2.840.113549.1.9.16.2.47"
 
 #: Digest algorithms by name; sha1 is recognised only to name it in a refusal.
-HASH_OIDS: dict[str, str] = {
+HASH_OIDS: dict[HashName, str] = {
     "sha256": "2.16.840.1.101.3.4.2.1",
     "sha384": "2.16.840.1.101.3.4.2.2",
     "sha512": "2.16.840.1.101.3.4.2.3",
 }
-_HASH_BY_OID = {v: k for k, v in HASH_OIDS.items()}
+_HASH_BY_OID: dict[str, HashName] = {v: k for k, v in HASH_OIDS.items()}
 _SHA1_OID = "1.3.14.3.2.26"
 
 OID_RSA_ENCRYPTION = "1.2.840.113549.1.1.1"
@@ -172,8 +149,10 @@ def sign_signed_data(
 
     ``extra_attributes`` are complete Attribute encodings added to the signed attributes (Authenticode's
     SpcSpOpusInfo). ``version`` defaults to RFC 5652's rule (1 for id-data, else 3); Authenticode needs 1.
-    ``signing_certificate`` adds the signingCertificateV2 attribute binding the signer's certificate
-    (plain CMS: always; Authenticode turns it off to stay what sbsign writes).
+    ``signing_certificate`` adds the ESS signingCertificateV2 attribute (RFC 5035; SHA-256, the hash
+    algorithm omitted as the DEFAULT, as OpenSSL writes it) binding the signer's certificate into the
+    signed attributes: plain CMS always; Authenticode leaves it out so its signatures stay byte for byte
+    what sbsign, osslsigncode and firmware know.
     """
     inner = der.decode(econtent)
     digest = _hash(hash_name, inner.content)
@@ -241,7 +220,7 @@ class SignerInfo:
     signature_params: bytes | None = None
 
     @property
-    def hash_name(self) -> str | None:
+    def hash_name(self) -> HashName | None:
         return _HASH_BY_OID.get(self.digest_oid)
 
     def attribute_values(self, oid: str) -> tuple[der.Element, ...] | None:
@@ -441,8 +420,17 @@ def verify_cms(
     """Verify a DER CMS SignedData (every SignerInfo); ``content`` is required for detached signatures.
 
     With ``trusted``, the signer must be one of those certificates or chain to one through certificates
-    embedded in the signature. The strict rules of the module docstring apply. Returns the first signer's
-    details; raises SignatureError otherwise.
+    embedded in the signature (:func:`app.signing.chain.check_chain`). Returns the first signer's details;
+    raises SignatureError otherwise.
+
+    Checked: the messageDigest, the contentType attribute, the signature over the signed attributes as
+    received (re-encoded as a SET, never re-sorted), and - because a few bytes of a SignedData lie outside
+    the signature - the SignedData version RFC 5652 section 5.1 prescribes (or the caller's, Authenticode's
+    1), the SignerInfo version its sid form prescribes, every AlgorithmIdentifier's parameters absent or
+    NULL (RFC 3370/5754/5758), a signingCertificate(V2) attribute, when present, naming the certificate that
+    verifies, and that certificate taken from the signature itself. A trusted certificate stands in for the
+    signer's only when the signature embeds none (``openssl cms -sign -nocerts``), never when an embedded
+    one fails to match. Files without the attribute (``openssl cms -sign`` without ``-cades``) still verify.
     """
     sd = parse_signed_data(data)
     if sd.econtent is None:
@@ -617,12 +605,12 @@ def _serial(cert: x509.Certificate) -> int:
         return cert.serial_number
 
 
-def _check_signature(cert: x509.Certificate, si: SignerInfo, hash_name: str, signed: bytes) -> None:
+def _check_signature(cert: x509.Certificate, si: SignerInfo, hash_name: HashName, signed: bytes) -> None:
     try:
         key = cert.public_key()
     except (ValueError, UnsupportedAlgorithm):
         raise SignatureError("the signer's certificate has an unreadable or unsupported public key") from None
-    algorithm = hash_algorithm(hash_name)  # type: ignore[arg-type]
+    algorithm = hash_algorithm(hash_name)
     try:
         if si.signature_oid == OID_RSA_ENCRYPTION or si.signature_oid in _RSA_WITH:
             if si.signature_oid in _RSA_WITH and _RSA_WITH[si.signature_oid] != hash_name:

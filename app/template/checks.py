@@ -1,4 +1,4 @@
-"""The value rules of a Recipe: what :func:`app.template.recipe.validate_recipe` reports, key by key.
+"""The value rules of a Recipe: what :func:`validate_recipe` reports, key by key.
 
 Kept apart from the model so the rules read as a list. Every problem names the dotted recipe key at fault
 (``catalog.version``) because that is what the user must edit; the wizard shows the same sentences.
@@ -14,16 +14,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from app.boot.uki import HOST_STUB
+from app.catalog.format import CatalogError, check_block_size, check_template_name, parse_version
+from app.disk.esp import plan_esp_install
 from app.errors import ShieldwrightError
 from app.findings import Finding, Severity
+from app.luks import kdf as luks_kdf
+from app.luks.params import KDF_KINDS, PBKDF2_HASHES
+from app.template.manifest import ArtefactPaths
 from app.template.recipe import (
     DEFAULT_VENDOR_DIR,
     EXISTING_ACTIONS,
     FORMAT_VERSION,
-    KDF_KINDS,
     MAX_ITER_TIME_MS,
     OUTPUT_FORMATS,
-    PBKDF2_HASHES,
     SECRET_KINDS,
     SECTOR_SIZES,
     UKI_SOURCES,
@@ -176,10 +180,10 @@ def _uki(out: _Problems, u: UkiOptions) -> None:
             if v is not None:
                 out.add(f"uki.{key}", f"only applies when uki.source is 'existing' (it is {u.source!r})")
     if not u.builds_new_uki:
-        unused = {"kernel": u.kernel, "initrds": u.initrds or None, "cmdline": u.cmdline,
-                  "os_release": u.os_release, "stub": u.stub}  # fmt: skip
-        for key, v in unused.items():
-            if v is not None:
+        unused: dict[str, object] = {"kernel": u.kernel, "initrds": u.initrds or None, "cmdline": u.cmdline,
+                                     "os_release": u.os_release, "stub": u.stub}  # fmt: skip
+        for key, value in unused.items():
+            if value is not None:
                 out.add(
                     f"uki.{key}",
                     f"is not used when uki.existing_action is {u.existing_action!r}",
@@ -205,10 +209,11 @@ def _uki(out: _Problems, u: UkiOptions) -> None:
 
 
 def _encryption(out: _Problems, e: EncryptionOptions, protect: Any) -> None:
-    if e.partitions is not None:
-        _numbers(out, "encryption.partitions", e.partitions, "the partitions to encrypt")
-        if isinstance(e.partitions, list | tuple) and isinstance(protect, list | tuple):
-            extra = sorted(n for n in set(e.partitions) - set(protect) if _is_int(n))
+    partitions: Any = e.partitions  # checked as data: a Recipe may be built by code, not only from TOML
+    if partitions is not None:
+        _numbers(out, "encryption.partitions", partitions, "the partitions to encrypt")
+        if isinstance(partitions, list | tuple) and isinstance(protect, list | tuple):
+            extra = sorted(n for n in set(partitions) - set(protect) if _is_int(n))
             if extra:
                 out.add(
                     "encryption.partitions",
@@ -241,8 +246,6 @@ def _encryption(out: _Problems, e: EncryptionOptions, protect: Any) -> None:
 
 
 def _kdf_params(out: _Problems, kdf: str, p: Any) -> None:
-    from app.luks import kdf as luks_kdf
-
     key = "encryption.kdf_params"
     if not isinstance(p, dict):
         out.add(key, f"{short_repr(p)} is not a table")
@@ -282,20 +285,14 @@ def _kdf_params(out: _Problems, kdf: str, p: Any) -> None:
 
 
 def _catalog(out: _Problems, c: CatalogOptions) -> None:
-    from app.catalog.format import CatalogError, check_block_size, check_template_name, parse_version
-
     try:
         check_template_name(c.name)
     except CatalogError as exc:
         out.add("catalog.name", exc.message, exc.hint)
     try:
         parse_version(c.version)
-    except CatalogError:
-        out.add(
-            "catalog.version",
-            f"{short_repr(c.version)} is not a.b.c.d (four numbers 0-65535)",
-            "e.g. 1.0.0.0",
-        )
+    except CatalogError as exc:  # the engine's words, as the wizard shows them
+        out.add("catalog.version", exc.message, exc.hint)
     try:
         check_block_size(c.block_size)
     except CatalogError as exc:
@@ -303,8 +300,6 @@ def _catalog(out: _Problems, c: CatalogOptions) -> None:
 
 
 def _boot(out: _Problems, r: Recipe) -> None:
-    from app.disk.esp import plan_esp_install
-
     b = r.boot
     # plan_esp_install owns the rules for both names (what shim and FAT accept): ask it.
     if b.uki_id is not None:
@@ -323,8 +318,6 @@ def _boot(out: _Problems, r: Recipe) -> None:
 def build_files(r: Recipe) -> dict[str, Path]:
     """Every file a build of ``r`` reads or writes whose path must not be shared with another, by what it
     is: the base image, the output and its sidecars (catalog, manifest, signature, report)."""
-    from app.template.manifest import ArtefactPaths
-
     files = {"the base image": Path(r.base_image)}
     if r.output.path is not None:
         p = ArtefactPaths.for_output(Path(r.output.path))
@@ -339,7 +332,7 @@ def output_collision(path: Path | str, r: Recipe) -> str | None:
     collide with - "the output's report (/x/t.raw.report.html)" - or None.
 
     Why: the build renames its staged files over their destinations at the very end; a recovery key written
-    to a sidecar's name would be replaced by the sidecar after being reported as written (issue 17 item 3).
+    to a sidecar's name would be replaced by the sidecar after being reported as written.
     """
     for what, other in build_files(r).items():
         if _same_path(Path(path), other):
@@ -367,8 +360,6 @@ def published_host_files(r: Recipe) -> list[HostFile]:
     (``uki.stub``, or the host's systemd-stub when it names none). Files taken from the base image are not
     host files; an existing UKI kept or re-signed uses none.
     """
-    from app.boot.uki import HOST_STUB
-
     u = r.uki
     if u.source not in UKI_SOURCES or not u.builds_new_uki:
         return []
@@ -413,7 +404,7 @@ def private_host_file_problems(r: Recipe, *, allow: bool, hint: str = "") -> lis
     a WARNING instead when ``allow`` (the CLI's ``--allow-private-inputs``, the Review page's choice).
 
     Why: a recipe is data a CI job replays; ``uki.initrds = ["/etc/shadow"]`` would otherwise copy that
-    file readably into a template that is handed out (issue 17 item 7). Missing files are not reported here
+    file readably into a template that is handed out. Missing files are not reported here
     (the file checks of :func:`recipe_problems` do that). ``hint`` says how this face allows them.
     """
     out = _Problems()
@@ -502,3 +493,12 @@ def _secret_file_mode(out: _Problems, key: str, path: Path) -> None:
     if stat.S_ISREG(mode) and mode & 0o077:
         out.add(key, f"{path} can be read by other users (mode {stat.S_IMODE(mode):o})",
                 f"chmod 600 {path}", WARNING)  # fmt: skip
+
+
+def validate_recipe(recipe: Recipe, *, check_files: bool = True) -> list[Finding]:
+    """Everything wrong with ``recipe``, each message starting with the dotted key at fault.
+
+    ERROR findings make the build refuse to start; WARNINGs are shown. ``check_files`` also checks that
+    input files exist and output directories are there (nothing is parsed: that is the build's job).
+    """
+    return [p.finding() for p in recipe_problems(recipe, check_files=check_files)]

@@ -1,32 +1,9 @@
-"""The build manifest: what was built from what, by whom, with which keys - signed, and without secrets.
+"""The build manifest: what was built from what, by whom, with which keys - signed, without secrets.
 
-``<output>.manifest.json`` is a JSON document (format ``shieldwright-manifest``, ``format_version`` 1):
-
-- ``tool`` (name, version), ``created`` (RFC 3339 UTC), ``template`` (name, version);
-- ``input`` / ``output``: path (the output by file name: the manifest sits beside it), format, file size,
-  virtual disk size, ``sha256`` of the file as stored (what ``sha256sum`` prints), disk GUID;
-- ``partitions.before`` / ``partitions.after``: every GPT entry with number, name, role, type GUID and
-  name, unique GUID, first/last LBA, size, content; ``after`` adds ``protection`` (``encrypted``:
-  LUKS2, in the catalog; ``catalog``: copied as it is, in the catalog; ``none``);
-- ``uki``: SHA-256 of the file, Authenticode SHA-256 (what firmware measures into PCR 4 and db checks),
-  size, stub, kernel release, command line, where it came from, and its ESP paths;
-- ``esp``: the partition and every file the build put there, with SHA-256 and size;
-- ``pcr_predictions``: ``{"sha256": {"11": {"": hex, "enter-initrd": hex, ...}}}`` - ``""`` is the value
-  when the kernel starts, before any systemd phase word is measured;
-- ``catalog``: the ``.vsc`` file (name, SHA-256, path inside the ESP), block size, and each protected
-  partition's digest (hex SHA-256 of its block digests) and block count;
-- ``signers``: the UEFI (UKI) and catalog (catalog, manifest) certificates: subject, issuer, serial and
-  SHA-256 thumbprint of the DER certificate (lower-case hex, as ``vsc show`` prints it);
-- ``luks``: per encrypted partition its LUKS2 UUID, cipher, sector size, data offset and keyslots
-  (``id``, ``kind`` = ``passphrase`` / ``recovery`` / ``tpm2``, KDF parameters without salts);
-- ``host_files``: every file of the build host that went into the template in the clear (the UKI's
-  kernel, initrds and stub read from this computer, not from the base image): recipe key, role, path,
-  size, SHA-256, mode, and ``private`` when other users could not read it (published only when allowed).
-
-Never in it: passphrases, the recovery key, key material. The signature ``<output>.manifest.json.p7s`` is
-a detached DER CMS SignedData by the catalog signer over the exact bytes of the JSON file, so
-``openssl cms -verify -binary -inform DER -in X.p7s -content X.json -CAfile cert.pem -purpose any``
-checks it with no Shieldwright code involved.
+``<output>.manifest.json`` (format ``shieldwright-manifest``, version 1; every key in
+docs/formats/manifest.md) and its detached DER CMS signature ``<output>.manifest.json.p7s`` by the catalog
+signer, which ``openssl cms -verify`` checks with no Shieldwright code involved. Never in it:
+passphrases, the recovery key, key material.
 """
 
 from __future__ import annotations
@@ -41,7 +18,11 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from app import __version__
+from app.catalog.format import Catalog
 from app.disk.model import DiskLayout, Partition
+from app.luks.relayout import RelayoutPlan
+from app.signing.cms import sign_cms, verify_cms
+from app.signing.signer import Signer
 
 FORMAT = "shieldwright-manifest"
 FORMAT_VERSION = 1
@@ -72,6 +53,39 @@ class ArtefactPaths:
         return (self.output, self.catalog, self.manifest, self.signature, self.report)
 
 
+@dataclass(frozen=True)
+class KeyslotInfo:
+    """One keyslot: its id, what opens it, and its KDF parameters without the salt."""
+
+    id: int
+    kind: str  # "passphrase" | "recovery" | "tpm2"
+    kdf: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class LuksInfo:
+    """An encrypted partition's LUKS2 container (no key material)."""
+
+    partition: int
+    uuid: str
+    cipher: str
+    key_bits: int
+    sector_size: int
+    data_offset: int
+    keyslots: tuple[KeyslotInfo, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "partition": self.partition,
+            "uuid": self.uuid,
+            "cipher": self.cipher,
+            "key_bits": self.key_bits,
+            "sector_size": self.sector_size,
+            "data_offset": self.data_offset,
+            "keyslots": [{"id": k.id, "kind": k.kind, "kdf": k.kdf} for k in self.keyslots],
+        }
+
+
 @dataclass
 class BuildRecord:
     """Everything a finished build knows that the manifest and the report show (no secrets)."""
@@ -89,19 +103,21 @@ class BuildRecord:
     output_size: int
     output_sha256: str
     output_virtual_size: int
-    plan: Any  # app.luks.relayout.RelayoutPlan
+    plan: RelayoutPlan
     protected: list[int]
-    uki: Any  # app.template.build.boot.BuiltUki
+    #: An app.template.build.boot.BuiltUki; not imported, as build.boot -> checks -> manifest would close a
+    #: cycle.
+    uki: Any
     uki_paths: list[str]
     esp_partition: int
     esp_files: dict[str, bytes] = field(repr=False)
     pcrs: dict[str, dict[str, str]]
-    catalog: Any  # app.catalog.format.Catalog
+    catalog: Catalog
     catalog_sha256: str
     catalog_esp_path: str
     uefi_certificate: x509.Certificate
     catalog_certificate: x509.Certificate
-    luks: list[Any]  # app.template.build.keys.LuksInfo
+    luks: list[LuksInfo]
     recovery_key_file: Path | None = None
     notes: list[str] = field(default_factory=list)
     step_seconds: list[tuple[str, float]] = field(default_factory=list)
@@ -241,10 +257,8 @@ def encode_manifest(doc: dict[str, Any]) -> bytes:
     return (json.dumps(doc, indent=2, ensure_ascii=False, allow_nan=False) + "\n").encode("utf-8")
 
 
-def sign_manifest(data: bytes, signer: Any) -> bytes:
-    """Detached DER CMS SignedData over ``data`` by ``signer`` (an :class:`app.signing.signer.Signer`)."""
-    from app.signing.cms import sign_cms
-
+def sign_manifest(data: bytes, signer: Signer) -> bytes:
+    """Detached DER CMS SignedData over ``data`` by ``signer``."""
     return sign_cms(data, signer, detached=True)
 
 
@@ -252,6 +266,4 @@ def verify_manifest(
     data: bytes, signature: bytes, trusted: list[x509.Certificate] | None = None
 ) -> x509.Certificate:
     """The signer certificate of a manifest signature that verifies over ``data`` (SignatureError if not)."""
-    from app.signing.cms import verify_cms
-
     return verify_cms(signature, content=data, trusted=trusted).signer

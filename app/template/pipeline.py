@@ -13,19 +13,56 @@ import dataclasses
 import os
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from app.catalog.format import ESP_CATALOG_PATH
+from app.boot.errors import PcrPredictionError
+from app.boot.pcr import predict_pcr11
+from app.catalog.create import check_partitions
+from app.catalog.format import (
+    ESP_CATALOG_PATH,
+    Catalog,
+    CatalogPartition,
+    check_block_size,
+    check_template_name,
+    parse_version,
+    sign_catalog,
+    utc_now,
+)
+from app.disk.esp import DEFAULT_LOADER, list_esp, plan_esp_install, write_esp_files
+from app.disk.image import DiskImage, open_image
+from app.disk.layout import layout_of
+from app.disk.model import DiskLayout, Role
 from app.errors import CancelledError, OutputExistsError, ShieldwrightError
-from app.progress import CancelToken, Progress
+from app.findings import Severity
+from app.luks.container import generate_recovery_key
+from app.luks.kdf import KdfParams
+from app.luks.params import DEFAULT_DATA_OFFSET
+from app.luks.relaid_image import RelaidImage, encrypt_image, gpt_bytes
+from app.luks.relayout import plan_relayout
+from app.progress import CancelToken, Progress, ProgressState
+from app.signing.output import write_output
+from app.signing.signer import Signer
+from app.template.build import boot as boot_step
+from app.template.build import export as export_step
+from app.template.build import keys as keys_step
+from app.template.build.output_hash import sha256_regenerated
 from app.template.build.progress import BuildProgress, ProgressSnapshot
-
-if TYPE_CHECKING:
-    from app.disk.model import DiskLayout
-    from app.signing.signer import Signer
-    from app.template.recipe import Recipe
+from app.template.build.report import human_size, render_report
+from app.template.build.sinks import AsyncSinks
+from app.template.build.staging import FileHasher, Staging, fsync_file, os_error, sha256_file
+from app.template.checks import output_collision, private_host_file_problems
+from app.template.manifest import (
+    ArtefactPaths,
+    BuildRecord,
+    build_manifest,
+    encode_manifest,
+    sha256_hex,
+    sign_manifest,
+)
+from app.template.recipe import Recipe
 
 __all__ = [
     "ESP_CATALOG_PATH",
@@ -98,8 +135,6 @@ class BuildResult:
 def artifact_paths(output: str | os.PathLike[str]) -> dict[str, Path]:
     """Every file a build of ``output`` writes, by role: template, catalog, manifest, manifest_signature,
     report (the names the Review page announces before the build runs)."""
-    from app.template.manifest import ArtefactPaths
-
     p = ArtefactPaths.for_output(Path(output))
     return {"template": p.output, "catalog": p.catalog, "manifest": p.manifest,
             "manifest_signature": p.signature, "report": p.report}  # fmt: skip
@@ -123,8 +158,6 @@ def run_build(
     one-line message for any input or environment problem (a full disk is an
     :class:`~app.errors.OutOfSpaceError`); in every such case no output file and no temporary file remain.
     """
-    from app.template.build.staging import os_error
-
     if not isinstance(progress, BuildProgress):
         progress = BuildProgress(forward=progress)
     cancel = cancel or CancelToken()
@@ -140,7 +173,8 @@ def run_build(
         progress.finish("failed")
         raise
     except OSError as exc:
-        folder = build.staging.dir.parent if build.staging is not None else None
+        staging: Staging | None = vars(build).get("staging")  # unset if the first step failed early
+        folder = staging.dir.parent if staging is not None else None
         err = os_error(exc, f"in step {progress.step_index} ({progress.step_name})", folder)
         progress.note(f"Failed: {err.one_line()}")
         progress.finish("failed")
@@ -162,17 +196,21 @@ def _source_date_epoch() -> float | None:
 
 
 class _Build:
-    """One build's state as it moves through the steps; :meth:`close` releases everything it holds."""
+    """One build's state as it moves through the steps; :meth:`close` releases everything it holds.
+
+    Each step sets the attributes the later ones use; those :meth:`close` releases are declared here.
+    """
+
+    image: DiskImage
+    staging: Staging
+    input_hasher: FileHasher
+    keys_pool: ThreadPoolExecutor
+    keys_job: Future[tuple[KdfParams, keys_step.PreparedKeys, bool]]
+    keys: keys_step.PreparedKeys
 
     def __init__(self, inputs: BuildInputs, progress: BuildProgress, cancel: CancelToken) -> None:
         self.inputs, self.recipe, self.progress, self.cancel = inputs, inputs.recipe, progress, cancel
         self.notes: list[str] = []
-        self.staging: Any = None
-        self.image: Any = None
-        self.input_hasher: Any = None
-        self.keys: Any = None
-        self.keys_pool: Any = None
-        self.keys_job: Any = None
         self.started = time.monotonic()
 
     # -- plumbing ------------------------------------------------------------------------------------
@@ -203,37 +241,33 @@ class _Build:
         return self.result
 
     def close(self) -> None:
-        if self.input_hasher is not None:
-            self.input_hasher.stop()
-        if self.keys_pool is not None:  # a failed or cancelled build still waits for the KDF in flight
-            self.keys_pool.shutdown(wait=True, cancel_futures=True)
+        """Release what the steps that ran so far created (a failed step leaves later attributes unset)."""
+        made = vars(self)
+        hasher: FileHasher | None = made.get("input_hasher")
+        pool: ThreadPoolExecutor | None = made.get("keys_pool")
+        prepared: keys_step.PreparedKeys | None = made.get("keys")
+        image: DiskImage | None = made.get("image")
+        staging: Staging | None = made.get("staging")
+        if hasher is not None:
+            hasher.stop()
+        if pool is not None:  # a failed or cancelled build still waits for the KDF in flight
+            pool.shutdown(wait=True, cancel_futures=True)
             job = self.keys_job
-            if self.keys is None and job.done() and not job.cancelled() and job.exception() is None:
-                self.keys = job.result()[1]  # never taken by _keys: cleared below like any other
-        if self.keys is not None:
-            self.keys.crypto.clear()  # the data ciphers hold the volume keys (in OpenSSL contexts)
-        if self.image is not None:
-            self.image.close()
-        if self.staging is not None and not self.staging.committed:
-            self.staging.remove()
+            if prepared is None and job.done() and not job.cancelled() and job.exception() is None:
+                prepared = self.keys = job.result()[1]  # never taken by _keys: cleared below like any other
+        if prepared is not None:
+            prepared.crypto.clear()  # the data ciphers hold the volume keys (in OpenSSL contexts)
+        if image is not None:
+            image.close()
+        if staging is not None and not staging.committed:
+            staging.remove()
 
     # -- 1. open -------------------------------------------------------------------------------------
 
     def _open(self) -> None:
-        from app.catalog.create import check_partitions
-        from app.catalog.format import check_block_size, check_template_name, parse_version
-        from app.disk.image import open_image
-        from app.disk.layout import layout_of
-        from app.disk.model import Role, Severity
-        from app.luks.imageops import DEFAULT_DATA_OFFSET
-        from app.luks.relayout import plan_relayout
-        from app.template.build.export import check_format
-        from app.template.build.staging import FileHasher, Staging
-        from app.template.manifest import ArtefactPaths
-
         r = self.recipe
         self.base = Path(r.base_image)
-        self.fmt = check_format(r.output.format)
+        self.fmt = export_step.check_format(r.output.format)
         check_template_name(r.catalog.name)
         parse_version(r.catalog.version)
         check_block_size(r.catalog.block_size)
@@ -274,11 +308,11 @@ class _Build:
         self.input_size = st.st_size
         self.input_stamp = _stamp(st)
         only = [n for n in self.protect if n not in encrypt]
-        self.note(f"Base image {self.base} ({self.image.format}, {_size(self.layout.virtual_size)}, "
+        self.note(f"Base image {self.base} ({self.image.format}, {human_size(self.layout.virtual_size)}, "
                   f"{len(self.layout.partitions)} partitions)")  # fmt: skip
         self.note(f"Protecting partition(s) {_join(self.protect)}: encrypting {_join(encrypt)}"
                   + (f", catalog only {_join(only)}" if only else ""))  # fmt: skip
-        self.note(f"Output {self.paths.output} ({self.fmt}, {_size(self.plan.disk_size)})")
+        self.note(f"Output {self.paths.output} ({self.fmt}, {human_size(self.plan.disk_size)})")
         if r.encryption.sparse_ciphertext:
             self.note("sparse ciphertext was allowed, but this version always encrypts partitions in full "
                       "(free space too)", manifest=True)  # fmt: skip
@@ -286,8 +320,6 @@ class _Build:
     def _check_outputs(self) -> None:
         """Before anything is written: no output is the input, none replaces a file unless asked, and the
         recovery key file is none of the others (renamed over, it would be lost while reported written)."""
-        from app.template.checks import output_collision
-
         base = self.base
         for path in self.paths.all():
             if _same_file(path, base):
@@ -312,9 +344,6 @@ class _Build:
     def _check_host_files(self) -> None:
         """Refuse, before anything is written, host files the UKI would publish although other users may
         not read them (unless allowed); the UKI build checks each file again as it reads it."""
-        from app.findings import Severity
-        from app.template.checks import private_host_file_problems
-
         problems = private_host_file_problems(self.recipe, allow=self.inputs.allow_private_inputs)
         for p in problems:
             if p.severity is Severity.ERROR:
@@ -324,10 +353,8 @@ class _Build:
     # -- 2. UKI --------------------------------------------------------------------------------------
 
     def _uki(self) -> None:
-        from app.template.build.boot import make_uki
-
         self._start_keys()
-        self.uki = make_uki(self.recipe.uki, self.image, self.layout, self.inputs.uefi_signer,
+        self.uki = boot_step.make_uki(self.recipe.uki, self.image, self.layout, self.inputs.uefi_signer,
                             cancel=self.cancel, note=self.note,
                             allow_private=self.inputs.allow_private_inputs)  # fmt: skip
         for f in self.uki.host_files:
@@ -346,9 +373,6 @@ class _Build:
     # -- 3. PCRs -------------------------------------------------------------------------------------
 
     def _pcrs(self) -> None:
-        from app.boot.errors import PcrPredictionError
-        from app.boot.pcr import predict_pcr11
-
         try:
             self.pcrs = {b: dict(v) for b, v in predict_pcr11(self.uki.info, banks=PCR_BANKS).items()}
         except PcrPredictionError as exc:
@@ -368,10 +392,6 @@ class _Build:
         instead of following it. Only this one thread derives keys (never two KDFs at once). Progress goes
         to a private :class:`~app.progress.ProgressState` that :meth:`_keys` shows when its step comes.
         """
-        from concurrent.futures import ThreadPoolExecutor
-
-        from app.luks.container import generate_recovery_key
-        from app.progress import ProgressState
 
         self.recovery_key = self.inputs.recovery_key
         if self.recovery_key is not None:
@@ -384,13 +404,13 @@ class _Build:
         self.keys_pool = ThreadPoolExecutor(1, thread_name_prefix="luks-keys")
         self.keys_job = self.keys_pool.submit(self._derive_keys, self.keys_progress)
 
-    def _derive_keys(self, progress: Progress) -> tuple[Any, Any, bool]:
-        from app.template.build.keys import kdf_for, prepare_keys
-
-        kdf, calibrated = kdf_for(self.recipe.encryption, self.cancel)
-        keys = prepare_keys(self.plan, self.inputs.provisioning_passphrase, kdf, self.recovery_key,
-                            progress=progress, cancel=self.cancel)  # fmt: skip
-        return kdf, keys, calibrated
+    def _derive_keys(self, progress: Progress) -> tuple[KdfParams, keys_step.PreparedKeys, bool]:
+        kdf, calibrated = keys_step.kdf_for(self.recipe.encryption, self.cancel)
+        prepared = keys_step.prepare_keys(
+            self.plan, self.inputs.provisioning_passphrase, kdf, self.recovery_key, progress=progress,
+            cancel=self.cancel,
+        )  # fmt: skip
+        return kdf, prepared, calibrated
 
     def _keys(self) -> None:
         enc = self.recipe.encryption
@@ -419,9 +439,6 @@ class _Build:
     # -- 5. the streaming pass -----------------------------------------------------------------------
 
     def _write(self) -> None:
-        from app.luks.relayout import encrypt_image, gpt_bytes
-        from app.template.build.sinks import AsyncSinks
-
         sizes = {n: self.plan.partition(n).size_bytes for n in self.protect}
         sinks = AsyncSinks(sizes, self.recipe.catalog.block_size)
         self.raw = self.staging.path("template.raw")
@@ -441,14 +458,12 @@ class _Build:
             sinks.close()
         if not direct:
             self.keys.crypto.clear()  # else the output hash needs the ciphers once more
-        self.note(f"Wrote the template ({_size(self.plan.disk_size)}); hashed partition(s) "
+        self.note(f"Wrote the template ({human_size(self.plan.disk_size)}); hashed partition(s) "
                   f"{_join(self.protect)} as they were written")  # fmt: skip
 
     # -- 6. catalog ----------------------------------------------------------------------------------
 
     def _catalog(self) -> None:
-        from app.catalog.format import Catalog, CatalogPartition, sign_catalog, utc_now
-
         c = self.recipe.catalog
         parts = []
         for n in self.protect:
@@ -476,8 +491,6 @@ class _Build:
     # -- 7. ESP --------------------------------------------------------------------------------------
 
     def _esp(self) -> None:
-        from app.disk.esp import list_esp, plan_esp_install, write_esp_files
-
         b = self.recipe.boot
         uki_id = self.recipe.uki_id
         files = plan_esp_install(uki_id, self.uki.data, b.vendor_dir)
@@ -488,11 +501,14 @@ class _Build:
         files[ESP_CATALOG_PATH] = self.vsc
         self.esp_files = files
         vendor = b.vendor_dir.replace("/", "\\").strip("\\").removeprefix("EFI\\").removeprefix("efi\\")
-        shim = f"/efi/{vendor.lower()}/shimx64.efi"
+        shim = f"/efi/{vendor}/{DEFAULT_LOADER}".lower()
         present = {e.path.lower() for e in list_esp(self.image, self.esp, self.layout.sector_size)}
         if shim not in present and not b.install_removable:
-            self.note(f"the ESP has no \\EFI\\{vendor}\\shimx64.efi: the fallback CSV takes effect once shim "
-                      "is installed there (or build with boot.install_removable)", manifest=True)  # fmt: skip
+            self.note(
+                f"the ESP has no \\EFI\\{vendor}\\{DEFAULT_LOADER}: the fallback CSV takes effect once shim "
+                "is installed there (or build with boot.install_removable)",
+                manifest=True,
+            )
         planned = self.plan.partition(self.esp.number)
         esp_out = dataclasses.replace(self.esp, first_lba=planned.first_lba, last_lba=planned.last_lba)
         # The ESP was copied unchanged: its present bytes come from the input (in the page cache).
@@ -506,11 +522,10 @@ class _Build:
     # -- 8. export -----------------------------------------------------------------------------------
 
     def _export(self) -> None:
-        from app.template.build.export import export
-        from app.template.build.staging import fsync_file, sha256_file
-
         target = self.staging.path(f"template.{self.fmt}")
-        self.final = export(self.raw, target, self.fmt, progress=self.progress, cancel=self.cancel)
+        self.final = export_step.export(
+            self.raw, target, self.fmt, progress=self.progress, cancel=self.cancel
+        )
         if self.final == self.raw:
             self.output_sha256 = self._hash_raw_output()
         else:
@@ -519,14 +534,11 @@ class _Build:
                                              step="Hashing the output")  # fmt: skip
         fsync_file(self.final)  # the streaming pass and the ESP update left that to here
         self.output_size = self.final.stat().st_size
-        self.note(f"Output {self.fmt}: {_size(self.output_size)}, SHA-256 {self.output_sha256}")
+        self.note(f"Output {self.fmt}: {human_size(self.output_size)}, SHA-256 {self.output_sha256}")
 
     def _hash_raw_output(self) -> str:
         """SHA-256 of the staged raw template from the input once more, the ESP from the file (see
         :mod:`app.template.build.output_hash`)."""
-        from app.luks.relaid_image import RelaidImage
-        from app.template.build.output_hash import sha256_regenerated
-
         esp = self.plan.partition(self.esp.number)
         try:
             with RelaidImage(self.image, self.plan, self.keys.crypto, *self.gpt) as view:
@@ -549,16 +561,6 @@ class _Build:
     # -- 9. manifest, report, commit -------------------------------------------------------------------
 
     def _finish(self) -> None:
-        from app.signing.output import write_output
-        from app.template.build.report import render_report
-        from app.template.manifest import (
-            BuildRecord,
-            build_manifest,
-            encode_manifest,
-            sha256_hex,
-            sign_manifest,
-        )
-
         input_sha256 = self.input_hasher.result(progress=self.progress, cancel=self.cancel)
         self._check_input_unchanged()
         self.note(f"Input SHA-256 {input_sha256}")
@@ -606,7 +608,7 @@ class _Build:
         moves.append((self.final, paths.output))  # the image last: whoever waits for it finds its papers
         self.staging.commit(moves, overwrite=self.inputs.overwrite, extra=write_recovery_key)
         for role, path, size, digest in artefacts:
-            self.note(f"Wrote {role} {path} ({_size(size)}, SHA-256 {digest})")
+            self.note(f"Wrote {role} {path} ({human_size(size)}, SHA-256 {digest})")
         if self.recovery_file is not None and self.recovery_key is not None:
             self.note(f"Wrote the recovery key to {self.recovery_file} (mode 0600): store it safely")
         self.result = BuildResult(
@@ -645,12 +647,6 @@ class _Build:
 
 
 _ATTR = {"manifest": "manifest", "manifest_signature": "signature", "report": "report"}
-
-
-def _size(n: int) -> str:
-    from app.template.build.report import human_size
-
-    return human_size(n)
 
 
 def _join(numbers: list[int]) -> str:

@@ -1,26 +1,9 @@
 """Check an exported template end to end: GPT, ESP, signed UKIs, the signed catalog, LUKS2 headers.
 
-This is what a template's consumer (or the Finished page, or CI after ``shieldwright build``) runs before
-trusting a template disk. Each check reports instead of raising, so one damaged area never hides the
-state of the others; ``ok`` is true only when every check passed. Only input that cannot be read at all
-(a missing image, an unreadable ``--vsc`` file, a container whose structures are broken) raises a
-:class:`~app.errors.ShieldwrightError`, and a cancel raises :class:`~app.errors.CancelledError`.
-
-What each check means:
-
-- **GPT**: both copies of the table parse (signature, CRCs, position) and agree, and inspecting the layout
-  finds no ERROR - a template ships its partition table to every VM made from it.
-- **ESP**: ``fsck.fat -n`` finds nothing on a temporary copy of the EFI System Partition (the image is only
-  ever read). Firmware is far less forgiving of a damaged FAT than Linux is.
-- **UKI** (one check per ``\\EFI\\Linux\\*.efi``): a UKI whose Authenticode signature verifies - and with
-  ``trusted``, chains to one of those certificates, as the firmware's db would demand.
-- **Catalog**: the Volume Signature Catalog (from ``vsc`` or the ESP's ``ESP_CATALOG_PATH``): signature
-  (and trust), header against the GPT, every block of every protected partition.
-- **LUKS2** (one check per container): both header copies parse and agree; a damaged copy is reported
-  even though the other still opens, because the next damage would make the partition unreadable.
-- **Signer** (only without ``trusted``): fails, saying the signer was NOT checked - a template whose
-  catalog and UKIs an attacker re-signed passes every other check - unless the caller accepts any signer
-  explicitly (``accept_any_signer``, the CLI's ``--no-trust-check``).
+What a template's consumer (or CI after ``shieldwright build``) runs before trusting it. Each check
+reports instead of raising, so one damaged area never hides the others. Without trusted certificates a
+failed :data:`SIGNER_CHECK` says the signer was NOT checked (a re-signed template passes every other
+check), unless the caller accepts any signer. Only unreadable input raises.
 """
 
 from __future__ import annotations
@@ -35,12 +18,22 @@ from pathlib import Path
 
 from cryptography import x509
 
+from app.boot.uki import inspect_uki
+from app.catalog.format import ESP_CATALOG_PATH
+from app.catalog.verify import verify_catalog
 from app.disk import gpt
+from app.disk.esp import UKI_DIR, EspFileMissingError, list_esp, read_esp_file
+from app.disk.formats.raw import RawImage
 from app.disk.image import DiskImage, open_image
 from app.disk.layout import layout_of
-from app.disk.model import DiskLayout, Partition, Role, Severity
+from app.disk.model import DiskLayout, Partition, Role
+from app.disk.partfile import copy_partition
 from app.errors import ShieldwrightError
+from app.findings import Severity
+from app.luks.container import read_header
 from app.progress import CancelToken, NullProgress, Progress
+from app.signing.authenticode import verify_pe
+from app.tools import require_tool
 
 MiB = 1024 * 1024
 
@@ -153,8 +146,8 @@ def _check_gpt(image: DiskImage, layout: DiskLayout) -> Check:
         problems.append(f"primary GPT (LBA 1): {primary}")
     if isinstance(backup, str):
         problems.append(f"backup GPT (last LBA {total - 1}): {backup}")
-    if not problems:
-        (p_head, p_array), (b_head, b_array) = primary, backup  # type: ignore[misc]
+    if not isinstance(primary, str) and not isinstance(backup, str):
+        (p_head, p_array), (b_head, b_array) = primary, backup
         if p_head.disk_guid != b_head.disk_guid or p_array != b_array:
             problems.append("the backup GPT differs from the primary")
         elif p_head.backup_lba != total - 1 or b_head.backup_lba != 1:
@@ -186,9 +179,6 @@ class _EspCopy:
 def _copy_esp(
     image: DiskImage, layout: DiskLayout, tmp: Path, progress: Progress, cancel: CancelToken
 ) -> tuple[_EspCopy | None, Check]:
-    from app.disk.formats.raw import RawImage
-    from app.disk.partfile import copy_partition
-
     esps = [p for p in layout.partitions if p.role is Role.ESP]
     if len(esps) != 1:
         what = "no EFI System Partition" if not esps else f"{len(esps)} EFI System Partitions"
@@ -207,8 +197,6 @@ def _copy_esp(
 
 def _fsck_fat(path: Path) -> tuple[bool, str]:
     """``fsck.fat -n`` (check only, never repair) on ``path``: (clean, what it said)."""
-    from app.tools import require_tool
-
     fsck = require_tool("fsck.fat")
     proc = subprocess.run(
         [fsck, "-n", str(path)],
@@ -235,8 +223,6 @@ def _fsck_fat(path: Path) -> tuple[bool, str]:
 def _check_ukis(
     esp: _EspCopy | None, trusted: Sequence[x509.Certificate] | None, cancel: CancelToken
 ) -> list[Check]:
-    from app.disk.esp import UKI_DIR, list_esp, read_esp_file
-
     if esp is None:
         return [Check("UKI", False, "no ESP to read UKIs from")]
     try:
@@ -262,9 +248,6 @@ def _check_ukis(
 
 
 def _uki_verdict(data: bytes, trusted: Sequence[x509.Certificate] | None) -> tuple[bool, str]:
-    from app.boot.uki import inspect_uki
-    from app.signing.authenticode import verify_pe
-
     try:
         info = inspect_uki(data)
         results = verify_pe(data, trusted)
@@ -285,9 +268,6 @@ def _uki_verdict(data: bytes, trusted: Sequence[x509.Certificate] | None) -> tup
 
 
 def _catalog_from_esp(esp: _EspCopy | None) -> tuple[bytes | None, str]:
-    from app.catalog.format import ESP_CATALOG_PATH
-    from app.disk.esp import EspFileMissingError, read_esp_file
-
     if esp is None:
         return None, "no ESP to read the catalog from; give the catalog file"
     try:
@@ -307,8 +287,6 @@ def _check_catalog(
     cancel: CancelToken,
     jobs: int | None,
 ) -> Check:
-    from app.catalog.verify import verify_catalog
-
     if der is None:
         return Check("Catalog", False, where)
     result = verify_catalog(image, der, trusted=trusted, progress=progress, cancel=cancel, jobs=jobs)
@@ -338,8 +316,6 @@ def _check_catalog(
 
 
 def _check_luks(image: DiskImage, layout: DiskLayout) -> list[Check]:
-    from app.luks.container import read_header
-
     checks = []
     for part in layout.partitions:
         start, size = part.first_lba * layout.sector_size, part.size_bytes

@@ -6,7 +6,7 @@ this module holds only what a *test* guest needs.
 The probe initrd is a busybox ``/init`` and nothing else: no modules. Debian's 6.1 cloud kernel builds the
 TPM drivers in (``CONFIG_TCG_TPM=y``, ``CONFIG_TCG_TIS=y`` — QEMU's ``tpm-tis`` device, found through
 ACPI ``MSFT0101`` — and ``CONFIG_TCG_CRB=y``; only ``tpm_vtpm_proxy`` is a module), the 8250 serial console
-too, and the probe needs no disk, so the virtio modules :func:`app.disk.demo.build_initrd` loads are not
+too, and the probe needs no disk, so the virtio modules :func:`app.template.demo.build_initrd` loads are not
 needed either. The demo initrd cannot serve: its ``/init`` prints no PCRs.
 
 What the probe prints (after mounting sysfs, waiting up to 5 s for ``/sys/class/tpm/tpm0``)::

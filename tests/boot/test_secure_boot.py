@@ -33,10 +33,10 @@ from platformdirs import user_cache_path
 from app.boot import vm
 from app.boot.pcr import predict_pcr11
 from app.boot.uki import UkiInputs, build_uki, inspect_uki
-from app.disk.demo import extract_kernel, fetch_kernel_deb
 from app.signing.authenticode import authenticode_digest, list_signatures
 from app.signing.keys import generate_key, generate_self_signed, load_signer
 from app.signing.signer import KeySigner
+from app.template.demo import extract_kernel, fetch_kernel_deb
 from tests.boot.qemu_harness import (
     BOOT_MARKER,
     DONE_MARKER,

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from app.boot.sources import BootFile, classify, list_boot_files, read_boot_file
-from app.disk.demo import ENTRY_TOKEN
 from app.disk.image import open_image
 from app.disk.layout import layout_of
+from app.template.demo import ENTRY_TOKEN
 from tests.boot.uki_helpers import initrd, kernel, kernel_files
 from tests.conftest import qemu_convert, run, sgdisk_partitions
 

@@ -10,6 +10,7 @@ import pefile
 import pytest
 
 from app.boot.errors import KernelFormatError, UkiError
+from app.boot.peimage import NewSection, append_sections, read_pe
 from app.boot.uki import DEFAULT_SBAT, SBAT_HEADER, UkiInputs, build_uki, inspect_uki
 from app.signing.authenticode import sign_pe
 from tests.boot.uki_helpers import (
@@ -222,8 +223,6 @@ def test_splash_and_dtb_are_checked() -> None:
 
 def _stub_with_section(name: str, data: bytes) -> bytes:
     """The host stub plus one section (pefile cannot add sections, so our appender makes the fixture)."""
-    from app.boot.peimage import NewSection, append_sections, read_pe
-
     return append_sections(read_pe(stub()), [NewSection(name, data)])
 
 

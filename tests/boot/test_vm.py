@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import os
 import subprocess
 import tempfile
@@ -59,7 +60,6 @@ def test_guest_pcrs_parses_every_bank() -> None:
 
 def test_probe_initrd_holds_busybox_and_a_parsable_init(tmp_path: Path) -> None:
     require_tool("cpio")
-    import gzip
 
     raw = gzip.decompress(harness.build_probe_initrd())
     names = subprocess.run(

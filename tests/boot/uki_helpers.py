@@ -15,10 +15,12 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
+from platformdirs import user_cache_path
+
 from app.boot.uki import HOST_STUB, UkiInputs, build_uki
-from app.disk.demo import KernelFiles, build_initrd, extract_kernel, fetch_kernel_deb
 from app.signing.keys import load_signer
 from app.signing.signer import KeySigner
+from app.template.demo import KernelFiles, build_initrd, extract_kernel, fetch_kernel_deb
 from tests.conftest import require_tool, run
 
 SNAKEOIL_CERT = Path("/usr/share/ovmf/PkKek-1-snakeoil.pem")
@@ -36,8 +38,6 @@ def scratch_dir(prefix: str) -> Path:
 
 @functools.cache
 def kernel_files() -> KernelFiles:
-    from platformdirs import user_cache_path
-
     deb = fetch_kernel_deb(user_cache_path("shieldwright") / "debs")
     return extract_kernel(deb, scratch_dir("sw-kernel-"))
 

@@ -24,7 +24,7 @@ from app.disk.model import Partition
 from app.errors import CancelledError, ImageError
 from app.progress import CancelToken, ProgressState
 from tests.catalog.helpers import naive_digests
-from tests.conftest import MiB, sgdisk_partitions
+from tests.conftest import MiB, run, sgdisk_partitions
 
 SECTOR = 512
 
@@ -83,8 +83,6 @@ def test_short_last_block(odd_disk: Path) -> None:
 
 
 def test_all_hole_partition_uses_zero_digests_of_the_right_lengths(tmp_path: Path) -> None:
-    from tests.conftest import run
-
     path = tmp_path / "empty.raw"
     with open(path, "wb") as f:
         f.truncate(8 * MiB)

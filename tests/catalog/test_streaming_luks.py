@@ -8,7 +8,8 @@ from pathlib import Path
 from app.catalog.hasher import BlockHasher, PartitionSinks
 from app.disk.image import open_image
 from app.disk.layout import layout_of
-from app.luks.imageops import DEFAULT_DATA_OFFSET, Keyslot, encrypt_partitions
+from app.luks.container import DEFAULT_DATA_OFFSET
+from app.luks.imageops import Keyslot, encrypt_partitions
 from app.luks.kdf import KdfParams
 from app.luks.relayout import plan_relayout
 

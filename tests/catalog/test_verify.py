@@ -12,6 +12,7 @@ from app.catalog.create import create_catalog
 from app.catalog.format import CatalogError, read_catalog
 from app.catalog.verify import Mismatch, verify_catalog
 from app.disk.image import open_image
+from app.disk.layout import layout_of
 from app.errors import CancelledError
 from app.progress import CancelToken, ProgressState
 from tests.catalog.helpers import flip_byte, naive_digests, writable_copy
@@ -155,8 +156,6 @@ def test_catalog_only_template_with_a_luks_partition(tmp_path: Path, catalog_key
     container = luks_format(tmp_path / "c.luks", size=16 * MiB)
     run("dd", f"if={container}", f"of={disk}", "bs=1M", "seek=3", "conv=notrunc,sparse", "status=none")
     with open_image(disk) as image:
-        from app.disk.layout import layout_of
-
         assert next(p for p in layout_of(image).partitions if p.number == 2).content == "luks2"
     der = create_catalog(
         disk, [2], name="Enc", version="1.0.0.0", signer=catalog_keys["ec"].signer, block_size=4096

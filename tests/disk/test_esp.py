@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from app.disk.demo import SYSTEMD_BOOT_EFI
 from app.disk.esp import (
     EspFileMissingError,
     list_esp,
@@ -20,11 +19,13 @@ from app.disk.esp import (
     shim_fallback_csv,
     write_esp_files,
 )
+from app.disk.formats.raw import RawImage
 from app.disk.image import open_image
 from app.disk.layout import layout_of
 from app.disk.model import Role
 from app.errors import ShieldwrightError
-from tests.conftest import qemu_convert, require_tool, run, sgdisk_partitions
+from app.template.demo import SYSTEMD_BOOT_EFI
+from tests.conftest import PartSpec, make_gpt_image, qemu_convert, require_tool, run, sgdisk_partitions
 
 MTOOLS_ENV = {**os.environ, "MTOOLS_SKIP_CHECK": "1", "MTOOLSRC": os.devnull}
 UKI = b"MZ" + os.urandom(300_000)
@@ -198,11 +199,6 @@ def test_path_normalization() -> None:
 
 def test_an_empty_esp_lists_nothing_and_accepts_files(tmp_path: Path) -> None:
     """A freshly formatted ESP has an empty root, which mdir reports as 'not found'."""
-    from app.disk.esp import list_esp, read_esp_file, write_esp_files
-    from app.disk.formats.raw import RawImage
-    from app.disk.layout import layout_of
-    from tests.conftest import PartSpec, make_gpt_image
-
     disk = make_gpt_image(tmp_path / "empty-esp.raw", (PartSpec(34, "ef00", "ESP", "vfat"),))
     with RawImage(disk) as image:
         esp = layout_of(image).partitions[0]

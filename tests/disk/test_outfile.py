@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import mmap
 import os
 import random
 from pathlib import Path
@@ -18,8 +19,6 @@ SIZE = 24 * MiB
 
 def direct_io_works(directory: Path) -> bool:
     """Whether this filesystem takes an aligned O_DIRECT write (ext4 does; older tmpfs does not)."""
-    import mmap
-
     probe = directory / "probe"
     try:
         fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_DIRECT, 0o600)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from app.disk.image import DiskImage, open_image
-from app.disk.writers import write_image
+from app.disk.writers import SUBCHUNK, _nonzero_runs, write_image
 from app.errors import CancelledError, ImageError
 from app.progress import CancelToken, ProgressState
 from tests.conftest import MiB, require_tool, run
@@ -196,8 +196,6 @@ def test_vhd_footer_geometry_and_rounding(tmp_path):
 
 def test_zero_pieces_are_skipped_whatever_their_first_bytes(tmp_path):
     """Pieces that start with zeros but hold data later, and ones that are all zeros, in one chunk."""
-    from app.disk.writers import SUBCHUNK, _nonzero_runs
-
     data = bytearray(8 * SUBCHUNK)
     data[0] = 1  # piece 0: data at its very start
     data[SUBCHUNK + SUBCHUNK - 1] = 2  # piece 1: zeros up to its last byte

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ from app.gui.models.partition_table_model import Column
 from app.gui.presentation import role_color
 from tests.conftest import PartSpec, make_gpt_image, sgdisk_partitions
 from tests.gui.conftest import advance_button, open_and_wait
+from wizard_pages.base_image import IMAGE_DIALOG
 
 # Expected by construction of tests/conftest.py's SMALL_LAYOUT (and checked against sgdisk below).
 SMALL_TYPES = ["EFI System", "XBOOTLDR", "root (x86-64)", "swap"]
@@ -250,6 +252,24 @@ def test_error_finding_shows_layout_but_blocks_next(qtbot, wizard, tmp_path):
     assert page.bar.segment(2).partition.content in ("empty", "unknown")
 
 
+def test_unexpected_error_clears_the_image_and_says_so(qtbot, wizard, small_disk, monkeypatch):
+    page = wizard.base_image_page
+    open_and_wait(qtbot, wizard, small_disk)
+    hooked: list[BaseException] = []
+    monkeypatch.setattr(sys, "excepthook", lambda t, e, tb: hooked.append(e))
+
+    def broken(path: str):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr("wizard_pages.base_image.inspect_image", broken)
+    open_and_wait(qtbot, wizard, small_disk)
+    assert [type(e) for e in hooked] == [RuntimeError]  # logged and shown by the excepthook
+    assert page.error_panel.isVisible() and "unexpected error" in page.error_panel.message_label.text()
+    assert wizard.state.image_path is None and wizard.state.layout is None
+    assert page.model.rowCount() == 0
+    assert not page.isComplete() and not advance_button(wizard).isEnabled()
+
+
 def _drop_event(mime: QMimeData) -> QDropEvent:
     action, button = Qt.DropAction.CopyAction, Qt.MouseButton.LeftButton
     return QDropEvent(QPointF(50, 50), action, mime, button, Qt.NoModifier)
@@ -283,13 +303,13 @@ def test_drop_of_two_files_is_refused(qtbot, wizard, small_disk):
 def test_open_dialog_is_non_blocking(qtbot, wizard):
     page = wizard.base_image_page
     qtbot.mouseClick(page.open_button, Qt.MouseButton.LeftButton)  # returns: the dialog is open(), not exec()
-    dialog = page._file_dialog
+    dialog = page.open_dialog(IMAGE_DIALOG)
     assert dialog is not None and dialog.isVisible()
     filters = " ".join(dialog.nameFilters())
     for pattern in ("*.img", "*.raw", "*.vhd", "*.vhdx", "*.qcow2", "(*)"):
         assert pattern in filters
     dialog.reject()
-    qtbot.waitUntil(lambda: page._file_dialog is None)
+    qtbot.waitUntil(lambda: page.open_dialog(IMAGE_DIALOG) is None)
 
 
 @pytest.mark.parametrize("fmt", ["vhd", "vhdx", "qcow2"])

@@ -7,6 +7,7 @@ is graded on showing them faithfully and on its behaviour (validity, warnings, e
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -17,16 +18,20 @@ from PySide6.QtCore import QPoint, Qt
 from PySide6.QtWidgets import QApplication
 
 from app.boot.pcr import predict_pcr11
+from app.boot.sources import BootFile
 from app.boot.uki import UkiInputs, build_uki, inspect_uki
 from app.disk.model import Role
 from app.errors import ShieldwrightError
 from app.gui.models.uki_sections_model import Column
-from app.gui.state import SigningChoice
+from app.gui.state import CatalogChoice, SigningChoice
 from app.gui.wizard import PageId
 from app.signing import keys
 from app.signing.authenticode import list_signatures
 from app.signing.certificates import describe_certificate
 from app.signing.signer import KeySigner
+from app.template.build.boot import ref_of
+from app.template.recipe import CatalogOptions
+from app.template.recipe_file import recipe_to_dict
 from tests.gui.conftest import advance_button, open_and_wait
 from wizard_pages.boot_image import BootImagePage
 
@@ -113,16 +118,19 @@ def test_lists_the_demo_kernel_from_the_xbootldr(qtbot, wizard, page):
     assert "▸ Boot image" in wizard.steps._labels[PageId.BOOT_IMAGE].text()
     assert list(wizard.steps._labels).index(PageId.BOOT_IMAGE) == 2  # right after Certificates
 
-    assert page.image_radio.isChecked() and page.image_panel.isVisible()
-    assert page.kernel_combo.count() >= 1
-    entry = page.kernel_combo.currentData()
+    box = page.source_box
+    assert box.image_radio.isChecked() and box.image_panel.isVisible()
+    assert box.kernel_combo.count() >= 1
+    entry = box.kernel_combo.currentData()
     assert entry.kernel.partition_number == xbootldr
     assert entry.kernel.path.endswith("/linux") and entry.version
-    assert entry.version in page.kernel_combo.currentText()
+    assert entry.version in box.kernel_combo.currentText()
     assert [f.path.rpartition("/")[2] for f in entry.initrds] == ["initrd"]
     assert entry.initrds[0].path.rpartition("/")[0] == entry.kernel.path.rpartition("/")[0]
     assert not page.error_panel.isVisible()
-    assert wizard.state.boot.kernel == entry.kernel and wizard.state.boot.source == "image"
+    options = wizard.state.uki.options
+    assert options.source == "image" and options.kernel == f"{xbootldr}:{entry.kernel.path}"
+    assert options.initrds == [f"{xbootldr}:{f.path}" for f in entry.initrds]
     assert "root=" not in page.cmdline_edit.toPlainText()
     assert page.os_release_edit.toPlainText().strip()
 
@@ -136,7 +144,7 @@ def test_lists_the_demo_kernel_from_the_xbootldr(qtbot, wizard, page):
 def test_build_shows_sections_pcr11_and_signer(qtbot, wizard, page, signing):
     build_and_wait(qtbot, page)
     assert not page.error_panel.isVisible(), page.error_panel.message_label.text()
-    uki = wizard.state.boot.uki
+    uki = wizard.state.uki.uki
     assert uki is not None and page.isComplete() and advance_button(wizard).isEnabled()
 
     info = inspect_uki(uki)
@@ -176,7 +184,7 @@ def test_root_in_the_command_line_shows_the_warning(qtbot, page):
     assert notice.isVisible() and not notice.warning
     assert "systemd-gpt-auto-generator" in notice.label.text()
     type_cmdline(qtbot, page, " root=/dev/sda2")
-    assert page.state.boot.cmdline.endswith("root=/dev/sda2")
+    assert page.state.uki.options.cmdline.endswith("root=/dev/sda2")
     assert notice.warning and "root=" in notice.label.text()
     assert "discoverable partition type" in notice.label.text()
     assert notice.accessibleName().startswith("Warning:")
@@ -189,14 +197,14 @@ def test_nul_cannot_enter_the_command_line(qtbot, page):
     page.cmdline_edit.moveCursor(page.cmdline_edit.textCursor().MoveOperation.End)
     page.cmdline_edit.insertPlainText(" quiet\0splash")
     assert page.cmdline_edit.toPlainText() == "console=ttyS0 quietsplash"
-    assert page.state.boot.cmdline == "console=ttyS0 quietsplash"
+    assert page.state.uki.options.cmdline == "console=ttyS0 quietsplash"
     assert page.cmdline_notice.warning and "NUL" in page.cmdline_notice.label.text()
 
 
 def test_editing_the_command_line_after_a_build_needs_a_rebuild(qtbot, wizard, page):
     build_and_wait(qtbot, page)
     assert page.isComplete()
-    first = wizard.state.boot.uki
+    first = wizard.state.uki.uki
     with qtbot.waitSignal(page.completeChanged):
         type_cmdline(qtbot, page, " quiet")
     assert not page.isComplete()
@@ -206,8 +214,8 @@ def test_editing_the_command_line_after_a_build_needs_a_rebuild(qtbot, wizard, p
 
     build_and_wait(qtbot, page)
     assert page.isComplete() and advance_button(wizard).isEnabled()
-    assert wizard.state.boot.uki != first
-    assert inspect_uki(wizard.state.boot.uki).cmdline.rstrip("\0").endswith("quiet")
+    assert wizard.state.uki.uki != first
+    assert inspect_uki(wizard.state.uki.uki).cmdline.rstrip("\0").endswith("quiet")
     assert page.status_label.text().startswith("Built:")
 
 
@@ -227,7 +235,7 @@ def test_building_without_a_signer_warns_unsigned(qtbot, wizard, demo_image):
     assert page.signer_notice.warning and "unsigned" in page.signer_notice.label.text()
     build_and_wait(qtbot, page)
     assert not page.error_panel.isVisible(), page.error_panel.message_label.text()
-    assert list_signatures(wizard.state.boot.uki) == []
+    assert list_signatures(wizard.state.uki.uki) == []
     assert page.signer_notice.isVisible() and page.signer_notice.warning
     assert page.signer_notice.label.text() == "Unsigned — Secure Boot will refuse it."
     assert page.sections_model.rowCount() > 0
@@ -240,9 +248,10 @@ def test_bad_kernel_file_shows_the_engine_error_and_keeps_next_disabled(qtbot, w
     initrd.write_bytes(b"070701" + os.urandom(1024))
     page.set_kernel_file(kernel)
     page.add_initrd_file(initrd)
-    assert page.files_radio.isChecked() and page.files_panel.isVisible()
-    assert wizard.state.boot.source == "files" and wizard.state.boot.kernel_path == kernel
-    assert wizard.state.boot.initrd_paths == [initrd]
+    assert page.source_box.files_radio.isChecked() and page.source_box.files_panel.isVisible()
+    options = wizard.state.uki.options
+    assert options.source == "files" and options.kernel == str(kernel)
+    assert options.initrds == [str(initrd)]
 
     build_and_wait(qtbot, page)
     with pytest.raises(ShieldwrightError) as expected:
@@ -250,53 +259,90 @@ def test_bad_kernel_file_shows_the_engine_error_and_keeps_next_disabled(qtbot, w
             UkiInputs(
                 linux=kernel.read_bytes(),
                 initrds=[initrd.read_bytes()],
-                cmdline=wizard.state.boot.cmdline,
-                os_release=wizard.state.boot.os_release,
+                cmdline=options.cmdline,
+                os_release=options.os_release,
             ),
             signer=wizard.state.uefi_signing.signer,
         )
     assert page.error_panel.isVisible()
     shown = page.error_panel.message_label.text()
     assert shown.lower() == expected.value.message.lower()
-    assert wizard.state.boot.uki is None
+    assert wizard.state.uki.uki is None
     assert not page.isComplete() and not advance_button(wizard).isEnabled()
     assert page.sections_model.rowCount() == 0
 
 
 def test_file_dialogs_are_non_blocking(qtbot, page):
-    radio = page.files_radio
+    box = page.source_box
+    radio = box.files_radio
     qtbot.mouseClick(radio, Qt.MouseButton.LeftButton, pos=QPoint(8, radio.height() // 2))
-    assert radio.isChecked() and page.state.boot.source == "files"
-    assert page.files_panel.isVisible()
-    qtbot.mouseClick(page.kernel_file_button, Qt.MouseButton.LeftButton)  # returns: open(), not exec()
-    dialog = page._file_dialog
+    assert radio.isChecked() and page.state.uki.options.source == "files"
+    assert box.files_panel.isVisible()
+    qtbot.mouseClick(box.kernel_file_button, Qt.MouseButton.LeftButton)  # returns: open(), not exec()
+    dialog = page.open_dialog("boot-file")
     assert dialog is not None and dialog.isVisible()
     dialog.reject()
-    qtbot.waitUntil(lambda: page._file_dialog is None)
-    assert page.state.boot.kernel_path is None and not page.build_button.isEnabled()
+    qtbot.waitUntil(lambda: page.open_dialog("boot-file") is None)
+    assert page.state.uki.options.kernel is None and not page.build_button.isEnabled()
 
 
 def test_recipe_has_paths_and_texts_never_the_uki_or_secrets(qtbot, wizard, page, signing):
     build_and_wait(qtbot, page)
     assert page.isComplete()
-    recipe = wizard.state.to_recipe_dict()
+    state = dataclasses.replace(wizard.state, catalog=CatalogChoice(CatalogOptions("Test", "1.0.0.0")))
+    recipe = recipe_to_dict(state.recipe(output=Path("/out.raw")), "/")
     text = json.dumps(recipe)  # plain data only: bytes would not serialise
-    boot = recipe["boot"]
-    entry = page.kernel_combo.currentData()
-    assert boot["source"] == "image"
-    assert boot["kernel"] == {"partition": entry.kernel.partition_number, "path": entry.kernel.path}
-    assert boot["initrds"] == [{"partition": f.partition_number, "path": f.path} for f in entry.initrds]
-    assert boot["cmdline"] == page.cmdline_edit.toPlainText()
-    assert boot["os_release"] == page.os_release_edit.toPlainText()
-    assert "stub" not in boot  # the host default
+    uki_keys = recipe["uki"]
+    entry = page.source_box.kernel_combo.currentData()
+    assert uki_keys.get("source", "image") == "image"
+    assert uki_keys["kernel"] == f"{entry.kernel.partition_number}:{entry.kernel.path}"
+    assert uki_keys["initrds"] == [f"{f.partition_number}:{f.path}" for f in entry.initrds]
+    assert uki_keys["cmdline"] == page.cmdline_edit.toPlainText()
+    assert uki_keys["os_release"] == page.os_release_edit.toPlainText()
+    assert "stub" not in uki_keys  # the host default
 
-    uki = wizard.state.boot.uki
+    uki = wizard.state.uki.uki
     assert uki[:64].hex() not in text and "MZ" not in text
     _, key_path, signer = signing
     pem = signer.certificate.public_bytes(serialization.Encoding.PEM).decode()
     assert "PRIVATE KEY" not in text and pem.splitlines()[1] not in text
-    assert recipe["signing"]["uefi"] == {"certificate": str(signing[0]), "key": str(key_path)}
-    assert "uki" not in repr(wizard.state.boot).lower().replace("existing_uki", "")
+    assert (recipe["signing"]["uefi_cert"], recipe["signing"]["uefi_key"]) == (str(signing[0]), str(key_path))
+    shown = repr(wizard.state.uki)  # the UKI's bytes stay out of repr too
+    assert "MZ" not in shown and "uki=b" not in shown and "built_for" not in shown
+
+
+def test_an_existing_uki_is_chosen_in_the_recipes_terms(qtbot, wizard, page):
+    """Keep / re-sign / replace write only the recipe keys that action uses (docs/formats/recipe.md refuses
+    kernel, initrds, cmdline, os_release and stub unless a new UKI is built)."""
+    found = page._found
+    uki = BootFile(1, "/EFI/Linux/debian.efi", "uki", 1 << 20)
+    page._on_scanned(dataclasses.replace(found, files=(*found.files, uki), ukis=(uki,)))  # as a scan ends
+    page._on_scan_finished()
+    box, options = page.source_box, wizard.state.uki.options
+    entry = box.kernel_combo.currentData()
+    assert box.uki_radio.isVisible() and options.source == "image"
+
+    box.uki_radio.setChecked(True)
+    assert (options.source, options.existing_uki) == ("existing", ref_of(uki))
+    assert options.existing_action == "resign"
+    assert (options.kernel, options.initrds, options.cmdline, options.os_release, options.stub) == (
+        None, [], None, None, None)  # fmt: skip
+    assert page.build_button.text() == "Re-sign UKI" and not page.cmdline_edit.isEnabled()
+    assert not box.image_panel.isVisible() and box.uki_panel.isVisible()
+    assert wizard.state.uki.configured and not page.isComplete()
+
+    box.action_combo.setCurrentIndex(box.action_combo.findData("keep"))
+    assert options.existing_action == "keep" and page.build_button.text() == "Inspect UKI"
+    assert "Kept as it is" in page.signer_notice.label.text()
+
+    box.action_combo.setCurrentIndex(box.action_combo.findData("replace"))
+    assert box.image_panel.isVisible() and page.cmdline_edit.isEnabled()
+    assert (options.existing_action, options.kernel) == ("replace", ref_of(entry.kernel))
+    assert options.initrds == [ref_of(f) for f in entry.initrds]
+    assert options.cmdline == page.cmdline_edit.toPlainText() and page.build_button.text() == "Bui&ld UKI"
+
+    box.image_radio.setChecked(True)
+    assert (options.source, options.existing_uki, options.existing_action) == ("image", None, None)
 
 
 def test_pcr_values_can_be_copied(qtbot, wizard, page):
@@ -309,18 +355,19 @@ def test_pcr_values_can_be_copied(qtbot, wizard, page):
 
 
 def test_keyboard_and_accessibility(page):
-    assert page.image_radio.text() == "From the base &image"
-    assert page.files_radio.text() == "From &files…"
+    box = page.source_box
+    assert box.image_radio.text() == "From the base &image"
+    assert box.files_radio.text() == "From &files…"
     assert page.build_button.text() == "Bui&ld UKI"
     assert page.sections_table.accessibleName() == "UKI sections"
     assert page.pcr_preview.table.accessibleName() == "Predicted PCR 11 values"
     assert page.cmdline_edit.accessibleName() == "Kernel command line"
     assert page.cmdline_edit.tabChangesFocus()
-    chain = [page.image_radio]
+    chain = [box.image_radio]
     for _ in range(40):
         chain.append(chain[-1].nextInFocusChain())
-    order = [w for w in chain if w in (page.kernel_combo, page.cmdline_edit, page.os_release_edit,
+    order = [w for w in chain if w in (box.kernel_combo, page.cmdline_edit, page.os_release_edit,
                                        page.build_button, page.sections_table)]  # fmt: skip
     seen = list(dict.fromkeys(order))
-    assert seen == [page.kernel_combo, page.cmdline_edit, page.os_release_edit, page.build_button,
+    assert seen == [box.kernel_combo, page.cmdline_edit, page.os_release_edit, page.build_button,
                     page.sections_table]  # fmt: skip

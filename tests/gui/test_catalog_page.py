@@ -12,6 +12,7 @@ import hashlib
 import json
 import re
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -20,19 +21,24 @@ import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QValidator
 
-from app.catalog.format import read_catalog
+from app.catalog.format import CatalogError, check_template_name, parse_version, read_catalog
 from app.disk.layout import inspect_image
-from app.gui.state import CATALOG_BLOCK_SIZES, CatalogChoice, SigningChoice, WizardState
+from app.gui.state import CatalogChoice, SigningChoice, WizardState
+from app.gui.widgets.catalog_validators import name_state, version_state
 from app.gui.widgets.progress_panel import ProgressPanel, human_duration
 from app.gui.wizard import PageId, step_titles
 from app.progress import ProgressState
 from app.signing import keys
 from app.signing.certificates import describe_certificate
 from app.signing.signer import KeySigner
+from app.template.recipe import CATALOG_BLOCK_SIZES, CatalogOptions
+from app.template.recipe_file import recipe_to_dict
+from tests.build_helpers import make_keys
 from tests.conftest import require_tool, sgdisk_partitions
 from tests.gui.conftest import advance_button, open_and_wait
-from wizard_pages.catalog import CatalogPage, name_problem, version_state
+from wizard_pages.catalog import SAVE, CatalogPage
 
+ROOT = Path(__file__).resolve().parents[2]
 MiB = 1024 * 1024
 TASK_TIMEOUT_MS = 60_000
 SIGNER_CN = "Test catalog signing"
@@ -93,6 +99,14 @@ def slow_reads(monkeypatch):
 
     monkeypatch.setattr(RawImage, "read", read)
     return delay
+
+
+def engine_says(check, value: str) -> str:
+    """The engine's refusal of ``value`` as the page shows it (``Message (hint)``, capitalised)."""
+    with pytest.raises(CatalogError) as refused:
+        check(value)
+    text = refused.value.one_line()
+    return text[:1].upper() + text[1:]
 
 
 def hash_threads() -> list[threading.Thread]:
@@ -188,9 +202,12 @@ def test_version_field_rejects_bad_versions(qtbot, page):
     page.version_edit.setText("1.0.0")
     assert not page.version_edit.hasAcceptableInput()
     assert not page.compute_button.isEnabled() and not page.isComplete()
-    assert page.problem_label.isVisible() and "65535" in page.problem_label.text()
+    assert page.problem_label.isVisible() and "a.b.c.d" in page.problem_label.text()
+    assert page.problem_label.text() == engine_says(parse_version, "1.0.0")  # the engine's words
     page.version_edit.setText("1.0.0.70000")
     assert not page.version_edit.hasAcceptableInput() and not page.compute_button.isEnabled()
+    assert page.problem_label.text() == engine_says(parse_version, "1.0.0.70000")
+    assert "65535" in page.problem_label.text()
     # Typed, the part that would exceed 65535 is refused keystroke by keystroke.
     page.version_edit.clear()
     qtbot.keyClicks(page.version_edit, "1.0.0.70000")
@@ -199,21 +216,70 @@ def test_version_field_rejects_bad_versions(qtbot, page):
     qtbot.keyClicks(page.version_edit, "2.1.0.3")
     assert page.version_edit.hasAcceptableInput() and page.compute_button.isEnabled()
     assert not page.problem_label.isVisible()
-    assert page.state.catalog.template_version == "2.1.0.3"
+    assert page.state.catalog.options.version == "2.1.0.3"
 
 
 def test_name_validation(qtbot, page):
-    assert name_problem("") == "empty" and name_problem("   ") == "empty"
-    assert name_problem("web\x07server") is not None and name_problem("a\nb") is not None
-    assert name_problem("Debian 12 — web") is None
+    intermediate, invalid = QValidator.State.Intermediate, QValidator.State.Invalid
+    assert name_state("") is intermediate and name_state("   ") is intermediate  # not yet a name
+    assert name_state("web\x07server") is invalid and name_state("a\nb") is invalid
+    assert name_state("Debian 12 — web") is QValidator.State.Acceptable
+    assert name_state("x" * 257) is invalid and name_state("x" * 256) is QValidator.State.Acceptable
     qtbot.keyClicks(page.name_edit, "web")
     qtbot.keyClick(page.name_edit, Qt.Key.Key_Tab)  # focus moves on; no tab character is inserted
     assert page.name_edit.text() == "web"
     page.name_edit.setText("web\x01server")  # pasted or set: refused as input
     assert not page.compute_button.isEnabled()
     assert "control characters" in page.problem_label.text()
+    assert page.problem_label.text() == engine_says(check_template_name, "web\x01server")
     page.name_edit.setText("   ")
     assert not page.compute_button.isEnabled()
+
+
+@pytest.fixture(scope="module")
+def cli_keys(tmp_path_factory: pytest.TempPathFactory):
+    return make_keys(tmp_path_factory.mktemp("catalog-cli-keys"))
+
+
+def build_says_about(name: str, image: Path, keys, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    """``shieldwright build --name NAME``, stopped before any work: the key passphrase is wrong, which the
+    build finds only after it has checked the recipe (so a refused name is reported first)."""
+    wrong = tmp_path / "wrong.pass"
+    wrong.write_text("not the passphrase")
+    wrong.chmod(0o600)
+    argv = ["build", "--base", str(image), "-o", str(tmp_path / "t.raw"), "--name", name, "--version",
+            "1.0.0.0", "--protect", "3", "--uefi-cert", str(keys.uefi_cert), "--uefi-key", str(keys.uefi_key),
+            "--key-passphrase-file", str(wrong), "--passphrase-file", str(wrong), "--kdf", "pbkdf2",
+            "--iter-time", "1"]  # fmt: skip
+    return subprocess.run([sys.executable, "-m", "app", *argv], cwd=ROOT, capture_output=True, text=True,
+                          stdin=subprocess.DEVNULL, timeout=120)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["Web\x85server", "Web\u2028server", "Web\x01server", "Web\x7fserver"],
+    ids=["U+0085", "U+2028", "U+0001", "U+007F"],
+)
+def test_page_and_build_agree_on_the_template_name(qtbot, page, demo_image, cli_keys, tmp_path, name):
+    """Regression (issue 13): the page had its own name rule, and a name with U+0085 passed
+    ``shieldwright build`` but not the wizard. Both now ask the engine's ``check_template_name``."""
+    try:
+        check_template_name(name)
+        refusal = None
+    except CatalogError as exc:
+        refusal = exc.message
+    page.name_edit.setText(name)
+    proc = build_says_about(name, demo_image, cli_keys, tmp_path)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    if refusal is None:  # accepted by both: the build goes on to the key (and fails there)
+        assert page.inputs_valid() and page.compute_button.isEnabled() and not page.problem_label.isVisible()
+        assert "catalog.name" not in proc.stderr and "wrong passphrase" in proc.stderr, proc.stderr
+        compute_and_wait(qtbot, page, name)  # and the engine signs a catalog with that name
+        assert read_catalog(page.state.catalog.signed).catalog.template_name == name
+    else:  # refused by both, in the engine's words
+        assert not page.inputs_valid() and not page.compute_button.isEnabled()
+        assert page.problem_label.text() == engine_says(check_template_name, name)
+        assert f"catalog.name: {refusal}" in proc.stderr, proc.stderr
 
 
 def test_compute_with_the_real_engine(qtbot, page, demo_image):
@@ -383,30 +449,31 @@ def test_changing_inputs_invalidates_the_result(qtbot, page):
     assert page.table.rowCount() == 1
 
 
-def test_recipe_has_name_version_and_block_size_only(qtbot, page):
+def test_recipe_has_name_version_and_block_size_only(qtbot, page, tmp_path):
     page.block_combo.setCurrentIndex(page.block_combo.findData(4096))
     compute_and_wait(qtbot, page, "Demo web server")
     signed = page.state.catalog.signed
-    recipe = page.state.to_recipe_dict()
+    recipe = recipe_to_dict(page.state.recipe(output=tmp_path / "t.raw"), tmp_path)
     assert recipe["catalog"] == {"name": "Demo web server", "version": "1.0.0.0", "block_size": 4096}
     text = json.dumps(recipe)  # plain data: no bytes, no key objects anywhere
     assert signed.hex()[:64] not in text
     for digest in page.partition_digests().values():
         assert digest not in text
     assert "BEGIN" not in text and "signer" not in text
-    assert CatalogChoice().to_recipe_dict() == {"name": "", "version": "1.0.0.0", "block_size": MiB}
+    assert CatalogChoice().options == CatalogOptions(name="", version="1.0.0.0", block_size=MiB)
 
 
 def test_save_catalog(qtbot, page, tmp_path):
     compute_and_wait(qtbot, page, "Demo web server")
     qtbot.mouseClick(page.save_button, Qt.MouseButton.LeftButton)  # returns: open(), not exec()
-    dialog = page._file_dialog
+    dialog = page.open_dialog(SAVE)
     assert dialog is not None and dialog.isVisible()
     assert dialog.selectedFiles()[0].endswith("Demo-web-server-1.0.0.0.vsc")
     assert "*.vsc" in " ".join(dialog.nameFilters())
     assert not page.save_button.isEnabled()
     dialog.reject()
-    qtbot.waitUntil(lambda: page._file_dialog is None)
+    qtbot.waitUntil(lambda: page.open_dialog(SAVE) is None)
+    assert page.save_button.isEnabled()
 
     out = tmp_path / "template.vsc"
     with qtbot.waitSignal(page.operationFinished, timeout=TASK_TIMEOUT_MS):

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import stat
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -17,8 +19,10 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QLineEdit
 
 from app.gui.dialogs.generate_certificate import GenerateCertificateDialog
-from app.gui.state import SigningChoice, WizardState
+from app.gui.state import CatalogChoice, SigningChoice, WizardState
 from app.gui.wizard import PageId
+from app.template.recipe import CatalogOptions, RecipeError
+from app.template.recipe_file import recipe_to_dict
 from tests.conftest import require_tool
 from tests.gui.conftest import advance_button, open_and_wait
 from wizard_pages.certificates import CertificatesPage, Role, SigningRoleBox
@@ -130,6 +134,16 @@ def severities(box: SigningRoleBox) -> list[str]:
     return box.details.findings.severities()
 
 
+def recipe_of(state: WizardState) -> dict:
+    """What "Save recipe" would write for ``state`` (absolute paths); pages not visited yet get stand-ins."""
+    filled = dataclasses.replace(
+        state,
+        image_path=state.image_path or Path("/base.img"),
+        catalog=state.catalog or CatalogChoice(CatalogOptions("Test", "1.0.0.0")),
+    )
+    return recipe_to_dict(filled.recipe(output=Path("/out.raw")), "/")
+
+
 # -- the page ---------------------------------------------------------------------------------------
 
 
@@ -155,14 +169,14 @@ def test_page_follows_base_image_and_starts_incomplete(qtbot, wizard, page):
 def test_load_dialog_is_non_blocking(qtbot, page):
     box = page.uefi_box
     qtbot.mouseClick(box.load_button, Qt.MouseButton.LeftButton)
-    dialog = box._file_dialog
+    dialog = box.file_chooser
     assert dialog is not None and dialog.isVisible()
     filters = " ".join(dialog.nameFilters())
     for pattern in ("*.pem", "*.crt", "*.cer", "*.der", "*.p12", "*.pfx", "(*)"):
         assert pattern in filters
     assert box.is_busy() and not page.isComplete()
     dialog.reject()
-    qtbot.waitUntil(lambda: box._file_dialog is None)
+    qtbot.waitUntil(lambda: box.file_chooser is None)
     assert not box.is_busy()
 
 
@@ -322,7 +336,7 @@ def test_encrypted_key_prompts_and_retries_wrong_passphrase(qtbot, wizard, page,
     assert not page.isComplete()
 
     dialog.submit("not the passphrase")
-    qtbot.waitUntil(lambda: dialog.error_label.isVisible() and box._task is None, timeout=LOAD_TIMEOUT_MS)
+    qtbot.waitUntil(lambda: dialog.error_label.isVisible() and box.task is None, timeout=LOAD_TIMEOUT_MS)
     assert dialog.error_label.text() == "Wrong passphrase. Please try again."
     assert dialog.isVisible() and dialog.passphrase_edit.isEnabled() and dialog.passphrase_edit.text() == ""
     assert box.loaded is None
@@ -365,7 +379,7 @@ def test_pkcs12_with_passphrase(qtbot, wizard, page, tmp_path):
     assert box.details.thumbprint() == openssl_sha256(cert)
     assert box.files_label.text() == "From bundle.pfx"
     assert wizard.state.uefi_signing.key_path is None
-    assert wizard.state.to_recipe_dict()["signing"]["uefi"] == {"certificate": str(p12)}
+    assert recipe_of(wizard.state)["signing"] == {"uefi_cert": str(p12), "key_passphrase": "prompt"}
     assert page.isComplete()
 
 
@@ -385,9 +399,9 @@ def test_certificate_without_key_asks_for_key_file(qtbot, page, tmp_path):
     box = page.uefi_box
     page.load(Role.UEFI, cert)
     qtbot.waitUntil(
-        lambda: box._file_dialog is not None and box._file_dialog.isVisible(), timeout=LOAD_TIMEOUT_MS
+        lambda: box.file_chooser is not None and box.file_chooser.isVisible(), timeout=LOAD_TIMEOUT_MS
     )
-    chooser = box._file_dialog
+    chooser = box.file_chooser
     assert "Private key for split.crt" in chooser.windowTitle()
     assert box.loaded is None and not page.isComplete()
     with qtbot.waitSignal(box.loadFinished, timeout=LOAD_TIMEOUT_MS):
@@ -402,10 +416,10 @@ def test_certificate_without_key_and_no_key_chosen(qtbot, page, tmp_path):
     box = page.uefi_box
     page.load(Role.UEFI, cert)
     qtbot.waitUntil(
-        lambda: box._file_dialog is not None and box._file_dialog.isVisible(), timeout=LOAD_TIMEOUT_MS
+        lambda: box.file_chooser is not None and box.file_chooser.isVisible(), timeout=LOAD_TIMEOUT_MS
     )
     with qtbot.waitSignal(box.loadFinished, timeout=LOAD_TIMEOUT_MS):
-        box._file_dialog.reject()
+        box.file_chooser.reject()
     assert box.error_panel.isVisible() and "no private key" in box.error_panel.message_label.text()
     assert not page.is_busy() and not page.isComplete()
 
@@ -417,6 +431,24 @@ def test_garbage_file_shows_error_inline(qtbot, page, tmp_path):
     assert box.error_panel.isVisible()
     assert "junk.pem" in box.error_panel.message_label.text()
     assert box.loaded is None and not page.isComplete()
+
+
+def test_unexpected_error_in_a_load_is_shown_on_the_page(qtbot, page, tmp_path, monkeypatch):
+    cert, key = make_cert(tmp_path, "good")
+    hooked: list[BaseException] = []
+    monkeypatch.setattr(sys, "excepthook", lambda t, e, tb: hooked.append(e))
+
+    def broken(*args):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr("wizard_pages.certificates.load_for_roles", broken)
+    box = load_and_wait(qtbot, page, Role.UEFI, cert, key)
+    assert [type(e) for e in hooked] == [RuntimeError]
+    assert page.error_panel.isVisible() and "unexpected error" in page.error_panel.message_label.text()
+    assert box.loaded is None and not page.isComplete()
+    monkeypatch.undo()
+    load_and_wait(qtbot, page, Role.UEFI, cert, key)  # the next attempt clears the notice
+    assert not page.error_panel.isVisible() and page.isComplete()
 
 
 def test_same_as_uefi_checkbox(qtbot, wizard, page, tmp_path):
@@ -444,18 +476,18 @@ def test_same_as_uefi_checkbox(qtbot, wizard, page, tmp_path):
     assert catalog.details.thumbprint() == openssl_sha256(catalog_cert)
     assert state.catalog_signing.cert_path == catalog_cert
     assert page.isComplete()
-    recipe = state.to_recipe_dict()["signing"]
-    assert recipe["catalog"] == {
-        "same_as_uefi": False,
-        "certificate": str(catalog_cert),
-        "key": str(catalog_key),
+    uefi_paths = {"uefi_cert": str(uefi_cert), "uefi_key": str(uefi_key), "key_passphrase": "prompt"}
+    assert recipe_of(state)["signing"] == {
+        **uefi_paths,
+        "catalog_cert": str(catalog_cert),
+        "catalog_key": str(catalog_key),
     }
 
     catalog.same_check.setChecked(True)  # back to the UEFI certificate; the own one is remembered
     assert catalog.details.thumbprint() == openssl_sha256(uefi_cert)
     assert state.catalog_signing.cert_path == uefi_cert
     assert not catalog.load_button.isEnabled()
-    assert state.to_recipe_dict()["signing"]["catalog"] == {"same_as_uefi": True}
+    assert recipe_of(state)["signing"] == uefi_paths  # no catalog certificate: the UEFI one signs
     catalog.same_check.setChecked(False)
     assert catalog.details.thumbprint() == openssl_sha256(catalog_cert)
 
@@ -476,11 +508,8 @@ def test_recipe_dict_has_paths_and_never_the_passphrase(qtbot, wizard, page, tmp
     with qtbot.waitSignal(box.loadFinished, timeout=LOAD_TIMEOUT_MS):
         dialog.submit(PASSPHRASE)
     state = wizard.state
-    recipe = state.to_recipe_dict()
-    assert recipe["signing"] == {
-        "uefi": {"certificate": str(cert), "key": str(key)},
-        "catalog": {"same_as_uefi": True},
-    }
+    recipe = recipe_of(state)
+    assert recipe["signing"] == {"uefi_cert": str(cert), "uefi_key": str(key), "key_passphrase": "prompt"}
     dumped = json.dumps(recipe) + repr(state) + repr(state.uefi_signing)
     assert PASSPHRASE not in dumped and "horse" not in dumped
     assert "PRIVATE KEY" not in dumped and "KeySigner" not in dumped  # the in-memory key stays out
@@ -488,13 +517,17 @@ def test_recipe_dict_has_paths_and_never_the_passphrase(qtbot, wizard, page, tmp
 
 def test_signing_choice_recipe_dict_without_qt():
     state = WizardState()
-    assert state.to_recipe_dict() == {"signing": {"catalog": {"same_as_uefi": True}}}
+    with pytest.raises(RecipeError, match="signing.uefi_cert"):  # no certificate chosen: no recipe yet
+        recipe_of(state)
     state.uefi_signing = SigningChoice(Path("/k/uefi.p12"))
+    assert recipe_of(state)["signing"] == {"uefi_cert": "/k/uefi.p12", "key_passphrase": "prompt"}
     state.catalog_same_as_uefi = False
     state.catalog_signing = SigningChoice(Path("/k/cat.crt"), Path("/k/cat.key"))
-    assert state.to_recipe_dict()["signing"] == {
-        "uefi": {"certificate": "/k/uefi.p12"},
-        "catalog": {"same_as_uefi": False, "certificate": "/k/cat.crt", "key": "/k/cat.key"},
+    assert recipe_of(state)["signing"] == {
+        "uefi_cert": "/k/uefi.p12",
+        "catalog_cert": "/k/cat.crt",
+        "catalog_key": "/k/cat.key",
+        "key_passphrase": "prompt",
     }
     assert not state.signing_ready  # paths alone are not loaded signers
 

@@ -24,10 +24,12 @@ from app.disk.layout import inspect_image
 from app.disk.model import DiskLayout, Partition, Role
 from app.errors import CancelledError
 from app.gui.dialogs.recovery_key import RecoveryKeyDialog
-from app.gui.state import EncryptionChoice, WizardState
+from app.gui.state import CatalogChoice, EncryptionChoice, SigningChoice, WizardState
 from app.gui.wizard import PageId
 from app.luks import kdf
 from app.luks.kdf import KdfParams
+from app.template.recipe import CatalogOptions, EncryptionOptions, SecretSource, kdf_params_dict
+from app.template.recipe_file import recipe_to_dict
 from tests.gui.conftest import advance_button, open_and_wait
 from wizard_pages.encryption import EncryptionPage
 
@@ -143,7 +145,7 @@ def test_wizard_shows_encryption_after_certificates(qtbot, wizard, small_disk, f
     assert "LUKS2" in page.subTitle() and "provisioning" in page.subTitle() and "TPM" in page.subTitle()
     assert fake_kdf.calls == [("argon2id", 2000)]  # auto-calibrated once, on first show
     assert wizard.state.encryption is page.choice
-    assert page.choice.partitions == {2, 3}
+    assert page.options.partitions == [2, 3]
     assert not advance_button(wizard).isEnabled()  # the recovery key was not acknowledged yet
     acknowledge_recovery_key(qtbot, page)
     assert advance_button(wizard).isEnabled()
@@ -151,7 +153,7 @@ def test_wizard_shows_encryption_after_certificates(qtbot, wizard, small_disk, f
     wizard.setCurrentId(PageId.ENCRYPTION)
     assert wizard.currentPage() is page
     assert fake_kdf.calls == [("argon2id", 2000)]  # not again
-    assert page.choice.partitions == {2, 3} and page.isComplete()
+    assert page.options.partitions == [2, 3] and page.isComplete()
 
 
 def test_closing_the_wizard_wipes_the_secrets(qtbot, wizard, small_disk, fake_kdf):
@@ -162,7 +164,9 @@ def test_closing_the_wizard_wipes_the_secrets(qtbot, wizard, small_disk, fake_kd
     wizard.reject()
     assert not any(passphrase) and not any(recovery)  # the very buffers were overwritten
     assert page.choice.passphrase is None and page.choice.recovery_key_value is None
-    assert page.generated_edit.text() == "" and page.passphrase_edit.text() == ""
+    assert (
+        page.passphrase_box.generated_edit.text() == "" and page.passphrase_box.passphrase_edit.text() == ""
+    )
 
 
 # -- partitions ----------------------------------------------------------------------------------------
@@ -170,53 +174,55 @@ def test_closing_the_wizard_wipes_the_secrets(qtbot, wizard, small_disk, fake_kd
 
 def test_default_selection_follows_protect_marks(qtbot, page, small_layout):
     by_number = {p.number: p for p in small_layout.partitions}
-    assert [page.item(n).text(page.COL_NAME) for n in (1, 2, 3, 4)] == [
+    assert [page.item(n).text(page.tree.COL_NAME) for n in (1, 2, 3, 4)] == [
         "ESP",
         "XBOOTLDR",
         "root-x86-64",
         "swap",
     ]
-    checked = {n for n in (1, 2, 3, 4) if page.item(n).checkState(page.COL_NUMBER) == Qt.CheckState.Checked}
-    assert checked == page.state.protected == page.choice.partitions == {2, 3}
+    checked = {
+        n for n in (1, 2, 3, 4) if page.item(n).checkState(page.tree.COL_NUMBER) == Qt.CheckState.Checked
+    }
+    assert checked == page.state.protected == set(page.options.partitions) == {2, 3}
 
     esp = page.item(1)
     assert not esp.flags() & Qt.ItemFlag.ItemIsUserCheckable
     assert not esp.flags() & Qt.ItemFlag.ItemIsEnabled
-    assert "EFI System Partition" in esp.text(page.COL_NOTE)
-    assert "never encrypted" in esp.toolTip(page.COL_NAME)  # the engine's full reason
+    assert "EFI System Partition" in esp.text(page.tree.COL_NOTE)
+    assert "never encrypted" in esp.toolTip(page.tree.COL_NAME)  # the engine's full reason
     assert page.item(4).flags() & Qt.ItemFlag.ItemIsUserCheckable  # swap: may be encrypted, not by default
 
     # Each encrypted partition grows by the 16 MiB LUKS2 header (sizes here are whole 4 KiB sectors).
     for n in (2, 3, 4):
         grown = (by_number[n].size_bytes + 16 * MiB) // MiB
-        assert page.item(n).text(page.COL_ENCRYPTED) == f"{grown} MiB (+16 MiB)"
+        assert page.item(n).text(page.tree.COL_ENCRYPTED) == f"{grown} MiB (+16 MiB)"
     assert page.summary_label.text().startswith("Partitions 2 and 3 will be encrypted")
 
-    page.item(4).setCheckState(page.COL_NUMBER, Qt.CheckState.Checked)
-    assert page.choice.partitions == {2, 3, 4}
-    esp.setCheckState(page.COL_NUMBER, Qt.CheckState.Checked)  # programmatic: still ignored for the ESP
-    assert 1 not in page.choice.partitions
+    page.item(4).setCheckState(page.tree.COL_NUMBER, Qt.CheckState.Checked)
+    assert page.options.partitions == [2, 3, 4]
+    esp.setCheckState(page.tree.COL_NUMBER, Qt.CheckState.Checked)  # programmatic: still ignored for the ESP
+    assert 1 not in page.options.partitions
     for n in (2, 3, 4):
-        page.item(n).setCheckState(page.COL_NUMBER, Qt.CheckState.Unchecked)
-    assert page.choice.partitions == set()
+        page.item(n).setCheckState(page.tree.COL_NUMBER, Qt.CheckState.Unchecked)
+    assert page.options.partitions == []
     assert page.summary_label.text() == "Select at least one partition to encrypt."
     acknowledge_recovery_key(qtbot, page)
     assert not page.isComplete()  # at least one partition
-    page.item(3).setCheckState(page.COL_NUMBER, Qt.CheckState.Checked)
+    page.item(3).setCheckState(page.tree.COL_NUMBER, Qt.CheckState.Checked)
     assert page.isComplete()
     assert page.summary_label.text().startswith("Partition 3 will be encrypted")
 
     page.sector_combo.setCurrentIndex(page.sector_combo.findData(512))
-    assert page.choice.sector_size == 512 and page.choice.partitions == {3}
+    assert page.options.sector_size == 512 and page.options.partitions == [3]
 
 
 def test_protect_marks_changed_on_base_image_reset_the_selection(qtbot, page):
-    page.item(4).setCheckState(page.COL_NUMBER, Qt.CheckState.Checked)
+    page.item(4).setCheckState(page.tree.COL_NUMBER, Qt.CheckState.Checked)
     page.initializePage()  # back and forth without changes: the user's choice stays
-    assert page.choice.partitions == {2, 3, 4}
+    assert page.options.partitions == [2, 3, 4]
     page.state.protected = {3, 4}
     page.initializePage()
-    assert page.choice.partitions == {3, 4}
+    assert page.options.partitions == [3, 4]
 
 
 def _partition(number: int, first_mib: int, size_mib: float, role: Role, content: str) -> Partition:
@@ -236,9 +242,9 @@ def test_refusals_from_the_planner_are_shown(qtbot, runner, fake_kdf):
     layout = DiskLayout("/x.img", "raw", 64 * MiB, 512, "11111111-2222-3333-4444-555555555555", parts)
     page = make_page(qtbot, runner, layout, protected={2, 3, 4})
     enter(qtbot, page)
-    assert page.choice.partitions == {4}  # the protected ones that can be encrypted
-    assert "Already LUKS2" in page.item(2).text(page.COL_NOTE)
-    assert "Too small" in page.item(3).text(page.COL_NOTE)
+    assert page.options.partitions == [4]  # the protected ones that can be encrypted
+    assert "Already LUKS2" in page.item(2).text(page.tree.COL_NOTE)
+    assert "Too small" in page.item(3).text(page.tree.COL_NOTE)
     for n in (1, 2, 3):
         assert not page.item(n).flags() & Qt.ItemFlag.ItemIsUserCheckable
     assert not page.error_panel.isVisible()
@@ -247,7 +253,7 @@ def test_refusals_from_the_planner_are_shown(qtbot, runner, fake_kdf):
     page2 = make_page(qtbot, runner, four_k, protected={4})
     enter(qtbot, page2)
     assert page2.error_panel.isVisible() and "512-byte" in page2.error_panel.message_label.text()
-    assert page2.choice.partitions == set() and not page2.isComplete()
+    assert page2.options.partitions == [] and not page2.isComplete()
     assert all(not page2.item(n).flags() & Qt.ItemFlag.ItemIsUserCheckable for n in (1, 2, 3, 4))
 
 
@@ -255,21 +261,24 @@ def test_refusals_from_the_planner_are_shown(qtbot, runner, fake_kdf):
 
 
 def test_generated_passphrase_copy_and_regenerate(qtbot, page):
-    assert page.generate_radio.isChecked()
-    text = page.generated_edit.text()
+    assert page.passphrase_box.generate_radio.isChecked()
+    text = page.passphrase_box.generated_edit.text()
     assert PASSPHRASE_RE.match(text), text
     assert len(text.replace("-", "")) * 4 >= 128  # 32 modhex characters × 4 bits
-    assert page.generated_edit.isReadOnly()
-    assert page.generated_edit.font().fixedPitch() or "mono" in page.generated_edit.font().family().lower()
+    assert page.passphrase_box.generated_edit.isReadOnly()
+    assert (
+        page.passphrase_box.generated_edit.font().fixedPitch()
+        or "mono" in page.passphrase_box.generated_edit.font().family().lower()
+    )
     assert bytes(page.choice.passphrase) == text.encode()
     assert page.choice.passphrase_generated
-    assert "only while this wizard is open" in page.generated_note.text()
+    assert "only while this wizard is open" in page.passphrase_box.generated_note.text()
 
-    qtbot.mouseClick(page.copy_button, Qt.MouseButton.LeftButton)
+    qtbot.mouseClick(page.passphrase_box.copy_button, Qt.MouseButton.LeftButton)
     assert QGuiApplication.clipboard().text() == text
 
-    qtbot.mouseClick(page.regenerate_button, Qt.MouseButton.LeftButton)
-    new = page.generated_edit.text()
+    qtbot.mouseClick(page.passphrase_box.regenerate_button, Qt.MouseButton.LeftButton)
+    new = page.passphrase_box.generated_edit.text()
     assert new != text and PASSPHRASE_RE.match(new)
     assert bytes(page.choice.passphrase) == new.encode()
 
@@ -277,32 +286,34 @@ def test_generated_passphrase_copy_and_regenerate(qtbot, page):
 def test_entered_passphrase_must_be_long_and_repeated(qtbot, page):
     page.recovery_check.setChecked(False)  # isolate the passphrase rule
     assert page.isComplete()  # generated passphrase, calibrated, no recovery key
-    generated = page.generated_edit.text()
-    qtbot.mouseClick(page.enter_radio, Qt.MouseButton.LeftButton)
-    assert page.passphrase_stack.currentIndex() == 1
-    assert page.passphrase_edit.echoMode() == QLineEdit.EchoMode.Password
-    assert page.confirm_edit.echoMode() == QLineEdit.EchoMode.Password
+    generated = page.passphrase_box.generated_edit.text()
+    qtbot.mouseClick(page.passphrase_box.enter_radio, Qt.MouseButton.LeftButton)
+    assert page.passphrase_box.passphrase_stack.currentIndex() == 1
+    assert page.passphrase_box.passphrase_edit.echoMode() == QLineEdit.EchoMode.Password
+    assert page.passphrase_box.confirm_edit.echoMode() == QLineEdit.EchoMode.Password
     assert not page.isComplete() and page.choice.passphrase is None
 
-    qtbot.keyClicks(page.passphrase_edit, "short")
-    qtbot.keyClicks(page.confirm_edit, "short")
+    qtbot.keyClicks(page.passphrase_box.passphrase_edit, "short")
+    qtbot.keyClicks(page.passphrase_box.confirm_edit, "short")
     assert not page.isComplete()
-    assert page.passphrase_hint.text() == "Too short: use at least 12 characters."
+    assert page.passphrase_box.passphrase_hint.text() == "Too short: use at least 12 characters."
 
-    page.passphrase_edit.setText(LONG_PASSPHRASE)
-    page.confirm_edit.setText(LONG_PASSPHRASE + "!")
+    page.passphrase_box.passphrase_edit.setText(LONG_PASSPHRASE)
+    page.passphrase_box.confirm_edit.setText(LONG_PASSPHRASE + "!")
     assert not page.isComplete()
-    assert page.passphrase_hint.text() == "The passphrases do not match."
+    assert page.passphrase_box.passphrase_hint.text() == "The passphrases do not match."
 
-    page.confirm_edit.setText(LONG_PASSPHRASE)
+    page.passphrase_box.confirm_edit.setText(LONG_PASSPHRASE)
     assert page.isComplete()
-    assert page.passphrase_hint.text().startswith("Strong")
+    assert page.passphrase_box.passphrase_hint.text().startswith("Strong")
     assert bytes(page.choice.passphrase) == LONG_PASSPHRASE.encode() and not page.choice.passphrase_generated
 
-    page.confirm_edit.setText("x" * 11 + "y")  # 12 characters but different: blocked again
+    page.passphrase_box.confirm_edit.setText("x" * 11 + "y")  # 12 characters but different: blocked again
     assert not page.isComplete()
 
-    qtbot.mouseClick(page.generate_radio, Qt.MouseButton.LeftButton)  # back: the same generated one
+    qtbot.mouseClick(
+        page.passphrase_box.generate_radio, Qt.MouseButton.LeftButton
+    )  # back: the same generated one
     assert bytes(page.choice.passphrase) == generated.encode() and page.isComplete()
 
 
@@ -381,8 +392,8 @@ def test_cancel_stops_a_calibration(qtbot, page, fake_kdf):
 def test_a_copied_passphrase_leaves_the_clipboard_with_the_wizard(qtbot, page):
     """Regression (issue 17 item 11): failed on ecab7db because the generated passphrase (and a copied
     recovery key) stayed on the clipboard after the wizard had forgotten them."""
-    text = page.generated_edit.text()
-    qtbot.mouseClick(page.copy_button, Qt.MouseButton.LeftButton)
+    text = page.passphrase_box.generated_edit.text()
+    qtbot.mouseClick(page.passphrase_box.copy_button, Qt.MouseButton.LeftButton)
     assert QGuiApplication.clipboard().text() == text
     page.clear_secrets()  # what the wizard does when it closes
     assert QGuiApplication.clipboard().text() == ""
@@ -450,32 +461,37 @@ def test_recovery_key_dialog_save_and_acknowledge(qtbot, page, tmp_path):
 # -- recipe and secrets --------------------------------------------------------------------------------------
 
 
-def test_recipe_never_contains_the_passphrase_or_recovery_key(qtbot, page):
+def recipe_of(state: WizardState, tmp_path: Path) -> dict:
+    """What "Save recipe" writes for ``state`` (the other pages' choices filled in with placeholders)."""
+    state.uefi_signing = SigningChoice(tmp_path / "uefi.crt")
+    state.catalog = CatalogChoice(CatalogOptions("Encryption test", "1.0.0.0"))
+    return recipe_to_dict(state.recipe(output=tmp_path / "out" / "t.raw"), tmp_path)
+
+
+def test_recipe_never_contains_the_passphrase_or_recovery_key(qtbot, page, tmp_path):
     key = acknowledge_recovery_key(qtbot, page)
-    passphrase = page.generated_edit.text()
+    passphrase = page.passphrase_box.generated_edit.text()
     assert page.isComplete()
-    recipe = page.state.to_recipe_dict()
+    recipe = recipe_of(page.state, tmp_path)
+    # No "partitions": every protected partition (2 and 3) is encrypted. The cipher is not a choice.
     assert recipe["encryption"] == {
-        "partitions": [2, 3],
-        "cipher": "aes-xts-plain64",
-        "key_bits": 512,
         "sector_size": 4096,
-        "kdf": {
-            "type": "argon2id",
-            "iter_time_ms": 2000,
-            "params": {"time": 4, "memory_kib": 1048576, "parallel": 4},
-        },
+        "kdf": "argon2id",
+        "iter_time_ms": 2000,
+        "kdf_params": {"time": 4, "memory_kib": 1048576, "parallel": 4},
         "passphrase": "prompt",
-        "recovery_key": True,
+        "recovery_key_file": "out/t.raw.recovery-key.txt",
+        "sparse_ciphertext": False,
     }
+    assert page.state.recipe(output=tmp_path / "t.raw").encrypted_partitions == [2, 3]
     dumped = json.dumps(recipe) + repr(page.state) + repr(page.choice)
     # Whole secrets only: a 4-letter modhex group can occur by chance inside hex digests and GUIDs.
     for secret in (passphrase, key, passphrase.replace("-", ""), key.replace("-", "")):
         assert secret not in dumped
 
 
-def test_encryption_choice_is_plain_data():
-    choice = EncryptionChoice({3})
+def test_encryption_choice_is_plain_data(tmp_path):
+    choice = EncryptionChoice(EncryptionOptions(partitions=[3]))
     choice.set_passphrase("first hidden passphrase", generated=False)
     old = choice.passphrase
     choice.set_passphrase("second hidden passphrase", generated=False)
@@ -484,36 +500,43 @@ def test_encryption_choice_is_plain_data():
     assert not choice.recovery_key_acknowledged and not choice.keys_ready
     choice.recovery_key_acknowledged = True
     assert choice.keys_ready and not choice.kdf_ready
-    choice.kdf = "pbkdf2"
-    choice.kdf_params = KdfParams.pbkdf2(5000)
-    choice.passphrase_file = Path("/secrets/provisioning.txt")
+    choice.options.kdf = "pbkdf2"
+    choice.options.kdf_params = kdf_params_dict(KdfParams.pbkdf2(5000))
+    assert choice.kdf_ready and choice.kdf_params.type == "pbkdf2" and choice.kdf_params.iterations == 5000
+    choice.options.passphrase = SecretSource.file("/secrets/provisioning.txt")
     choice.recovery_key = False
-    assert choice.to_recipe_dict() == {
+    state = WizardState()
+    state.set_image(tmp_path / "base.img", None)
+    state.protected = {2, 3}
+    state.encryption = choice
+    assert recipe_of(state, tmp_path)["encryption"] == {
         "partitions": [3],
-        "cipher": "aes-xts-plain64",
-        "key_bits": 512,
         "sector_size": 4096,
-        "kdf": {"type": "pbkdf2", "iter_time_ms": 2000, "params": {"hash": "sha256", "iterations": 5000}},
+        "kdf": "pbkdf2",
+        "iter_time_ms": 2000,
+        "kdf_params": {"iterations": 5000, "hash": "sha256"},
         "passphrase": {"file": "/secrets/provisioning.txt"},
-        "recovery_key": False,
+        "sparse_ciphertext": False,
     }
     assert "hidden" not in repr(choice) and "cbdefghi" not in repr(choice)
     pw, rk = choice.passphrase, choice.recovery_key_value
     choice.clear_secrets()
     assert pw == bytearray(len(pw)) and rk == bytearray(len(rk))
     assert choice.passphrase is None and choice.recovery_key_value is None and not choice.keys_ready
-    assert WizardState().to_recipe_dict().get("encryption") is None  # until the page was shown
+    state.encryption = None  # until the page was shown: the recipe's defaults
+    assert state.recipe(output=tmp_path / "t.raw").encryption == EncryptionOptions()
 
 
 def test_mnemonics_tab_order_and_accessible_names(page):
-    texts = [page.partitions_caption.text(), page.calibrate_button.text(), page.generate_radio.text(),
-             page.enter_radio.text(), page.copy_button.text(), page.regenerate_button.text(),
+    box = page.passphrase_box
+    texts = [page.partitions_caption.text(), page.calibrate_button.text(), box.generate_radio.text(),
+             box.enter_radio.text(), box.copy_button.text(), box.regenerate_button.text(),
              page.recovery_check.text(), page.recovery_button.text(), page.stop_button.text()]  # fmt: skip
     letters = [t[t.index("&") + 1].lower() for t in texts]
     assert len(set(letters)) == len(letters) and not set(letters) & {"b", "n", "f"}  # Back, Next, Finish
     assert page.tree.accessibleName() == "Partitions to encrypt"
-    assert page.generated_edit.accessibleName() == "Generated passphrase"
+    assert page.passphrase_box.generated_edit.accessibleName() == "Generated passphrase"
     assert page.sector_combo.nextInFocusChain() is page.kdf_combo
     assert page.kdf_combo.nextInFocusChain() is page.iter_spin
-    assert page.copy_button.nextInFocusChain() is page.regenerate_button
+    assert page.passphrase_box.copy_button.nextInFocusChain() is page.passphrase_box.regenerate_button
     assert page.recovery_check.nextInFocusChain() is page.recovery_button

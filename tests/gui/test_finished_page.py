@@ -1,14 +1,16 @@
 """The Finished ("Template ready") page on its own: artefacts, digests, Open folder/report, Verify, Cancel.
 
-A BuildResult-shaped object points at real files written here, so the digests are graded by hashlib
-over those files; the verifier is the real ``verify_template`` where a real template is needed (see
-test_generate_page.py, which runs the whole build and then this page) and a stand-in here to show a
-failing check. The page's digest hashing runs for real in the executor.
+A BuildResult-shaped object points at real files written here, its summary holding their sizes and
+digests as the build records them (graded by hashlib over those files); the page must show those and never
+read the files again. The verifier is the real ``verify_template`` where a real template is needed (see
+test_generate_page.py, which runs the whole build and then this page) and a stand-in here.
 """
 
 from __future__ import annotations
 
+import builtins
 import hashlib
+import io
 import os
 import threading
 import time
@@ -18,12 +20,12 @@ from types import SimpleNamespace
 import pytest
 from PySide6.QtCore import QUrl
 
-from app.errors import CancelledError
 from app.gui.state import CatalogChoice, OutputChoice, SigningChoice, WizardState
 from app.signing.certificates import describe_certificate
+from app.template.recipe import CatalogOptions, OutputOptions
 from app.template.verify import Check, TemplateReport
-from tests.gui.test_review_page import make_signing_files
-from wizard_pages.finished import FinishedPage, hash_files
+from tests.gui.conftest import make_signing_files
+from wizard_pages.finished import FinishedPage
 
 TASK_TIMEOUT_MS = 30_000
 MiB = 1024 * 1024
@@ -52,7 +54,13 @@ def fake_result(tmp_path: Path) -> SimpleNamespace:
     for name, path in files.items():
         if name != "output":
             path.write_bytes(os.urandom(1000 + len(name)))
-    return SimpleNamespace(**files, summary={})
+    roles = {"output": "template"}
+    artefacts = [
+        {"role": roles.get(name, name), "path": str(path), "size_bytes": path.stat().st_size,
+         "sha256": sha256_of(path)}
+        for name, path in files.items()
+    ]  # fmt: skip
+    return SimpleNamespace(**files, summary={"ok": True, "artefacts": artefacts})
 
 
 @pytest.fixture
@@ -62,8 +70,8 @@ def state(tmp_path: Path, fake_result) -> WizardState:
     choice = SigningChoice(files.cert, files.key, files.signer,
                            describe_certificate(files.signer.certificate, purpose="catalog"))  # fmt: skip
     st.uefi_signing = st.catalog_signing = choice
-    st.catalog = CatalogChoice("Demo web server", "1.2.3.4")
-    st.output = OutputChoice(fake_result.output, "raw", result=fake_result)
+    st.catalog = CatalogChoice(CatalogOptions("Demo web server", "1.2.3.4"))
+    st.output = OutputChoice(OutputOptions(fake_result.output, "raw"), result=fake_result)
     return st
 
 
@@ -88,14 +96,18 @@ def make_page(qtbot, runner, state, **kwargs) -> FinishedPage:
 def test_lists_artefacts_with_size_and_sha256(qtbot, runner, state, fake_result):
     page = make_page(qtbot, runner, state)
     assert page.title() == "Template ready" and page.isFinalPage()
-    with qtbot.waitSignal(page.hashingFinished, timeout=TASK_TIMEOUT_MS):
-        page.initializePage()
+    page.initializePage()
     names = [page.table.item(r, 0).text() for r in range(page.table.rowCount())]
     assert names == ["Template", "Signature catalog", "Manifest", "Manifest signature", "Report"]
     expected = {
         p.name: sha256_of(p)
-        for p in (fake_result.output, fake_result.catalog, fake_result.manifest,
-                  fake_result.manifest_signature, fake_result.report)  # fmt: skip
+        for p in (
+            fake_result.output,
+            fake_result.catalog,
+            fake_result.manifest,
+            fake_result.manifest_signature,
+            fake_result.report,
+        )
     }
     assert page.table_digests() == expected
     assert page.digests[fake_result.output].size == 12 * MiB
@@ -104,16 +116,62 @@ def test_lists_artefacts_with_size_and_sha256(qtbot, runner, state, fake_result)
     identity = page.identity_label.text()
     assert "Demo web server" in identity and "1.2.3.4" in identity
     assert "Finished page catalog signer" in identity and "issued by" in identity
-    # Entering again (Back/Next) does not hash again.
+    # Entering again (Back/Next) changes nothing.
     page.initializePage()
-    assert not page.is_busy()
+    assert not page.is_busy() and page.table_digests() == expected
+
+
+def test_the_digests_come_from_the_build_result_not_from_reading_the_files(
+    qtbot, runner, state, fake_result, monkeypatch
+):
+    """Issue 13: the page re-read and re-hashed every artefact (a second multi-GB read of a real template)
+    although the build result holds their digests; any open of an artefact or any SHA-256 now fails."""
+    artefacts = {str(p) for p in (fake_result.output, fake_result.catalog, fake_result.manifest,
+                                  fake_result.manifest_signature, fake_result.report)}  # fmt: skip
+    opened: list[str] = []
+    real_open, real_os_open = builtins.open, os.open
+
+    def spy_open(file, *args, **kwargs):
+        if str(file) in artefacts:
+            opened.append(str(file))
+        return real_open(file, *args, **kwargs)
+
+    def spy_os_open(path, *args, **kwargs):
+        if str(path) in artefacts:
+            opened.append(str(path))
+        return real_os_open(path, *args, **kwargs)
+
+    def no_hashing(*args, **kwargs):
+        raise AssertionError("the Finished page hashed something")
+
+    page = make_page(qtbot, runner, state)
+    monkeypatch.setattr(builtins, "open", spy_open)
+    monkeypatch.setattr(io, "open", spy_open)
+    monkeypatch.setattr(os, "open", spy_os_open)
+    monkeypatch.setattr(hashlib, "sha256", no_hashing)
+    page.initializePage()
+    qtbot.wait(200)  # a background task would have started by now
+    assert not page.is_busy() and runner.running == frozenset()
+    monkeypatch.undo()
+    assert opened == []
+    assert page.table_digests() == {
+        Path(a["path"]).name: a["sha256"] for a in fake_result.summary["artefacts"]
+    }
+    assert page.digests[fake_result.output].size == 12 * MiB
+
+
+def test_a_result_without_recorded_digests_says_so(qtbot, runner, state, fake_result):
+    fake_result.summary = {}
+    page = make_page(qtbot, runner, state)
+    page.initializePage()
+    assert page.table_digests() == {} and not page.is_busy()
+    assert page.table.item(0, 3).text() == "not recorded by the build"
 
 
 def test_open_folder_and_report(qtbot, runner, state, fake_result):
     opener = Opener()
     page = make_page(qtbot, runner, state, opener=opener)
-    with qtbot.waitSignal(page.hashingFinished, timeout=TASK_TIMEOUT_MS):
-        page.initializePage()
+    page.initializePage()
     page.open_folder_button.click()
     page.open_report_button.click()
     assert [u.toLocalFile() for u in opener.urls] == [str(fake_result.output.parent), str(fake_result.report)]
@@ -136,8 +194,7 @@ def test_verify_lists_each_check(qtbot, runner, state, fake_result):
         )
 
     page = make_page(qtbot, runner, state, verifier=verifier)
-    with qtbot.waitSignal(page.hashingFinished, timeout=TASK_TIMEOUT_MS):
-        page.initializePage()
+    page.initializePage()
     assert page.check_rows() == [] and "Not verified yet" in page.checks.item(0).text()
     with qtbot.waitSignal(page.verifyFinished, timeout=TASK_TIMEOUT_MS):
         page.verify_button.click()
@@ -166,18 +223,17 @@ def test_verify_trusts_every_certificate_the_build_signed_with(qtbot, runner, st
     state.uefi_signing = SigningChoice(other.cert, other.key, other.signer, info)
     state.catalog_same_as_uefi, state.catalog_signing = False, None
     page = make_page(qtbot, runner, state, verifier=verifier)
-    with qtbot.waitSignal(page.hashingFinished, timeout=TASK_TIMEOUT_MS):
-        page.initializePage()
+    page.initializePage()
     with qtbot.waitSignal(page.verifyFinished, timeout=TASK_TIMEOUT_MS):
         page.verify_button.click()
     assert calls == [[other.signer.certificate]]
 
 
-def test_hashing_can_be_cancelled_in_two_stages(qtbot, runner, state, monkeypatch):
+def test_verifying_can_be_cancelled_in_two_stages(qtbot, runner, state):
     started = threading.Event()
 
-    def slow_hasher(paths, *, progress, cancel):
-        progress.begin("hash", 100)
+    def slow_verifier(template, vsc, trusted, *, progress, cancel):
+        progress.begin("verify", 100)
         started.set()
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
@@ -185,31 +241,16 @@ def test_hashing_can_be_cancelled_in_two_stages(qtbot, runner, state, monkeypatc
             time.sleep(0.01)
         raise AssertionError("never cancelled")
 
-    page = make_page(qtbot, runner, state, hasher=slow_hasher)
+    page = make_page(qtbot, runner, state, verifier=slow_verifier)
     page.initializePage()
+    page.verify_button.click()
     assert started.wait(5) and page.is_busy()
     panel = page.progress_panel
     assert panel.isVisible() and not page.verify_button.isEnabled()
     panel.cancel_button.click()
     assert panel.stop_button.isVisible() and page.is_busy()  # stage one only asks
-    with qtbot.waitSignal(page.hashingFinished, timeout=TASK_TIMEOUT_MS):
+    with qtbot.waitSignal(page.verifyFinished, timeout=TASK_TIMEOUT_MS):
         panel.stop_button.click()
-    assert page.status_label.text() == "Cancelled: the digests were not computed."
-    assert page.table_digests() == {} and not panel.isVisible()
+    assert page.status_label.text() == "Cancelled: the template was not verified."
+    assert page.check_rows() == [] and not panel.isVisible()
     assert page.verify_button.isEnabled()
-
-
-def test_hash_files_matches_hashlib_and_honours_cancel(tmp_path):
-    from app.progress import CancelToken, ProgressState
-
-    a, b = tmp_path / "a", tmp_path / "b"
-    a.write_bytes(os.urandom(9 * MiB + 5))
-    b.write_bytes(b"")
-    progress = ProgressState()
-    got = hash_files([a, b], progress=progress, cancel=CancelToken())
-    assert got[a].sha256 == sha256_of(a) and got[b].sha256 == hashlib.sha256().hexdigest()
-    assert progress.done == progress.total == 9 * MiB + 5
-    token = CancelToken()
-    token.cancel()
-    with pytest.raises(CancelledError):
-        hash_files([a], progress=ProgressState(), cancel=token)

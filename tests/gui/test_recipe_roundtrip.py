@@ -30,17 +30,11 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QWizard
 
 from app.catalog.format import read_catalog
-from app.gui.recipe_bridge import recipe_from_wizard_state
 from app.gui.wizard import PageId
 from app.luks import container as luks_container
-from app.template.recipe import load_recipe
+from app.template.recipe_file import load_recipe
 from tests.conftest import require_tool, run, sgdisk_partitions
-from tests.gui.test_review_page import (  # noqa: F401 (fixtures)
-    drive_to_review,
-    fast_kdf,
-    save_recipe_and_wait,
-    signing_files,
-)
+from tests.gui.test_review_page import drive_to_review, save_recipe_and_wait
 from tests.signing.pe_helpers import osslsigncode_calculated_digest
 
 BUILD_TIMEOUT_MS = 180_000
@@ -73,7 +67,7 @@ class SeededRandom:
             return self._stream.update(bytes(n))
 '''
 
-WRAPPER = '''
+WRAPPER = """
 import os
 import random  # before os.urandom is replaced: they keep the real one, as in the wizard's process,
 import runpy
@@ -89,7 +83,7 @@ import app.luks.container  # noqa: E402
 app.luks.container._digest_iterations = lambda: {iterations!r}
 sys.argv = ["shieldwright", *sys.argv[1:]]
 runpy.run_module("app", run_name="__main__", alter_sys=True)
-'''
+"""
 
 
 def seeded_random():
@@ -119,7 +113,7 @@ def catalog_digests(vsc: Path) -> dict[int, str]:
 
 
 def test_saved_recipe_replayed_by_the_cli_gives_the_same_template(
-    qtbot, wizard, demo_image, signing_files, fast_kdf, tmp_path, monkeypatch  # noqa: F811
+    qtbot, wizard, demo_image, signing_files, fast_kdf, tmp_path, monkeypatch
 ):
     out1, out2 = tmp_path / "wizard", tmp_path / "cli"
     out1.mkdir()
@@ -136,7 +130,7 @@ def test_saved_recipe_replayed_by_the_cli_gives_the_same_template(
     recipe_path = tmp_path / "recipe" / "template.toml"
     recipe_path.parent.mkdir()
     save_recipe_and_wait(qtbot, review, recipe_path)
-    assert load_recipe(recipe_path) == recipe_from_wizard_state(state)
+    assert load_recipe(recipe_path) == state.recipe()
 
     # The wizard's build, with os.urandom pinned while it runs.
     drbg = seeded_random()
@@ -161,8 +155,16 @@ def test_saved_recipe_replayed_by_the_cli_gives_the_same_template(
     )
     template2 = out2 / "template.raw"
     proc = subprocess.run(
-        [sys.executable, str(wrapper), "build", str(recipe_path),
-         "--passphrase-file", str(passphrase_file), "-o", str(template2)],  # fmt: skip
+        [
+            sys.executable,
+            str(wrapper),
+            "build",
+            str(recipe_path),
+            "--passphrase-file",
+            str(passphrase_file),
+            "-o",
+            str(template2),
+        ],
         capture_output=True,
         text=True,
         stdin=subprocess.DEVNULL,

@@ -17,17 +17,12 @@ from PySide6.QtWidgets import QWizard
 
 from app.findings import Severity
 from tests.gui.test_generate_page import fake_builder
-from tests.gui.test_review_page import (  # noqa: F401 (fixtures)
-    TASK_TIMEOUT_MS,
-    drive_to_review,
-    fast_kdf,
-    signing_files,
-)
+from tests.gui.test_review_page import TASK_TIMEOUT_MS, drive_to_review
 from wizard_pages.review import ReviewPage
 
 
 @pytest.fixture
-def review(qtbot, wizard, demo_image, signing_files, fast_kdf, tmp_path) -> ReviewPage:  # noqa: F811
+def review(qtbot, wizard, demo_image, signing_files, fast_kdf, tmp_path) -> ReviewPage:
     (tmp_path / "out").mkdir()
     wizard.resize(1000, 700)
     page = drive_to_review(qtbot, wizard, demo_image, signing_files, tmp_path / "out" / "demo.raw")
@@ -112,8 +107,8 @@ def test_a_private_host_file_blocks_generate_until_allowed_and_is_listed(
     """Regression (issue 17 item 7): failed on ecab7db because the page neither listed the host files that go
     into the template in the clear nor refused a private one: Generate was enabled for a 0600 initrd."""
     kernel, initrd = private_initrd
-    boot = wizard.state.boot
-    boot.source, boot.kernel_path, boot.initrd_paths = "files", kernel, [initrd]
+    uki = wizard.state.uki.options
+    uki.source, uki.kernel, uki.initrds = "files", str(kernel), [str(initrd)]
     with qtbot.waitSignal(review.checkFinished, timeout=TASK_TIMEOUT_MS):
         review.start_check()
     errors = [m for m, s in zip(review.findings.messages(), review.findings.severities(), strict=True)
@@ -150,8 +145,8 @@ def test_a_private_host_file_blocks_generate_until_allowed_and_is_listed(
 def test_public_host_files_are_listed_without_a_choice(qtbot, wizard, review, private_initrd) -> None:
     kernel, initrd = private_initrd
     initrd.chmod(0o644)
-    boot = wizard.state.boot
-    boot.source, boot.kernel_path, boot.initrd_paths = "files", kernel, [initrd]
+    uki = wizard.state.uki.options
+    uki.source, uki.kernel, uki.initrds = "files", str(kernel), [str(initrd)]
     with qtbot.waitSignal(review.checkFinished, timeout=TASK_TIMEOUT_MS):
         review.start_check()
     assert review.isComplete(), review.findings.messages()

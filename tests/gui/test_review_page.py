@@ -4,14 +4,14 @@ The wizard is driven through its real pages on the demo image (certificates load
 page, the UKI built on the Boot image page, keys made on the Encryption page, the template named on the
 Catalog page), then jumps to Review. The KDF calibration is replaced by a cheap fixed cost (pbkdf2, 1000
 iterations) so builds in the other tests stay fast. The saved recipe is graded by the engine's own
-reader (``load_recipe``) against ``recipe_from_wizard_state`` and by a plain text search for secrets.
+reader (``load_recipe``) against ``WizardState.recipe()`` and by a plain text search for secrets; the
+equivalent command against the options table (``equivalent_argv``).
 """
 
 from __future__ import annotations
 
 import shlex
 import tomllib
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -20,14 +20,12 @@ from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QWizard
 
 from app.findings import Finding, Severity
-from app.gui.recipe_bridge import recipe_from_wizard_state
+from app.gui.state import OutputChoice
 from app.gui.wizard import PageId
-from app.luks import kdf
-from app.luks.kdf import KdfParams
-from app.signing import keys
-from app.signing.signer import KeySigner
-from app.template.recipe import load_recipe
-from tests.gui.conftest import open_and_wait
+from app.template.options import equivalent_argv, unflagged_choices
+from app.template.recipe import OutputOptions, SecretSource, parse_image_ref
+from app.template.recipe_file import load_recipe
+from tests.gui.conftest import SigningFiles, open_and_wait
 from wizard_pages.certificates import Role
 from wizard_pages.review import ReviewCheck, ReviewPage, check_recipe, default_output_path
 
@@ -36,38 +34,6 @@ TEMPLATE_NAME = "Demo web server"
 
 
 # -- shared with the Generate, Finished and round-trip tests --------------------------------------------
-
-
-@dataclass(frozen=True)
-class SigningFiles:
-    cert: Path
-    key: Path
-    signer: KeySigner
-
-
-def make_signing_files(directory: Path, common_name: str = "Review test UEFI signing") -> SigningFiles:
-    directory.mkdir(parents=True, exist_ok=True)
-    key = keys.generate_key("rsa2048")
-    cert = keys.generate_self_signed(key, common_name=common_name, organization="Test Org", days=30)
-    cert_path = keys.write_certificate(cert, directory / "uefi.crt")
-    key_path = keys.write_private_key(key, directory / "uefi.key")
-    return SigningFiles(cert_path, key_path, KeySigner(key, cert))
-
-
-@pytest.fixture(scope="module")
-def signing_files(tmp_path_factory: pytest.TempPathFactory) -> SigningFiles:
-    return make_signing_files(tmp_path_factory.mktemp("signing"))
-
-
-def cheap_kdf(kind: str, iter_time_ms: int = 2000, max_memory_kib: int = 1048576,
-              parallel: int | None = None, cancel=None) -> KdfParams:  # fmt: skip
-    """Stands in for kdf.calibrate: a fixed, cheap cost (the build then derives keyslots quickly)."""
-    return KdfParams.pbkdf2(1000) if kind == "pbkdf2" else KdfParams.argon2id(1, 32 * 1024, 1)
-
-
-@pytest.fixture
-def fast_kdf(monkeypatch) -> None:
-    monkeypatch.setattr(kdf, "calibrate", cheap_kdf)
 
 
 def drive_to_review(qtbot, wizard, image: Path, signing: SigningFiles, output: Path | None) -> ReviewPage:
@@ -107,10 +73,7 @@ def drive_to_review(qtbot, wizard, image: Path, signing: SigningFiles, output: P
     review = wizard.review_page
     if output is not None:
         # The default (beside the read-only demo image, shared by every test) is tested on its own.
-        wizard.state.output = None
-        from app.gui.state import OutputChoice
-
-        wizard.state.output = OutputChoice(output, "raw")
+        wizard.state.output = OutputChoice(OutputOptions(output, "raw"))
     wizard.setCurrentId(PageId.REVIEW)
     assert wizard.currentPage() is review
     qtbot.waitUntil(lambda: not review.is_busy(), timeout=TASK_TIMEOUT_MS)
@@ -174,8 +137,9 @@ def test_summary_shows_every_choice_and_never_a_secret(qtbot, wizard, review, si
     # UKI: kernel, command line, and PCR 11 (no phase) as the engine predicts it for the built UKI.
     from app.boot.pcr import predict_pcr11
 
-    assert state.boot.kernel.path in text and state.boot.cmdline in text
-    pcr11 = predict_pcr11(state.boot.uki, banks=("sha256",))["sha256"][""]
+    uki = state.uki.options
+    assert parse_image_ref(uki.kernel)[1] in text and uki.cmdline in text
+    pcr11 = predict_pcr11(state.uki.uki, banks=("sha256",))["sha256"][""]
     assert pcr11 in text
     # Encryption: partitions, cipher, sector size, KDF, recovery key yes.
     enc = state.encryption
@@ -199,11 +163,11 @@ def test_changing_the_format_renames_the_output_and_revalidates(qtbot, review):
     assert review.output.path.suffix == ".raw"
     with qtbot.waitSignal(review.checkFinished, timeout=TASK_TIMEOUT_MS):
         review.format_combo.setCurrentIndex(review.format_combo.findData("vhdx"))
-    assert review.output.format == "vhdx" and review.output.path.name == "demo.vhdx"
+    assert review.output.options.format == "vhdx" and review.output.path.name == "demo.vhdx"
     assert "VHDX" in review.summary_text() and "demo.vhdx" in review.confirm_label.text()
     with qtbot.waitSignal(review.checkFinished, timeout=TASK_TIMEOUT_MS):
         review.set_output_path(review.output.path.with_name("other.qcow2"))
-    assert review.output.format == "qcow2"
+    assert review.output.options.format == "qcow2"
     assert review.format_combo.currentData() == "qcow2"
 
 
@@ -228,7 +192,7 @@ def test_default_output_is_beside_the_base_image(qtbot, wizard, demo_image, sign
 
 def test_validation_errors_block_generate(qtbot, wizard, review, tmp_path):
     (tmp_path / "out").mkdir()
-    wizard.state.catalog.template_version = "1.0"  # the Catalog page would refuse it; the engine must too
+    wizard.state.catalog.options.version = "1.0"  # the Catalog page would refuse it; the engine must too
     with qtbot.waitSignal(review.checkFinished, timeout=TASK_TIMEOUT_MS):
         review.start_check()
     assert "error" in review.findings.severities()
@@ -239,7 +203,7 @@ def test_validation_errors_block_generate(qtbot, wizard, review, tmp_path):
 
 
 def test_check_recipe_reports_pcr_unavailable_without_uki(wizard, review):
-    recipe = recipe_from_wizard_state(wizard.state)
+    recipe = wizard.state.recipe()
     result = check_recipe(recipe, None)
     assert isinstance(result, ReviewCheck) and result.pcr11 is None and "Boot image" in result.pcr_note
     assert all(isinstance(f, Finding) for f in result.findings)
@@ -266,7 +230,7 @@ def test_save_recipe_round_trips_and_holds_no_secret(qtbot, wizard, review, tmp_
     save_recipe_and_wait(qtbot, review, path)
     assert review.saved_recipe == path and str(path) in review.status_label.text()
 
-    expected = recipe_from_wizard_state(wizard.state)
+    expected = wizard.state.recipe()
     assert load_recipe(path) == expected
     text = path.read_text()
     data = tomllib.loads(text)
@@ -290,7 +254,7 @@ def test_passphrase_file_is_recorded_when_chosen(qtbot, wizard, review, tmp_path
     with qtbot.waitSignal(review.checkFinished, timeout=TASK_TIMEOUT_MS):
         dialog.fileSelected.emit(str(secret))
     dialog.reject()
-    assert wizard.state.encryption.passphrase_file == secret
+    assert wizard.state.encryption.options.passphrase == SecretSource.file(secret)
     assert review.passphrase_combo.currentData() == "file"
     path = tmp_path / "with-file.toml"
     save_recipe_and_wait(qtbot, review, path)
@@ -299,11 +263,11 @@ def test_passphrase_file_is_recorded_when_chosen(qtbot, wizard, review, tmp_path
         "file": secret.name
     }
     assert "not the real one" not in path.read_text()
-    assert load_recipe(path) == recipe_from_wizard_state(wizard.state)
+    assert load_recipe(path) == wizard.state.recipe()
     # Back to the prompt.
     review.passphrase_combo.setCurrentIndex(0)
     review.passphrase_combo.activated.emit(0)
-    assert wizard.state.encryption.passphrase_file is None
+    assert wizard.state.encryption.options.passphrase == SecretSource.prompt()
 
 
 def test_equivalent_command_names_the_saved_recipe(qtbot, wizard, review, tmp_path):
@@ -318,6 +282,13 @@ def test_equivalent_command_names_the_saved_recipe(qtbot, wizard, review, tmp_pa
     assert [flags[i + 1] for i, f in enumerate(flags) if f == "--protect"] == [
         str(n) for n in sorted(wizard.state.protected)
     ]
+    # One table: the command is the options table's argv for the state's recipe, and the note names the
+    # choices no flag says (the kernel chosen in the image, the calibrated KDF cost, …).
+    recipe = wizard.state.recipe()
+    assert flags == equivalent_argv(recipe)
+    left = unflagged_choices(recipe)
+    assert "uki.kernel" in left and "encryption.kdf_params" in left
+    assert all(key in review.command_note.text() for key in left)
 
     path = tmp_path / "my recipe.toml"  # a space: the command must quote it
     save_recipe_and_wait(qtbot, review, path)

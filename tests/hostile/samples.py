@@ -16,6 +16,9 @@ from pathlib import Path
 
 from app.disk.crc32c import crc32c
 from app.disk.formats import vhdx
+from app.luks.container import LuksParams, create_header
+from app.luks.header import build_metadata, read_metadata
+from app.luks.kdf import KdfParams
 from tests.conftest import MiB, run
 
 GiB = 1024 * MiB
@@ -245,17 +248,12 @@ def expanding_qcow2(path: Path, virtual_size: int, *, cluster_bits: int = 21) ->
 
 def cheap_luks_area(passphrase: bytes = b"hostile") -> bytes:
     """A complete LUKS2 header area from our writer, one cheap pbkdf2 keyslot, 16 KiB metadata."""
-    from app.luks.container import LuksParams, create_header
-    from app.luks.kdf import KdfParams
-
     params = LuksParams(metadata_size=16384, data_offset=2 * 16384 + 512 * 1024, digest_iterations=1000)
     return create_header(os.urandom(64), params, [(passphrase, KdfParams.pbkdf2(1000))])
 
 
 def with_keyslot_kdf(area: bytes, kdf: dict[str, object]) -> bytes:
     """``area`` with keyslot 0's ``kdf`` object replaced (salt kept) and both header copies resealed."""
-    from app.luks.header import build_metadata, read_metadata
-
     meta = read_metadata(lambda off, n: area[off : off + n])
     slot = meta.json["keyslots"]["0"]
     slot["kdf"] = {**kdf, "salt": slot["kdf"]["salt"]}

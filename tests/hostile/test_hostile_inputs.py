@@ -31,8 +31,12 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from app.boot.uki import HOST_STUB, UkiInputs, build_uki
 from app.disk.crc32c import crc32c
 from app.disk.formats import vhd, vhdx
+from app.luks.header import build_metadata, read_metadata
+from app.signing.cms import sign_cms
+from tests.boot.uki_helpers import snakeoil
 from tests.conftest import MiB, run
 from tests.hostile import samples
 from tests.hostile.measure import PEAK_BOUND_KIB, REPO, child_env
@@ -178,9 +182,6 @@ def pe_fields(data: bytes) -> tuple[Field, ...]:
 
 @pytest.fixture(scope="module")
 def pe_seeds() -> list[Seed]:
-    from app.boot.uki import HOST_STUB, UkiInputs, build_uki
-    from tests.boot.uki_helpers import snakeoil
-
     tiny = samples.tiny_pe([(".osrel", 12, b"ID=tiny\n\0\0\0\0"), (".cmdline", 5, b"quiet"),
                             (".linux", 0x400, samples.fake_bzimage())])  # fmt: skip
     inputs = UkiInputs(linux=samples.fake_bzimage(), cmdline="quiet", os_release="ID=t\n",
@@ -410,8 +411,6 @@ def luks_seeds(tmp_path_factory: pytest.TempPathFactory) -> list[Seed]:
 
 def _json_mutated(area: bytes, changes: list[tuple[str, object]]) -> bytes | None:
     """``area`` with JSON ``changes`` applied and both copies re-sealed; None when our writer refuses."""
-    from app.luks.header import build_metadata, read_metadata
-
     meta = read_metadata(lambda off, n: area[off : off + n])
     for dotted, value in changes:
         _set_path(meta.json, dotted, value)
@@ -468,9 +467,6 @@ def der_length_fields(data: bytes, pos: int = 0, end: int | None = None, depth: 
 
 @pytest.fixture(scope="module")
 def cms_seed() -> Seed:
-    from app.signing.cms import sign_cms
-    from tests.boot.uki_helpers import snakeoil
-
     data = sign_cms(b"SWVSC1\n" + bytes(64), snakeoil())
     return Seed(data, tuple(der_length_fields(data)))
 

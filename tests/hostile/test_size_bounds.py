@@ -8,9 +8,11 @@ disk or the RAM of the machine running the suite.
 
 from __future__ import annotations
 
+import hashlib
 import resource
 import shutil
 import signal
+import struct
 import textwrap
 import threading
 import time
@@ -18,11 +20,13 @@ from pathlib import Path
 
 import pytest
 
-from app.errors import CancelledError
+from app.disk.image import open_image
+from app.errors import CancelledError, CorruptImageError
 from app.luks import kdf
 from app.luks.container import unlock
 from app.luks.errors import LuksUnsupportedError
 from app.progress import CancelToken
+from tests.conftest import run
 from tests.hostile import samples
 from tests.hostile.measure import PEAK_BOUND_KIB, child_env, cli, python, run_measured
 
@@ -75,8 +79,6 @@ def test_zero_fill_within_the_bound_is_hashed_without_materialising(tmp_path: Pa
     """Regression (issue 17 item 6): failed on ecab7db because a section's zero fill was allocated (twice)
     to be hashed: 48 MiB of VirtualSize past a 512-byte section peaked at ~150 MiB. Under the 64 MiB bound
     it still inspects, hashed in pieces: the digest is that of the mapped bytes."""
-    import hashlib
-
     vsize = 48 * 2**20
     path = tmp_path / "fill.efi"
     path.write_bytes(samples.huge_section_uki(vsize))
@@ -115,12 +117,6 @@ def test_vhdx_blocks_sharing_file_space_are_refused(tmp_path: Path) -> None:
     """Regression (issue 17 item 6): failed on ecab7db because BAT entries could all name the same file
     block: a small file then described any amount of data for copies to expand. Each present block now
     owns its file space, so the data a VHDX maps is bounded by its size."""
-    import struct
-
-    from app.disk.image import open_image
-    from app.errors import CorruptImageError
-    from tests.conftest import run
-
     path = samples.small_vhdx(tmp_path / "shared.vhdx")
     run("qemu-io", "-f", "vhdx", "-c", "write -P 0xa5 2M 1M", path)
     with open(path, "r+b") as f:
@@ -138,12 +134,6 @@ def test_vhdx_blocks_sharing_file_space_are_refused(tmp_path: Path) -> None:
 def test_qcow2_l1_entries_sharing_an_l2_table_are_refused(tmp_path: Path) -> None:
     """Regression (issue 17 item 6): failed on ecab7db because every L1 entry could point at one L2 table,
     letting a few KiB of tables describe terabytes of allocated clusters."""
-    import struct
-
-    from app.disk.image import open_image
-    from app.errors import CorruptImageError
-    from tests.conftest import run
-
     path = tmp_path / "shared.qcow2"
     run("qemu-img", "create", "-q", "-f", "qcow2", "-o", "cluster_size=4096", path, "8M")
     run("qemu-io", "-f", "qcow2", "-c", "write -P 0x5a 0 4k", "-c", "write -P 0xa5 3M 4k", path)

@@ -38,6 +38,7 @@ def _each(*steps: Callable[[], object]) -> None:
 
 def parse_pe(path: Path) -> None:
     """What ``uki inspect``, ``uki pcr11`` and ``pe verify`` do with a file (without trust anchors)."""
+    # lazy: each parser loads only its own modules into the measured child
     from app.boot.pcr import predict_pcr11
     from app.boot.uki import inspect_uki
     from app.signing.authenticode import verify_pe
@@ -51,6 +52,7 @@ def parse_pe(path: Path) -> None:
 
 def parse_disk(path: Path) -> None:
     """What ``inspect`` and the first steps of a build do: open, read the layout, sample the data."""
+    # lazy: each parser loads only its own modules into the measured child
     from app.disk.image import open_image
     from app.disk.layout import layout_of
 
@@ -67,6 +69,7 @@ def parse_disk(path: Path) -> None:
 
 def parse_luks2(path: Path) -> None:
     """``luks dump``'s parse, then an unlock attempt when the keyslots' KDFs are cheap."""
+    # lazy: each parser loads only its own modules into the measured child
     from app.luks.container import read_header, unlock
 
     area = path.read_bytes()
@@ -82,13 +85,16 @@ def parse_luks2(path: Path) -> None:
 
 def parse_cms(path: Path) -> None:
     """A catalog's or shielding data file's signature: parse, then verify without trust anchors."""
+    # lazy: each parser loads only its own modules into the measured child
     from app.signing.cms import verify_cms
 
     verify_cms(path.read_bytes())
 
 
 def parse_recipe(path: Path) -> None:
-    from app.template.recipe import load_recipe, validate_recipe
+    # lazy: each parser loads only its own modules into the measured child
+    from app.template.checks import validate_recipe
+    from app.template.recipe_file import load_recipe
 
     validate_recipe(load_recipe(path), check_files=False)
 

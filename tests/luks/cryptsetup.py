@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 from pathlib import Path
@@ -45,8 +46,6 @@ def dump_volume_key(path: Path, passphrase: bytes | str, tmp: Path) -> bytes:
 
 def dump_json(path: Path) -> dict:
     """The JSON metadata as cryptsetup reads it (``--dump-json-metadata``)."""
-    import json
-
     proc = cryptsetup("luksDump", "--dump-json-metadata", path)
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout)

@@ -17,6 +17,7 @@ import pytest
 
 from app.disk import partition_types as pt
 from app.disk import writers
+from app.luks import imageops
 from app.luks.errors import LuksError
 from app.luks.imageops import Keyslot, add_key
 from app.luks.kdf import KdfParams
@@ -120,7 +121,7 @@ def test_add_key_reads_the_new_header_back_before_reporting_success(
     output without the new header (here: a writer that drops the patch) was reported as a success."""
     disk, _ = luks_disk(tmp_path)
     real = writers.write_image
-    monkeypatch.setattr(writers, "write_image", lambda src, dst, fmt, **kw: real(src.inner, dst, fmt, **kw))
+    monkeypatch.setattr(imageops, "write_image", lambda src, dst, fmt, **kw: real(src.inner, dst, fmt, **kw))
     out = tmp_path / "out.img"
     with pytest.raises(LuksError, match="did not read back"):
         add_key(disk, out, 2, bytearray(OLD), Keyslot(bytearray(NEW), KdfParams.pbkdf2(iterations=1000)))

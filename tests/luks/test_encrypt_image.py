@@ -21,17 +21,18 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
+import app.disk.writers as writers
+import app.luks.relaid_image as relaid_image
 from app.disk.image import open_image
 from app.disk.layout import layout_of
+from app.disk.writers import CHUNK
 from app.errors import CancelledError, OutOfSpaceError
-from app.luks.imageops import DEFAULT_DATA_OFFSET, Keyslot, encrypt_partitions
-from app.luks.relaid_image import PartitionCrypto
-from app.luks.relayout import (
-    AlreadyEncryptedError,
-    PartitionTooSmallError,
-    encrypt_image,
-    plan_relayout,
-)
+from app.luks.container import DEFAULT_DATA_OFFSET, LuksParams, create_header, new_volume_key
+from app.luks.imageops import Keyslot, encrypt_partitions
+from app.luks.kdf import KdfParams
+from app.luks.relaid_image import PartitionCrypto, RelaidImage, encrypt_image, gpt_bytes
+from app.luks.relayout import AlreadyEncryptedError, PartitionTooSmallError, plan_relayout
+from app.luks.xts import XtsCipher
 from app.progress import CancelToken, ProgressState
 from tests.conftest import MiB, luks_format, require_tool, run, sgdisk_partitions
 
@@ -42,8 +43,6 @@ RECOVERY = b"cbdefghi-jklnrtuv-cbdefghi-jklnrtuv-cbdefghi-jklnrtuv-cbdefghi-jkln
 
 def fast_kdf():
     """pbkdf2 at cryptsetup's minimum (1000 iterations): the KDF is not what these tests are about."""
-    from app.luks.kdf import KdfParams
-
     return KdfParams.pbkdf2(iterations=1000)
 
 
@@ -176,9 +175,6 @@ def test_cryptsetup_accepts_the_container(small_disk, encrypted, number, tmp_pat
 
 def _crypto_for(plan, sector_size=4096):
     """Fixed headers and ciphers, so two outputs of one plan can be compared byte for byte."""
-    from app.luks.container import LuksParams, create_header, new_volume_key
-    from app.luks.xts import XtsCipher
-
     out = {}
     for p in plan.encrypted:
         vk = new_volume_key(512)
@@ -268,8 +264,6 @@ def test_cancel_mid_way_leaves_nothing(small_disk, tmp_path):
 
 
 def test_full_disk_is_a_clean_error_leaving_nothing(small_disk, tmp_path, monkeypatch):
-    import app.disk.writers as writers
-
     out_dir = tmp_path / "out"
     out_dir.mkdir()
     real_pwrite = os.pwrite
@@ -290,15 +284,13 @@ def test_full_disk_is_a_clean_error_leaving_nothing(small_disk, tmp_path, monkey
 
 
 def test_too_little_free_space_is_refused_before_writing(small_disk, tmp_path, monkeypatch):
-    import app.luks.relayout as relayout
-
     real = os.statvfs
 
     class Tiny:
         def __init__(self, st):
             self.f_frsize, self.f_bavail = st.f_frsize, 1
 
-    monkeypatch.setattr(relayout.os, "statvfs", lambda p: Tiny(real(p)))
+    monkeypatch.setattr(relaid_image.os, "statvfs", lambda p: Tiny(real(p)))
     with pytest.raises(OutOfSpaceError, match="need at least 0.02 GiB"):
         encrypt_partitions(small_disk, tmp_path / "x.raw", [3], [Keyslot(bytearray(PASSPHRASE), fast_kdf())])
     assert list(tmp_path.iterdir()) == []
@@ -344,9 +336,6 @@ def test_any_input_format(small_disk, small_disk_formats, tmp_path, fmt):
 
 def test_view_reads_any_pattern_and_the_hook_refuses_gaps(small_disk):
     """Read-ahead never changes bytes, whatever the order of reads; a hooked view insists on order."""
-    from app.luks.relaid_image import RelaidImage
-    from app.luks.relayout import gpt_bytes
-
     with open_image(small_disk) as src:
         layout = layout_of(src)
         plan = plan_relayout(layout, {2, 3}, DEFAULT_DATA_OFFSET)
@@ -366,8 +355,6 @@ def test_view_reads_any_pattern_and_the_hook_refuses_gaps(small_disk):
         with RelaidImage(src, plan, crypto, head, tail) as view:
             # the writer's own chunking: every read after the first of a partition comes from the queue
             # of read-aheads; a jump back and forth in the middle drops the queue and refills it
-            from app.disk.writers import CHUNK
-
             got, pos = [], 0
             while pos < plan.disk_size:
                 n = min(CHUNK - pos % CHUNK, plan.disk_size - pos)

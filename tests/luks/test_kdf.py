@@ -8,8 +8,9 @@ import time
 import pytest
 
 from app.errors import CancelledError, ShieldwrightError
+from app.luks import kdf
 from app.luks.errors import LuksHeaderError, LuksUnsupportedError
-from app.luks.kdf import KdfParams, calibrate, derive
+from app.luks.kdf import KdfParams, _RustPanic, calibrate, derive, run_interruptibly
 from app.progress import CancelToken
 
 
@@ -81,8 +82,6 @@ def test_calibrate_cancels_and_rejects_unknown() -> None:
 
 def test_costs_beyond_the_bounds_are_refused_before_any_work() -> None:
     """A foreign keyslot's costs are bounded (app.luks.kdf's module doc): beyond them, a one-line refusal."""
-    from app.luks import kdf
-
     with pytest.raises(LuksUnsupportedError, match="iterations is more than"):
         KdfParams.pbkdf2(kdf.MAX_PBKDF2_ITERATIONS + 1).validate()
     KdfParams.pbkdf2(kdf.MAX_PBKDF2_ITERATIONS).validate()
@@ -93,8 +92,6 @@ def test_costs_beyond_the_bounds_are_refused_before_any_work() -> None:
 
 def test_calibration_stays_within_the_bounds(monkeypatch: pytest.MonkeyPatch) -> None:
     """On an impossibly fast machine, calibration still asks for no more than derive() accepts."""
-    from app.luks import kdf
-
     monkeypatch.setattr(kdf, "_timed", lambda params, cancel=None: 1e-6)
     assert calibrate("pbkdf2", iter_time_ms=60_000).iterations == kdf.MAX_PBKDF2_ITERATIONS
     params = calibrate("argon2id", iter_time_ms=60_000, max_memory_kib=2**20, parallel=4)
@@ -105,7 +102,6 @@ def test_calibration_stays_within_the_bounds(monkeypatch: pytest.MonkeyPatch) ->
 def test_worker_failures_reach_the_caller_and_panics_become_errors() -> None:
     """run_interruptibly hands back what the worker raised; a pyo3 PanicException (a BaseException, so it
     would escape every ``except Exception``) arrives as an ordinary exception derive() translates."""
-    from app.luks.kdf import _RustPanic, run_interruptibly
 
     class PanicException(BaseException):  # the name pyo3 gives its panics
         pass

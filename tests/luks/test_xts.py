@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import random
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,7 @@ def engine(request: pytest.FixtureRequest) -> str:
 
 def test_the_compiled_engine_is_built_and_the_default() -> None:
     """setup.py compiles app/luks/_xts.c at install; an install that lost it would run ~2x slower."""
+    # lazy: a missing extension fails this test, not the import of every XTS test
     from app.luks import _xts
 
     assert DEFAULT_ENGINE == "openssl-sectors"
@@ -31,6 +33,7 @@ def test_the_compiled_engine_is_built_and_the_default() -> None:
 
 def test_compiled_loop_refuses_what_it_cannot_do_safely() -> None:
     """The C checks its buffers itself (it is called with the GIL released, on raw pointers)."""
+    # lazy: as above, the compiled extension may be missing
     from app.luks import _xts
 
     ctx = _xts.context(os.urandom(64), True)
@@ -162,8 +165,6 @@ def test_iv_wraps_modulo_2_64_like_plain64(sector_size: int, engine: str) -> Non
 
 def test_lanes_let_threads_encrypt_at_once_without_mixing_their_work(engine: str) -> None:
     """Four threads on a two-lane cipher (so they also queue for a lane): every chunk equals the reference."""
-    from concurrent.futures import ThreadPoolExecutor
-
     key = os.urandom(64)
     cipher = XtsCipher(key, 4096, lanes=2, engine=engine)
     assert "lanes=2" in repr(cipher) and key.hex() not in repr(cipher)

@@ -16,8 +16,10 @@ from pathlib import Path
 import pefile
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
+from platformdirs import user_cache_path
 
 from app.signing.signer import KeySigner
+from app.template.demo import extract_kernel, fetch_kernel_deb
 from tests.conftest import require_tool, run
 
 STUB = Path("/usr/lib/systemd/boot/efi/linuxx64.efi.stub")
@@ -80,10 +82,6 @@ def openssl_key(directory: Path, name: str, kind: str = "rsa", *, ca: tuple[Test
 
 def kernel_image(directory: Path) -> Path:
     """The Debian cloud kernel (vmlinuz, signed by Debian), extracted from the cached .deb."""
-    from platformdirs import user_cache_path
-
-    from app.disk.demo import extract_kernel, fetch_kernel_deb
-
     deb = fetch_kernel_deb(user_cache_path("shieldwright") / "debs")
     return extract_kernel(deb, directory).vmlinuz
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from app.disk.formats import vhd
 from app.disk.formats._common import file_size, open_ro
-from app.disk.image import DiskImage, check_readable_file
+from app.disk.formats.base import DiskImage, check_readable_file
+from app.disk.formats.raw import RawImage
 from app.errors import ImageError, UnsupportedImageError
 
 QCOW2_MAGIC = b"QFI\xfb"
@@ -14,8 +16,6 @@ QCOW2_MAGIC = b"QFI\xfb"
 
 def detect_format(path: Path) -> str:
     """ "raw" | "vhd" | "vhdx" | "qcow2" by magic; refuses empty files and dynamic VHDs."""
-    from app.disk.formats import vhd
-
     path = Path(path)
     check_readable_file(path)
     fd = open_ro(path)
@@ -53,17 +53,15 @@ def detect_and_open(path: Path) -> DiskImage:
     path = Path(path)
     fmt = detect_format(path)
     if fmt == "vhdx":
+        # lazy: the VHDX and qcow2 readers load NumPy (~70 ms); raw and VHD images never need it
         from app.disk.formats.vhdx import VhdxImage
 
         return VhdxImage(path)
     if fmt == "qcow2":
+        # lazy: as above (NumPy)
         from app.disk.formats.qcow2 import Qcow2Image
 
         return Qcow2Image(path)
     if fmt == "vhd":
-        from app.disk.formats.vhd import VhdImage
-
-        return VhdImage(path)
-    from app.disk.formats.raw import RawImage
-
+        return vhd.VhdImage(path)
     return RawImage(path)

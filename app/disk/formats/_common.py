@@ -15,7 +15,7 @@ from abc import abstractmethod
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from app.disk.image import DiskImage
+from app.disk.formats.base import DiskImage
 from app.errors import CorruptImageError, ImageError, TruncatedImageError
 
 #: Returned by :meth:`MappedImage._lookup` for a region that reads as zeros.

@@ -1,4 +1,4 @@
-"""Fixed VHD: a raw disk followed by a 512-byte big-endian "conectix" footer (formats.md §4.3).
+"""Fixed VHD: a raw disk followed by a 512-byte big-endian "conectix" footer.
 
 Only the fixed subformat is read natively: it is what Azure takes and it is raw data plus a footer.
 Dynamic and differencing VHDs are refused with a conversion hint rather than half-supported.
@@ -34,7 +34,7 @@ class Footer:
     raw: bytes
 
 
-def footer_checksum(footer: bytes) -> int:
+def footer_checksum(footer: bytes | bytearray) -> int:
     """One's complement of the byte sum with the checksum field (bytes 64-67) taken as zero."""
     return ~(sum(footer[:64]) + sum(footer[68:FOOTER_SIZE])) & 0xFFFFFFFF
 

@@ -1,4 +1,4 @@
-"""VHDX reader (MS-VHDX; formats.md §4.2), native and random-access.
+"""VHDX reader (MS-VHDX), native and random-access.
 
 Everything is validated at open time - both headers and region tables with CRC-32C, the metadata
 items, every BAT entry against the file size - so a damaged or truncated file fails up front with a
@@ -24,6 +24,7 @@ import numpy as np
 
 from app.disk.crc32c import crc32c
 from app.disk.formats._common import HOLE, MappedImage, MiB, data_spans, merge_ranges
+from app.disk.formats.base import SECTOR_SIZES
 from app.errors import TruncatedImageError, UnsupportedImageError
 
 KiB = 1024
@@ -74,7 +75,7 @@ TRUNCATED_HINT = "the copy or download is incomplete; copy the image again"
 
 def checksum_ok(buf: bytes) -> bool:
     """CRC-32C over ``buf`` with its checksum field (bytes 4-7) zeroed, compared with that field."""
-    stored = struct.unpack_from("<I", buf, 4)[0]
+    stored: int = struct.unpack_from("<I", buf, 4)[0]
     return crc32c(buf[:4] + b"\0\0\0\0" + buf[8:]) == stored
 
 
@@ -276,9 +277,9 @@ class VhdxImage(MappedImage):
         size = struct.unpack_from("<Q", item(VIRTUAL_DISK_SIZE, 8, "VirtualDiskSize"))[0]
         logical = struct.unpack_from("<I", item(LOGICAL_SECTOR_SIZE, 4, "LogicalSectorSize"))[0]
         physical = struct.unpack_from("<I", item(PHYSICAL_SECTOR_SIZE, 4, "PhysicalSectorSize"))[0]
-        if logical not in (512, 4096):
+        if logical not in SECTOR_SIZES:
             raise self._corrupt(f"logical sector size {logical} is invalid")
-        if physical not in (512, 4096):
+        if physical not in SECTOR_SIZES:
             raise self._corrupt(f"physical sector size {physical} is invalid")
         if size % logical or size > MAX_VIRTUAL_SIZE:
             raise self._corrupt(f"virtual disk size {size} is invalid")

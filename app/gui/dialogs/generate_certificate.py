@@ -1,12 +1,8 @@
-"""The "Generate certificate" dialog: a new key pair and a self-signed code-signing certificate.
+"""The "Generate certificate" dialog: a new key and a self-signed code-signing certificate.
 
-The user fills in the subject, key type, validity, where to save the files and an optional key
-passphrase; "Generate" runs key generation and the writes in the application's executor (RSA-4096 takes
-a moment), keeps the dialog responsive, and then lists the files written. :attr:`generated` carries the
-result - the paths and the in-memory signer - so the page can use the certificate at once.
-
-Nothing is overwritten: the engine refuses existing outputs (:class:`OutputExistsError`) and the dialog
-shows that inline. If a later write fails, the files written by this attempt are removed again.
+Key generation and the writes run off the GUI thread (RSA-4096 takes a moment); :attr:`generated` carries
+the paths and the in-memory signer, so the page uses the certificate at once. Nothing is overwritten, and a
+failed attempt removes the files it wrote.
 """
 
 from __future__ import annotations
@@ -16,7 +12,6 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QPalette
@@ -42,21 +37,21 @@ from app.errors import OutputExistsError, ShieldwrightError
 from app.gui.tasks import BackgroundTask, TaskRunner
 from app.gui.widgets.busy import busy_bar
 from app.gui.widgets.error_panel import ErrorPanel
-
-if TYPE_CHECKING:
-    from app.progress import CancelToken, ProgressState
-    from app.signing.signer import KeySigner
+from app.progress import CancelToken, ProgressState
+from app.signing import keys
+from app.signing.signer import KeySigner
 
 log = logging.getLogger(__name__)
 
-#: (engine key type, label) in the order offered; the first is the default.
-KEY_TYPE_CHOICES = (
-    ("rsa2048", "RSA 2048 bits"),
-    ("rsa3072", "RSA 3072 bits"),
-    ("rsa4096", "RSA 4096 bits"),
-    ("p256", "ECDSA P-256"),
-    ("p384", "ECDSA P-384"),
-)
+#: How each of the engine's key types (:data:`app.signing.keys.KEY_TYPES`, offered in its order, the first
+#: being the default) is named in the dialog.
+KEY_TYPE_LABELS = {
+    "rsa2048": "RSA 2048 bits",
+    "rsa3072": "RSA 3072 bits",
+    "rsa4096": "RSA 4096 bits",
+    "p256": "ECDSA P-256",
+    "p384": "ECDSA P-384",
+}
 
 DEFAULT_VALIDITY_YEARS = 10
 
@@ -109,9 +104,6 @@ def generate_certificate_files(
     request: GenerateRequest, *, cancel: CancelToken, progress: ProgressState
 ) -> GeneratedCertificate:
     """Runs in the executor: generate the key and certificate, then write every requested file."""
-    from app.signing import keys
-    from app.signing.signer import KeySigner
-
     for path in request.outputs():  # fail before the (slow) key generation; the writes re-check anyway
         if os.path.lexists(path):
             raise OutputExistsError(f"{path} already exists", "choose other file names or another folder")
@@ -234,8 +226,8 @@ class GenerateCertificateDialog(QDialog):
         self.org_edit.setAccessibleName(self.tr("Organization"))
 
         self.key_type_combo = QComboBox(self)
-        for key_type, label in KEY_TYPE_CHOICES:
-            self.key_type_combo.addItem(self.tr(label), key_type)
+        for key_type in keys.KEY_TYPES:
+            self.key_type_combo.addItem(self.tr(KEY_TYPE_LABELS.get(key_type, key_type)), key_type)
         self.key_type_combo.setAccessibleName(self.tr("Key type"))
         self.key_type_note = QLabel(
             self.tr("UEFI firmware expects RSA-2048 keys in the Secure Boot db."), self
@@ -320,9 +312,9 @@ class GenerateCertificateDialog(QDialog):
             if buddy is None:  # a note or option belonging to the row above
                 form.addRow("", field_)
                 continue
-            label = QLabel(caption, self)
-            label.setBuddy(buddy)
-            form.addRow(label, field_)
+            caption_label = QLabel(caption, self)
+            caption_label.setBuddy(buddy)
+            form.addRow(caption_label, field_)
 
         self.error_panel = ErrorPanel(self)
 
@@ -332,9 +324,9 @@ class GenerateCertificateDialog(QDialog):
         busy_row.addWidget(self.busy_bar)
         busy_row.addWidget(self.busy_label)
         busy_row.addStretch(1)
-        for w in (self.busy_bar, self.busy_label):
-            w.setSizePolicy(QSizePolicy.Policy.Maximum, QSizePolicy.Policy.Fixed)
-            w.hide()
+        for busy_widget in (self.busy_bar, self.busy_label):
+            busy_widget.setSizePolicy(QSizePolicy.Policy.Maximum, QSizePolicy.Policy.Fixed)
+            busy_widget.hide()
 
         self.files_caption = QLabel(self.tr("Files &written:"), self)
         self.files_list = QListWidget(self)
@@ -342,8 +334,8 @@ class GenerateCertificateDialog(QDialog):
         self.files_list.setAccessibleName(self.tr("Files written"))
         self.files_list.setMaximumHeight(self.fontMetrics().height() * 5 + 12)
         self.files_caption.setBuddy(self.files_list)
-        for w in (self.files_caption, self.files_list):
-            w.hide()
+        self.files_caption.hide()
+        self.files_list.hide()
 
         self.buttons = QDialogButtonBox(self)
         self.generate_button = self.buttons.addButton(

@@ -1,10 +1,8 @@
 """A non-blocking passphrase prompt that stays open while the passphrase is tried.
 
-The caller opens the dialog, listens to :attr:`PassphraseDialog.submitted`, tries the passphrase in the
-background and then calls :meth:`~PassphraseDialog.succeed` (the dialog closes) or
-:meth:`~PassphraseDialog.show_wrong_passphrase` (it stays open with an inline message, ready for another
-try). Cancel rejects the dialog. The typed text is cleared as soon as it has been handed over, and the
-passphrase is never logged.
+The caller listens to :attr:`PassphraseDialog.submitted`, tries the passphrase in the background, then
+calls :meth:`~PassphraseDialog.succeed` (it closes) or :meth:`~PassphraseDialog.show_wrong_passphrase` (it
+says so inline and waits for another try). The typed text is cleared once handed over and never logged.
 """
 
 from __future__ import annotations

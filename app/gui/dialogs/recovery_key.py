@@ -1,11 +1,8 @@
 """Show a LUKS recovery key once: large, selectable, copyable, savable; Close only after "I have stored it".
 
-The dialog is non-blocking (callers ``open()`` it) and so is its Save dialog. The key is written with
-:func:`app.signing.output.write_output` (``private=True``): mode 0600, atomic, never overwriting a file.
-Copy puts it on the clipboard through :func:`app.gui.secret_clipboard.secret_clipboard`, which takes it
-off again after a short while (if it is still there) and when the application quits.
-The key text is never logged. Closing without the checkbox ticked (Esc, the window's close button) rejects
-the dialog: the caller treats the key as *not* stored.
+Non-blocking (callers ``open()`` it, and its Save dialog too). Saving refuses to overwrite and writes mode
+0600; Copy goes through :mod:`app.gui.secret_clipboard`, which takes the key back. The key is never
+logged. Closing without the checkbox ticked rejects: the caller treats the key as *not* stored.
 """
 
 from __future__ import annotations
@@ -32,6 +29,7 @@ from PySide6.QtWidgets import (
 from app.errors import ShieldwrightError
 from app.gui.secret_clipboard import seconds, secret_clipboard
 from app.gui.widgets.error_panel import ErrorPanel
+from app.signing.output import write_output
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +41,6 @@ def save_secret(path: str | Path, text: str) -> Path:
 
     The trailing newline is what ``--passphrase-file`` readers drop, so the file works as a key file.
     """
-    from app.signing.output import write_output
-
     return write_output(path, (text + "\n").encode("utf-8"), private=True)
 
 

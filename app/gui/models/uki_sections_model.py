@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from enum import IntEnum
-from typing import Any, Protocol
+from typing import Any
 
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QObject, QPersistentModelIndex, Qt
 from PySide6.QtGui import QFontDatabase
 
+from app.boot.uki import UkiSection
 from app.gui.presentation import human_size
 
 _Index = QModelIndex | QPersistentModelIndex
@@ -29,14 +30,6 @@ SECTION_MEANINGS = {
 }
 
 
-class _Section(Protocol):
-    name: str
-    virtual_address: int
-    virtual_size: int
-    raw_size: int
-    sha256: str | bytes
-
-
 class Column(IntEnum):
     NAME = 0
     ADDRESS = 1
@@ -45,9 +38,9 @@ class Column(IntEnum):
     SHA256 = 4
 
 
-def sha256_text(value: str | bytes) -> str:
-    """Lower-case hex, whether the engine gave bytes or a hex string."""
-    return value.hex() if isinstance(value, bytes) else str(value).lower()
+def sha256_text(value: str) -> str:
+    """Lower-case hex."""
+    return value.lower()
 
 
 class UkiSectionsModel(QAbstractTableModel):
@@ -55,7 +48,7 @@ class UkiSectionsModel(QAbstractTableModel):
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
-        self._sections: list[Any] = []
+        self._sections: list[UkiSection] = []
         self._headers = {
             Column.NAME: self.tr("Section"),
             Column.ADDRESS: self.tr("Address"),
@@ -64,12 +57,12 @@ class UkiSectionsModel(QAbstractTableModel):
             Column.SHA256: self.tr("SHA-256"),
         }
 
-    def set_sections(self, sections: Sequence[_Section] | None) -> None:
+    def set_sections(self, sections: Sequence[UkiSection] | None) -> None:
         self.beginResetModel()
         self._sections = list(sections or ())
         self.endResetModel()
 
-    def section(self, row: int) -> Any:
+    def section(self, row: int) -> UkiSection:
         return self._sections[row]
 
     def names(self) -> list[str]:
@@ -126,10 +119,9 @@ class UkiSectionsModel(QAbstractTableModel):
             if col == Column.NAME:
                 meaning = SECTION_MEANINGS.get(s.name)
                 lines = [self.tr(meaning)] if meaning else []
-                measured = getattr(s, "measured", None)
-                if measured is not None:
+                if s.measured is not None:
                     lines.append(
-                        self.tr("Measured into PCR 11") if measured else self.tr("Not measured into PCR 11")
+                        self.tr("Measured into PCR 11") if s.measured else self.tr("Not measured into PCR 11")
                     )
                 return "\n".join(lines) or None
             if col in (Column.VIRTUAL_SIZE, Column.RAW_SIZE):

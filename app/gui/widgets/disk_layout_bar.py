@@ -13,7 +13,7 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from PySide6.QtCore import QEvent, QRectF, QSize, Qt, Signal
+from PySide6.QtCore import QRectF, QSize, Qt, Signal
 from PySide6.QtGui import (
     QBrush,
     QColor,
@@ -22,16 +22,14 @@ from PySide6.QtGui import (
     QKeyEvent,
     QMouseEvent,
     QPainter,
-    QPainterPath,
     QPaintEvent,
     QPalette,
     QPen,
-    QPixmap,
     QResizeEvent,
 )
-from PySide6.QtWidgets import QHBoxLayout, QLabel, QSizePolicy, QWidget
+from PySide6.QtWidgets import QSizePolicy, QWidget
 
-from app.disk.model import DiskLayout, Partition, Role
+from app.disk.model import DiskLayout, Partition
 from app.gui.presentation import (
     content_label,
     contrasting_text,
@@ -42,6 +40,7 @@ from app.gui.presentation import (
     role_color,
     role_label,
 )
+from app.gui.widgets.disk_layout_glyphs import padlock_paths, shield_path
 
 MiB = 1024 * 1024
 #: Gaps up to this size are alignment padding (the GPT's first MiB), not free space worth showing.
@@ -106,36 +105,6 @@ def layout_regions(layout: DiskLayout) -> list[_Region]:
     if layout.virtual_size - pos > GAP_THRESHOLD:
         regions.append(_Region(layout.virtual_size - pos))
     return regions
-
-
-def _padlock_paths(x: float, y: float, size: float) -> tuple[QPainterPath, QPainterPath]:
-    """A padlock in a ``size``-square box at (x, y): (filled body, stroked arc shackle)."""
-    path = QPainterPath()
-    body_h = size * 0.55
-    path.addRoundedRect(QRectF(x, y + size - body_h, size, body_h), size * 0.12, size * 0.12)
-    shackle = QPainterPath()
-    sw = size * 0.62
-    sx = x + (size - sw) / 2
-    shackle.moveTo(sx, y + size - body_h)
-    shackle.lineTo(sx, y + sw / 2)
-    shackle.arcTo(QRectF(sx, y, sw, sw), 180, -180)
-    shackle.lineTo(sx + sw, y + size - body_h)
-    return path, shackle
-
-
-def _shield_path(x: float, y: float, size: float) -> QPainterPath:
-    """A heater shield in a ``size``-square box at (x, y)."""
-    w = size * 0.86
-    left = x + (size - w) / 2
-    path = QPainterPath()
-    path.moveTo(left + w / 2, y)
-    path.lineTo(left + w, y + size * 0.16)
-    path.lineTo(left + w, y + size * 0.48)
-    path.cubicTo(left + w, y + size * 0.78, left + w * 0.72, y + size * 0.92, left + w / 2, y + size)
-    path.cubicTo(left + w * 0.28, y + size * 0.92, left, y + size * 0.78, left, y + size * 0.48)
-    path.lineTo(left, y + size * 0.16)
-    path.closeSubpath()
-    return path
 
 
 class FreeSegment(QWidget):
@@ -276,10 +245,10 @@ class PartitionSegment(QWidget):
             shield_fill = QColor(ink)
             shield_fill.setAlpha(150)
             painter.setBrush(shield_fill)
-            painter.drawPath(_shield_path(gx, gy, glyph))
+            painter.drawPath(shield_path(gx, gy, glyph))
             gx += glyph + 4
         if p.encrypted and outer.right() - gx >= glyph + 6:
-            body, shackle = _padlock_paths(gx, gy, glyph)
+            body, shackle = padlock_paths(gx, gy, glyph)
             painter.setBrush(Qt.BrushStyle.NoBrush)
             painter.setPen(QPen(ink, 1.6))
             painter.drawPath(shackle)
@@ -354,9 +323,9 @@ class DiskLayoutBar(QWidget):
 
     def set_disk_layout(self, layout: DiskLayout | None) -> None:
         """Show ``layout`` (or nothing), replacing the current segments."""
-        for w in self._widgets:
-            w.hide()
-            w.deleteLater()
+        for old in self._widgets:
+            old.hide()
+            old.deleteLater()
         self._layout = layout
         self._widgets, self._segments, self._selected = [], [], None
         self._regions = layout_regions(layout) if layout else []
@@ -464,79 +433,3 @@ class DiskLayoutBar(QWidget):
             else self.tr("No image opened: choose one with Open image… or drop it here")
         )
         painter.drawText(QRectF(self.rect()), Qt.AlignmentFlag.AlignCenter, text)
-
-
-class DiskLayoutLegend(QWidget):
-    """What the bar's non-colour cues mean: shield, padlock, hatching, grey."""
-
-    ICON = 16
-
-    def __init__(self, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.setObjectName("diskLayoutLegend")
-        row = QHBoxLayout(self)
-        row.setContentsMargins(0, 0, 0, 0)
-        row.setSpacing(6)
-        entries = [
-            ("protected", self.tr("Protected (will be encrypted)")),
-            ("encrypted", self.tr("Already encrypted")),
-            ("unknown", self.tr("Unknown or empty content")),
-            ("free", self.tr("Unallocated")),
-        ]
-        self._icons: list[tuple[QLabel, str]] = []
-        for kind, text in entries:
-            icon = QLabel(self)
-            icon.setFixedSize(self.ICON, self.ICON)
-            label = QLabel(text, self)
-            label.setForegroundRole(QPalette.ColorRole.WindowText)
-            self._icons.append((icon, kind))
-            row.addWidget(icon)
-            row.addWidget(label)
-            row.addSpacing(12)
-        row.addStretch(1)
-        self._render_icons()
-
-    def changeEvent(self, event: QEvent) -> None:
-        super().changeEvent(event)
-        if event.type() == QEvent.Type.PaletteChange:
-            self._render_icons()
-
-    def _render_icons(self) -> None:
-        pal = self.palette()
-        dpr = self.devicePixelRatioF()
-        for label, kind in self._icons:
-            pixmap = QPixmap(int(self.ICON * dpr), int(self.ICON * dpr))
-            pixmap.setDevicePixelRatio(dpr)
-            pixmap.fill(Qt.GlobalColor.transparent)
-            painter = QPainter(pixmap)
-            painter.setRenderHint(QPainter.RenderHint.Antialiasing)
-            ink = pal.color(QPalette.ColorRole.WindowText)
-            box = QRectF(1, 1, self.ICON - 2, self.ICON - 2)
-            if kind == "protected":
-                painter.setPen(QPen(ink, 1.2))
-                fill = QColor(ink)
-                fill.setAlpha(150)
-                painter.setBrush(fill)
-                painter.drawPath(_shield_path(2, 1, self.ICON - 3))
-            elif kind == "encrypted":
-                body, shackle = _padlock_paths(2, 1, self.ICON - 3)
-                painter.setPen(QPen(ink, 1.6))
-                painter.drawPath(shackle)
-                painter.setPen(Qt.PenStyle.NoPen)
-                painter.setBrush(ink)
-                painter.drawPath(body)
-            elif kind == "unknown":
-                fill = role_color(Role.OTHER, pal)
-                painter.setPen(QPen(pal.color(QPalette.ColorRole.Mid), 1))
-                painter.setBrush(fill)
-                painter.drawRoundedRect(box, 2, 2)
-                hatch = QColor(contrasting_text(fill))
-                hatch.setAlpha(90)
-                painter.setBrush(QBrush(hatch, Qt.BrushStyle.BDiagPattern))
-                painter.drawRoundedRect(box, 2, 2)
-            else:
-                painter.setPen(QPen(pal.color(QPalette.ColorRole.Mid), 1, Qt.PenStyle.DashLine))
-                painter.setBrush(free_color(pal))
-                painter.drawRoundedRect(box, 2, 2)
-            painter.end()
-            label.setPixmap(pixmap)

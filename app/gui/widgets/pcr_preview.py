@@ -22,19 +22,13 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.boot.pcr import BANKS as PCR_BANKS
+from app.boot.pcr import DEFAULT_PHASES as PHASES
 from app.gui.widgets.tables import setup_readonly_table
 
-#: Banks in the order offered; sha256 first (what TPM2 policies use).
-BANKS = ("sha256", "sha1", "sha384", "sha512")
+#: The banks the engine predicts, in the order offered: sha256 first (what TPM2 policies use).
+BANKS = ("sha256", *(b for b in PCR_BANKS if b != "sha256"))
 BANK_LABELS = {"sha256": "SHA-256", "sha1": "SHA-1", "sha384": "SHA-384", "sha512": "SHA-512"}
-#: The phase paths systemd-measure calculates by default, in boot order ("" = no phase).
-PHASES = (
-    "",
-    "enter-initrd",
-    "enter-initrd:leave-initrd",
-    "enter-initrd:leave-initrd:sysinit",
-    "enter-initrd:leave-initrd:sysinit:ready",
-)
 
 
 class PcrPreview(QWidget):
@@ -145,13 +139,11 @@ class PcrPreview(QWidget):
 
     def shown_rows(self) -> list[tuple[str, str]]:
         """(phase path, full value) of every row, top to bottom."""
-        return [
-            (
-                self.table.item(r, 0).data(Qt.ItemDataRole.UserRole),
-                self.table.item(r, 1).data(Qt.ItemDataRole.UserRole),
-            )
-            for r in range(self.table.rowCount())
-        ]
+        return [(self._cell(r, 0), self._cell(r, 1)) for r in range(self.table.rowCount())]
+
+    def _cell(self, row: int, column: int) -> str:
+        item = self.table.item(row, column)
+        return "" if item is None else str(item.data(Qt.ItemDataRole.UserRole))
 
     def phase_label(self, phase: str) -> str:
         """``none (stub only)``, ``enter-initrd``, ``…:leave-initrd``: paths are cumulative; the last word."""

@@ -1,16 +1,9 @@
-"""A reusable "long operation" panel: step, bar, ``NN% — done of total — rate — time left``, Cancel.
+"""The shared "long operation" panel: step, bar, ``NN% — done of total — rate — time left``, two-stage Cancel.
 
-Driven by a :class:`~app.gui.tasks.BackgroundTask` started ``with_progress=True``: the task's
-``progressChanged`` (already throttled to ~10 Hz by the TaskRunner) updates the bar and the text, and its
-``finished`` ends the display. Rate and time left come from :class:`~app.progress.ProgressState`'s sliding
-window; until it has enough samples the panel says "estimating…" instead of inventing a number
-(GNOME Disks shows ETA only once it is known, gui.md §1.3).
-
-Cancel is two-stage and cooperative (KPM's "Stop Anyway / Keep Running", gui.md §1.3): the first click
-shows an inline question with *Stop* and *Keep running* — no modal dialog, so nothing spins a nested event
-loop under qasync — and *Stop* emits :attr:`ProgressPanel.cancelRequested` and shows "Stopping…" until the
-task has really finished. The panel never cancels anything itself: its owner decides (usually
-``task.cancel()``).
+It follows a :class:`~app.gui.tasks.BackgroundTask` started ``with_progress=True`` (its ~10 Hz
+``progressChanged``) and says "estimating…" until the rate is known (gui.md §1.3). Cancel asks inline
+(*Stop* / *Keep running*: no modal dialog, so no nested event loop under qasync), then emits
+:attr:`ProgressPanel.cancelRequested` and shows "Stopping…" until the task ends; the owner cancels.
 """
 
 from __future__ import annotations

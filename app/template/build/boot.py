@@ -1,21 +1,11 @@
-"""The template's UKI: where its kernel comes from, how it is built and signed, and what it is called.
+"""The template's UKI: what it is built from, how it is signed, and the wizard's preview of it.
 
-A recipe's UKI options (:class:`app.template.recipe.UkiOptions`) say one of three things:
-
-- ``source="image"`` (the default): build from the base image's own kernel. ``kernel`` names it as
-  ``"PARTNUM:/path"`` (e.g. ``"2:/shieldwright-demo/6.1.0-28-cloud-amd64/linux"``); without it the kernels on
-  the XBOOTLDR partition and the root's ``/boot`` are listed and the **newest** (by version, compared
-  number by number) is taken. ``initrds`` name the initrds the same way; without them the kernel's own
-  (paired by version, microcode first; :func:`app.boot.pairing.pair_kernels`) are used.
-- ``source="files"``: build from ``kernel`` and ``initrds`` given as file paths.
-- ``source="existing"``: a UKI already in the image (``existing_uki`` names it as ``"PARTNUM:/path"``; without
-  it, the only one there is) is kept as it is (``existing_action="keep"``), re-signed (``"resign"``) or
-  replaced by a new one built from the image's newest kernel (``"replace"``).
-
-The stub is ``stub`` (a path) or, when None, the host's systemd-stub. A command line of None becomes
-:data:`DEFAULT_CMDLINE` (a UKI without ``.cmdline`` would take its command line from the boot entry, which
-PCR 11 does not cover); an os-release of None is read from the image's root (``/etc/os-release``, else
-``/usr/lib/os-release``), else :data:`DEFAULT_OS_RELEASE`. A given text, even an empty one, is used as is.
+:func:`make_uki` is the one UKI builder, following the recipe's ``[uki]`` options (docs/formats/recipe.md):
+from a kernel of the base image (by default the newest, with its own initrds), from host files, or from a
+UKI already in the image, kept, re-signed or replaced. Its defaults: :data:`DEFAULT_CMDLINE`, the image's
+os-release else :data:`DEFAULT_OS_RELEASE`, the host's systemd-stub. The build calls it; the wizard's Boot
+image page lists the image's boot files with :func:`image_boot_files` and calls :func:`preview_uki` (the
+same UKI, plus its PCR 11 and its signer).
 """
 
 from __future__ import annotations
@@ -31,24 +21,29 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from app.boot.errors import PcrPredictionError
 from app.boot.pairing import KernelEntry, pair_kernels
+from app.boot.pcr import BANKS, predict_pcr11
 from app.boot.sources import BootFile, list_boot_files, read_boot_file
-from app.boot.uki import UkiInfo, UkiInputs, build_uki, inspect_uki
-from app.disk.image import DiskImage
+from app.boot.stub import measured_sections
+from app.boot.uki import HOST_STUB, UkiInfo, UkiInputs, build_uki, inspect_uki
+from app.disk.image import DiskImage, open_image
 from app.disk.model import DiskLayout, Role
 from app.disk.partfile import partition_file
 from app.errors import ShieldwrightError
 from app.progress import CancelToken
+from app.signing.authenticode import list_signatures, sign_pe, verify_pe
+from app.signing.certificates import CertificateInfo, describe_certificate
 from app.signing.signer import Signer
+from app.template.checks import PRIVATE_INPUT_HINT, is_private_mode, private_file_text
+from app.template.recipe import EXISTING_ACTIONS, UKI_SOURCES, RecipeError, UkiOptions, parse_image_ref
 from app.tools import run_tool
 
 #: The command line a template UKI gets when the recipe gives none (serial and VGA consoles; the root is
 #: found by its partition type, so no ``root=``).
 DEFAULT_CMDLINE = "console=tty0 console=ttyS0"
+#: The os-release a template UKI gets when the recipe gives none and the image has none readable.
 DEFAULT_OS_RELEASE = 'NAME="Linux"\nID=linux\nPRETTY_NAME="Linux (Shieldwright template)"\n'
-UKI_SOURCES = ("image", "files", "existing")
-EXISTING_ACTIONS = ("keep", "resign", "replace")
-_REF = re.compile(r"(\d+):(/.*)")
 
 
 class BootSourceError(ShieldwrightError):
@@ -113,17 +108,8 @@ class BuiltUki:
         }
 
 
-def parse_ref(text: str, what: str) -> tuple[int, str]:
-    """``"2:/boot/vmlinuz-6.1"`` → ``(2, "/boot/vmlinuz-6.1")``."""
-    m = _REF.fullmatch(text.strip()) if isinstance(text, str) else None
-    if not m:
-        raise BootSourceError(
-            f"the {what} {text!r} is not of the form PARTITION:/path", "for example 2:/vmlinuz-6.1.0-28-amd64"
-        )
-    return int(m.group(1)), m.group(2)
-
-
 def ref_of(f: BootFile) -> str:
+    """The recipe's reference ``"PARTNUM:/path"`` to a file of the base image."""
     return f"{f.partition_number}:{f.path}"
 
 
@@ -147,7 +133,7 @@ class _HostReader:
     """Reads the host files a UKI is built from, refusing private ones unless allowed, and records each.
 
     The mode is taken from the open file (``fstat``), so what is judged is what is read: a file swapped
-    after the recipe was checked is still caught (issue 17 item 7).
+    after the recipe was checked is still caught.
     """
 
     def __init__(self, allow_private: bool) -> None:
@@ -155,30 +141,32 @@ class _HostReader:
         self.files: list[PublishedFile] = []
 
     def read(self, path: str | os.PathLike[str], key: str, role: str) -> bytes:
-        from app.template.checks import PRIVATE_INPUT_HINT, is_private_mode, private_file_text
-
         try:
             with open(path, "rb") as f:
                 mode = os.fstat(f.fileno()).st_mode
                 private = is_private_mode(mode)
                 if private and not self.allow_private:
-                    raise PrivateInputError(f"{key}: {private_file_text(path, mode)}", PRIVATE_INPUT_HINT)
+                    raise PrivateInputError(f"{key}: {private_file_text(os.fspath(path), mode)}",
+                                            PRIVATE_INPUT_HINT)  # fmt: skip
                 data = f.read()
         except OSError as exc:
             raise BootSourceError(
-                f"cannot read the {role} {path}: {exc.strerror or exc}", "check the path"
+                f"cannot read the {role} {os.fspath(path)}: {exc.strerror or exc}", "check the path"
             ) from None
-        self.files.append(PublishedFile(key, role, str(path), len(data), hashlib.sha256(data).hexdigest(),
-                                        stat.S_IMODE(mode), private))  # fmt: skip
+        digest = hashlib.sha256(data).hexdigest()
+        self.files.append(PublishedFile(key, role, os.fspath(path), len(data), digest, stat.S_IMODE(mode),
+                                        private))  # fmt: skip
         return data
 
 
 class _ImageFiles:
-    """The boot files of the base image, listed once and read on demand."""
+    """The boot files of the base image, listed once (or given, already listed) and read on demand."""
 
-    def __init__(self, image: DiskImage, layout: DiskLayout, cancel: CancelToken) -> None:
+    def __init__(
+        self, image: DiskImage, layout: DiskLayout, cancel: CancelToken, listed: Sequence[BootFile] | None
+    ) -> None:
         self.image, self.layout, self.cancel = image, layout, cancel
-        self._files: list[BootFile] | None = None
+        self._files: list[BootFile] | None = None if listed is None else list(listed)
 
     @property
     def files(self) -> list[BootFile]:
@@ -187,7 +175,10 @@ class _ImageFiles:
         return self._files
 
     def find(self, ref: str, what: str) -> BootFile:
-        number, path = parse_ref(ref, what)
+        try:
+            number, path = parse_image_ref(ref)
+        except RecipeError as exc:
+            raise BootSourceError(f"the {what} {exc.message}", exc.hint) from None
         for f in self.files:
             if f.partition_number == number and f.path.lower() == path.lower():
                 return f
@@ -247,80 +238,67 @@ def read_os_release(image: DiskImage, layout: DiskLayout, cancel: CancelToken | 
 
 
 def make_uki(
-    options: Any,
+    options: UkiOptions,
     image: DiskImage,
     layout: DiskLayout,
-    signer: Signer,
+    signer: Signer | None,
     *,
     cancel: CancelToken,
     note: Callable[[str], None] = lambda line: None,
     allow_private: bool = False,
+    boot_files: Sequence[BootFile] | None = None,
 ) -> BuiltUki:
-    """The signed UKI the recipe's ``options`` (an :class:`app.template.recipe.UkiOptions`) describe.
+    """The UKI the recipe's ``options`` describe, signed with ``signer``.
 
-    Host files (kernel, initrds, stub) that other users may not read are refused with a
-    :class:`PrivateInputError` unless ``allow_private``: the UKI goes into the ESP in the clear.
+    Without ``signer`` a built UKI is unsigned and a kept one is reported as not carrying our signature
+    (a preview); ``existing_action="resign"`` needs one. Host files (kernel, initrds, stub) that other
+    users may not read are refused with a :class:`PrivateInputError` unless ``allow_private``: the UKI goes
+    into the ESP in the clear. ``boot_files`` are the image's boot files when already listed.
     """
-    from app.boot.uki import HOST_STUB
-    from app.signing.authenticode import sign_pe, verify_pe
-
-    source = getattr(options, "source", "image") or "image"
+    source = options.source or "image"
     if source not in UKI_SOURCES:
         raise BootSourceError(f"unknown UKI source {source!r}", f"use one of {', '.join(UKI_SOURCES)}")
-    files = _ImageFiles(image, layout, cancel)
+    files = _ImageFiles(image, layout, cancel, boot_files)
     if source == "existing":
-        action = getattr(options, "existing_action", None) or "resign"
+        action = options.existing_action or "resign"
         if action not in EXISTING_ACTIONS:
             raise BootSourceError(f"unknown action {action!r} for an existing UKI",
                                   f"use one of {', '.join(EXISTING_ACTIONS)}")  # fmt: skip
         if action != "replace":
-            uki_file = _existing_uki(files, getattr(options, "existing_uki", None))
-            data = files.read(uki_file)
-            inspect_uki(data)  # refuse a file that is not a UKI before signing it
-            if action == "resign":
-                data = sign_pe(data, signer, mode="replace", name=uki_file.path)
-            info = inspect_uki(data)
-            signed = any(v.valid for v in verify_pe(data, trusted=[signer.certificate]))
-            return BuiltUki(data, info, source, "kept" if action == "keep" else "re-signed", ref_of(uki_file),
-                            (), "existing", info.cmdline, signed)  # fmt: skip
+            return _existing(files, options.existing_uki, action, signer)
 
     host = _HostReader(allow_private)
-    stub_path = getattr(options, "stub", None)
+    stub_path = options.stub
     stub = host.read(stub_path or HOST_STUB, "uki.stub", "stub") if stub_path or HOST_STUB.exists() else None
     if source == "files":
-        kernel_path = getattr(options, "kernel", None)
-        if not kernel_path:
+        if not options.kernel:
             raise BootSourceError(
                 "the recipe's UKI source is files but names no kernel", "give the kernel file"
             )
-        linux = host.read(str(kernel_path), "uki.kernel", "kernel")
-        initrd_names = [str(p) for p in getattr(options, "initrds", None) or []]
+        linux = host.read(str(options.kernel), "uki.kernel", "kernel")
+        initrd_names = [str(p) for p in options.initrds]
         initrds = [host.read(p, f"uki.initrds[{i}]", "initrd") for i, p in enumerate(initrd_names)]
-        kernel_name = str(kernel_path)
-    else:  # "image", or an existing UKI being replaced: the image's kernel
-        kernel_ref = getattr(options, "kernel", None) if source == "image" else None
-        initrd_refs = list(getattr(options, "initrds", None) or []) if source == "image" else []
-        if kernel_ref:
-            kernel = files.find(str(kernel_ref), "kernel")
-            paired = next((e for e in files.kernels() if e.kernel == kernel), None)
-            chosen_initrds = [files.find(str(r), "initrd") for r in initrd_refs] if initrd_refs else (
-                paired.initrds if paired else [])  # fmt: skip
+        kernel_name = str(options.kernel)
+    else:  # "image", or an existing UKI replaced by one built the same way
+        initrd_refs = [str(r) for r in options.initrds]
+        if options.kernel:
+            kernel = files.find(str(options.kernel), "kernel")
+            paired = None if initrd_refs else next((e for e in files.kernels() if e.kernel == kernel), None)
+            chosen_initrds = paired.initrds if paired else [files.find(r, "initrd") for r in initrd_refs]
         else:
             entry = newest_kernel(files.kernels())
             kernel = entry.kernel
-            chosen_initrds = (
-                [files.find(str(r), "initrd") for r in initrd_refs] if initrd_refs else entry.initrds
-            )
+            chosen_initrds = [files.find(r, "initrd") for r in initrd_refs] if initrd_refs else entry.initrds
             note(f"Newest kernel in the image: {ref_of(kernel)} (version {entry.version or 'unknown'})")
         linux = files.read(kernel)
         initrds = [files.read(f) for f in chosen_initrds]
         initrd_names = [ref_of(f) for f in chosen_initrds]
         kernel_name = ref_of(kernel)
 
-    cmdline = getattr(options, "cmdline", None)
+    cmdline = options.cmdline
     if cmdline is None:
         cmdline = DEFAULT_CMDLINE
-    os_release = getattr(options, "os_release", None)
+    os_release = options.os_release
     if os_release is None:
         os_release = read_os_release(image, layout, cancel)
         if os_release is None:
@@ -331,7 +309,23 @@ def make_uki(
     data = build_uki(inputs, signer=signer)
     stub_name = str(stub_path) if stub_path else "host"
     return BuiltUki(data, inspect_uki(data), source, "built", kernel_name, tuple(initrd_names), stub_name,
-                    cmdline, True, tuple(host.files))  # fmt: skip
+                    cmdline, signer is not None, tuple(host.files))  # fmt: skip
+
+
+def _existing(files: _ImageFiles, ref: str | None, action: str, signer: Signer | None) -> BuiltUki:
+    """An existing UKI of the image, kept as it is or re-signed."""
+    uki_file = _existing_uki(files, ref)
+    data = files.read(uki_file)
+    inspect_uki(data)  # refuse a file that is not a UKI before signing it
+    if action == "resign":
+        if signer is None:
+            raise BootSourceError("there is no UEFI signing key to re-sign the existing UKI with",
+                                  "load the UEFI signing certificate and its key")  # fmt: skip
+        data = sign_pe(data, signer, mode="replace", name=uki_file.path)
+    info = inspect_uki(data)
+    signed = signer is not None and any(v.valid for v in verify_pe(data, trusted=[signer.certificate]))
+    return BuiltUki(data, info, "existing", "kept" if action == "keep" else "re-signed", ref_of(uki_file),
+                    (), "existing", info.cmdline, signed)  # fmt: skip
 
 
 def _existing_uki(files: _ImageFiles, ref: str | None) -> BootFile:
@@ -343,3 +337,75 @@ def _existing_uki(files: _ImageFiles, ref: str | None) -> BootFile:
         raise BootSourceError(f"the recipe keeps an existing UKI but does not say which (found: {names})",
                               "name it as PARTITION:/EFI/Linux/NAME.efi")  # fmt: skip
     return ukis[0]
+
+
+# --- the wizard's preview -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ImageBootFiles:
+    """The boot files of a base image: every one found, the kernels paired with their initrds, the UKIs."""
+
+    files: tuple[BootFile, ...]
+    kernels: tuple[KernelEntry[BootFile], ...]
+    ukis: tuple[BootFile, ...]
+
+
+def image_boot_files(image_path: Path, layout: DiskLayout, *, cancel: CancelToken) -> ImageBootFiles:
+    """List the kernels, initrds and UKIs of every partition of the image at ``image_path``."""
+    with open_image(image_path) as image:
+        files = list_boot_files(image, layout, cancel=cancel)
+    return ImageBootFiles(
+        tuple(files), tuple(pair_kernels(files)), tuple(f for f in files if f.kind == "uki")
+    )
+
+
+@dataclass(frozen=True)
+class UkiPreview:
+    """A UKI as the build would make it, with what the wizard shows about it."""
+
+    built: BuiltUki
+    #: PCR 11 per bank and phase path; empty when it cannot be predicted (``pcr_error`` says why).
+    pcrs: dict[str, dict[str, str]]
+    pcr_error: PcrPredictionError | None
+    #: The certificate of the UKI's first Authenticode signature (None: unsigned).
+    signer: CertificateInfo | None
+    #: The sections its stub measures into PCR 11, in the stub's measuring order (empty: unknown).
+    measured: tuple[str, ...]
+
+
+def preview_uki(
+    options: UkiOptions,
+    image_path: Path,
+    layout: DiskLayout,
+    signer: Signer | None,
+    *,
+    cancel: CancelToken,
+    boot_files: Sequence[BootFile] | None = None,
+    banks: Sequence[str] = BANKS,
+) -> UkiPreview:
+    """Make the UKI ``options`` describe with :func:`make_uki` (unsigned without ``signer``), and predict
+    its PCR 11 for ``banks``.
+
+    Private host files are allowed here: nothing is published yet, and the Review page and the build judge
+    them. A UKI whose PCR 11 cannot be predicted (a kept one with an unknown stub) is still a preview.
+    """
+    with open_image(image_path) as image:
+        built = make_uki(options, image, layout, signer, cancel=cancel, allow_private=True,
+                         boot_files=boot_files)  # fmt: skip
+    pcr_error = None
+    try:
+        pcrs = {b: dict(v) for b, v in predict_pcr11(built.info, banks=banks).items()}
+    except PcrPredictionError as exc:
+        pcrs, pcr_error = {}, exc
+    certificates = [s.signer for s in list_signatures(built.data) if s.signer is not None]
+    signed_by = describe_certificate(certificates[0], purpose="uefi") if certificates else None
+    return UkiPreview(built, pcrs, pcr_error, signed_by, measured_order(built.info))
+
+
+def measured_order(info: UkiInfo) -> tuple[str, ...]:
+    """The UKI's sections its stub measures, in the order it measures them (not the file order)."""
+    names = {s.name for s in info.sections if s.measured}
+    if not names or info.stub is None:
+        return ()
+    return tuple(n for n in measured_sections(info.stub.version) if n in names)

@@ -1,23 +1,16 @@
 """Turn the finished raw template into the recipe's output format: raw, dynamic VHDX, fixed VHD or qcow2.
 
-- raw: the staged file *is* the output (it is renamed at the commit; nothing is copied).
-- vhdx, vhd: :func:`app.disk.writers.write_image` reads the raw template and writes the container,
-  skipping holes (a dynamic VHDX holds only blocks with data; a fixed VHD is the raw bytes + footer).
-- qcow2: ``qemu-img convert -O qcow2``. Why an external tool here: the engine reads qcow2 but has no
-  qcow2 writer, and qemu-img *is* the reference implementation of the format (refcount tables, L1/L2
-  tables, compat 1.1 features) that every consumer - QEMU, libvirt, OpenStack - is tested against;
-  writing our own would be a second implementation to keep in step for no gain. qemu-img is already a
-  dependency (tests, VM boots). Its ``-p`` progress is parsed for the progress bar, and the run is
-  killed on cancel.
-
-Every variant writes to a path inside the build's staging directory, so a failure or a cancel leaves
-nothing behind once the staging directory is removed.
+raw is the staged file itself (renamed at the commit); VHDX and VHD are written by
+:func:`app.disk.writers.write_image`, skipping holes; qcow2 by ``qemu-img convert``: the engine reads
+qcow2 but does not write it, and qemu-img is the format's reference implementation. Every output goes
+into the build's staging directory, so a failure or a cancel leaves nothing behind.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import select
 import subprocess
 import threading
 from pathlib import Path
@@ -26,17 +19,17 @@ from app.disk.image import open_image
 from app.disk.writers import write_image
 from app.errors import CancelledError, ShieldwrightError
 from app.progress import CancelToken, NullProgress, Progress
+from app.template.recipe import OUTPUT_FORMATS
 from app.tools import require_tool
 
-FORMATS = ("raw", "vhdx", "vhd", "qcow2")
-#: File name suffixes the CLI maps to a format when ``--format`` is not given.
+#: File name suffixes the CLI maps to one of the recipe's OUTPUT_FORMATS when ``--format`` is not given.
 SUFFIXES = {".raw": "raw", ".img": "raw", ".vhdx": "vhdx", ".vhd": "vhd", ".qcow2": "qcow2"}
 _PERCENT = re.compile(rb"\((\d+(?:\.\d+)?)/100%\)")
 
 
 def check_format(fmt: str) -> str:
-    if fmt not in FORMATS:
-        raise ShieldwrightError(f"unknown output format {fmt!r}", f"use one of {', '.join(FORMATS)}")
+    if fmt not in OUTPUT_FORMATS:
+        raise ShieldwrightError(f"unknown output format {fmt!r}", f"use one of {', '.join(OUTPUT_FORMATS)}")
     if fmt == "qcow2":
         require_tool("qemu-img")  # before the long streaming pass, not after it
     return fmt
@@ -104,7 +97,5 @@ def _qemu_img_convert(raw: Path, dst: Path, progress: Progress, cancel: CancelTo
 
 def _read_ready(fd: int) -> bytes | None:
     """Up to 4 KiB from ``fd`` if it becomes readable within 0.1 s (b"" at EOF), else None."""
-    import select
-
     ready, _, _ = select.select([fd], [], [], 0.1)
     return os.read(fd, 4096) if ready else None

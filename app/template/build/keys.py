@@ -1,17 +1,10 @@
-"""LUKS2 headers for the partitions a build encrypts: KDF cost, volume keys, keyslots, what the manifest says.
+"""LUKS2 headers for the partitions a build encrypts: volume keys, keyslots, what the manifest says.
 
-Every encrypted partition gets its own random volume key and UUID and the same keyslots: keyslot 0 opens
-with the provisioning passphrase (the recipe's KDF: calibrated like cryptsetup's ``--iter-time``, or the
-recipe's explicit ``kdf_params``), keyslot 1 with the recovery key when there is one. A recovery key holds
-256 random bits, so - like ``systemd-cryptenroll --recovery-key`` - its keyslot uses the minimal pbkdf2
-(1000 iterations): a costly KDF adds nothing to a secret that cannot be guessed.
-
-Volume keys live in ``bytearray``\\s that are wiped as soon as the header and the data cipher exist (the
-cipher keeps the key only inside OpenSSL contexts). Nothing secret is returned, logged or described.
-
-KDF runs happen one after another on the build thread, never concurrently: two Argon2id derivations on
-two threads at once deadlock in the cryptography/OpenSSL build this project pins (observed with
-cryptography 50.0.2 on OpenSSL 4.0.3).
+Each encrypted partition gets its own random volume key and UUID. Keyslot 0 opens with the provisioning
+passphrase (the recipe's KDF, calibrated here or explicit), keyslot 1 with the recovery key: 256 random
+bits, so - like ``systemd-cryptenroll --recovery-key`` - the minimal pbkdf2. Volume keys are wiped once
+the header and the data cipher exist; nothing secret is returned or logged. One KDF runs at a time: two
+concurrent Argon2id derivations deadlock in the pinned cryptography/OpenSSL build.
 """
 
 from __future__ import annotations
@@ -22,49 +15,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from app.luks.container import LuksParams, create_header, new_volume_key, wipe
-from app.luks.kdf import KdfParams, calibrate
+from app.luks.kdf import PBKDF2_MIN_ITERATIONS, KdfParams, Passphrase, calibrate
+from app.luks.params import SEGMENT_CIPHER, VOLUME_KEY_BITS
 from app.luks.relaid_image import READAHEAD, PartitionCrypto
 from app.luks.relayout import RelayoutPlan
 from app.luks.xts import XtsCipher
 from app.progress import CancelToken, NullProgress, Progress
+from app.template.manifest import KeyslotInfo, LuksInfo
+from app.template.recipe import EncryptionOptions, explicit_kdf
 
-#: What ``systemd-cryptenroll --recovery-key`` uses for its keyslot (cryptsetup's minimum).
-RECOVERY_KDF_ITERATIONS = 1000
-KEY_BITS = 512
-CIPHER = "aes-xts-plain64"
-
-
-@dataclass(frozen=True)
-class KeyslotInfo:
-    """One keyslot as the manifest shows it: its id, what opens it, and its (public) KDF parameters."""
-
-    id: int
-    kind: str  # "passphrase" | "recovery" | "tpm2"
-    kdf: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class LuksInfo:
-    """An encrypted partition's container, as the manifest shows it (no key material)."""
-
-    partition: int
-    uuid: str
-    sector_size: int
-    data_offset: int
-    keyslots: tuple[KeyslotInfo, ...]
-    cipher: str = CIPHER
-    key_bits: int = KEY_BITS
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "partition": self.partition,
-            "uuid": self.uuid,
-            "cipher": self.cipher,
-            "key_bits": self.key_bits,
-            "sector_size": self.sector_size,
-            "data_offset": self.data_offset,
-            "keyslots": [{"id": k.id, "kind": k.kind, "kdf": k.kdf} for k in self.keyslots],
-        }
+#: What ``systemd-cryptenroll --recovery-key`` uses for its keyslot: cryptsetup's minimum.
+RECOVERY_KDF_ITERATIONS = PBKDF2_MIN_ITERATIONS
+KEY_BITS = VOLUME_KEY_BITS
+CIPHER = SEGMENT_CIPHER
 
 
 @dataclass
@@ -82,11 +45,9 @@ def kdf_description(kdf: KdfParams) -> dict[str, Any]:
     return {"type": kdf.type, "time": kdf.time, "memory_kib": kdf.memory_kib, "parallel": kdf.parallel}
 
 
-def kdf_for(encryption: Any, cancel: CancelToken) -> tuple[KdfParams, bool]:
+def kdf_for(encryption: EncryptionOptions, cancel: CancelToken) -> tuple[KdfParams, bool]:
     """The provisioning keyslot's KDF for the recipe's ``encryption`` options, and whether it was calibrated
     here (True) or taken from the recipe's explicit ``kdf_params`` (False)."""
-    from app.template.recipe import explicit_kdf
-
     kdf = explicit_kdf(encryption)
     if kdf is not None:
         kdf.validate()
@@ -108,7 +69,7 @@ def prepare_keys(
     progress = progress or NullProgress()
     cancel = cancel or CancelToken()
     recovery_kdf = KdfParams.pbkdf2(RECOVERY_KDF_ITERATIONS)
-    slots: list[tuple[Any, KdfParams, str]] = [(passphrase, kdf, "passphrase")]
+    slots: list[tuple[Passphrase, KdfParams, str]] = [(passphrase, kdf, "passphrase")]
     if recovery_key:
         slots.append((recovery_key.encode("ascii"), recovery_kdf, "recovery"))
     progress.begin("Creating LUKS2 keyslots", len(plan.encrypted) * len(slots))
@@ -127,6 +88,8 @@ def prepare_keys(
             wipe(key)
         assert params.uuid is not None
         infos = tuple(KeyslotInfo(j, kind, kdf_description(k)) for j, (_, k, kind) in enumerate(slots))
-        luks.append(LuksInfo(part.number, params.uuid, plan.sector_size, plan.data_offset, infos))
+        luks.append(
+            LuksInfo(part.number, params.uuid, CIPHER, KEY_BITS, plan.sector_size, plan.data_offset, infos)
+        )
         progress.update((i + 1) * len(slots))
     return PreparedKeys(crypto, luks)

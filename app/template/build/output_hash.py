@@ -1,17 +1,10 @@
 """The SHA-256 of a raw template without reading it back: its bytes are produced again from the input.
 
-Why: the manifest needs the output's SHA-256, and SHA-256 runs strictly in file order. The ESP sits near
-the start of the disk and receives the catalog only after every protected block has been hashed, so the
-output cannot be hashed while the streaming pass writes it; something has to go over it once more.
-Reading the file back costs a disk read of every byte (the pass writes with O_DIRECT, so nothing is left
-in the page cache) or, with page-cache writes, a core of kernel time during the pass. Producing the bytes
-again from the input - still in the page cache from the pass - costs one more AES-XTS pass (3.5 GB/s on
-one core here), which the re-laid-out view's read-ahead thread runs while this thread hashes.
-
-What is read from the file instead: the ranges changed after the streaming pass (the ESP), which the
-view knows nothing about. Everything else of the output is a pure function of the input, the plan, the
-GPT bytes and the volume keys (AES-XTS is deterministic), so the bytes hashed are the bytes written; the
-build's tests compare this digest with a SHA-256 of the finished file.
+The ESP changes after the streaming pass, so the output cannot be hashed while it is written, and
+reading it back costs a disk read of every byte (it was written with O_DIRECT). Everything but the ESP
+is a pure function of the input, the plan, the GPT and the volume keys (AES-XTS is deterministic), so
+one more encryption pass over the input, still in the page cache, gives the same bytes; the ESP ranges
+are read from the file. The build's tests compare this digest with a SHA-256 of the finished file.
 """
 
 from __future__ import annotations

@@ -1,16 +1,9 @@
-"""What a running build reports: which step of how many, that step's progress, and a log of human lines.
+"""What a running build reports: step k of n, that step's progress, and a bounded log of human lines.
 
-Why a class of its own rather than a bare :class:`~app.progress.ProgressState`: a build is a sequence of
-named steps, each with its own unit of work (bytes for the streaming pass, keyslots for the LUKS2 step),
-and the people watching it want "step 5 of 9", a bar with rate and ETA for *this* step, and a details log
-they can save. The engine writes from the build thread; the GUI polls from its timer at ~10 Hz and the CLI
-from its main thread - so every read and write goes through one lock, and :meth:`BuildProgress.snapshot`
-hands out a consistent, immutable copy. The log is bounded (oldest lines dropped) so a long build never
-grows it without limit; :attr:`BuildProgress.log_total` counts every line ever added, so a reader can ask
-for "lines since the last time" even after old lines were dropped.
-
-Lines in the log are written for people and never contain secrets (passphrases, recovery keys, key
-material): callers only ever pass facts such as paths, sizes, digests and certificate subjects.
+The build thread writes; the GUI (at ~10 Hz) and the CLI poll :meth:`BuildProgress.snapshot`, a
+consistent immutable copy taken under one lock. The log keeps the last :data:`LOG_LIMIT` lines and
+counts every line ever added, so a reader can ask for "lines since last time". Log lines never hold
+secrets.
 """
 
 from __future__ import annotations

@@ -1,18 +1,13 @@
 """The human-readable build report: one self-contained HTML file rendered from the manifest document.
 
-Why from the manifest: the report then shows exactly what the signed manifest says and nothing else, so
-the two can never disagree. Self-contained means inline CSS and no scripts, fonts, images or links to
-fetch: it opens the same from an air-gapped share as from a mail attachment. Every piece of text taken
-from the manifest (partition names, certificate subjects, paths - all of which a base image or a
-certificate author chose) goes through :func:`html.escape`.
-
-The disk layout is drawn the way GParted and GNOME Disks draw it: one horizontal bar per disk, each
-partition a segment as wide as its share of the disk, coloured by role, encrypted ones hatched; gaps are
-unallocated space. A table below each bar gives the exact numbers.
+Rendered from the manifest, it says exactly what the signed manifest says. Inline CSS, no scripts or
+external assets; every text from the manifest is HTML-escaped. The disk layout is drawn as GParted
+draws it: one bar per disk, partitions as wide as their share, coloured by role, encrypted ones hatched.
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from html import escape
 from typing import Any
 
@@ -91,7 +86,7 @@ def _bar(parts: list[dict[str, Any]], disk_size: int, sector: int) -> str:
     return f'<div class="bar" role="img" aria-label="disk layout">{"".join(segs)}</div>'
 
 
-def _table(headers: list[str], rows: list[list[str]], numeric: set[int] = frozenset()) -> str:  # type: ignore[assignment]
+def _table(headers: list[str], rows: list[list[str]], numeric: Collection[int] = frozenset()) -> str:
     head = "".join(f"<th>{_e(h)}</th>" for h in headers)
     body = "".join(
         "<tr>"

@@ -1,14 +1,9 @@
-"""Temporary files of a build, the atomic commit at its end, and hashing whole files in the background.
+"""A build's temporary files, the atomic commit at its end, and hashing whole files in the background.
 
-Why a staging directory: a build makes several files (the image, its catalog, the manifest, its signature,
-the report) and none may appear unless all of them are complete. Everything is written inside one hidden
-directory next to the output (same filesystem, so the final renames are atomic), and :meth:`Staging.commit`
-renames the finished files into place as the very last act - sidecar files first, the image last, so
-whoever waits for the image finds its manifest already there. A failure or a cancel at any point removes
-the directory and with it every partial file; a failure during the commit removes what it had renamed.
-
-:class:`FileHasher` computes a file's SHA-256 on a thread of its own (hashlib releases the GIL), so hashing
-the input overlaps with the rest of the build instead of adding a pass at the end.
+Every file is written into one hidden directory next to the output (same filesystem, so renames are
+atomic); :meth:`Staging.commit` renames them into place last - sidecars first, the image last - and a
+failure or a cancel removes the directory and every partial file. :class:`FileHasher` hashes the input
+on its own thread while the rest of the build runs.
 """
 
 from __future__ import annotations

@@ -1,24 +1,11 @@
 """Build the demo base image: a small, real, bootable GPT disk made only from Debian packages.
 
-Why it exists: the wizard, the tests and the screenshots need a base image that looks like a real
-confidential-VM template input (ESP + XBOOTLDR + discoverable x86-64 root) without shipping one.
-It is built as an ordinary user — no root, loop devices, mount or device-mapper: each filesystem is
-made in its own file (``mkfs.ext4 -d`` populates ext4 from a directory; mtools writes FAT), then
-copied into the disk image at its partition's offset, holes skipped so the image stays sparse.
-
-Layout (512 MiB, sparse):
-
-1. ESP, FAT32: systemd-boot as ``\\EFI\\BOOT\\BOOTX64.EFI`` and ``\\EFI\\systemd\\systemd-bootx64.efi``,
-   ``\\loader\\loader.conf``.
-2. XBOOTLDR, ext4: a Debian cloud kernel, a busybox initrd, and a Boot Loader Spec type-1 entry.
-3. x86-64 root, ext4: a busybox userland with ``/etc/os-release`` (``ID=shieldwright-demo``).
-
-The initrd prints ``shieldwright-demo: initrd reached`` on the console, then ``PCR11=<HEX>`` (the sha256
-bank) when the VM has a TPM; with ``shieldwright.test=poweroff`` on the kernel command line it powers off
-right after. Otherwise it loads the virtio modules, finds the root partition by its DPS type GUID, and
-switches to it; the root's init prints ``shieldwright-demo: root reached`` and powers off if any
-``shieldwright.test=`` option is present, or else starts a shell. GUIDs and filesystem UUIDs are derived
-from fixed names, so they are stable.
+The wizard, the tests and the screenshots need a base image shaped like a confidential-VM template
+input without shipping one: an ESP (FAT32, systemd-boot), an XBOOTLDR partition (ext4: a Debian cloud
+kernel, a busybox initrd, a Boot Loader Spec entry) and a discoverable x86-64 root (ext4, busybox).
+Built as an ordinary user: each filesystem is made in its own file (``mkfs.ext4 -d``, mtools), then
+copied into the sparse image at its partition's offset. GUIDs and UUIDs derive from fixed names, so
+they are stable; the initrd and root print marker lines the QEMU tests wait for (see ``_INIT``).
 """
 
 from __future__ import annotations
@@ -33,6 +20,8 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from platformdirs import user_cache_path
 
 from app.boot.cpio import CpioWriter
 from app.disk import partition_types as pt
@@ -106,8 +95,6 @@ def build_demo_image(
     cancel = cancel or CancelToken()
     refuse_existing(path, overwrite)
     if cache_dir is None:
-        from platformdirs import user_cache_path
-
         cache_dir = user_cache_path("shieldwright") / "debs"
     cancel.check()
     try:
@@ -385,6 +372,10 @@ def _modinfo(elf: bytes) -> dict[str, str]:
 
 # --- the initrd ---------------------------------------------------------------------------------
 
+#: The initrd's /init: prints INITRD_MARKER, then ``PCR11=<hex>`` (sha256 bank) when the VM has a TPM;
+#: ``shieldwright.test=poweroff`` powers off right there. Otherwise it loads the virtio modules, finds the
+#: root by its DPS type GUID and switches to it; the root's init (``_ROOT_INIT``) prints ROOT_MARKER and
+#: powers off when any ``shieldwright.test=`` option is given, else starts a shell.
 _INIT = r"""#!/bin/sh
 # Shieldwright demo initrd. Kernel command line options it understands:
 #   shieldwright.test=poweroff   print the marker line and power off at once

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from app.disk import demo
 from app.errors import CancelledError, ToolMissingError
 from app.progress import CancelToken
+from app.template import demo
 from tests.conftest import require_tool, run, sgdisk_partitions
 
 MiB = 1024 * 1024

@@ -1,0 +1,159 @@
+"""The base of every wizard page: shared state, background tasks, an inline error panel, file dialogs.
+
+Picard's ``SetupWizardPage`` is the model. What every page did by hand - keep the wizard's state and task
+runner, start an engine call off the GUI thread and route its outcome back, supersede a running call with a
+newer one, say "unexpected error, see the log" for a bug, keep one non-blocking file dialog per purpose, and
+tell the wizard that completeness may have changed - lives here once. Pages lay out their own widgets
+(including :attr:`error_panel`) and call the engine for every rule.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QFileDialog, QWidget, QWizardPage
+
+from app.errors import ShieldwrightError
+from app.gui.state import WizardState
+from app.gui.tasks import BackgroundTask, TaskRunner
+from app.gui.widgets.error_panel import ErrorPanel
+
+log = logging.getLogger(__name__)
+
+Slot = Callable[..., Any]
+
+
+class WizardPage(QWizardPage):
+    """A page of the template wizard. Subclasses set their title and build their widgets."""
+
+    def __init__(
+        self, state: WizardState, runner: TaskRunner, parent: QWidget | None = None, *, title: str = "",
+        subtitle: str = "",
+    ) -> None:  # fmt: skip
+        super().__init__(parent)
+        self.state = state
+        self.runner = runner
+        self.setTitle(title)
+        self.setSubTitle(subtitle)
+        #: The page's inline error box; the page puts it in its layout.
+        self.error_panel = ErrorPanel(self)
+        self._tasks: dict[str, BackgroundTask] = {}
+        self._dialogs: dict[str, QFileDialog] = {}
+
+    # -- background tasks ---------------------------------------------------------------------------
+
+    def run_task(
+        self,
+        key: str,
+        fn: Callable[..., Any],
+        *args: Any,
+        on_success: Slot | None = None,
+        on_failure: Slot | None = None,
+        on_finished: Slot | None = None,
+        with_progress: bool = False,
+        **kwargs: Any,
+    ) -> BackgroundTask:
+        """Run ``fn(*args, **kwargs)`` in the app's executor as the page's ``key`` task.
+
+        A running task of the same ``key`` is cancelled and forgotten first (its outcome never arrives).
+        ``on_failure`` gets the :class:`ShieldwrightError`; without it the error panel shows it. A bug (any
+        other exception) is shown as "unexpected error, see the log" once the task ends. ``on_finished``
+        always comes last; :meth:`is_busy` is already False by then.
+        """
+        self.cancel_task(key)
+        task = self.runner.start(fn, *args, name=key, with_progress=with_progress, **kwargs)
+        self._tasks[key] = task
+
+        def current(slot: Slot) -> Slot:  # a superseded task's outcome never reaches the page
+            return lambda *a: slot(*a) if self._tasks.get(key) is task else None
+
+        if on_success is not None:
+            task.succeeded.connect(current(on_success))
+        task.failed.connect(current(on_failure or self.show_error))
+        task.finished.connect(current(lambda: self._task_done(key, task, on_finished)))
+        self.completeChanged.emit()
+        return task
+
+    def _task_done(self, key: str, task: BackgroundTask, on_finished: Slot | None) -> None:
+        del self._tasks[key]
+        if task.error is not None and not isinstance(task.error, ShieldwrightError):
+            # A bug: the excepthook logged it (and shows the details); say so where the user looks.
+            self.error_panel.show_error(
+                self.tr("The operation failed because of an unexpected error."),
+                self.tr("The details were written to the log."),
+            )
+        if on_finished is not None:
+            on_finished()
+        self.completeChanged.emit()
+
+    def task(self, key: str) -> BackgroundTask | None:
+        """The running ``key`` task, if any."""
+        return self._tasks.get(key)
+
+    def cancel_task(self, key: str) -> None:
+        """Cancel the running ``key`` task and forget it (nothing it reports reaches the page)."""
+        task = self._tasks.pop(key, None)
+        if task is not None:
+            task.cancel()
+            self.completeChanged.emit()
+
+    def cancel_tasks(self) -> None:
+        for key in list(self._tasks):
+            self.cancel_task(key)
+
+    def is_busy(self) -> bool:
+        """A background task of this page is running."""
+        return bool(self._tasks)
+
+    def show_error(self, error: ShieldwrightError) -> None:
+        self.error_panel.show_error(error.message, error.hint)
+
+    # -- file dialogs -------------------------------------------------------------------------------
+
+    def file_dialog(
+        self,
+        key: str,
+        title: str,
+        directory: Path | str,
+        on_selected: Callable[[str], Any],
+        *,
+        filters: Sequence[str] = (),
+        save: bool = False,
+        select: str | None = None,
+        confirm_overwrite: bool = True,
+    ) -> QFileDialog:
+        """Open a non-blocking file dialog (never ``exec()``: no nested event loop inside an async slot).
+
+        One dialog per ``key``: asking again raises the open one. ``save`` asks for a new file name (the
+        dialog's own overwrite question unless ``confirm_overwrite`` is False, for pages that ask inline).
+        """
+        existing = self._dialogs.get(key)
+        if existing is not None:
+            existing.raise_()
+            return existing
+        dialog = QFileDialog(self, title, str(directory))
+        if save:
+            dialog.setAcceptMode(QFileDialog.AcceptMode.AcceptSave)
+            dialog.setFileMode(QFileDialog.FileMode.AnyFile)
+            if not confirm_overwrite:
+                dialog.setOption(QFileDialog.Option.DontConfirmOverwrite, True)
+        else:
+            dialog.setFileMode(QFileDialog.FileMode.ExistingFile)
+        if filters:
+            dialog.setNameFilters([self.tr(f) for f in filters])
+        if select:
+            dialog.selectFile(select)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.fileSelected.connect(on_selected)
+        dialog.finished.connect(lambda _result: self._dialogs.pop(key, None))
+        self._dialogs[key] = dialog
+        dialog.open()
+        return dialog
+
+    def open_dialog(self, key: str) -> QFileDialog | None:
+        """The ``key`` file dialog while it is open (tests drive it)."""
+        return self._dialogs.get(key)
