@@ -183,13 +183,3 @@ def demo_image(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path.chmod(0o444)
     return path
 
-
-#: The modules whose tests boot QEMU (OVMF, swtpm): `make test-fast` skips them (`-m "not vm"`).
-VM_MODULES = ("tests/boot/test_vm.py", "tests/boot/test_secure_boot.py", "tests/test_build_e2e.py")
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    root = Path(__file__).resolve().parents[1]
-    for item in items:
-        if str(Path(item.fspath).relative_to(root)) in VM_MODULES:
-            item.add_marker(pytest.mark.vm)

@@ -30,7 +30,7 @@ from tests.build_helpers import PASSPHRASE, BuildKeys, build, extract_partition,
 from tests.conftest import require_tool
 from tests.luks.cryptsetup import test_passphrase as cryptsetup_test_passphrase
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.vm]
 
 ROOT = Path(__file__).resolve().parents[1]
 #: Serial console only; a panic powers off (``-no-reboot``); the demo initrd powers off after PCR11=.

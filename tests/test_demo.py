@@ -163,6 +163,7 @@ def test_root_has_busybox_and_os_release(parts: dict[str, Path]) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.vm
 def test_boots_in_qemu_to_initrd_and_root(
     demo_image: Path, boot_files: dict[str, Path], tmp_path: Path
 ) -> None:

@@ -198,7 +198,7 @@ def _write_files(
                 directory = "/" + "/".join(parents[:depth])
                 entry = existing.get(directory.lower())
                 if entry is None:
-                    _mtools("mmd", fs, 0, f"::{directory}", cancel=cancel)
+                    _make_directory(fs, Path(tmp), directory, mtime, cancel)
                     existing[directory.lower()] = EspEntry(directory, 0, True)
                 elif not entry.is_dir:
                     raise ShieldwrightError(f"{entry.path} in the ESP is a file, not a directory",
@@ -216,6 +216,21 @@ def _write_files(
                     hint="the ESP may be full; make it larger")  # fmt: skip
             existing[target.lower()] = EspEntry(target, len(data), False)
         _write_back(fs, raw_image, offset, size, cancel, fsync, current)
+
+
+def _make_directory(
+    fs: Path, tmp: Path, directory: str, mtime: float | None, cancel: CancelToken | None
+) -> None:
+    """``mmd`` stamps a new directory with the clock; with ``mtime`` it is copied in (``mcopy -s -m``) from an
+    empty local directory carrying that time, so the same inputs give the same ESP bytes."""
+    if mtime is None:
+        _mtools("mmd", fs, 0, f"::{directory}", cancel=cancel)
+        return
+    parent, name = directory.rsplit("/", 1)
+    local = Path(tempfile.mkdtemp(dir=tmp)) / name
+    local.mkdir()
+    os.utime(local, (mtime, mtime))
+    _mtools("mcopy", fs, 0, "-s", "-m", local, f"::{parent or '/'}", cancel=cancel)
 
 
 def _write_back(

@@ -47,7 +47,7 @@ from tests.boot.qemu_harness import (
 )
 from tests.conftest import require_tool, run
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.vm]
 
 BANKS = ("sha1", "sha256")
 #: Generous for TCG: a boot takes ~12 s here; a slow CI runner may take several times that.

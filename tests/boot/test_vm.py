@@ -120,6 +120,7 @@ def private_tmpdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 @pytest.mark.slow
+@pytest.mark.vm
 def test_timeout_ends_the_run_and_leaves_nothing_behind(tmp_path: Path, private_tmpdir: Path) -> None:
     """A guest that has not finished when the time is up is cut off; nothing is left running or on disk."""
     disk = tmp_path / "blank.img"
@@ -132,6 +133,7 @@ def test_timeout_ends_the_run_and_leaves_nothing_behind(tmp_path: Path, private_
 
 
 @pytest.mark.slow
+@pytest.mark.vm
 def test_cancel_kills_qemu_and_swtpm(tmp_path: Path, private_tmpdir: Path) -> None:
     disk = tmp_path / "blank.img"
     disk.write_bytes(bytes(1024 * 1024))

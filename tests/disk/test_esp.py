@@ -222,3 +222,23 @@ def test_reading_the_present_esp_from_the_input_it_was_copied_from(demo_image: P
     assert plain.read_bytes() == fast.read_bytes()
     assert _mtool("mtype", fast, "::/EFI/Linux/a.efi").stdout == UKI
     _fsck_clean(fast, tmp_path)
+
+
+def test_the_same_files_and_mtime_give_the_same_esp_bytes_a_second_later(
+    demo_image: Path, tmp_path: Path
+) -> None:
+    """New directories carry ``mtime`` too, not the clock: ``mmd`` stamped them with the current time, so
+    two builds of the same inputs differed whenever a second boundary fell between them (a flaky test)."""
+    import time
+
+    first = _copy(demo_image, tmp_path / "first.img")
+    second = _copy(demo_image, tmp_path / "second.img")
+    esp, ss = _esp(first)
+    files = {"/EFI/New/Deeper/a.efi": UKI}
+    write_esp_files(first, esp, ss, files, mtime=1704067200)
+    time.sleep(1.1)
+    write_esp_files(second, esp, ss, files, mtime=1704067200)
+    assert first.read_bytes() == second.read_bytes()
+    listing = _mtool("mdir", second, "-a", "::/EFI/New").stdout.decode()
+    assert "2024-01-01" in listing and "Deeper" in listing
+    _fsck_clean(second, tmp_path)
