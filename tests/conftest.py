@@ -182,4 +182,3 @@ def demo_image(tmp_path_factory: pytest.TempPathFactory) -> Path:
     build_demo_image(path)
     path.chmod(0o444)
     return path
-
