@@ -149,7 +149,7 @@ def test_save_recipe_replaces_with_force_but_never_a_build_file(
     old.write_text("# an older recipe\n")
     proc = _shieldwright(*_argv(demo_image, out, keys, passfile, "--save-recipe", old, "--force"))
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "format_version = 1" in old.read_text() and out.exists()
+    assert "format_version = 2" in old.read_text() and out.exists()
 
 
 # -- item 2 (second half): the ESP at the disk's sector size ------------------------------------------------

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import gzip
+import hashlib
 import os
 import subprocess
 from pathlib import Path
 
 import pytest
+from platformdirs import user_cache_path
 
-from app.errors import CancelledError, ToolMissingError
+from app.errors import CancelledError, ShieldwrightError, ToolMissingError
 from app.progress import CancelToken
+from app.signing.authenticode import list_signatures
 from app.template import demo
 from tests.conftest import require_tool, run, sgdisk_partitions
 
@@ -240,3 +243,131 @@ def test_without_apt_lists_a_cached_kernel_is_used(tmp_path: Path, monkeypatch: 
     cached = tmp_path / "linux-image-6.1.0-99-cloud-amd64_6.1.999-1_amd64.deb"
     cached.write_bytes(b"!<arch>\n")
     assert demo.fetch_kernel_deb(tmp_path) == cached
+
+
+# --- boot_loader="shim": Debian's signed shim and fallback on the ESP ---------------------------------
+
+
+@pytest.fixture(scope="module")
+def shim_demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """The shim demo image and its ESP cut out (shim packages cached under ~/.cache like the kernel)."""
+    d = tmp_path_factory.mktemp("demo-shim")
+    image = demo.build_demo_image(d / "demo-shim.img", boot_loader="shim")
+    esp = next(p for p in sgdisk_partitions(image) if p["name"] == "ESP")
+    return image, _extract(image, esp, d / "esp.img")
+
+
+@pytest.mark.slow
+def test_shim_esp_is_laid_out_as_debian_installs_shim_for_removable_boot(
+    shim_demo: tuple[Path, Path], tmp_path: Path
+) -> None:
+    require_tool("fsck.fat")
+    require_tool("dpkg-deb")
+    _, esp = shim_demo
+    run("fsck.fat", "-n", esp)
+    debs = demo.fetch_shim_debs(user_cache_path("shieldwright") / "debs")
+    unpacked = tmp_path / "debs"
+    for deb in debs.values():  # the packages as dpkg-deb unpacks them, not as our code does
+        run("dpkg-deb", "-x", deb, unpacked)
+    expected = {
+        "EFI/BOOT/BOOTX64.EFI": "shimx64.efi.signed",
+        "EFI/BOOT/fbx64.efi": "fbx64.efi.signed",
+        "EFI/debian/shimx64.efi": "shimx64.efi.signed",
+        "EFI/debian/mmx64.efi": "mmx64.efi.signed",
+    }
+    for name, source in expected.items():
+        out = tmp_path / name.replace("/", "_")
+        subprocess.run(["mcopy", "-i", esp, f"::/{name}", out], env=MTOOLS_ENV, check=True)
+        assert out.read_bytes() == (unpacked / "usr/lib/shim" / source).read_bytes(), name
+    # No CSV yet (a template build writes it, naming its UKI), and systemd-boot stays at its own path.
+    listing = subprocess.run(["mdir", "-i", esp, "-b", "-/", "::/"], capture_output=True, text=True,
+                             env=MTOOLS_ENV, check=True).stdout  # fmt: skip
+    assert "BOOTX64.CSV" not in listing.upper()
+    assert "::/EFI/systemd/systemd-bootx64.efi" in listing
+
+
+@pytest.mark.slow
+def test_the_shim_is_microsoft_signed_and_its_helpers_debian_signed(shim_demo: tuple[Path, Path]) -> None:
+    """What a cloud VM's db (Microsoft's UEFI CA) admits: shim, which carries Debian's key for the rest."""
+    _, esp = shim_demo
+    out = esp.with_name("shim.efi")
+    subprocess.run(["mcopy", "-i", esp, "-o", "::/EFI/BOOT/BOOTX64.EFI", out], env=MTOOLS_ENV, check=True)
+    text = run("sbverify", "--list", out).stdout
+    assert "Microsoft Corporation UEFI CA" in text, text
+    assert list_signatures(out.read_bytes())
+    fb = esp.with_name("fb.efi")
+    subprocess.run(["mcopy", "-i", esp, "-o", "::/EFI/BOOT/fbx64.efi", fb], env=MTOOLS_ENV, check=True)
+    assert "Debian" in run("sbverify", "--list", fb).stdout
+
+
+def test_unknown_boot_loader_is_refused_before_any_work(tmp_path: Path) -> None:
+    with pytest.raises(ShieldwrightError, match="unknown boot loader 'grub'") as info:
+        demo.build_demo_image(tmp_path / "x.img", boot_loader="grub", cache_dir=tmp_path / "cache")
+    assert "shim" in info.value.hint
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_shim_debs_are_cached_by_version(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A cached .deb with apt's SHA-256 is reused; a new version is downloaded and replaces the old one."""
+    versions = {"shim-signed": "1.0", "shim-helpers-amd64-signed": "2.0"}
+    downloads: list[str] = []
+
+    def fields(package: str, cancel: CancelToken) -> dict[str, str]:
+        v = versions[package]
+        body = f"{package} {v}".encode()
+        return {"Version": v, "Filename": f"pool/{package}_{v}_amd64.deb",
+                "SHA256": hashlib.sha256(body).hexdigest()}  # fmt: skip
+
+    def download(spec: str, target: Path, cancel: CancelToken) -> None:
+        downloads.append(spec)
+        package, version = spec.split("=")
+        target.write_bytes(f"{package} {version}".encode())
+
+    monkeypatch.setattr(demo, "_apt_fields", fields)
+    monkeypatch.setattr(demo, "_apt_download", download)
+    first = demo.fetch_shim_debs(tmp_path)
+    assert {p.name for p in first.values()} == {
+        "shim-signed_1.0_amd64.deb",
+        "shim-helpers-amd64-signed_2.0_amd64.deb",
+    }
+    assert downloads == ["shim-signed=1.0", "shim-helpers-amd64-signed=2.0"]
+    assert demo.fetch_shim_debs(tmp_path) == first and len(downloads) == 2  # cached: no new download
+    versions["shim-signed"] = "1.1"
+    again = demo.fetch_shim_debs(tmp_path)
+    assert again["shim-signed"].name == "shim-signed_1.1_amd64.deb" and downloads[-1] == "shim-signed=1.1"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "shim-helpers-amd64-signed_2.0_amd64.deb",
+        "shim-signed_1.1_amd64.deb",
+    ]
+
+
+def test_without_apt_lists_cached_shim_debs_are_used(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(demo, "_apt_fields", lambda package, cancel: None)
+    with pytest.raises(ToolMissingError, match="shim-signed"):
+        demo.fetch_shim_debs(tmp_path)
+    for name in (
+        "shim-signed_1_amd64.deb",
+        "shim-signed-common_1_all.deb",
+        "shim-helpers-amd64-signed_1_amd64.deb",
+    ):
+        (tmp_path / name).write_bytes(b"!<arch>\n")
+    got = demo.fetch_shim_debs(tmp_path)
+    assert got["shim-signed"].name == "shim-signed_1_amd64.deb"  # not shim-signed-common
+    assert got["shim-helpers-amd64-signed"].name == "shim-helpers-amd64-signed_1_amd64.deb"
+
+
+def test_demo_image_command_offers_the_shim_boot_loader(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``shieldwright demo-image --boot-loader shim`` reaches build_demo_image; other loaders are refused."""
+    from app.__main__ import main
+
+    calls: list[dict[str, object]] = []
+    monkeypatch.setattr(demo, "build_demo_image", lambda path, **kw: calls.append({"path": path, **kw}))
+    assert main(["demo-image", "--boot-loader", "shim", str(tmp_path / "d.img")]) == 0
+    assert calls[0]["boot_loader"] == "shim" and calls[0]["path"] == tmp_path / "d.img"
+    assert main(["demo-image", str(tmp_path / "e.img")]) == 0
+    assert calls[1]["boot_loader"] == "systemd-boot"
+    with pytest.raises(SystemExit) as info:
+        main(["demo-image", "--boot-loader", "grub", str(tmp_path / "f.img")])
+    assert info.value.code == 2

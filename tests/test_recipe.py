@@ -22,6 +22,7 @@ from app.template.recipe import (
     CatalogOptions,
     EncryptionOptions,
     OutputOptions,
+    PcrOptions,
     Recipe,
     RecipeError,
     SecretSource,
@@ -120,7 +121,8 @@ def test_defaults(tmp_path: Path) -> None:
     assert r.uki == UkiOptions() and r.boot == BootOptions() and r.encryption == EncryptionOptions()
     assert r.encryption.passphrase == SecretSource.prompt() and r.signing.key_passphrase.kind == "prompt"
     assert (r.encryption.sector_size, r.encryption.kdf, r.encryption.iter_time_ms) == (4096, "argon2id", 2000)
-    assert r.catalog.block_size == 1024 * 1024 and r.output.format == "raw" and r.format_version == 1
+    assert r.catalog.block_size == 1024 * 1024 and r.output.format == "raw" and r.format_version == 2
+    assert r.pcr == PcrOptions() and r.pcr.pcrs == [4, 7, 11] and r.pcr.firmware is None
     assert r.signing.catalog_cert is None and r.signing.catalog_passphrase_source == r.signing.key_passphrase
     assert r.encrypted_partitions == [3] and r.uki_id == "t"
 
@@ -204,7 +206,7 @@ _DELETE = object()
 BAD = [
     # (dotted key to change, new value, key the error must name)
     ("format_version", _DELETE, "format_version"),
-    ("format_version", 2, "format_version"),
+    ("format_version", 3, "format_version"),
     ("base_image", _DELETE, "base_image"),
     ("base_image", 5, "base_image"),
     ("protect", _DELETE, "protect"),

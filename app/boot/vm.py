@@ -4,10 +4,18 @@ The only proof that a signed UKI, a shim fallback CSV or an exported template re
 Boot, and that the predicted PCR values are what a TPM measures, is a boot on the real firmware. Tests use
 :func:`boot`, and the product can use it for a "test boot". Qt-free, no root, and nothing left running:
 QEMU and swtpm are killed and their runtime directory removed in every case.
+
+Telling a guest reset from a power-off (QEMU 7.2): with ``-no-reboot`` both end the QEMU process with
+exit status 0, and ``-action reboot=shutdown`` is the same thing, so neither the status nor the action tells
+them apart. QMP does: QEMU starts paused (``-S``) with a monitor on a socketpair we hold the other end of,
+we negotiate (``qmp_capabilities``) and resume (``cont``), and the ``SHUTDOWN`` event QEMU sends before it
+exits carries ``reason`` ``"guest-reset"`` (firmware ``ResetSystem``, ``reboot -f``, a ``panic=-1`` panic)
+or ``"guest-shutdown"`` (ACPI power-off). :func:`boot` with ``resets`` boots again on the former.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -15,7 +23,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -92,6 +100,27 @@ class Firmware:
 
 
 @dataclass(frozen=True)
+class BootRun:
+    """One QEMU run inside a :func:`boot` call: the first boot, or the boot after a guest reset.
+
+    ``started`` is seconds after the first run started; ``elapsed`` and the times in ``seen`` count from
+    this run's own start. ``ended`` as in :class:`BootResult`. ``exit_reason`` is the ``reason`` of QEMU's
+    QMP ``SHUTDOWN`` event when QEMU exited by itself: ``"guest-reset"`` (the guest reset the machine — a
+    firmware ``ResetSystem``, ``reboot -f``, a ``panic=-1`` panic), ``"guest-shutdown"`` (power-off),
+    ``"guest-panic"``; None when QEMU did not exit by itself (stop text, timeout) or sent no event.
+    ``stopped_by``: the ``stop_on`` text that ended the run.
+    """
+
+    started: float
+    elapsed: float
+    ended: str
+    exit_reason: str | None = None
+    stopped_by: str | None = None
+    seen: dict[str, float] = field(default_factory=dict)
+    console: str = ""
+
+
+@dataclass(frozen=True)
 class BootResult:
     """What one boot showed. ``console`` is the serial output as text (CR and terminal escapes removed).
 
@@ -100,6 +129,11 @@ class BootResult:
     ran out of boot options; ``"timeout"``. ``seen`` maps each watched text (``stop_on`` and the milestones
     :data:`FIRMWARE_STARTING_IMAGE`, :data:`KERNEL_BANNER`, :data:`FIRMWARE_NO_BOOT_OPTION`) to the seconds
     after QEMU started when it first appeared — how we know what a boot costs.
+
+    With ``boot(resets=N)`` the machine may be booted several times: ``runs`` holds each boot (its own
+    console, timings and exit reason), ``console`` their consoles joined by :func:`reset_line` lines,
+    ``ended``/``stopped_by``/``exit_reason`` are the last run's, ``elapsed`` the total, and ``seen`` the
+    first appearance of each text counted from the first run's start.
     """
 
     console: str
@@ -108,6 +142,13 @@ class BootResult:
     stopped_by: str | None = None
     seen: dict[str, float] = field(default_factory=dict)
     qemu_stderr: str = ""
+    runs: tuple[BootRun, ...] = ()
+    exit_reason: str | None = None
+
+    @property
+    def resets(self) -> int:
+        """How many guest resets were followed by another boot."""
+        return max(len(self.runs) - 1, 0)
 
     @property
     def refusals(self) -> list[str]:
@@ -126,6 +167,11 @@ class BootResult:
     def tail(self, chars: int = 3000) -> str:
         """The end of the console, for assertion messages."""
         return self.console[-chars:]
+
+
+def reset_line(number: int) -> str:
+    """The line :func:`boot` puts in the console before the boot that follows guest reset ``number``."""
+    return f"--- reset {number} ---"
 
 
 def console_text(raw: bytes) -> str:
@@ -179,13 +225,23 @@ def boot(
     memory_mib: int = 512,
     disk_format: str = "raw",
     accel: str = "tcg",
+    vars_file: Path | None = None,
+    resets: int = 0,
     cancel: CancelToken | None = None,
 ) -> BootResult:
     """Boot ``disk`` (attached as virtio-blk, ``snapshot=on``) and return the console.
 
-    Each boot starts from a fresh copy of the firmware's VARS template (the same enrolled keys every time).
-    The console is tailed every 0.1 s; the run ends when QEMU exits (the guest powered off), a ``stop_on``
-    text appears, the firmware has nothing left to boot, on ``timeout``, or on cancel.
+    Each call starts from a fresh copy of the firmware's VARS template (the same enrolled keys every time),
+    unless ``vars_file`` is given: then QEMU writes that file in place (the caller owns it; it is not
+    copied), so variables the guest sets — boot entries shim's fallback creates — outlive the call.
+    The console is tailed every 0.1 s; a run ends when QEMU exits (the guest powered off or reset), a
+    ``stop_on`` text appears, the firmware has nothing left to boot, on ``timeout``, or on cancel.
+
+    ``resets``: when QEMU exits because the guest reset the machine (QMP ``SHUTDOWN`` with reason
+    ``guest-reset``; ``-no-reboot`` turns the reset into an exit), boot again, up to ``resets`` times, with
+    the same variable store and the same vTPM state — how shim's fallback, which resets after creating its
+    boot entry, gets to the second, normal boot. The disk's ``snapshot=on`` overlay does not survive a
+    reset (nothing in the boot chain writes the disk). ``timeout`` bounds the whole call, all boots.
 
     ``tpm_state``: keep the vTPM in this directory (manufactured there on first use with ``pcr_banks``);
     without it a fresh vTPM lives in the runtime directory and is gone afterwards. ``stop_on``: texts after
@@ -196,55 +252,231 @@ def boot(
     firmware = firmware or Firmware.snakeoil()
     cancel = cancel or CancelToken()
     firmware.check()
+    if resets < 0:
+        raise ValueError("resets must be >= 0")
     qemu_bin = require_tool("qemu-system-x86_64")
     disk = Path(disk).resolve()
     if not disk.is_file():
         raise ShieldwrightError(f"{disk} does not exist", "give a disk image file")
+    if vars_file is not None:
+        vars_file = Path(vars_file).resolve()
+        if not vars_file.is_file():
+            raise ShieldwrightError(f"{vars_file} does not exist", "give an OVMF variable store (VARS) file")
+        if not os.access(vars_file, os.R_OK | os.W_OK):
+            raise ShieldwrightError(
+                f"{vars_file} is not writable", "the firmware writes its variables there; fix its permissions"
+            )
     runtime = Path(tempfile.mkdtemp(prefix="sw-vm-")).resolve()
-    swtpm: subprocess.Popen[bytes] | None = None
-    qemu: subprocess.Popen[bytes] | None = None
+    procs: list[subprocess.Popen[bytes]] = []
     try:
-        vars_copy = runtime / "vars.fd"
-        shutil.copyfile(firmware.vars_template, vars_copy)
+        if vars_file is None:
+            vars_file = runtime / "vars.fd"
+            shutil.copyfile(firmware.vars_template, vars_file)
         # smm=on + a secure pflash: the Secure Boot CODE build keeps its variable store behind SMM, so the
         # guest cannot rewrite db itself (the configuration libvirt and mkosi use). TCG by default: KVM is not
         # available everywhere this runs. -no-reboot turns poweroff, a panic=-1 panic and a firmware reset
         # into QEMU exiting; snapshot=on sends writes to a throw-away overlay (the image is never modified).
-        argv = [
+        # -S + QMP: QEMU waits, paused, until we have negotiated the monitor, so no event is missed.
+        base_argv = [
             qemu_bin, "-accel", accel, "-cpu", "max", "-m", str(memory_mib), "-smp", "1",
             "-machine", "q35,smm=on", "-global", "ICH9-LPC.disable_s3=1",
             "-global", "driver=cfi.pflash01,property=secure,value=on",
             "-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={firmware.code}",
-            "-drive", f"if=pflash,format=raw,unit=1,file={vars_copy}",
+            "-drive", f"if=pflash,format=raw,unit=1,file={vars_file}",
             "-drive", f"file={disk},format={disk_format},if=virtio,snapshot=on",
-            "-nodefaults", "-display", "none", "-no-reboot",
-            "-serial", f"file:{runtime / 'console.log'}",
+            "-nodefaults", "-display", "none", "-no-reboot", "-S",
         ]  # fmt: skip
-        if tpm:
-            state = Path(tpm_state).resolve() if tpm_state is not None else runtime / "tpm"
-            swtpm, tpm_socket = _start_swtpm(state, runtime, pcr_banks, cancel)
-            argv += [
-                "-chardev", f"socket,id=chrtpm,path={tpm_socket}",
-                "-tpmdev", "emulator,id=tpm0,chardev=chrtpm", "-device", "tpm-tis,tpmdev=tpm0",
-            ]  # fmt: skip
-        stderr_path = runtime / "qemu.stderr"
-        with open(stderr_path, "wb") as stderr:
-            qemu = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=stderr, stderr=stderr)
-        result = _watch(qemu, runtime / "console.log", stderr_path, stop_on, timeout, cancel)
-        if result.ended == "exited" and qemu.returncode != 0 and not result.console:
-            last = (result.qemu_stderr.strip().splitlines() or [f"exit status {qemu.returncode}"])[-1]
-            swtpm_err = runtime / "swtpm.stderr"
-            said = swtpm_err.read_text(errors="replace").strip() if swtpm_err.exists() else ""
-            hint = f"swtpm said: {said.splitlines()[-1]}" if said else "check the QEMU and swtpm installation"
-            raise ShieldwrightError(f"qemu-system-x86_64 failed: {last}", hint)
-        return result
+        state = Path(tpm_state).resolve() if tpm_state is not None else runtime / "tpm"
+        deadline = time.monotonic() + timeout
+        runs: list[BootRun] = []
+        stderrs: list[str] = []
+        first_start: float | None = None  # when the first QEMU started: runs' times count from it
+        while True:
+            number = len(runs)
+            swtpm: subprocess.Popen[bytes] | None = None
+            argv = [*base_argv, "-serial", f"file:{runtime / f'console-{number}.log'}"]
+            if tpm:
+                # A fresh swtpm per run on the same state: QEMU shuts its TPM down when it exits.
+                swtpm, tpm_socket = _start_swtpm(state, runtime, pcr_banks, cancel)
+                procs.append(swtpm)
+                argv += [
+                    "-chardev", f"socket,id=chrtpm,path={tpm_socket}",
+                    "-tpmdev", "emulator,id=tpm0,chardev=chrtpm", "-device", "tpm-tis,tpmdev=tpm0",
+                ]  # fmt: skip
+            first_start = time.monotonic() if first_start is None else first_start
+            run = _run_qemu(argv, runtime, number, procs, stop_on, deadline, first_start, cancel)
+            runs.append(run)
+            stderr_path = runtime / f"qemu-{number}.stderr"
+            stderrs.append(stderr_path.read_bytes().decode(errors="replace"))
+            if swtpm is not None:
+                _stop(swtpm)
+            if run.ended == "exited" and procs[-1].returncode != 0 and not run.console and number == 0:
+                raise _start_failure(procs[-1], stderr_path, runtime)
+            if run.ended == "exited" and run.exit_reason == "guest-reset" and number < resets:
+                continue
+            break
+        return _combine(runs, "".join(stderrs))
     finally:
-        for proc in (qemu, swtpm):
-            if proc is not None and proc.poll() is None:
+        for proc in reversed(procs):
+            if proc.poll() is None:
                 proc.kill()
-            if proc is not None:
-                proc.wait()
+            proc.wait()
         shutil.rmtree(runtime, ignore_errors=True)
+
+
+def _run_qemu(
+    argv: list[str],
+    runtime: Path,
+    number: int,
+    procs: list[subprocess.Popen[bytes]],
+    stop_on: Sequence[str],
+    deadline: float,
+    first_start: float,
+    cancel: CancelToken,
+) -> BootRun:
+    """Start QEMU (paused, ``-S``) with a QMP monitor on a socketpair, resume it, and watch the run.
+
+    The QEMU process is appended to ``procs`` at once, so the caller's cleanup kills it whatever happens.
+    """
+    ours, theirs = socket.socketpair()
+    argv = [*argv, "-chardev", f"socket,id=qmp,fd={theirs.fileno()}", "-mon", "chardev=qmp,mode=control"]
+    stderr_path = runtime / f"qemu-{number}.stderr"
+    started = time.monotonic()
+    with ours, open(stderr_path, "wb") as stderr:
+        with theirs:
+            qemu = subprocess.Popen(
+                argv, stdin=subprocess.DEVNULL, stdout=stderr, stderr=stderr, pass_fds=(theirs.fileno(),)
+            )
+        procs.append(qemu)
+        qmp = _Qmp(ours)
+        if not qmp.start(min(30.0, max(deadline - time.monotonic(), 1.0))):
+            if qemu.poll() is None:
+                qemu.kill()
+            qemu.wait()
+            raise _start_failure(qemu, stderr_path, runtime)
+        console = runtime / f"console-{number}.log"
+        return _watch(qemu, qmp, console, stop_on, deadline - time.monotonic(), cancel, started - first_start)
+
+
+def _start_failure(qemu: subprocess.Popen[bytes], stderr_path: Path, runtime: Path) -> ShieldwrightError:
+    """QEMU died before it ran a guest: its last stderr line (and swtpm's) as the error."""
+    said = stderr_path.read_bytes().decode(errors="replace") if stderr_path.exists() else ""
+    last = (said.strip().splitlines() or [f"exit status {qemu.returncode}"])[-1]
+    swtpm_err = runtime / "swtpm.stderr"
+    tpm_said = swtpm_err.read_text(errors="replace").strip() if swtpm_err.exists() else ""
+    hint = f"swtpm said: {tpm_said.splitlines()[-1]}" if tpm_said else "check the QEMU and swtpm installation"
+    return ShieldwrightError(f"qemu-system-x86_64 failed: {last}", hint)
+
+
+def _stop(proc: subprocess.Popen[bytes], grace: float = 5.0) -> None:
+    """Let a process that should be exiting (swtpm after QEMU's shutdown) finish; kill it after ``grace``."""
+    try:
+        proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def _combine(runs: Sequence[BootRun], qemu_stderr: str) -> BootResult:
+    """One :class:`BootResult` from the runs of a call: consoles joined by reset lines, times merged."""
+    parts: list[str] = []
+    seen: dict[str, float] = {}
+    for number, run in enumerate(runs):
+        if number:
+            if parts and not parts[-1].endswith("\n"):
+                parts.append("\n")
+            parts.append(reset_line(number) + "\n")
+        parts.append(run.console)
+        for marker, at in run.seen.items():
+            seen.setdefault(marker, round(run.started + at, 1))
+    last = runs[-1]
+    elapsed = round(last.started + last.elapsed, 1)
+    return BootResult(
+        "".join(parts), last.ended, elapsed, last.stopped_by, seen, qemu_stderr, tuple(runs), last.exit_reason
+    )
+
+
+class _Qmp:
+    """The client end of QEMU's QMP monitor on a socketpair: negotiate, resume the guest, collect events.
+
+    QMP sends no events before ``qmp_capabilities``; QEMU is started with ``-S`` and resumed with ``cont``
+    only after the negotiation, so every event of the run is seen. Events QEMU wrote before it exited are
+    still in the socket afterwards, so the ``SHUTDOWN`` reason is never lost to a race.
+    """
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.buffer = b""
+        self.events: list[dict[str, object]] = []
+        self.closed = False
+
+    def start(self, timeout: float) -> bool:
+        """Negotiate and resume the guest; False when QEMU closed the monitor (it failed to start)."""
+        self.sock.settimeout(timeout)
+        try:
+            if self._next(lambda m: "QMP" in m) is None:
+                return False
+            for command in ("qmp_capabilities", "cont"):
+                self.sock.sendall(json.dumps({"execute": command}).encode() + b"\n")
+                if self._next(lambda m: "return" in m or "error" in m) is None:
+                    return False
+        except (TimeoutError, OSError):
+            return False
+        self.sock.setblocking(False)
+        return True
+
+    def _next(self, wanted: Callable[[dict[str, object]], bool]) -> dict[str, object] | None:
+        """Read messages (blocking) until one matches ``wanted``; events on the way are kept."""
+        while True:
+            while b"\n" in self.buffer:
+                line, self.buffer = self.buffer.split(b"\n", 1)
+                message = self._parse(line)
+                if message is not None and wanted(message):
+                    return message
+            data = self.sock.recv(65536)
+            if not data:
+                self.closed = True
+                return None
+            self.buffer += data
+
+    def _parse(self, line: bytes) -> dict[str, object] | None:
+        try:
+            message = json.loads(line)
+        except ValueError:
+            return None
+        if not isinstance(message, dict):
+            return None
+        if "event" in message:
+            self.events.append(message)
+        return message
+
+    def poll(self) -> None:
+        """Take in whatever QEMU has sent, without blocking."""
+        while not self.closed:
+            try:
+                data = self.sock.recv(65536)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError:
+                self.closed = True
+                break
+            if not data:
+                self.closed = True
+                break
+            self.buffer += data
+        while b"\n" in self.buffer:
+            line, self.buffer = self.buffer.split(b"\n", 1)
+            self._parse(line)
+
+    @property
+    def shutdown_reason(self) -> str | None:
+        """The ``reason`` of the last ``SHUTDOWN`` event (``guest-reset``, ``guest-shutdown``, ...)."""
+        for event in reversed(self.events):
+            data = event.get("data")
+            if event.get("event") == "SHUTDOWN" and isinstance(data, dict):
+                reason = data.get("reason")
+                return reason if isinstance(reason, str) else None
+        return None
 
 
 def _start_swtpm(
@@ -265,6 +497,7 @@ def _start_swtpm(
         raise ShieldwrightError(
             f"the swtpm socket path {path} is too long for a unix socket", "set TMPDIR to a short directory"
         )
+    path.unlink(missing_ok=True)  # the previous run's swtpm bound it
     state.mkdir(parents=True, exist_ok=True)
     if not any(state.glob("tpm2-*.permall")):
         run_tool(
@@ -289,12 +522,13 @@ def _start_swtpm(
 
 def _watch(
     qemu: subprocess.Popen[bytes],
+    qmp: _Qmp,
     console_path: Path,
-    stderr_path: Path,
     stop_on: Sequence[str],
     timeout: float,
     cancel: CancelToken,
-) -> BootResult:
+    started: float = 0.0,
+) -> BootRun:
     """Tail the console until QEMU exits, a stop text appears, the firmware gives up, or time runs out."""
     start = time.monotonic()
     watched = [*stop_on, FIRMWARE_NO_BOOT_OPTION, FIRMWARE_STARTING_IMAGE, KERNEL_BANNER]
@@ -325,11 +559,14 @@ def _watch(
             qemu.kill()
             cancel.check()
         else:
+            qmp.poll()
             time.sleep(0.1)
             continue
         break
     if qemu.poll() is None:
         qemu.kill()
     qemu.wait()
-    stderr = stderr_path.read_bytes().decode(errors="replace") if stderr_path.exists() else ""
-    return BootResult(text, ended, round(time.monotonic() - start, 1), stopped_by, seen, stderr)
+    qmp.poll()  # what QEMU said before it exited is still in the socket
+    reason = qmp.shutdown_reason if ended == "exited" else None
+    elapsed = round(time.monotonic() - start, 1)
+    return BootRun(round(started, 1), elapsed, ended, reason, stopped_by, seen, text)

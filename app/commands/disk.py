@@ -29,6 +29,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
     p = sub.add_parser("demo-image", help="build a small bootable demo base image (GPT, ESP, XBOOTLDR, root)")
     p.add_argument("path", help="where to write the raw image")
+    p.add_argument(
+        "--boot-loader",
+        choices=("systemd-boot", "shim"),
+        default="systemd-boot",
+        help="what the ESP boots from \\EFI\\BOOT: systemd-boot (default), or Debian's Microsoft-signed "
+        "shim with its fallback, as cloud images have (downloads shim-signed and shim-helpers-amd64-signed)",
+    )
     add_force_option(p, "PATH")
     p.set_defaults(func=cmd_demo_image)
 
@@ -88,7 +95,9 @@ def cmd_demo_image(args: argparse.Namespace) -> int:
     check_output(args.path, args.force)  # before any download or build
     progress = TerminalProgress()
     try:
-        build_demo_image(Path(args.path), progress=progress, overwrite=args.force)
+        build_demo_image(
+            Path(args.path), progress=progress, overwrite=args.force, boot_loader=args.boot_loader
+        )
     finally:
         progress.close()
     print(args.path)

@@ -9,6 +9,7 @@ memory, the build's result. Qt-free, so it is tested without a display.
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +24,7 @@ from app.template.recipe import (
     CatalogOptions,
     EncryptionOptions,
     OutputOptions,
+    PcrOptions,
     Recipe,
     RecipeError,
     SecretSource,
@@ -247,6 +249,8 @@ class WizardState:
     catalog: CatalogChoice | None = None
     #: ``[boot]``: how the UKI is installed in the ESP (no page chooses it yet: the recipe's defaults).
     boot: BootOptions = field(default_factory=BootOptions)
+    #: ``[pcr]``: the PCR policy and the target firmware (the PCR Policy page).
+    pcr: PcrOptions = field(default_factory=PcrOptions)
     #: ``[output]`` and the build's result (None until the Review page was shown).
     output: OutputChoice | None = None
 
@@ -330,6 +334,7 @@ class WizardState:
             catalog=self._catalog(),
             boot=BootOptions(**vars(self.boot)),
             output=OutputOptions(Path(out_path), out_format),
+            pcr=copy.deepcopy(self.pcr),
         )
 
     def _signing(self, passphrase: SecretSource) -> SigningOptions:

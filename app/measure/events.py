@@ -146,6 +146,20 @@ def uefi_variable_data(name: str, vendor: uuid.UUID, data: bytes) -> bytes:
     return vendor.bytes_le + struct.pack("<QQ", len(name), len(data)) + encoded + data
 
 
+def parse_uefi_variable_data(blob: bytes) -> tuple[str, uuid.UUID, bytes]:
+    """(name, vendor GUID, data) of a UEFI_VARIABLE_DATA (the layout :func:`uefi_variable_data` writes);
+    MeasureError when the lengths do not add up."""
+    if len(blob) < 32:
+        raise MeasureError(f"UEFI_VARIABLE_DATA of {len(blob)} bytes is shorter than its header",
+                           "the event log is damaged")  # fmt: skip
+    vendor = uuid.UUID(bytes_le=blob[:16])
+    name_chars, data_len = struct.unpack_from("<QQ", blob, 16)
+    if 32 + 2 * name_chars + data_len != len(blob):
+        raise MeasureError("UEFI_VARIABLE_DATA lengths do not match its size", "the event log is damaged")
+    name = blob[32 : 32 + 2 * name_chars].decode("utf-16-le", errors="replace")
+    return name, vendor, blob[32 + 2 * name_chars :]
+
+
 def variable_event(
     pcr: int,
     type_: int,
@@ -172,6 +186,9 @@ def replay(
     wanted = None if pcrs is None else set(pcrs)
     out: dict[str, dict[int, str]] = {}
     for bank in banks:
+        if bank not in COMPUTABLE_BANKS:
+            hint = f"replay one of {', '.join(COMPUTABLE_BANKS)}"
+            raise MeasureError(f"cannot replay the {bank} bank", hint)
         size = DIGEST_SIZES[bank]
         values: dict[int, bytes] = {}
         for ev in events:
@@ -184,8 +201,6 @@ def replay(
                 )
             old = values.get(ev.pcr, bytes(size))
             values[ev.pcr] = hashlib.new(bank, old + digest).digest()
-        out[bank] = {pcr: v.hex() for pcr, v in sorted(values.items())}
-        if wanted is not None:
-            for pcr in wanted:
-                out[bank].setdefault(pcr, "00" * size)
+        numbers = sorted(values if wanted is None else wanted)
+        out[bank] = {pcr: values.get(pcr, bytes(size)).hex() for pcr in numbers}
     return out

@@ -55,8 +55,14 @@ def authenticode_digest(data: bytes, hash_name: str = "sha256") -> bytes:
     return _digest(data, parse_layout(data), hash_name)
 
 
-def _digest(data: bytes, layout: PeLayout, hash_name: str) -> bytes:
-    if hash_name not in cms.HASH_OIDS:
+def measured_digest(data: bytes, bank: str) -> bytes:
+    """The PE image hash firmware extends into PCR 4, in any TPM bank (SHA-1 included): the
+    Authenticode digest (edk2 DxeTpm2MeasureBootLib ``Tcg2MeasurePeImage`` hashes the same bytes)."""
+    return _digest(data, parse_layout(data), bank, any_hash=True)
+
+
+def _digest(data: bytes, layout: PeLayout, hash_name: str, *, any_hash: bool = False) -> bytes:
+    if hash_name not in cms.HASH_OIDS and not (any_hash and hash_name in hashlib.algorithms_guaranteed):
         raise SigningError(f"unsupported hash algorithm {hash_name}", "use sha256, sha384 or sha512")
     h = hashlib.new(hash_name)
     view = memoryview(data)
@@ -232,6 +238,29 @@ def verify_pe(data: bytes, trusted: Sequence[x509.Certificate] | None = None) ->
             continue
         results.append(SignatureVerification(info, True, "ok"))
     return results
+
+
+def signer_chains(data: bytes) -> list[tuple[x509.Certificate, tuple[x509.Certificate, ...]]]:
+    """For each embedded signature that verifies (image digest and CMS signature, no trust decision):
+    its signer certificate and the certificates the signature carries, in table order.
+
+    UEFI firmware and shim decide trust themselves, against db and their own lists (see
+    :mod:`app.measure.authority`); this gives them what to decide on.
+    """
+    layout, entries = _signed_entries(data)
+    digests: dict[str, bytes] = {}
+    out = []
+    for i, entry in enumerate(entries):
+        info, sd = _read_entry(i, entry, digests, data, layout)
+        if sd is None or info.signer is None or not info.digest_matches:
+            continue
+        try:
+            econtent = sd.econtent.content if sd.econtent else b""
+            cms.verify_signed_data(sd, econtent, trusted=None, version=1)
+        except SignatureError:
+            continue
+        out.append((info.signer, sd.certificates))
+    return out
 
 
 # ------------------------------------------------------------------------------------------------

@@ -25,14 +25,17 @@ from app.template.manifest import ArtefactPaths
 from app.template.recipe import (
     DEFAULT_VENDOR_DIR,
     EXISTING_ACTIONS,
-    FORMAT_VERSION,
     MAX_ITER_TIME_MS,
     OUTPUT_FORMATS,
+    POLICY_BANKS,
+    POLICY_PCRS,
+    READABLE_VERSIONS,
     SECRET_KINDS,
     SECTOR_SIZES,
     UKI_SOURCES,
     CatalogOptions,
     EncryptionOptions,
+    PcrOptions,
     Recipe,
     RecipeError,
     SecretSource,
@@ -77,14 +80,15 @@ def recipe_problems(r: Recipe, *, check_files: bool) -> list[Problem]:
     """All problems of ``r`` in key order (ERRORs and WARNINGs); files are looked at only with
     ``check_files``."""
     out = _Problems()
-    if r.format_version != FORMAT_VERSION:
-        out.add("format_version", f"{r.format_version!r} is not supported (this Shieldwright reads 1)")
+    if r.format_version not in READABLE_VERSIONS:
+        out.add("format_version", f"{r.format_version!r} is not supported (this Shieldwright reads 1 and 2)")
     _numbers(out, "protect", r.protect, "the protected partitions")
     _signing(out, r.signing)
     _uki(out, r.uki)
     _encryption(out, r.encryption, r.protect)
     _catalog(out, r.catalog)
     _boot(out, r)
+    _pcr(out, r.pcr)
     out.choice("output.format", r.output.format, OUTPUT_FORMATS)
     if _same_path(r.output.path, r.base_image):
         out.add("output.path", "is the base image itself", "the input is never modified: choose another path")
@@ -432,6 +436,25 @@ def _same_path(a: Path | None, b: Path | None) -> bool:
         return False
 
 
+def _pcr(out: _Problems, p: PcrOptions) -> None:
+    given = [k for k in ("firmware_vars", "firmware_log", "firmware_certs") if getattr(p, k) is not None]
+    if len(given) > 1:
+        out.add(f"pcr.{given[1]}", f"and pcr.{given[0]} are both given", "choose one firmware profile")
+    out.choice("pcr.bank", p.bank, POLICY_BANKS)
+    if not p.pcrs:
+        out.add("pcr.pcrs", "no PCRs given", f"give some of {list(POLICY_PCRS)}")
+        return
+    seen: set[int] = set()
+    for i, n in enumerate(p.pcrs):
+        if not _is_int(n) or n not in POLICY_PCRS:
+            out.add(f"pcr.pcrs[{i}]", f"{short_repr(n)} is not a PCR the policy can bind",
+                    f"choose from {list(POLICY_PCRS)}: the PCRs Shieldwright predicts")  # fmt: skip
+        elif n in seen:
+            out.add("pcr.pcrs", f"PCR {n} is listed twice")
+        else:
+            seen.add(n)
+
+
 def _files(out: _Problems, r: Recipe) -> None:
     s, u, e = r.signing, r.uki, r.encryption
     inputs: list[tuple[str, Path | str | None]] = [
@@ -454,9 +477,15 @@ def _files(out: _Problems, r: Recipe) -> None:
         if source is not None and source.kind == "file" and source.value:
             inputs.append((f"{key}.file", source.value))
             _secret_file_mode(out, f"{key}.file", Path(source.value))
+    inputs += [("pcr.firmware_vars", r.pcr.firmware_vars), ("pcr.firmware_log", r.pcr.firmware_log)]
     for key, path in inputs:
         if path is not None:
             _input_file(out, key, Path(path))
+    certs = r.pcr.firmware_certs
+    if certs is not None and not Path(certs).is_dir():
+        out.add(
+            "pcr.firmware_certs", f"{certs} is not a directory", "give the directory holding PK, KEK, db, dbx"
+        )
     for key, out_path in (
         ("output.path", r.output.path),
         ("encryption.recovery_key_file", e.recovery_key_file),

@@ -3,6 +3,10 @@
 The wizard, the tests and the screenshots need a base image shaped like a confidential-VM template
 input without shipping one: an ESP (FAT32, systemd-boot), an XBOOTLDR partition (ext4: a Debian cloud
 kernel, a busybox initrd, a Boot Loader Spec entry) and a discoverable x86-64 root (ext4, busybox).
+With ``boot_loader="shim"`` the ESP instead starts with Debian's Microsoft-signed shim and its fallback
+laid out as Debian installs them for removable-media boot (:data:`SHIM_ESP_FILES`): the shape of a cloud
+image, which boots on firmware with Microsoft's keys once a template build adds its UKI and the fallback's
+``BOOTX64.CSV``.
 Built as an ordinary user: each filesystem is made in its own file (``mkfs.ext4 -d``, mtools), then
 copied into the sparse image at its partition's offset. GUIDs and UUIDs derive from fixed names, so
 they are stable; the initrd and root print marker lines the QEMU tests wait for (see ``_INIT``).
@@ -40,6 +44,28 @@ XBOOTLDR_SIZE = 128 * MiB
 
 #: Metapackage whose single dependency names the current versioned cloud kernel.
 KERNEL_METAPACKAGE = "linux-image-cloud-amd64"
+#: The boot loaders the demo ESP can start with (``build_demo_image(boot_loader=...)``).
+BOOT_LOADERS = ("systemd-boot", "shim")
+#: Debian's shim, signed by Microsoft's UEFI CA; and the fallback and MokManager, signed by Debian (the
+#: certificate shim carries), which shim therefore accepts.
+SHIM_PACKAGE = "shim-signed"
+SHIM_HELPERS_PACKAGE = "shim-helpers-amd64-signed"
+SHIM_SIGNED = "usr/lib/shim/shimx64.efi.signed"
+FALLBACK_SIGNED = "usr/lib/shim/fbx64.efi.signed"
+MOKMANAGER_SIGNED = "usr/lib/shim/mmx64.efi.signed"
+#: Shim's directory under \EFI on Debian: where a template build puts the fallback's BOOTX64.CSV.
+SHIM_VENDOR_DIR = "debian"
+#: ESP path → file of the unpacked shim packages, as ``grub-install --removable`` (with shim) lays Debian
+#: out, minus GRUB: shim at the removable path finds ``fbx64.efi`` beside it and runs it; the fallback reads
+#: ``\EFI\debian\BOOTX64.CSV``, creates the boot entry for ``\EFI\debian\shimx64.efi`` and resets.
+SHIM_ESP_FILES = {
+    "EFI/BOOT/BOOTX64.EFI": SHIM_SIGNED,
+    "EFI/BOOT/fbx64.efi": FALLBACK_SIGNED,
+    "EFI/BOOT/mmx64.efi": MOKMANAGER_SIGNED,
+    f"EFI/{SHIM_VENDOR_DIR}/shimx64.efi": SHIM_SIGNED,
+    f"EFI/{SHIM_VENDOR_DIR}/fbx64.efi": FALLBACK_SIGNED,
+    f"EFI/{SHIM_VENDOR_DIR}/mmx64.efi": MOKMANAGER_SIGNED,
+}
 SYSTEMD_BOOT_EFI = Path("/usr/lib/systemd/boot/efi/systemd-bootx64.efi")
 BUSYBOX = Path("/bin/busybox")
 #: Console marker lines later QEMU tests wait for.
@@ -76,6 +102,19 @@ class KernelFiles:
     modules: tuple[tuple[str, Path], ...]  # (path under /lib/modules/<version>/, file), in load order
 
 
+@dataclass(frozen=True)
+class ShimFiles:
+    """Debian's signed shim, fallback and MokManager, unpacked; ``versions`` maps package → version."""
+
+    shim: Path
+    fallback: Path
+    mokmanager: Path
+    versions: dict[str, str]
+
+    def by_package_path(self) -> dict[str, Path]:
+        return {SHIM_SIGNED: self.shim, FALLBACK_SIGNED: self.fallback, MOKMANAGER_SIGNED: self.mokmanager}
+
+
 def build_demo_image(
     path: Path,
     *,
@@ -83,13 +122,19 @@ def build_demo_image(
     cancel: CancelToken | None = None,
     cache_dir: Path | None = None,
     overwrite: bool = True,
+    boot_loader: str = "systemd-boot",
 ) -> Path:
     """Build the demo base image at ``path`` and return it (an existing ``path`` only with ``overwrite``).
 
     All work happens in a temporary directory beside ``path``; the image appears at ``path`` only when
     complete (atomic rename), and the temporary directory is removed on success, failure and cancel.
-    The kernel .deb is downloaded once into ``cache_dir`` (default ``~/.cache/shieldwright/debs``).
+    The kernel .deb is downloaded once into ``cache_dir`` (default ``~/.cache/shieldwright/debs``), and so
+    are the shim packages for ``boot_loader="shim"`` (see :data:`SHIM_ESP_FILES`).
     """
+    if boot_loader not in BOOT_LOADERS:
+        raise ShieldwrightError(
+            f"unknown boot loader {boot_loader!r}", f"choose one of: {', '.join(BOOT_LOADERS)}"
+        )
     path = Path(path)
     progress = progress or NullProgress()
     cancel = cancel or CancelToken()
@@ -105,7 +150,7 @@ def build_demo_image(
             f"cannot write to {path.parent}: {e.strerror}", "choose a directory you can write to"
         ) from e
     try:
-        _build(path, work, Path(cache_dir), progress, cancel, overwrite)
+        _build(path, work, Path(cache_dir), progress, cancel, overwrite, boot_loader)
     except OSError as e:  # disk full, permissions changed under us...
         where = f" ({e.filename})" if e.filename else ""
         raise ShieldwrightError(
@@ -117,7 +162,13 @@ def build_demo_image(
 
 
 def _build(
-    path: Path, work: Path, cache_dir: Path, progress: Progress, cancel: CancelToken, overwrite: bool = True
+    path: Path,
+    work: Path,
+    cache_dir: Path,
+    progress: Progress,
+    cancel: CancelToken,
+    overwrite: bool = True,
+    boot_loader: str = "systemd-boot",
 ) -> None:
     """The build proper, in ``work``; the finished image is renamed onto ``path`` as the last act."""
     steps = _Steps(progress, cancel)
@@ -125,6 +176,12 @@ def _build(
         deb = fetch_kernel_deb(cache_dir, cancel=cancel)
     with steps("Unpacking the kernel"):
         kernel = extract_kernel(deb, work / "deb", cancel=cancel)
+    shim: ShimFiles | None = None
+    if boot_loader == "shim":
+        with steps("Fetching Debian's signed shim"):
+            shim_debs = fetch_shim_debs(cache_dir, cancel=cancel)
+        with steps("Unpacking the shim"):
+            shim = extract_shim(shim_debs, work / "shim", cancel=cancel)
     with steps("Building the initrd"):
         initrd = work / "initrd.img"
         initrd.write_bytes(build_initrd(kernel))
@@ -132,7 +189,7 @@ def _build(
         image = work / "disk.img"
         esp, xbootldr, root = create_gpt(image, DISK_SIZE, _layout(), disk_guid=_guid("disk"))
     with steps("Building the ESP"):
-        esp_img = _build_esp(work, esp.size_bytes, cancel)
+        esp_img = _build_esp(work, esp.size_bytes, cancel, shim)
     with steps("Building the XBOOTLDR partition"):
         xbootldr_img = _build_xbootldr(work, xbootldr.size_bytes, kernel, initrd, cancel)
     with steps("Building the root filesystem"):
@@ -215,16 +272,40 @@ def fetch_kernel_deb(cache_dir: Path, *, cancel: CancelToken | None = None) -> P
     matches apt's; with no apt lists at all, the newest cached kernel is used so the demo builds offline.
     """
     cancel = cancel or CancelToken()
+    package = _versioned_kernel(_apt_fields(KERNEL_METAPACKAGE, cancel))
+    return _fetch_deb(
+        package or KERNEL_METAPACKAGE, "linux-image-*-cloud-amd64_*.deb", cache_dir, cancel,
+        known=package is not None,
+    )  # fmt: skip
+
+
+def fetch_shim_debs(cache_dir: Path, *, cancel: CancelToken | None = None) -> dict[str, Path]:
+    """``shim-signed`` and ``shim-helpers-amd64-signed`` .debs (package → file), cached like the kernel.
+
+    The cache is keyed by version: the .deb's name carries it, a cached file is reused while its SHA-256
+    is apt's candidate's, and a newer version replaces the older one. No root and no install: apt-get
+    download only fetches and verifies the file.
+    """
+    cancel = cancel or CancelToken()
+    return {
+        package: _fetch_deb(package, f"{package}_*.deb", cache_dir, cancel)
+        for package in (SHIM_PACKAGE, SHIM_HELPERS_PACKAGE)
+    }
+
+
+def _fetch_deb(
+    package: str, cached_glob: str, cache_dir: Path, cancel: CancelToken, *, known: bool = True
+) -> Path:
+    """apt's candidate of ``package`` in ``cache_dir``: reused when cached with apt's SHA-256, else
+    downloaded; offline (no apt lists, no mirror), the newest cached file matching ``cached_glob``."""
     cache_dir.mkdir(parents=True, exist_ok=True)
-    cached = sorted(cache_dir.glob("linux-image-*-cloud-amd64_*.deb"), key=lambda p: p.stat().st_mtime)
-    meta = _apt_fields(KERNEL_METAPACKAGE, cancel)
-    package = _versioned_kernel(meta)
-    info = _apt_fields(package, cancel) if package else None
+    cached = sorted(cache_dir.glob(cached_glob), key=lambda p: p.stat().st_mtime)
+    info = _apt_fields(package, cancel) if known else None
     if not info or "Version" not in info:
         if cached:
             return cached[-1]
         raise ToolMissingError(
-            f"apt does not know the Debian cloud kernel package {package or KERNEL_METAPACKAGE}",
+            f"apt does not know the Debian package {package}",
             "run `sudo apt-get update` (the demo image is built from Debian packages)",
         )
     target = cache_dir / Path(info.get("Filename", f"{package}_{info['Version']}_amd64.deb")).name
@@ -235,10 +316,10 @@ def fetch_kernel_deb(cache_dir: Path, *, cancel: CancelToken | None = None) -> P
     except CancelledError:
         raise
     except ShieldwrightError:
-        if cached:  # offline with stale lists: an older kernel still makes a perfectly good demo
+        if cached:  # offline with stale lists: an older package still makes a perfectly good demo
             return cached[-1]
         raise
-    for old in cached:  # a newer kernel replaces the older ones; the cache holds one
+    for old in cached:  # a newer version replaces the older ones; the cache holds one
         if old != target:
             old.unlink(missing_ok=True)
     return target
@@ -333,6 +414,31 @@ def extract_kernel(deb: Path, dest: Path, *, cancel: CancelToken | None = None) 
         visit(wanted, ())
     modules = tuple((str(by_name[n][0].relative_to(moddir)), by_name[n][0]) for n in ordered)
     return KernelFiles(version, kernels[0], config, modules)
+
+
+def extract_shim(debs: Mapping[str, Path], dest: Path, *, cancel: CancelToken | None = None) -> ShimFiles:
+    """Unpack the shim packages (``dpkg-deb -x``) and find the signed shim, fallback and MokManager."""
+    cancel = cancel or CancelToken()
+    dest.mkdir(parents=True, exist_ok=True)
+    versions: dict[str, str] = {}
+    for package, deb in debs.items():
+        _run(
+            "dpkg-deb",
+            "-x",
+            deb,
+            dest,
+            cancel=cancel,
+            hint=f"the cached package may be damaged; delete {deb}",
+        )
+        versions[package] = _run("dpkg-deb", "-f", deb, "Version", cancel=cancel).strip()
+    files = [dest / rel for rel in (SHIM_SIGNED, FALLBACK_SIGNED, MOKMANAGER_SIGNED)]
+    for f in files:
+        if not f.is_file():
+            raise ShieldwrightError(
+                f"the shim packages hold no /{f.relative_to(dest)}",
+                "use Debian's shim-signed packages (amd64)",
+            )
+    return ShimFiles(files[0], files[1], files[2], versions)
 
 
 def _builtin_config(config: Path) -> dict[str, bool]:
@@ -535,8 +641,9 @@ def _sparse_file(path: Path, size: int) -> Path:
     return path
 
 
-def _build_esp(work: Path, size: int, cancel: CancelToken) -> Path:
-    """FAT32 with systemd-boot at the removable-media path and its own path, plus loader.conf."""
+def _build_esp(work: Path, size: int, cancel: CancelToken, shim: ShimFiles | None = None) -> Path:
+    """FAT32 with systemd-boot at its own path and loader.conf; at the removable-media path systemd-boot,
+    or with ``shim`` Debian's shim, fallback and MokManager as :data:`SHIM_ESP_FILES` lays them out."""
     if not SYSTEMD_BOOT_EFI.exists():
         raise ToolMissingError(
             f"{SYSTEMD_BOOT_EFI} is not installed", "run `make setup` (package systemd-boot-efi)"
@@ -548,13 +655,20 @@ def _build_esp(work: Path, size: int, cancel: CancelToken) -> Path:
     loader_conf.write_text(f"timeout 3\ndefault {ENTRY_TOKEN}.conf\neditor no\n")
     os.utime(loader_conf, (EPOCH, EPOCH))
     env = {"MTOOLS_SKIP_CHECK": "1", "MTOOLSRC": os.devnull}
-    _run("mmd", "-i", img, "::/EFI", "::/EFI/BOOT", "::/EFI/systemd", "::/loader", cancel=cancel, env=env)
-    for src, dst in (
-        (SYSTEMD_BOOT_EFI, "::/EFI/BOOT/BOOTX64.EFI"),
-        (SYSTEMD_BOOT_EFI, "::/EFI/systemd/systemd-bootx64.efi"),
-        (loader_conf, "::/loader/loader.conf"),
-    ):
-        _run("mcopy", "-i", img, "-m", "-o", src, dst, cancel=cancel, env=env)
+    files: dict[str, Path] = {
+        "EFI/BOOT/BOOTX64.EFI": SYSTEMD_BOOT_EFI,
+        "EFI/systemd/systemd-bootx64.efi": SYSTEMD_BOOT_EFI,
+        "loader/loader.conf": loader_conf,
+    }
+    if shim is not None:
+        by_path = shim.by_package_path()
+        files.update({dst: by_path[src] for dst, src in SHIM_ESP_FILES.items()})
+    folders = sorted(
+        {"/".join(name.split("/")[:depth]) for name in files for depth in range(1, name.count("/") + 1)}
+    )
+    _run("mmd", "-i", img, *[f"::/{d}" for d in folders], cancel=cancel, env=env)
+    for dst, src in files.items():
+        _run("mcopy", "-i", img, "-m", "-o", src, f"::/{dst}", cancel=cancel, env=env)
     return img
 
 

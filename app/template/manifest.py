@@ -119,8 +119,22 @@ class BuildRecord:
     catalog_certificate: x509.Certificate
     luks: list[LuksInfo]
     recovery_key_file: Path | None = None
+    #: ``pcr_policy`` of the manifest, and PCR 4 and 7 per bank when a firmware profile was given.
+    pcr_policy: dict[str, object] = field(default_factory=dict)
+    firmware_pcrs: dict[str, dict[str, str]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     step_seconds: list[tuple[str, float]] = field(default_factory=list)
+
+
+def _pcr_predictions(record: BuildRecord) -> dict[str, dict[str, object]]:
+    """``{bank: {"4": hex, "7": hex, "11": {phase: hex}}}`` — 4 and 7 only with a firmware profile."""
+    out: dict[str, dict[str, object]] = {}
+    for bank in dict.fromkeys([*record.firmware_pcrs, *record.pcrs]):
+        entry: dict[str, object] = dict(record.firmware_pcrs.get(bank, {}))
+        if bank in record.pcrs:
+            entry["11"] = dict(record.pcrs[bank])
+        out[bank] = dict(sorted(entry.items(), key=lambda kv: int(kv[0])))
+    return out
 
 
 def sha256_hex(data: bytes) -> str:
@@ -221,7 +235,8 @@ def build_manifest(record: BuildRecord) -> dict[str, Any]:
                 for path, data in record.esp_files.items()
             ],
         },
-        "pcr_predictions": {bank: {"11": dict(phases)} for bank, phases in record.pcrs.items()},
+        "pcr_predictions": _pcr_predictions(record),
+        "pcr_policy": record.pcr_policy,
         "catalog": {
             "path": paths.catalog.name,
             "sha256": record.catalog_sha256,

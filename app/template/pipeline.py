@@ -42,6 +42,9 @@ from app.luks.kdf import KdfParams
 from app.luks.params import DEFAULT_DATA_OFFSET
 from app.luks.relaid_image import RelaidImage, encrypt_image, gpt_bytes
 from app.luks.relayout import plan_relayout
+from app.measure.chain import PlannedEsp, chain_from_esp
+from app.measure.predict import Prediction, predict_chain
+from app.measure.profile import load_profile
 from app.progress import CancelToken, Progress, ProgressState
 from app.signing.output import write_output
 from app.signing.signer import Signer
@@ -212,6 +215,7 @@ class _Build:
         self.inputs, self.recipe, self.progress, self.cancel = inputs, inputs.recipe, progress, cancel
         self.notes: list[str] = []
         self.started = time.monotonic()
+        self.prediction: Prediction | None = None
 
     # -- plumbing ------------------------------------------------------------------------------------
 
@@ -374,13 +378,36 @@ class _Build:
 
     def _pcrs(self) -> None:
         try:
-            self.pcrs = {b: dict(v) for b, v in predict_pcr11(self.uki.info, banks=PCR_BANKS).items()}
+            banks = list(dict.fromkeys((*PCR_BANKS, self.recipe.pcr.bank)))
+            self.pcrs = {b: dict(v) for b, v in predict_pcr11(self.uki.info, banks=banks).items()}
         except PcrPredictionError as exc:
             self.pcrs = {}
             self.note(f"PCR 11 cannot be predicted: {exc.one_line()}", manifest=True)
             return
         for bank, phases in self.pcrs.items():
             self.note(f"PCR 11 ({bank}) at kernel start: {phases['']}")
+        self._firmware_pcrs()
+
+    def _firmware_pcrs(self) -> None:
+        """PCR 4 and 7 on the recipe's target firmware, for the chain the finished ESP will hold (the base
+        image's files with this build's written over them), before anything is written: a chain that
+        cannot be predicted stops the build here."""
+        policy = self.recipe.pcr
+        if policy.firmware is None:
+            self.note("no firmware profile ([pcr] firmware_vars, firmware_log or firmware_certs): PCR 4 "
+                      "and 7 are not predicted, only PCR 11", manifest=True)  # fmt: skip
+            return
+        kind, path = policy.firmware
+        profile = load_profile(kind, path)
+        esp = PlannedEsp(self.image, self.esp, self.layout.sector_size, self._planned_esp_files())
+        banks = list(dict.fromkeys((*PCR_BANKS, policy.bank)))
+        self.prediction = predict_chain(chain_from_esp(esp), profile, banks)
+        for note in self.prediction.chain.notes:
+            self.note(f"Boot chain: {note}")
+        self.note(f"Firmware profile: {profile.description}")
+        for bank in banks:
+            for n in (4, 7):
+                self.note(f"PCR {n} ({bank}): {self.prediction.pcrs[bank][n]}")
 
     # -- 4. keys -------------------------------------------------------------------------------------
 
@@ -490,14 +517,19 @@ class _Build:
 
     # -- 7. ESP --------------------------------------------------------------------------------------
 
-    def _esp(self) -> None:
+    def _planned_esp_files(self) -> dict[str, bytes]:
+        """The boot files this build installs: the UKI, shim's fallback CSV, and the UKI again as
+        ``\\EFI\\BOOT\\BOOTX64.EFI`` with ``boot.install_removable``."""
         b = self.recipe.boot
-        uki_id = self.recipe.uki_id
-        files = plan_esp_install(uki_id, self.uki.data, b.vendor_dir)
-        self.uki_paths = [p for p, data in files.items() if data is self.uki.data]
+        files = plan_esp_install(self.recipe.uki_id, self.uki.data, b.vendor_dir)
         if b.install_removable:
             files["\\EFI\\BOOT\\BOOTX64.EFI"] = self.uki.data
-            self.uki_paths.append("\\EFI\\BOOT\\BOOTX64.EFI")
+        return files
+
+    def _esp(self) -> None:
+        b = self.recipe.boot
+        files = self._planned_esp_files()
+        self.uki_paths = [p for p, data in files.items() if data is self.uki.data]
         files[ESP_CATALOG_PATH] = self.vsc
         self.esp_files = files
         vendor = b.vendor_dir.replace("/", "\\").strip("\\").removeprefix("EFI\\").removeprefix("efi\\")
@@ -558,6 +590,24 @@ class _Build:
             raise BuildError(f"the base image {self.base} changed while the build was reading it",
                              "make sure nothing writes to it during a build, then build again")  # fmt: skip
 
+    def _firmware_pcr_values(self) -> dict[str, dict[str, str]]:
+        """``{bank: {"4": hex, "7": hex}}`` when a firmware profile was given, else empty."""
+        if self.prediction is None:
+            return {}
+        return {b: {str(n): v[n] for n in (4, 7)} for b, v in self.prediction.pcrs.items()}
+
+    def _pcr_policy(self) -> dict[str, object]:
+        """The manifest's ``pcr_policy``: the selection, its bank, the firmware and which PCRs are known."""
+        policy = self.recipe.pcr
+        profile = self.prediction.profile if self.prediction else None
+        return {
+            "pcrs": sorted(policy.pcrs),
+            "bank": policy.bank,
+            "firmware": profile.to_dict() if profile else None,
+            "predicted": [4, 7, 11] if self.prediction else [11],
+            "boot_chain": self.prediction.chain.to_dict() if self.prediction else None,
+        }
+
     # -- 9. manifest, report, commit -------------------------------------------------------------------
 
     def _finish(self) -> None:
@@ -572,6 +622,7 @@ class _Build:
             output_size=self.output_size, output_sha256=self.output_sha256,
             output_virtual_size=self.plan.disk_size, plan=self.plan, protected=self.protect, uki=self.uki,
             uki_paths=self.uki_paths, esp_partition=self.esp.number, esp_files=self.esp_files, pcrs=self.pcrs,
+            pcr_policy=self._pcr_policy(), firmware_pcrs=self._firmware_pcr_values(),
             catalog=self.catalog, catalog_sha256=sha256_hex(self.vsc), catalog_esp_path=ESP_CATALOG_PATH,
             uefi_certificate=self.inputs.uefi_signer.certificate,
             catalog_certificate=self.inputs.catalog_signer.certificate, luks=self.keys.luks,

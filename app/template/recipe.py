@@ -26,7 +26,9 @@ if TYPE_CHECKING:
     from app.luks.kdf import KdfParams
 
 #: The recipe format this code reads and writes (the ``format_version`` key).
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+#: Versions this reader accepts: 1 has no [pcr] table (docs/formats/recipe.md §7).
+READABLE_VERSIONS = (1, 2)
 SECRET_KINDS = ("prompt", "file", "env")
 #: Where the UKI comes from: built from the base image's kernel, built from files, or an existing UKI.
 UKI_SOURCES = ("image", "files", "existing")
@@ -192,6 +194,35 @@ class OutputOptions:
     format: str = "raw"
 
 
+#: The PCRs a template's policy may bind, each predicted offline (app.measure.predict).
+POLICY_PCRS = (4, 7, 11)
+#: The PCR banks a policy may use (app.boot.pcr.BANK_SIZES; stated here so the recipe stays light).
+POLICY_BANKS = ("sha256", "sha384", "sha512", "sha1")
+
+
+@dataclass
+class PcrOptions:
+    """The PCR policy: which PCRs the VM's vTPM must show, in which bank, and the target firmware whose
+    Secure Boot state PCR 7 (and the boot path of PCR 4) depends on — one of an OVMF variable store, a TCG
+    event log of the target, or a directory of certificates. Without a firmware profile only PCR 11 is
+    predicted."""
+
+    firmware_vars: Path | None = None
+    firmware_log: Path | None = None
+    firmware_certs: Path | None = None
+    pcrs: list[int] = field(default_factory=lambda: list(POLICY_PCRS))
+    bank: str = "sha256"
+
+    @property
+    def firmware(self) -> tuple[str, Path] | None:
+        """(profile kind, path) of the firmware profile chosen, or None."""
+        for kind in ("vars", "log", "certs"):
+            path = getattr(self, f"firmware_{kind}")
+            if path is not None:
+                return kind, path
+        return None
+
+
 @dataclass
 class Recipe:
     """Everything a template build needs, except secrets."""
@@ -205,6 +236,7 @@ class Recipe:
     catalog: CatalogOptions
     boot: BootOptions
     output: OutputOptions
+    pcr: PcrOptions = field(default_factory=PcrOptions)
     format_version: int = FORMAT_VERSION
 
     @property

@@ -23,10 +23,12 @@ from app.template.options import OPTIONS, SECTIONS, Option
 from app.template.recipe import (
     FORMAT_VERSION,
     HINT_DOC,
+    READABLE_VERSIONS,
     BootOptions,
     CatalogOptions,
     EncryptionOptions,
     OutputOptions,
+    PcrOptions,
     Recipe,
     RecipeError,
     SecretSource,
@@ -47,6 +49,7 @@ _CLASSES: dict[str, type] = {
     "catalog": CatalogOptions,
     "boot": BootOptions,
     "output": OutputOptions,
+    "pcr": PcrOptions,
 }
 
 # --- reading dicts ----------------------------------------------------------------------------------------
@@ -213,6 +216,8 @@ def _read(t: _Table, opt: Option) -> Any:
     """The value of ``opt`` in table ``t`` (its default when absent), type-checked."""
     what = opt.what or _WHAT.get(opt.kind, "")
     name, default = opt.name, opt.default
+    if isinstance(default, list):
+        default = list(default)  # each recipe its own list
     if opt.kind == "int":
         return t.integer(name, required=opt.required, default=default, what=what)
     if opt.kind in ("str", "ref"):
@@ -255,13 +260,15 @@ def recipe_from_dict(d: dict[str, Any], base_dir: str | os.PathLike[str]) -> Rec
     """
     top = _Table(d, "", Path(base_dir))
     version = top.integer("format_version", required=True, what=OPTIONS[0].what)
-    if version != FORMAT_VERSION:
+    if version not in READABLE_VERSIONS:
         raise RecipeError(
-            f"format_version: {version} is not supported (this Shieldwright reads recipe format "
-            f"{FORMAT_VERSION})",
+            f"format_version: {version} is not supported (this Shieldwright reads recipe formats "
+            f"{', '.join(str(v) for v in READABLE_VERSIONS)})",
             "use the Shieldwright version that wrote it" if version > FORMAT_VERSION else HINT_DOC,
             key="format_version",
         )
+    if version < 2 and "pcr" in d:
+        raise RecipeError("pcr: the [pcr] table needs format_version = 2", HINT_DOC, key="pcr")
     top_level = [o for o in OPTIONS if o.section is None and o.key != "format_version"]
     values: dict[str, Any] = {o.name: _read(top, o) for o in top_level}
     parts: dict[str, Any] = {}
@@ -275,7 +282,7 @@ def recipe_from_dict(d: dict[str, Any], base_dir: str | os.PathLike[str]) -> Rec
             t.finish()
         parts[section] = _CLASSES[section](**fields)
     top.finish()
-    recipe = Recipe(**values, **parts, format_version=version)
+    recipe = Recipe(**values, **parts)  # upgraded in memory: version 1 differs only by lacking [pcr]
     for p in recipe_problems(recipe, check_files=False):
         if p.severity is Severity.ERROR:
             raise p.error()
@@ -348,6 +355,7 @@ def recipe_to_dict(recipe: Recipe, base_dir: str | os.PathLike[str]) -> dict[str
         table = out if opt.section is None else out.setdefault(opt.section, {})
         if value is not None:
             table[opt.name] = value
+    out["format_version"] = FORMAT_VERSION  # a recipe read as version 1 is written as the current format
     return out
 
 

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import base64
 import gzip
+import hashlib
+import json
 import os
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -12,10 +16,14 @@ from pathlib import Path
 
 import pytest
 
+from app import tools as app_tools
 from app.boot import vm
+from app.boot.uki import UkiInputs, build_uki
 from app.errors import CancelledError, ShieldwrightError
 from app.progress import CancelToken
+from app.signing.keys import load_signer
 from tests.boot import qemu_harness as harness
+from tests.boot.uki_helpers import kernel
 from tests.conftest import require_tool, run
 
 #: What OVMF (Debian 12, Secure Boot build) really printed on the serial console for an unsigned UKI.
@@ -58,6 +66,48 @@ def test_guest_pcrs_parses_every_bank() -> None:
     assert harness.guest_pcrs(console) == {"sha1": {4: "00ff", 11: "0a0b"}, "sha256": {11: "ab12", 7: "c0de"}}
 
 
+def _probe_console(log: bytes, *, digest: str | None = None) -> str:
+    """A console as the probe prints it: base64 at 76 a line, the sha256, and kernel noise around."""
+    b64 = base64.b64encode(log).decode()
+    lines = [b64[i : i + 76] for i in range(0, len(b64), 76)]
+    return "\n".join(
+        [
+            "[    1.20] tpm_tis MSFT0101:00: 2.0 TPM (device-id 0x1, rev-id 1)",
+            harness.BOOT_MARKER,
+            harness.EVENTLOG_BEGIN,
+            *lines,
+            harness.EVENTLOG_END,
+            f"{harness.EVENTLOG_SHA256}{digest or hashlib.sha256(log).hexdigest()}",
+            "PCR11=AB",
+            harness.DONE_MARKER,
+        ]
+    )
+
+
+def test_guest_event_log_round_trips_and_refuses_damage() -> None:
+    log = os.urandom(5000)
+    assert harness.guest_event_log(_probe_console(log)) == log
+    with pytest.raises(ValueError, match="no event log"):
+        harness.guest_event_log("SHIELDWRIGHT-BOOT-OK\nPCR11=AB\n")
+    with pytest.raises(ValueError, match="sha256"):
+        harness.guest_event_log(_probe_console(log, digest="0" * 64))
+    # A kernel line printed into the middle of the base64 is caught, not decoded into a wrong log.
+    lines = _probe_console(log).splitlines()
+    lines.insert(10, "[    2.00] random: crng init done")
+    with pytest.raises(ValueError):
+        harness.guest_event_log("\n".join(lines))
+    with pytest.raises(ValueError, match="had no event log"):
+        harness.guest_event_log(f"{harness.EVENTLOG_BEGIN}\n{harness.EVENTLOG_END}\n")
+
+
+def test_saved_captures_match_their_pcrs(tmp_path: Path) -> None:
+    log = os.urandom(300)
+    console = _probe_console(log) + "\nPCR4.sha256=AB\nPCR11.sha1=CD\nPCR0.sha256=EF\n"
+    bin_path, json_path = harness.save_capture("x", console, tmp_path)
+    assert bin_path.read_bytes() == log
+    assert json.loads(json_path.read_text()) == {"sha1": {"11": "cd"}, "sha256": {"0": "ef", "4": "ab"}}
+
+
 def test_probe_initrd_holds_busybox_and_a_parsable_init(tmp_path: Path) -> None:
     require_tool("cpio")
 
@@ -65,13 +115,16 @@ def test_probe_initrd_holds_busybox_and_a_parsable_init(tmp_path: Path) -> None:
     names = subprocess.run(
         ["cpio", "-t", "--quiet"], input=raw, capture_output=True, check=True
     ).stdout.split()
-    assert {b"init", b"bin/busybox", b"bin/sh", b"bin/poweroff", b"dev/console"} <= set(names)
+    assert {b"init", b"bin/busybox", b"bin/sh", b"bin/poweroff", b"dev/console", b"bin/base64"} <= set(names)
     init = tmp_path / "init"
     init.write_text(harness.probe_init())
     subprocess.run([harness.BUSYBOX, "sh", "-n", init], check=True)  # the shell that will run it parses it
     text = harness.probe_init()
     assert harness.BOOT_MARKER in text and harness.DONE_MARKER in text and "poweroff -f" in text
     assert "/sys/class/tpm/tpm0/pcr-sha256/11" in text
+    assert "mount -t securityfs securityfs /sys/kernel/security" in text
+    assert text.index(harness.EVENTLOG_END) < text.index("PCR11=")  # the log comes before the PCRs
+    assert 'base64 "$log"' in text and "binary_bios_measurements" in text
 
 
 def test_esp_image_is_clean_fat_with_the_file(tmp_path: Path) -> None:
@@ -149,3 +202,140 @@ def test_cancel_kills_qemu_and_swtpm(tmp_path: Path, private_tmpdir: Path) -> No
     assert time.monotonic() - start < 10
     assert list(private_tmpdir.iterdir()) == []
     assert _children(("qemu-system", "swtpm")) == []
+
+
+# --- resets and a persistent variable store, without a guest: a stand-in QEMU ---------------------------
+
+#: Speaks just enough QMP; each "boot" appends a line to the variable store (unit=1 pflash) and prints
+#: the number of earlier boots it found there, then resets while fewer than $FAKE_RESETS boots came before.
+FAKE_QEMU = r"""#!@PYTHON@
+import json, os, socket, sys
+
+argv = sys.argv[1:]
+if os.environ.get("FAKE_QEMU_FAIL"):
+    print("qemu-system-x86_64: -drive if=pflash: Could not open 'nope': No such file", file=sys.stderr)
+    sys.exit(1)
+opts = [argv[i + 1] for i, a in enumerate(argv[:-1]) if a in ("-chardev", "-drive", "-serial")]
+fd = int(next(o for o in opts if o.startswith("socket,id=qmp,")).split("fd=")[1])
+vars_path = next(o for o in opts if "unit=1" in o).split("file=")[1]
+console = next(o for o in opts if o.startswith("file:"))[5:]
+qmp = socket.socket(fileno=fd).makefile("rwb")
+def send(message):
+    qmp.write(json.dumps(message).encode() + b"\r\n")
+    qmp.flush()
+send({"QMP": {"version": {}, "capabilities": []}})
+for _ in range(2):
+    json.loads(qmp.readline())
+    send({"return": {}})
+with open(vars_path, "rb") as f:
+    earlier = f.read().count(b"BOOTED\n")
+with open(vars_path, "ab") as f:
+    f.write(b"BOOTED\n")
+with open(console, "w") as f:
+    f.write(f"fake boot after {earlier} boots")
+reason = "guest-reset" if earlier < int(os.environ.get("FAKE_RESETS", "0")) else "guest-shutdown"
+send({"event": "SHUTDOWN", "data": {"guest": True, "reason": reason}})
+"""
+
+
+@pytest.fixture
+def fake_qemu(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> vm.Firmware:
+    """Put the stand-in QEMU in place of qemu-system-x86_64; return a firmware whose files exist."""
+    script = tmp_path / "fake-qemu"
+    script.write_text(FAKE_QEMU.replace("@PYTHON@", sys.executable))
+    script.chmod(0o755)
+    real = app_tools.require_tool
+    monkeypatch.setattr(
+        "app.boot.vm.require_tool", lambda n: str(script) if n == "qemu-system-x86_64" else real(n)
+    )
+    (tmp_path / "CODE.fd").write_bytes(b"code")
+    (tmp_path / "VARS.fd").write_bytes(b"template\n")
+    (tmp_path / "disk.img").write_bytes(bytes(512))
+    return vm.Firmware(tmp_path / "CODE.fd", tmp_path / "VARS.fd", True, "fake")
+
+
+def test_resets_boot_again_with_the_callers_variable_store(
+    tmp_path: Path, fake_qemu: vm.Firmware, monkeypatch: pytest.MonkeyPatch, private_tmpdir: Path
+) -> None:
+    monkeypatch.setenv("FAKE_RESETS", "2")
+    store = tmp_path / "store.fd"
+    store.write_bytes(b"mine\n")
+    result = vm.boot(tmp_path / "disk.img", firmware=fake_qemu, tpm=False, vars_file=store, resets=5)
+    assert [r.exit_reason for r in result.runs] == ["guest-reset", "guest-reset", "guest-shutdown"]
+    assert result.resets == 2 and result.ended == "exited" and result.exit_reason == "guest-shutdown"
+    # Written in place, never copied: the caller's file holds every boot's write, the template none.
+    assert store.read_bytes() == b"mine\n" + b"BOOTED\n" * 3
+    assert (tmp_path / "VARS.fd").read_bytes() == b"template\n"
+    assert result.console == (
+        "fake boot after 0 boots\n--- reset 1 ---\nfake boot after 1 boots\n--- reset 2 ---\n"
+        "fake boot after 2 boots"
+    )
+    assert [r.console for r in result.runs] == [f"fake boot after {n} boots" for n in range(3)]
+    starts = [r.started for r in result.runs]
+    assert starts[0] == 0.0 and starts == sorted(starts)
+    assert result.elapsed >= result.runs[-1].started
+    assert list(private_tmpdir.iterdir()) == []
+
+
+def test_without_resets_a_reset_ends_the_boot_as_before(
+    tmp_path: Path, fake_qemu: vm.Firmware, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FAKE_RESETS", "9")
+    result = vm.boot(tmp_path / "disk.img", firmware=fake_qemu, tpm=False)
+    assert result.ended == "exited" and result.exit_reason == "guest-reset"
+    assert len(result.runs) == 1 and result.resets == 0
+    assert "--- reset" not in result.console
+    assert (tmp_path / "VARS.fd").read_bytes() == b"template\n"  # the call's own copy took the write
+
+
+def test_the_reset_budget_is_a_limit_and_the_store_copy_lives_across_resets(
+    tmp_path: Path, fake_qemu: vm.Firmware, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FAKE_RESETS", "9")
+    result = vm.boot(tmp_path / "disk.img", firmware=fake_qemu, tpm=False, resets=1)
+    assert [r.exit_reason for r in result.runs] == ["guest-reset", "guest-reset"]
+    assert result.runs[1].console == "fake boot after 1 boots"  # the copied store survived the reset
+    assert (tmp_path / "VARS.fd").read_bytes() == b"template\n"
+
+
+def test_a_bad_variable_store_or_a_failing_qemu_is_a_clear_error(
+    tmp_path: Path, fake_qemu: vm.Firmware, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    disk = tmp_path / "disk.img"
+    with pytest.raises(ShieldwrightError, match="nope.fd does not exist"):
+        vm.boot(disk, firmware=fake_qemu, tpm=False, vars_file=tmp_path / "nope.fd")
+    with pytest.raises(ValueError):
+        vm.boot(disk, firmware=fake_qemu, tpm=False, resets=-1)
+    monkeypatch.setenv("FAKE_QEMU_FAIL", "1")
+    with pytest.raises(ShieldwrightError, match="Could not open 'nope'"):
+        vm.boot(disk, firmware=fake_qemu, tpm=False)
+
+
+@pytest.mark.slow
+@pytest.mark.vm
+def test_a_real_guest_reset_boots_again_on_a_reset_vtpm(tmp_path: Path) -> None:
+    """A probe that ends in ``reboot -f``, booted with ``resets=1``: two boots, each measured from scratch
+    (the vTPM's PCRs were reset, so both read the same values), the firmware's writes kept in the store."""
+    signer = load_signer(vm.SNAKEOIL_CERT, vm.SNAKEOIL_KEY, passphrase=vm.SNAKEOIL_PASSPHRASE)
+    inputs = UkiInputs(
+        linux=kernel(),
+        initrds=[harness.build_probe_initrd(end="reboot")],
+        cmdline=harness.PROBE_CMDLINE,
+        os_release="ID=shieldwright-probe\n",
+    )
+    esp = harness.esp_with_uki(tmp_path / "esp.img", build_uki(inputs, signer=signer))
+    store = tmp_path / "vars.fd"
+    store.write_bytes(vm.Firmware.snakeoil().vars_template.read_bytes())
+    before = store.read_bytes()
+    result = vm.boot(esp, pcr_banks=("sha1", "sha256"), vars_file=store, resets=1, timeout=240)
+    where = f"ended={result.ended} runs={result.runs!r:.600}\n{result.tail()}"
+    assert [r.exit_reason for r in result.runs] == ["guest-reset", "guest-reset"], where
+    first, second = (harness.guest_pcrs(r.console) for r in result.runs)
+    assert harness.DONE_MARKER in result.runs[1].console and first["sha256"][11], where
+    assert first == second, where
+    # The same events, not the same bytes: the UKI's load address (ImageLocationInMemory) moves between boots.
+    logs = [harness.guest_event_log(r.console) for r in result.runs]
+    assert len(logs[0]) == len(logs[1])
+    assert result.console.count(vm.reset_line(1)) == 1
+    assert vm.KERNEL_BANNER in result.runs[1].seen and result.runs[1].started >= result.runs[0].elapsed
+    assert store.read_bytes() != before  # OVMF wrote its boot options into the caller's store

@@ -62,7 +62,7 @@ def test_saving_over_an_existing_file_asks_inline_first(qtbot, wizard, review, t
     _choose(qtbot, review, precious, "replaceAsked")
     with qtbot.waitSignal(review.saveFinished, timeout=TASK_TIMEOUT_MS):
         qtbot.mouseClick(review.replace_button, Qt.MouseButton.LeftButton)
-    assert "format_version = 1" in precious.read_text()
+    assert "format_version = 2" in precious.read_text()
     assert review.saved_recipe == precious and not review.replace_panel.isVisible()
 
 

@@ -172,15 +172,16 @@ def render_report(doc: dict[str, Any], artefacts: list[tuple[str, str, int, str]
         ),  # fmt: skip
         _host_files_section(doc.get("host_files") or []),
         "<h2>PCR predictions</h2>",
-        "<p>The values a TPM will hold when this UKI has booted: phase <code>(kernel start)</code> is what "
-        "an initrd without systemd sees; the others follow each systemd boot phase.</p>",
+        "<p>The values a TPM will hold when this UKI has booted: PCR 4 (boot applications) and 7 (Secure "
+        "Boot) on the target firmware when one was given; PCR 11 at phase <code>(kernel start)</code> is "
+        "what an initrd without systemd sees, the others follow each systemd boot phase.</p>",
         _table(
             ["Bank", "PCR", "Phase", "Value"],
             [
                 [_e(bank), _e(pcr), _e(phase or "(kernel start)"), f'<span class="hash">{_e(value)}</span>']
                 for bank, pcrs in doc["pcr_predictions"].items()
                 for pcr, phases in pcrs.items()
-                for phase, value in phases.items()
+                for phase, value in (phases.items() if isinstance(phases, dict) else [("", phases)])
             ],
         ),  # fmt: skip
         "<h2>Volume signature catalog</h2>",

@@ -1,0 +1,170 @@
+"""Talk to a running swtpm through its control socket: hand it a data channel and read PCRs.
+
+QEMU drives swtpm the same way: it connects to the control socket and passes one end of a socket pair
+with ``CMD_SET_DATAFD`` (swtpm's tpm_ioctl.h; SCM_RIGHTS), then sends TPM 2.0 commands on it. After QEMU
+is gone swtpm keeps its state — PCRs included — until it is stopped, so a test boot can stop the guest
+at a chosen moment and read what the vTPM really holds. TPM structures are marshalled with tpm2-pytss.
+"""
+
+from __future__ import annotations
+
+import array
+import hashlib
+import socket
+import struct
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from tpm2_pytss.types import TPML_DIGEST, TPML_PCR_SELECTION
+
+from app.errors import ShieldwrightError
+
+#: swtpm control commands (tpm_ioctl.h).
+CMD_SET_DATAFD = 16
+#: TPM 2.0: TPM_ST_NO_SESSIONS, TPM_CC_PCR_Read (TPM 2.0 Part 2 §6.5, §6.9).
+_TPM_ST_NO_SESSIONS = 0x8001
+_TPM_CC_PCR_READ = 0x0000017E
+_TIMEOUT = 10.0
+
+
+class VtpmError(ShieldwrightError):
+    """swtpm could not be reached or answered something unexpected."""
+
+
+def _recv_exact(sock: socket.socket, n: int) -> bytes:
+    out = b""
+    while len(out) < n:
+        chunk = sock.recv(n - len(out))
+        if not chunk:
+            raise VtpmError("swtpm closed the connection", "check the swtpm log")
+        out += chunk
+    return out
+
+
+def _transmit(data: socket.socket, command: bytes) -> bytes:
+    data.sendall(command)
+    header = _recv_exact(data, 10)
+    _tag, size, rc = struct.unpack(">HII", header)
+    if size < 10 or size > 64 * 1024:
+        raise VtpmError(f"swtpm answered a response of {size} bytes", "check the swtpm log")
+    body = _recv_exact(data, size - 10)
+    if rc != 0:
+        raise VtpmError(f"the vTPM answered TPM2_PCR_Read with error 0x{rc:x}", "check the swtpm log")
+    return body
+
+
+def read_pcrs(
+    ctrl_socket: Path, banks: Sequence[str], pcrs: Iterable[int] = range(24)
+) -> dict[str, dict[int, str]]:
+    """``{bank: {pcr: hex}}`` read with TPM2_PCR_Read from the swtpm listening on ``ctrl_socket``."""
+    wanted = sorted(set(pcrs))
+    out: dict[str, dict[int, str]] = {bank: {} for bank in banks}
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as ctrl:
+        ctrl.settimeout(_TIMEOUT)
+        try:
+            ctrl.connect(str(ctrl_socket))
+        except OSError as exc:
+            raise VtpmError(
+                f"cannot reach swtpm at {ctrl_socket}: {exc.strerror}", "is swtpm running?"
+            ) from None
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        with ours, theirs:
+            ours.settimeout(_TIMEOUT)
+            fds = array.array("i", [theirs.fileno()])
+            ctrl.sendmsg([struct.pack(">I", CMD_SET_DATAFD)], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds)])
+            (result,) = struct.unpack(">I", _recv_exact(ctrl, 4))
+            if result != 0:
+                raise VtpmError(f"swtpm refused the data channel (error {result})", "check the swtpm log")
+            for bank in banks:
+                todo = list(wanted)
+                while todo:  # a response carries at most 8 digests (TPML_DIGEST)
+                    selection = TPML_PCR_SELECTION.parse(f"{bank}:{','.join(str(n) for n in todo)}")
+                    payload = selection.marshal()
+                    command = struct.pack(">HII", _TPM_ST_NO_SESSIONS, 10 + len(payload), _TPM_CC_PCR_READ)
+                    body = _transmit(ours, command + payload)
+                    returned, offset = TPML_PCR_SELECTION.unmarshal(body[4:])
+                    digests, _ = TPML_DIGEST.unmarshal(body[4 + offset :])
+                    got = _selected(returned)
+                    if not got:
+                        raise VtpmError(
+                            f"the vTPM has no {bank} bank", "give the banks the vTPM was made with"
+                        )
+                    for n, digest in zip(got, digests, strict=True):
+                        out[bank][n] = bytes(digest).hex()
+                    todo = [n for n in todo if n not in got]
+    return out
+
+
+def _selected(selection: TPML_PCR_SELECTION) -> list[int]:
+    numbers: list[int] = []
+    for i in range(selection.count):
+        s = selection.pcrSelections[i]
+        select = bytes(s.pcrSelect)[: s.sizeofSelect]
+        numbers += [8 * byte + bit for byte, v in enumerate(select) for bit in range(8) if v >> bit & 1]
+    return numbers
+
+
+# -- what the vTPM was asked to extend (swtpm's --log level=20 dumps every command) ------------------
+
+_TPM_CC_PCR_EXTEND = 0x00000182
+_ALGS = {0x0004: "sha1", 0x000B: "sha256", 0x000C: "sha384", 0x000D: "sha512"}
+_SIZES = {"sha1": 20, "sha256": 32, "sha384": 48, "sha512": 64}
+#: edk2 Tcg2Dxe OnExitBootServices: the EV_EFI_ACTION firmware measures into PCR 5 as it hands over.
+EXIT_BOOT_SERVICES = b"Exit Boot Services Invocation"
+
+
+def logged_commands(log_text: str) -> list[bytes]:
+    """The TPM commands in a swtpm log written with ``--log level=20`` (``SWTPM_IO_Read: length N``
+    followed by hex lines), in order; a command cut short at the end of the log is left out."""
+    commands: list[bytes] = []
+    want = 0
+    current: list[str] = []
+    for line in log_text.splitlines():
+        if line.startswith(" SWTPM_IO_Read: length "):
+            want, current = int(line.rsplit(" ", 1)[1]), []
+            continue
+        if want and line.startswith(" ") and all(len(w) == 2 for w in line.split()):
+            current += line.split()
+            if len(current) >= want:
+                commands.append(bytes.fromhex("".join(current[:want])))
+                want = 0
+            continue
+        want = 0
+    return commands
+
+
+def logged_extends(commands: list[bytes]) -> list[tuple[int, dict[str, bytes]]]:
+    """(PCR, {bank: digest}) of every TPM2_PCR_Extend among ``commands`` (TPM 2.0 Part 3 §22.2)."""
+    out = []
+    for cmd in commands:
+        if len(cmd) < 18 or struct.unpack_from(">I", cmd, 6)[0] != _TPM_CC_PCR_EXTEND:
+            continue
+        pcr = struct.unpack_from(">I", cmd, 10)[0]
+        if struct.unpack_from(">H", cmd, 0)[0] == 0x8002:  # sessions: skip the authorization area
+            (auth_size,) = struct.unpack_from(">I", cmd, 14)
+            pos = 18 + auth_size
+        else:
+            pos = 14
+        if pos + 4 > len(cmd):
+            continue
+        (count,) = struct.unpack_from(">I", cmd, pos)
+        pos += 4
+        digests: dict[str, bytes] = {}
+        for _ in range(min(count, 16)):
+            if pos + 2 > len(cmd):
+                break
+            (alg,) = struct.unpack_from(">H", cmd, pos)
+            name = _ALGS.get(alg)
+            if name is None:
+                break
+            digests[name] = cmd[pos + 2 : pos + 2 + _SIZES[name]]
+            pos += 2 + _SIZES[name]
+        if pcr < 24:
+            out.append((pcr, digests))
+    return out
+
+
+def handed_over(commands: list[bytes]) -> bool:
+    """True once firmware measured ExitBootServices into PCR 5: PCR 4, 7 and 11 are final for the boot."""
+    marker = hashlib.sha256(EXIT_BOOT_SERVICES).digest()
+    return any(pcr == 5 and digests.get("sha256") == marker for pcr, digests in logged_extends(commands))
