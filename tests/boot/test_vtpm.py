@@ -1,0 +1,77 @@
+"""app.boot.vtpm against a real swtpm: after the client that drove it (QEMU, here a stand-in speaking
+QEMU's control protocol) is gone, the PCRs are still there to read; and swtpm's command log gives the
+extends it received. The oracle for the values is hashlib on the digests extended."""
+
+from __future__ import annotations
+
+import array
+import hashlib
+import os
+import socket
+import struct
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+from app.boot.vtpm import CMD_SET_DATAFD, logged_commands, logged_extends, read_pcrs
+
+CMD_INIT = 2
+DIGEST = bytes(range(32))
+
+
+def _extend_command(pcr: int, digest: bytes) -> bytes:
+    """TPM2_PCR_Extend(pcr, sha256:digest) with an empty password session (TPM 2.0 Part 3 §22.2)."""
+    auth = struct.pack(">IHBH", 0x40000009, 0, 0, 0)
+    body = struct.pack(">II", pcr, len(auth)) + auth + struct.pack(">IH", 1, 0x000B) + digest
+    return struct.pack(">HII", 0x8002, 10 + len(body), 0x182) + body
+
+
+@pytest.fixture
+def swtpm(tmp_path: Path):  # type: ignore[no-untyped-def]
+    state = Path(os.path.realpath(tmp_path))
+    subprocess.run(["swtpm_setup", "--tpm2", "--tpm-state", str(state), "--pcr-banks", "sha1,sha256",
+                    "--config", os.devnull], check=True, capture_output=True)  # fmt: skip
+    path = state / "ctrl.sock"
+    listener = socket.socket(socket.AF_UNIX)
+    listener.bind(str(path))
+    listener.listen(1)
+    log = state / "swtpm.log"
+    proc = subprocess.Popen(
+        ["swtpm", "socket", "--tpm2", "--tpmstate", f"dir={state}", "--ctrl",
+         f"type=unixio,fd={listener.fileno()}", "--log", f"file={log},level=20"],
+        pass_fds=(listener.fileno(),),
+    )  # fmt: skip
+    listener.close()
+    yield path, log
+    proc.kill()
+    proc.wait()
+
+
+def test_pcrs_are_read_after_the_driving_client_is_gone(swtpm) -> None:  # type: ignore[no-untyped-def]
+    path, log = swtpm
+    ctrl = socket.socket(socket.AF_UNIX)
+    ctrl.connect(str(path))
+    ctrl.sendall(struct.pack(">II", CMD_INIT, 0))
+    assert ctrl.recv(4) == bytes(4)
+    ours, theirs = socket.socketpair()
+    ctrl.sendmsg([struct.pack(">I", CMD_SET_DATAFD)],
+                 [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [theirs.fileno()]))])  # fmt: skip
+    assert ctrl.recv(4) == bytes(4)
+    ours.sendall(bytes.fromhex("80010000000c000001440000"))  # TPM2_Startup(CLEAR)
+    assert ours.recv(64)[6:10] == bytes(4)
+    ours.sendall(_extend_command(4, DIGEST))
+    assert ours.recv(64)[6:10] == bytes(4)
+    for s in (ours, theirs, ctrl):
+        s.close()
+    time.sleep(0.2)
+
+    pcrs = read_pcrs(path, ["sha256", "sha1"], range(24))
+    assert pcrs["sha256"][4] == hashlib.sha256(bytes(32) + DIGEST).hexdigest()
+    assert pcrs["sha256"][7] == "00" * 32 and len(pcrs["sha1"]) == 24 and len(pcrs["sha256"]) == 24
+
+    extends = logged_extends(logged_commands(log.read_text()))
+    assert extends == [(4, {"sha256": DIGEST})]
