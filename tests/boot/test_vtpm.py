@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.slow
-
 from app.boot.vtpm import CMD_SET_DATAFD, logged_commands, logged_extends, read_pcrs
+
+pytestmark = pytest.mark.slow
 
 CMD_INIT = 2
 DIGEST = bytes(range(32))
