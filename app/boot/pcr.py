@@ -17,6 +17,8 @@ from app.boot.uki import UkiInfo, inspect_uki
 
 #: TPM 2.0 banks systemd-measure supports, with their digest sizes.
 BANK_SIZES = {"sha1": 20, "sha256": 32, "sha384": 48, "sha512": 64}
+#: Their TPM_ALG_IDs (TPM 2.0 Part 2 §6.3), as event logs and TPM commands name them.
+TPM_ALG_IDS = {0x0004: "sha1", 0x000B: "sha256", 0x000C: "sha384", 0x000D: "sha512"}
 BANKS = tuple(BANK_SIZES)
 #: The kernel value, then systemd-measure's default phase paths (its ``arg_phase`` default).
 DEFAULT_PHASES = (
@@ -108,28 +110,22 @@ def pcr11_from_sections(
     return result
 
 
-def predict_pcr11(
-    uki: bytes | bytearray | UkiInfo,
-    banks: Sequence[str] = ("sha256",),
-    phases: Sequence[str] = DEFAULT_PHASES,
-    *,
-    stub_version: str | None = None,
-) -> dict[str, dict[str, str]]:
-    """PCR 11 after the UKI's stub runs (phase ``""``) and after each phase path, per bank.
+def uki_measurements(uki: UkiInfo, *, stub_version: str | None = None) -> list[tuple[str, MappedSection]]:
+    """The sections the UKI's stub measures into PCR 11, in its order, absent and empty ones left out:
+    (name, mapped contents). Each is extended as ``H(name NUL)`` then ``H(contents)``.
 
-    ``uki`` is the UKI's bytes or an :class:`app.boot.uki.UkiInfo`. The measured sections follow the
-    stub's version as found in the UKI, or ``stub_version`` when given (for vendor builds that backport).
+    The measured sections follow the stub's version as found in the UKI, or ``stub_version`` when given
+    (for vendor builds that backport). PcrPredictionError when they cannot be known.
     """
-    info = uki if isinstance(uki, UkiInfo) else inspect_uki(bytes(uki))
     if stub_version is None:
-        if info.stub is None or info.stub.kind != "systemd-stub":
+        if uki.stub is None or uki.stub.kind != "systemd-stub":
             raise PcrPredictionError(
                 "cannot tell which sections this UKI's stub measures: it has no systemd-stub version marker",
                 "give the stub's systemd version explicitly",
             )
-        stub_version = info.stub.version
+        stub_version = uki.stub.version
     order = measured_sections(stub_version)
-    pe = read_pe(info.data)
+    pe = read_pe(uki.data)
     names = [s.name for s in pe.sections]
     for name in order:
         if names.count(name) > 1:
@@ -141,4 +137,20 @@ def predict_pcr11(
                 "PCR 11 prediction supports UKIs without profiles, automatic DTBs, HWIDs and firmware",
             )
     sections = {s.name: pe.mapped(s) for s in pe.sections if s.name in order}
-    return pcr11_from_sections(sections, order, banks=banks, phases=phases)
+    return [(name, sections[name]) for name in order if sections.get(name)]
+
+
+def predict_pcr11(
+    uki: bytes | bytearray | UkiInfo,
+    banks: Sequence[str] = ("sha256",),
+    phases: Sequence[str] = DEFAULT_PHASES,
+    *,
+    stub_version: str | None = None,
+) -> dict[str, dict[str, str]]:
+    """PCR 11 after the UKI's stub runs (phase ``""``) and after each phase path, per bank.
+
+    ``uki`` is the UKI's bytes or an :class:`app.boot.uki.UkiInfo`; see :func:`uki_measurements`.
+    """
+    info = uki if isinstance(uki, UkiInfo) else inspect_uki(bytes(uki))
+    measured = uki_measurements(info, stub_version=stub_version)
+    return pcr11_from_sections(dict(measured), [n for n, _ in measured], banks=banks, phases=phases)

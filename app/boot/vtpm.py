@@ -9,7 +9,6 @@ at a chosen moment and read what the vTPM really holds. TPM structures are marsh
 from __future__ import annotations
 
 import array
-import hashlib
 import socket
 import struct
 from collections.abc import Iterable, Sequence
@@ -17,6 +16,7 @@ from pathlib import Path
 
 from tpm2_pytss.types import TPML_DIGEST, TPML_PCR_SELECTION
 
+from app.boot.pcr import BANK_SIZES, TPM_ALG_IDS
 from app.errors import ShieldwrightError
 
 #: swtpm control commands (tpm_ioctl.h).
@@ -107,10 +107,6 @@ def _selected(selection: TPML_PCR_SELECTION) -> list[int]:
 # -- what the vTPM was asked to extend (swtpm's --log level=20 dumps every command) ------------------
 
 _TPM_CC_PCR_EXTEND = 0x00000182
-_ALGS = {0x0004: "sha1", 0x000B: "sha256", 0x000C: "sha384", 0x000D: "sha512"}
-_SIZES = {"sha1": 20, "sha256": 32, "sha384": 48, "sha512": 64}
-#: edk2 Tcg2Dxe OnExitBootServices: the EV_EFI_ACTION firmware measures into PCR 5 as it hands over.
-EXIT_BOOT_SERVICES = b"Exit Boot Services Invocation"
 
 
 def logged_commands(log_text: str) -> list[bytes]:
@@ -154,17 +150,11 @@ def logged_extends(commands: list[bytes]) -> list[tuple[int, dict[str, bytes]]]:
             if pos + 2 > len(cmd):
                 break
             (alg,) = struct.unpack_from(">H", cmd, pos)
-            name = _ALGS.get(alg)
+            name = TPM_ALG_IDS.get(alg)
             if name is None:
                 break
-            digests[name] = cmd[pos + 2 : pos + 2 + _SIZES[name]]
-            pos += 2 + _SIZES[name]
+            digests[name] = cmd[pos + 2 : pos + 2 + BANK_SIZES[name]]
+            pos += 2 + BANK_SIZES[name]
         if pcr < 24:
             out.append((pcr, digests))
     return out
-
-
-def handed_over(commands: list[bytes]) -> bool:
-    """True once firmware measured ExitBootServices into PCR 5: PCR 4, 7 and 11 are final for the boot."""
-    marker = hashlib.sha256(EXIT_BOOT_SERVICES).digest()
-    return any(pcr == 5 and digests.get("sha256") == marker for pcr, digests in logged_extends(commands))

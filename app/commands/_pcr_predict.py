@@ -11,35 +11,35 @@ import json
 import sys
 from typing import TYPE_CHECKING
 
+from app.template.options import option
+
 if TYPE_CHECKING:
     from app.measure.compare import EventMatch
     from app.measure.events import Event
     from app.measure.predict import Prediction
     from app.measure.profile import FirmwareProfile
 
-#: flag → profile kind; one owner for the words (the recipe's [pcr] keys are firmware_<kind>).
-FIRMWARE_FLAGS = {"--firmware-vars": "vars", "--firmware-log": "log", "--firmware-certs": "certs"}
-_FLAG_HELP = {
-    "vars": ("FILE.fd", "the VM's OVMF/edk2 variable store (its Secure Boot keys)"),
-    "log": ("EVENTLOG", "a TCG event log of any boot on the target (binary_bios_measurements)"),
-    "certs": ("DIR", "PK, KEK, db and dbx as files (see `shieldwright firmware --help`)"),
-}
+#: The recipe keys of the firmware profiles: their flags, help and names come from the options table, so
+#: `pcr predict` and `build` spell them alike; the profile kind is the key's suffix.
+FIRMWARE_KEYS = ("pcr.firmware_vars", "pcr.firmware_log", "pcr.firmware_certs")
 
 
 def add_firmware_options(p: argparse.ArgumentParser, *, required: bool) -> None:
     group = p.add_mutually_exclusive_group(required=required)
-    for flag, kind in FIRMWARE_FLAGS.items():
-        metavar, text = _FLAG_HELP[kind]
-        group.add_argument(flag, metavar=metavar, dest=f"firmware_{kind}", help=text)
+    for key in FIRMWARE_KEYS:
+        opt = option(key)
+        assert opt.flag is not None
+        group.add_argument(opt.flag, metavar=opt.metavar, dest=opt.name, help=opt.help)
 
 
 def profile_from_args(args: argparse.Namespace) -> FirmwareProfile:
     from app.measure.profile import load_profile  # lazy: keeps --help light
 
-    for kind in FIRMWARE_FLAGS.values():
-        path = getattr(args, f"firmware_{kind}", None)
+    for key in FIRMWARE_KEYS:
+        name = option(key).name
+        path = getattr(args, name, None)
         if path:
-            return load_profile(kind, path)
+            return load_profile(name.removeprefix("firmware_"), path)
     raise AssertionError("argparse requires one firmware option")
 
 

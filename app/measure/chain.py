@@ -11,7 +11,10 @@ be guessing what it loads.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,10 +22,12 @@ from app.boot.errors import UkiError
 from app.boot.peimage import read_pe
 from app.boot.stub import detect_stub
 from app.boot.uki import UkiInfo, inspect_uki
-from app.disk.esp import EspFileMissingError, list_esp, read_esp_file
+from app.disk.esp import EspFileMissingError, list_esp, normalize_path, read_esp_file
+from app.disk.formats.raw import RawImage
 from app.disk.image import DiskImage, open_image
 from app.disk.layout import layout_of
 from app.disk.model import Partition, Role
+from app.disk.partfile import partition_file
 from app.errors import PeFormatError
 from app.measure.events import MeasureError
 from app.untrusted import printable
@@ -78,18 +83,22 @@ def find_boot_chain(template: str | Path) -> BootChain:
         layout = layout_of(image)
         esps = [p for p in layout.partitions if p.role is Role.ESP]
         if len(esps) != 1:
-            raise MeasureError(
-                f"{template} has {len(esps)} EFI System Partitions",
-                "the boot chain is found in the template's one ESP",
-            )
-        return chain_from_esp(EspReader(image, esps[0], layout.sector_size))
+            raise MeasureError(f"{template} has {len(esps)} EFI System Partitions",
+                               "the boot chain is found in the template's one ESP")  # fmt: skip
+        with open_esp(image, esps[0], layout.sector_size) as esp:
+            return chain_from_esp(esp)
 
 
 class EspReader:
-    """Read access to an ESP in a disk image (FAT is case-insensitive: paths are matched lower-cased)."""
+    """An ESP as firmware will find it: the FAT's files, with ``planned`` (ESP path → bytes) written over
+    them — so a build predicts its chain before it writes anything. FAT is case-insensitive: paths are
+    matched in :func:`app.disk.esp.normalize_path` form, lower-cased."""
 
-    def __init__(self, image: DiskImage, part: Partition, sector_size: int) -> None:
+    def __init__(
+        self, image: DiskImage, part: Partition, sector_size: int, planned: dict[str, bytes] | None = None
+    ) -> None:
         self.image, self.part, self.sector_size = image, part, sector_size
+        self.planned = {_key(p): data for p, data in (planned or {}).items()}
         self._paths: dict[str, str] | None = None
 
     def files(self) -> dict[str, str]:
@@ -97,44 +106,53 @@ class EspReader:
         if self._paths is None:
             entries = list_esp(self.image, self.part, self.sector_size)
             self._paths = {e.path.lower(): e.path for e in entries if not e.is_dir}
+            self._paths.update({p: p for p in self.planned})
         return self._paths
 
     def find(self, path: str) -> str | None:
-        return self.files().get(path.replace("\\", "/").lower())
+        return self.files().get(_key(path))
 
-    def read(self, path: str) -> bytes:
+    def read(self, path: str, missing: str = "", hint: str = "the template's ESP is incomplete") -> bytes:
+        """The file at ``path``; MeasureError ``missing`` (default: that it is missing) when there is none."""
+        if self.find(path) is None:
+            raise MeasureError(missing or f"the ESP has no {path}", hint)
+        if _key(path) in self.planned:
+            return self.planned[_key(path)]
         try:
             return read_esp_file(self.image, self.part, self.sector_size, path)
         except EspFileMissingError as exc:
-            raise MeasureError(exc.message, "the template's ESP is incomplete") from None
+            raise MeasureError(exc.message, hint) from None
 
 
-class PlannedEsp(EspReader):
-    """An ESP as a build will leave it: the base image's files with ``planned`` (ESP path → bytes) written
-    over them — so a build predicts its chain before it writes anything."""
+def _key(path: str) -> str:
+    return normalize_path(path).lower()
 
-    def __init__(
-        self, image: DiskImage, part: Partition, sector_size: int, planned: dict[str, bytes]
-    ) -> None:
-        super().__init__(image, part, sector_size)
-        self.planned = {"/" + p.replace("\\", "/").strip("/").lower(): data for p, data in planned.items()}
 
-    def files(self) -> dict[str, str]:
-        return {**super().files(), **{p: p for p in self.planned}}
-
-    def read(self, path: str) -> bytes:
-        key = "/" + path.replace("\\", "/").strip("/").lower()
-        return self.planned[key] if key in self.planned else super().read(path)
+@contextlib.contextmanager
+def open_esp(
+    image: DiskImage, part: Partition, sector_size: int, planned: dict[str, bytes] | None = None
+) -> Iterator[EspReader]:
+    """An :class:`EspReader` on ``part`` of ``image``. Every read is an mtools run on a file: the ESP of
+    a raw image is read in place, any other format's is copied out once for all of them."""
+    with partition_file(image, part, sector_size) as (path, offset):
+        view = RawImage(path)
+        try:
+            first = offset // sector_size
+            moved = dataclasses.replace(
+                part, first_lba=first, last_lba=first + part.last_lba - part.first_lba
+            )
+            yield EspReader(view, moved, sector_size, planned)
+        finally:
+            view.close()
 
 
 def chain_from_esp(esp: EspReader) -> BootChain:
     """The chain firmware and shim follow through ``esp`` (see the module doc)."""
-    if esp.find(REMOVABLE_PATH) is None:
-        raise MeasureError(
-            f"the ESP has no {REMOVABLE_PATH}, the path firmware boots a new disk from",
-            "install shim there, or build with boot.install_removable",
-        )
-    first = esp.read(REMOVABLE_PATH)
+    first = esp.read(
+        REMOVABLE_PATH,
+        f"the ESP has no {REMOVABLE_PATH}, the path firmware boots a new disk from",
+        "install shim there, or build with boot.install_removable",
+    )
     kind, version = classify(first, REMOVABLE_PATH)
     if kind == "uki":
         return BootChain((_uki_app(REMOVABLE_PATH, first),), ("firmware boots the UKI directly",))
@@ -157,23 +175,21 @@ def chain_from_esp(esp: EspReader) -> BootChain:
     vendor_dir = csvs[0].rsplit("/", 1)[0]
     loader, option = parse_fallback_csv(esp.read(csvs[0]), csvs[0])
     loader_path = f"{vendor_dir}/{loader}".replace("/", "\\")
-    if esp.find(loader_path) is None:
-        raise MeasureError(
-            f"{csvs[0]} names {loader_path}, which the ESP does not hold",
-            "install shim in its vendor directory",
-        )
-    shim_data = esp.read(loader_path)
+    shim_data = esp.read(
+        loader_path,
+        f"{csvs[0]} names {loader_path}, which the ESP does not hold",
+        "install shim in its vendor directory",
+    )
     kind2, shim_version = classify(shim_data, loader_path)
     if kind2 != "shim":
         raise MeasureError(f"{loader_path} is not shim", "the fallback CSV must name shim")
     _check_shim_version(shim_version, loader_path)
     uki_path = option.replace("/", "\\")
-    if esp.find(uki_path) is None:
-        raise MeasureError(
-            f"the fallback entry's load option names {uki_path}, which the ESP does not hold",
-            "check the UKI path in BOOTX64.CSV",
-        )
-    uki = _uki_app(uki_path, esp.read(uki_path))
+    uki_data = esp.read(
+        uki_path, f"the fallback entry's load option names {uki_path}, which the ESP does not hold",
+        "check the UKI path in BOOTX64.CSV",
+    )  # fmt: skip
+    uki = _uki_app(uki_path, uki_data)
     shim = BootApp(loader_path, shim_data, "shim", shim_version)
     notes = (
         f"firmware boots {REMOVABLE_PATH} (shim {version}); its fallback creates a boot entry from "

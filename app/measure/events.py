@@ -16,13 +16,14 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
 
+from app.boot.pcr import BANK_SIZES, BANKS, TPM_ALG_IDS
 from app.errors import ShieldwrightError
 
 #: TPM 2.0 banks (TPM_ALG_ID → name, digest size) that firmware logs use.
-ALG_IDS = {0x0004: "sha1", 0x000B: "sha256", 0x000C: "sha384", 0x000D: "sha512", 0x0012: "sm3_256"}
-DIGEST_SIZES = {"sha1": 20, "sha256": 32, "sha384": 48, "sha512": 64, "sm3_256": 32}
+ALG_IDS = {**TPM_ALG_IDS, 0x0012: "sm3_256"}
+DIGEST_SIZES = {**BANK_SIZES, "sm3_256": 32}
 #: The banks we can compute ourselves (hashlib).
-COMPUTABLE_BANKS = ("sha1", "sha256", "sha384", "sha512")
+COMPUTABLE_BANKS = BANKS
 
 
 class EventType(IntEnum):

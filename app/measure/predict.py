@@ -15,12 +15,10 @@ tests/data/eventlogs/README.md):
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-from app.boot.pcr import predict_pcr11
-from app.boot.peimage import read_pe
-from app.boot.stub import measured_sections
+from app.boot.pcr import uki_measurements
 from app.boot.uki import UkiInfo
 from app.errors import ShieldwrightError
 from app.measure.authority import verifying_entry
@@ -55,7 +53,6 @@ class Prediction:
     pcrs: dict[str, dict[int, str]]
     chain: BootChain
     profile: FirmwareProfile
-    pcr11_phases: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def to_dict(self, bank: str = "sha256") -> dict[str, object]:
         """The ``pcr predict --json`` document (a contract: keys and lower-case hex)."""
@@ -102,16 +99,7 @@ def predict_chain(
     assert uki is not None
     events += pcr11_events(uki, use)
     pcrs = replay(events, use, PREDICTED_PCRS)
-    try:
-        phases = predict_pcr11(uki, banks=use)
-    except ShieldwrightError as exc:
-        raise MeasureError(exc.message, exc.hint) from None
-    for bank in use:
-        if phases[bank][""] != pcrs[bank][11]:  # two computations of one value: they must agree
-            raise MeasureError(
-                "internal: PCR 11 events and systemd-measure's algorithm disagree", "report a bug"
-            )
-    return Prediction(use, tuple(events), pcrs, chain, profile, phases)
+    return Prediction(use, tuple(events), pcrs, chain, profile)
 
 
 def _authority(
@@ -157,17 +145,12 @@ def _sbat_level(app: BootApp, banks: Sequence[str]) -> Event:
 
 def pcr11_events(uki: UkiInfo, banks: Sequence[str]) -> list[Event]:
     """The stub's EV_IPL events: for each measured section in its order, H(name NUL) then H(contents)."""
-    if uki.stub is None or uki.stub.kind != "systemd-stub":
-        raise MeasureError("the UKI has no systemd-stub version marker", "build the UKI on systemd-stub")
-    pe = read_pe(uki.data)
+    try:
+        measured = uki_measurements(uki)
+    except ShieldwrightError as exc:
+        raise MeasureError(exc.message, exc.hint) from None
     out: list[Event] = []
-    for name in measured_sections(uki.stub.version):
-        section = pe.section(name)
-        if section is None:
-            continue
-        mapped = pe.mapped(section)
-        if not mapped:
-            continue
+    for name, contents in measured:
         out.append(Event(11, EventType.EV_IPL, hashes(name.encode() + b"\0", banks), name, "uki"))
-        out.append(Event(11, EventType.EV_IPL, {b: mapped.digest(b) for b in banks}, name, "uki"))
+        out.append(Event(11, EventType.EV_IPL, {b: contents.digest(b) for b in banks}, name, "uki"))
     return out

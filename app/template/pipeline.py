@@ -42,7 +42,7 @@ from app.luks.kdf import KdfParams
 from app.luks.params import DEFAULT_DATA_OFFSET
 from app.luks.relaid_image import RelaidImage, encrypt_image, gpt_bytes
 from app.luks.relayout import plan_relayout
-from app.measure.chain import PlannedEsp, chain_from_esp
+from app.measure.chain import chain_from_esp, open_esp
 from app.measure.predict import Prediction, predict_chain
 from app.measure.profile import load_profile
 from app.progress import CancelToken, Progress, ProgressState
@@ -399,9 +399,9 @@ class _Build:
             return
         kind, path = policy.firmware
         profile = load_profile(kind, path)
-        esp = PlannedEsp(self.image, self.esp, self.layout.sector_size, self._planned_esp_files())
         banks = list(dict.fromkeys((*PCR_BANKS, policy.bank)))
-        self.prediction = predict_chain(chain_from_esp(esp), profile, banks)
+        with open_esp(self.image, self.esp, self.layout.sector_size, self._planned_esp_files()) as esp:
+            self.prediction = predict_chain(chain_from_esp(esp), profile, banks)
         for note in self.prediction.chain.notes:
             self.note(f"Boot chain: {note}")
         self.note(f"Firmware profile: {profile.description}")
