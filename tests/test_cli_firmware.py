@@ -200,6 +200,7 @@ def test_help_documents_owner_and_layout_and_stays_light() -> None:
     from app.commands import firmware
 
     assert str(SHIELDWRIGHT_OWNER_GUID) == firmware.DEFAULT_OWNER
+    assert tuple(vm.VARS_TEMPLATES) == firmware.BASE_NAMES
     assert str(SHIELDWRIGHT_OWNER_GUID) in shieldwright("vars", "--help").stdout
     shown = shieldwright("show", "--help").stdout
     assert "owner.txt" in shown and ".esl" in shown and ".auth" in shown

@@ -15,6 +15,9 @@ or ``"guest-shutdown"`` (ACPI power-off). :func:`boot` with ``resets`` boots aga
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import functools
 import json
 import os
 import re
@@ -27,6 +30,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from app.boot.vtpm import CommandLogTail, read_pcrs
 from app.errors import ShieldwrightError
 from app.progress import CancelToken
 from app.tools import require_tool, run_tool
@@ -35,6 +39,12 @@ MiB = 1024 * 1024
 
 #: Debian 12 ``ovmf`` files (package ``ovmf``): the 4 MiB builds, the only ones trixie still ships.
 OVMF_DIR = Path("/usr/share/OVMF")
+#: Debian's variable stores (VARS templates), by the name ``shieldwright firmware vars`` gives them.
+VARS_TEMPLATES = {
+    "microsoft": "OVMF_VARS_4M.ms.fd",  # Microsoft's KEK and db (boots a Microsoft-signed shim)
+    "snakeoil": "OVMF_VARS_4M.snakeoil.fd",  # Debian's snakeoil key as PK, KEK and db
+    "empty": "OVMF_VARS_4M.fd",  # no keys: setup mode, Secure Boot off
+}
 #: Debian's snakeoil test key pair, enrolled as PK, KEK and db in ``OVMF_VARS_4M.snakeoil.fd``.
 SNAKEOIL_CERT = Path("/usr/share/ovmf/PkKek-1-snakeoil.pem")
 SNAKEOIL_KEY = Path("/usr/share/ovmf/PkKek-1-snakeoil.key")
@@ -53,6 +63,11 @@ KERNEL_BANNER = "Linux version "
 
 #: ESC [ ... final-byte (cursor movement, clear screen) and the odd ESC = / ESC ( the firmware emits.
 _ANSI = re.compile(r"\x1b\[[0-9;=?]*[A-Za-z]|\x1b[()][A-Za-z0-9]|\x1b[=>]")
+#: A test of each PCR extend the vTPM received: a text (why to stop the run there) or None to go on.
+ExtendStop = Callable[[int, dict[str, bytes]], str | None]
+#: Receives the console as it grows, in whole lines.
+ConsoleSink = Callable[[str], None]
+
 #: sun_path is 108 bytes including the NUL.
 _MAX_SOCKET_PATH = 107
 
@@ -71,7 +86,7 @@ class Firmware:
         """Secure Boot on, Debian's snakeoil certificate as PK, KEK and db: sign with :data:`SNAKEOIL_KEY`."""
         return cls(
             OVMF_DIR / "OVMF_CODE_4M.secboot.fd",
-            OVMF_DIR / "OVMF_VARS_4M.snakeoil.fd",
+            OVMF_DIR / VARS_TEMPLATES["snakeoil"],
             True,
             "OVMF Secure Boot, snakeoil keys",
         )
@@ -81,7 +96,7 @@ class Firmware:
         """Secure Boot on, Microsoft's keys enrolled (as in a cloud VM): boots a Microsoft-signed shim."""
         return cls(
             OVMF_DIR / "OVMF_CODE_4M.secboot.fd",
-            OVMF_DIR / "OVMF_VARS_4M.ms.fd",
+            OVMF_DIR / VARS_TEMPLATES["microsoft"],
             True,
             "OVMF Secure Boot, Microsoft keys",
         )
@@ -89,9 +104,8 @@ class Firmware:
     @classmethod
     def insecure(cls) -> Firmware:
         """No Secure Boot (empty variable store): boots anything; measured boot still works."""
-        return cls(
-            OVMF_DIR / "OVMF_CODE_4M.fd", OVMF_DIR / "OVMF_VARS_4M.fd", False, "OVMF without Secure Boot"
-        )
+        code, store = OVMF_DIR / "OVMF_CODE_4M.fd", OVMF_DIR / VARS_TEMPLATES["empty"]
+        return cls(code, store, False, "OVMF without Secure Boot")
 
     def check(self) -> None:
         for path in (self.code, self.vars_template):
@@ -144,6 +158,9 @@ class BootResult:
     qemu_stderr: str = ""
     runs: tuple[BootRun, ...] = ()
     exit_reason: str | None = None
+    #: ``{bank: {pcr: hex}}`` read from the vTPM after the last run, when :func:`boot` was asked to
+    #: (``read_pcrs``) and swtpm was still running (QEMU was stopped, not shut down by the guest).
+    pcrs: dict[str, dict[int, str]] | None = None
 
     @property
     def resets(self) -> int:
@@ -167,6 +184,37 @@ class BootResult:
     def tail(self, chars: int = 3000) -> str:
         """The end of the console, for assertion messages."""
         return self.console[-chars:]
+
+
+@functools.cache
+def kvm_usable() -> bool:
+    """QEMU can run this machine under KVM here: /dev/kvm opens, and a KVM guest survives its start.
+
+    Opening /dev/kvm is not enough: nested or sandboxed KVM can refuse the vCPU's MSRs, and QEMU then
+    aborts the moment the machine starts ("failed to set MSR"). So a bare machine of the same kind is
+    started and given 1.5 s; checked once per process.
+    """
+    try:
+        os.close(os.open("/dev/kvm", os.O_RDWR | os.O_CLOEXEC))
+    except OSError:
+        return False
+    qemu_bin = shutil.which("qemu-system-x86_64")
+    if qemu_bin is None:
+        return False
+    probe = subprocess.Popen(
+        [qemu_bin, "-accel", "kvm", "-cpu", "max", "-machine", "q35,smm=on", "-m", "64", "-nodefaults",
+         "-display", "none", "-no-reboot"],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        probe.wait(timeout=1.5)
+    except subprocess.TimeoutExpired:
+        return True
+    finally:
+        if probe.poll() is None:
+            probe.kill()
+        probe.wait()
+    return False
 
 
 def reset_line(number: int) -> str:
@@ -227,6 +275,9 @@ def boot(
     accel: str = "tcg",
     vars_file: Path | None = None,
     resets: int = 0,
+    stop_on_extend: ExtendStop | None = None,
+    read_pcrs_after: Sequence[int] = (),
+    on_console: ConsoleSink | None = None,
     cancel: CancelToken | None = None,
 ) -> BootResult:
     """Boot ``disk`` (attached as virtio-blk, ``snapshot=on``) and return the console.
@@ -245,9 +296,15 @@ def boot(
 
     ``tpm_state``: keep the vTPM in this directory (manufactured there on first use with ``pcr_banks``);
     without it a fresh vTPM lives in the runtime directory and is gone afterwards. ``stop_on``: texts after
-    which there is nothing more to learn (the run is cut short there). Infrastructure failures (a tool
-    missing, swtpm or QEMU failing to start) raise :class:`ShieldwrightError`; what the guest did — boot,
-    refusal, hang — is in the :class:`BootResult`, never an exception.
+    which there is nothing more to learn (the run is cut short there). ``stop_on_extend`` sees every PCR
+    extend the vTPM receives, from swtpm's command log, and cuts the run short when it returns a text
+    (``stopped_by``) — e.g. at the firmware's ExitBootServices measurement, before the kernel changes
+    anything. ``read_pcrs_after``: after the last run, if swtpm is still up (QEMU was stopped rather than
+    shut down by the guest), read these PCRs of every bank in ``pcr_banks`` into ``BootResult.pcrs``.
+    ``on_console`` gets the console as it grows (whole lines; the reset lines included).
+    Infrastructure failures (a tool missing, swtpm or QEMU failing to start) raise
+    :class:`ShieldwrightError`; what the guest did — boot, refusal, hang — is in the :class:`BootResult`,
+    never an exception.
     """
     firmware = firmware or Firmware.snakeoil()
     cancel = cancel or CancelToken()
@@ -269,6 +326,7 @@ def boot(
     runtime = Path(tempfile.mkdtemp(prefix="sw-vm-")).resolve()
     procs: list[subprocess.Popen[bytes]] = []
     try:
+        sink = _ConsoleFeed(on_console)
         if vars_file is None:
             vars_file = runtime / "vars.fd"
             shutil.copyfile(firmware.vars_template, vars_file)
@@ -288,6 +346,7 @@ def boot(
         ]  # fmt: skip
         state = Path(tpm_state).resolve() if tpm_state is not None else runtime / "tpm"
         deadline = time.monotonic() + timeout
+        pcrs: dict[str, dict[int, str]] | None = None
         runs: list[BootRun] = []
         stderrs: list[str] = []
         first_start: float | None = None  # when the first QEMU started: runs' times count from it
@@ -304,18 +363,27 @@ def boot(
                     "-tpmdev", "emulator,id=tpm0,chardev=chrtpm", "-device", "tpm-tis,tpmdev=tpm0",
                 ]  # fmt: skip
             first_start = time.monotonic() if first_start is None else first_start
-            run = _run_qemu(argv, runtime, number, procs, stop_on, deadline, first_start, cancel)
+            if number:
+                sink.line(reset_line(number))
+            watch = _Watch(stop_on, stop_on_extend, runtime / "swtpm.log" if tpm else None, sink)
+            run = _run_qemu(argv, runtime, number, procs, watch, deadline, first_start, cancel)
             runs.append(run)
             stderr_path = runtime / f"qemu-{number}.stderr"
             stderrs.append(stderr_path.read_bytes().decode(errors="replace"))
-            if swtpm is not None:
-                _stop(swtpm)
             if run.ended == "exited" and procs[-1].returncode != 0 and not run.console and number == 0:
+                if swtpm is not None:
+                    _stop(swtpm)
                 raise _start_failure(procs[-1], stderr_path, runtime)
-            if run.ended == "exited" and run.exit_reason == "guest-reset" and number < resets:
+            again = run.ended == "exited" and run.exit_reason == "guest-reset" and number < resets
+            if swtpm is not None:
+                if not again and read_pcrs_after and swtpm.poll() is None:
+                    pcrs = read_pcrs(tpm_socket, pcr_banks, read_pcrs_after)
+                # QEMU shut its TPM down when it exited by itself; a stopped QEMU left swtpm running.
+                _stop(swtpm, grace=5.0 if run.ended == "exited" else 0.0)
+            if again:
                 continue
             break
-        return _combine(runs, "".join(stderrs))
+        return dataclasses.replace(_combine(runs, "".join(stderrs)), pcrs=pcrs)
     finally:
         for proc in reversed(procs):
             if proc.poll() is None:
@@ -329,7 +397,7 @@ def _run_qemu(
     runtime: Path,
     number: int,
     procs: list[subprocess.Popen[bytes]],
-    stop_on: Sequence[str],
+    watch: _Watch,
     deadline: float,
     first_start: float,
     cancel: CancelToken,
@@ -355,7 +423,7 @@ def _run_qemu(
             qemu.wait()
             raise _start_failure(qemu, stderr_path, runtime)
         console = runtime / f"console-{number}.log"
-        return _watch(qemu, qmp, console, stop_on, deadline - time.monotonic(), cancel, started - first_start)
+        return watch.run(qemu, qmp, console, deadline - time.monotonic(), cancel, started - first_start)
 
 
 def _start_failure(qemu: subprocess.Popen[bytes], stderr_path: Path, runtime: Path) -> ShieldwrightError:
@@ -369,12 +437,14 @@ def _start_failure(qemu: subprocess.Popen[bytes], stderr_path: Path, runtime: Pa
 
 
 def _stop(proc: subprocess.Popen[bytes], grace: float = 5.0) -> None:
-    """Let a process that should be exiting (swtpm after QEMU's shutdown) finish; kill it after ``grace``."""
-    try:
-        proc.wait(timeout=grace)
-    except subprocess.TimeoutExpired:
+    """Let a process that should be exiting (swtpm after QEMU's shutdown) finish; kill it after ``grace``
+    (at once with 0: swtpm writes its permanent state as it changes, so a kill loses nothing)."""
+    if grace > 0:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=grace)
+    if proc.poll() is None:
         proc.kill()
-        proc.wait()
+    proc.wait()
 
 
 def _combine(runs: Sequence[BootRun], qemu_stderr: str) -> BootResult:
@@ -520,53 +590,109 @@ def _start_swtpm(
     return proc, path
 
 
-def _watch(
-    qemu: subprocess.Popen[bytes],
-    qmp: _Qmp,
-    console_path: Path,
-    stop_on: Sequence[str],
-    timeout: float,
-    cancel: CancelToken,
-    started: float = 0.0,
-) -> BootRun:
-    """Tail the console until QEMU exits, a stop text appears, the firmware gives up, or time runs out."""
-    start = time.monotonic()
-    watched = [*stop_on, FIRMWARE_NO_BOOT_OPTION, FIRMWARE_STARTING_IMAGE, KERNEL_BANNER]
-    seen: dict[str, float] = {}
-    raw = b""
-    ended, stopped_by = "timeout", None
-    while True:
-        exited = qemu.poll() is not None  # read the console *after* this, so nothing printed is missed
-        if console_path.exists():
-            with open(console_path, "rb") as f:
-                f.seek(len(raw))
-                raw += f.read()
-        text = console_text(raw)
-        now = time.monotonic() - start
-        for marker in watched:
-            if marker not in seen and marker in text:
-                seen[marker] = round(now, 1)
-        hit = next((m for m in stop_on if m in text), None)
-        if exited:
-            ended = "exited"
-        elif hit is not None:
-            ended, stopped_by = "stop", hit
-        elif FIRMWARE_NO_BOOT_OPTION in text:
-            ended = "no-boot-option"
-        elif now > timeout:
-            ended = "timeout"
-        elif cancel.cancelled:
+class _ConsoleFeed:
+    """Hands the console to an ``on_console`` callback in whole lines, across runs."""
+
+    def __init__(self, sink: ConsoleSink | None) -> None:
+        self.sink = sink
+        self.sent = 0  # characters of the current run's console already handed over
+
+    def feed(self, text: str, *, final: bool = False) -> None:
+        if self.sink is None:
+            return
+        new = text[self.sent :]
+        cut = len(new) if final else new.rfind("\n") + 1
+        if cut:
+            self.sink(new[:cut])
+            self.sent += cut
+        if final:
+            if text and not text.endswith("\n"):
+                self.sink("\n")
+            self.sent = 0
+
+    def line(self, text: str) -> None:
+        if self.sink is not None:
+            self.sink(text + "\n")
+
+
+class _Watch:
+    """What ends one QEMU run besides QEMU exiting: stop texts on the console, a PCR extend, a timeout."""
+
+    def __init__(
+        self, stop_on: Sequence[str], stop_on_extend: ExtendStop | None, tpm_log: Path | None,
+        console: _ConsoleFeed,
+    ) -> None:  # fmt: skip
+        self.stop_on = stop_on
+        self.stop_on_extend = stop_on_extend
+        self.tail = CommandLogTail(tpm_log) if stop_on_extend is not None and tpm_log is not None else None
+        self.console = console
+
+    def extend_stop(self) -> str | None:
+        if self.tail is None or self.stop_on_extend is None:
+            return None
+        for pcr, digests in self.tail.new_extends():
+            why = self.stop_on_extend(pcr, digests)
+            if why is not None:
+                return why
+        return None
+
+    def run(
+        self,
+        qemu: subprocess.Popen[bytes],
+        qmp: _Qmp,
+        console_path: Path,
+        timeout: float,
+        cancel: CancelToken,
+        started: float = 0.0,
+    ) -> BootRun:
+        """Tail the console until QEMU exits, a stop text or extend appears, the firmware gives up, or time
+        runs out."""
+        start = time.monotonic()
+        stop_on = self.stop_on
+        watched = [*stop_on, FIRMWARE_NO_BOOT_OPTION, FIRMWARE_STARTING_IMAGE, KERNEL_BANNER]
+        seen: dict[str, float] = {}
+        raw = b""
+        ended, stopped_by = "timeout", None
+        while True:
+            exited = qemu.poll() is not None  # read the console *after* this, so nothing printed is missed
+            extend_hit = self.extend_stop()
+            if extend_hit is not None and qemu.poll() is None:
+                qemu.kill()  # at once: the guest must not run on past the measurement
+            if console_path.exists():
+                with open(console_path, "rb") as f:
+                    f.seek(len(raw))
+                    raw += f.read()
+            text = console_text(raw)
+            self.console.feed(text)
+            now = time.monotonic() - start
+            for marker in watched:
+                if marker not in seen and marker in text:
+                    seen[marker] = round(now, 1)
+            hit = next((m for m in stop_on if m in text), None)
+            if extend_hit is not None:
+                seen.setdefault(extend_hit, round(now, 1))
+                ended, stopped_by = "stop", extend_hit
+            elif exited:
+                ended = "exited"
+            elif hit is not None:
+                ended, stopped_by = "stop", hit
+            elif FIRMWARE_NO_BOOT_OPTION in text:
+                ended = "no-boot-option"
+            elif now > timeout:
+                ended = "timeout"
+            elif cancel.cancelled:
+                qemu.kill()
+                cancel.check()
+            else:
+                qmp.poll()
+                time.sleep(0.1)
+                continue
+            break
+        if qemu.poll() is None:
             qemu.kill()
-            cancel.check()
-        else:
-            qmp.poll()
-            time.sleep(0.1)
-            continue
-        break
-    if qemu.poll() is None:
-        qemu.kill()
-    qemu.wait()
-    qmp.poll()  # what QEMU said before it exited is still in the socket
-    reason = qmp.shutdown_reason if ended == "exited" else None
-    elapsed = round(time.monotonic() - start, 1)
-    return BootRun(round(started, 1), elapsed, ended, reason, stopped_by, seen, text)
+        qemu.wait()
+        self.console.feed(text, final=True)
+        qmp.poll()  # what QEMU said before it exited is still in the socket
+        reason = qmp.shutdown_reason if ended == "exited" else None
+        elapsed = round(time.monotonic() - start, 1)
+        return BootRun(round(started, 1), elapsed, ended, reason, stopped_by, seen, text)

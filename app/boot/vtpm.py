@@ -158,3 +158,43 @@ def logged_extends(commands: list[bytes]) -> list[tuple[int, dict[str, bytes]]]:
         if pcr < 24:
             out.append((pcr, digests))
     return out
+
+
+_READ_MARKER = " SWTPM_IO_Read: length "
+
+
+class CommandLogTail:
+    """The PCR extends of a growing swtpm command log (``--log level=20``), as each command completes.
+
+    Polled while the guest runs (a test boot stops at the firmware's ExitBootServices measurement): each
+    call reads what was appended since the last one and returns the extends of the commands that are now
+    complete. A command whose hex lines are still being written waits for the next call.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._offset = 0
+        self._partial_line = b""
+        self._pending = ""  # complete lines not yet returned: at most the start of one command
+
+    def new_extends(self) -> list[tuple[int, dict[str, bytes]]]:
+        try:
+            with open(self.path, "rb") as f:
+                f.seek(self._offset)
+                data = f.read()
+        except FileNotFoundError:
+            return []
+        self._offset += len(data)
+        data = self._partial_line + data
+        cut = data.rfind(b"\n") + 1
+        self._partial_line = data[cut:]
+        self._pending += data[:cut].decode("ascii", errors="replace")
+        last = self._pending.rfind(_READ_MARKER)
+        if last < 0:
+            self._pending = ""
+            return []
+        if logged_commands(self._pending[last:]):  # the last command is complete: take everything
+            text, self._pending = self._pending, ""
+        else:
+            text, self._pending = self._pending[:last], self._pending[last:]
+        return logged_extends(logged_commands(text))

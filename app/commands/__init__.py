@@ -5,4 +5,16 @@ parser, ``--help`` and each command stay light and never load Qt.
 """
 
 #: Modules under app.commands whose ``register`` adds subcommands, in help order.
-COMMAND_MODULES = ("disk", "cert", "pe", "uki", "luks", "vsc", "build", "verify", "pcr", "firmware")
+COMMAND_MODULES = (
+    "disk",
+    "cert",
+    "pe",
+    "uki",
+    "luks",
+    "vsc",
+    "build",
+    "verify",
+    "pcr",
+    "firmware",
+    "testboot",
+)

@@ -22,12 +22,9 @@ if TYPE_CHECKING:
     from app.measure.secureboot import SecureBootVariables
     from app.measure.varstore import VarStore
 
-#: ``--microsoft`` / ``--snakeoil`` / ``--empty`` → the Debian ``ovmf`` VARS file it starts from.
-BASES = {
-    "microsoft": "OVMF_VARS_4M.ms.fd",
-    "snakeoil": "OVMF_VARS_4M.snakeoil.fd",
-    "empty": "OVMF_VARS_4M.fd",
-}
+#: The stores ``vars`` starts from (app.boot.vm.VARS_TEMPLATES' keys, spelled out so ``--help`` needs no
+#: engine import; a test checks they agree).
+BASE_NAMES = ("microsoft", "snakeoil", "empty")
 #: app.measure.siglist.SHIELDWRIGHT_OWNER_GUID, spelled out so ``--help`` needs no engine import (a test
 #: checks they agree).
 DEFAULT_OWNER = "d6d93ac7-5a0b-4305-a125-a8f2f7bdafd1"
@@ -78,17 +75,17 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     base = p.add_mutually_exclusive_group(required=True)
-    for name, what in (
-        ("microsoft", "Microsoft's keys, Secure Boot on"),
-        ("snakeoil", "Debian's snakeoil key, Secure Boot on"),
-        ("empty", "no keys (setup mode)"),
+    for name, what in zip(
+        BASE_NAMES,
+        ("Microsoft's keys, Secure Boot on", "Debian's snakeoil key, Secure Boot on", "no keys (setup mode)"),
+        strict=True,
     ):
         base.add_argument(
             f"--{name}",
             dest="base",
             action="store_const",
             const=name,
-            help=f"start from {BASES[name]}: {what}",
+            help=f"start from Debian's {name} store: {what}",
         )
     p.add_argument(
         "--add-db",
@@ -136,38 +133,26 @@ def _owner(text: str) -> uuid.UUID:
 
 def cmd_vars(args: argparse.Namespace) -> int:
     # lazy: app.measure and app.signing load cryptography; the parser (and `--help`) must not
-    from cryptography.hazmat.primitives.serialization import Encoding
-
-    from app.boot.vm import OVMF_DIR
-    from app.measure.events import EFI_GLOBAL_VARIABLE, EFI_IMAGE_SECURITY_DATABASE
-    from app.measure.siglist import x509_signature_list
-    from app.measure.varstore import read_varstore, secure_boot_state
+    from app.boot.vm import OVMF_DIR, VARS_TEMPLATES
+    from app.measure.teststore import build_test_store
     from app.signing.keys import load_certificates
 
     owner = _owner(args.owner)
-    base, out = OVMF_DIR / BASES[args.base], Path(args.output)
-    if not base.is_file():
-        raise ShieldwrightError(f"{base} is not installed", "install the ovmf package (`make setup`)")
+    base, out = OVMF_DIR / VARS_TEMPLATES[args.base], Path(args.output)
     if same_file(base, out):
         raise ShieldwrightError("the output is the installed OVMF store", "give a different -o path")
     check_output(out, args.force)
-    store = read_varstore(base)
-    added: list[tuple[str, str]] = []
-    for var, vendor, paths in (
-        ("KEK", EFI_GLOBAL_VARIABLE, args.add_kek),
-        ("db", EFI_IMAGE_SECURITY_DATABASE, args.add_db),
-    ):
-        for path in paths:
-            for cert in load_certificates(path):
-                store.append(var, vendor, x509_signature_list(cert.public_bytes(Encoding.DER), owner))
-                added.append((var, cert.subject.rfc4514_string()))
-    data = store.to_bytes()
-    state = secure_boot_state(read_varstore(data))  # what we write must read back
-    write_new(out, data, args.force)
+    made = build_test_store(
+        args.base,
+        add_db=[c for path in args.add_db for c in load_certificates(path)],
+        add_kek=[c for path in args.add_kek for c in load_certificates(path)],
+        owner=owner,
+    )
+    write_new(out, made.data, args.force)
     print(out)
-    for var, subject in added:
-        print(f"added to {var}: {printable(subject)} (owner {owner})")
-    print(f"Secure Boot: {_secure_boot_text(store, state)}")
+    for var, cert in made.added:
+        print(f"added to {var}: {printable(cert.subject.rfc4514_string())} (owner {owner})")
+    print(f"Secure Boot: {_secure_boot_text(made.store, made.state)}")
     return 0
 
 

@@ -164,3 +164,21 @@ def test_pcr_predict_and_the_manifest_are_what_the_vtpm_measured(chain: ShimChai
     assert json.loads(done.stdout)["pcrs"] == {"4": read[4], "7": read[7], "11": read[11]}
     predicted = json.loads(chain.manifest.read_text())["pcr_predictions"][bank]
     assert (predicted["4"], predicted["7"], predicted["11"][""]) == (read[4], read[7], read[11])
+
+
+def test_test_boot_goes_through_the_fallback_and_reads_the_guests_pcrs(chain: ShimChainBoot) -> None:
+    """``test-boot`` with its default firmware (Microsoft's store + the UKI's signer in db, owner
+    Shieldwright's GUID: the store this module booted) goes through shim's fallback and reset, and reads
+    at ExitBootServices the PCR 4, 7 and 11 the guest's kernel read; exit 0."""
+    done = subprocess.run(
+        [sys.executable, "-m", "app", "test-boot", str(chain.template), "--json"],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    doc = json.loads(done.stdout)
+    assert doc["resets"] == 1 and doc["reached_exit_boot_services"], doc
+    read = harness.guest_pcrs(chain.last.console)["sha256"]
+    assert {n: doc["pcrs"][n]["measured"] for n in ("4", "7", "11")} == {
+        n: read[int(n)] for n in ("4", "7", "11")
+    }

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from app.boot.vtpm import CMD_SET_DATAFD, logged_commands, logged_extends, read_pcrs
+from app.boot.vtpm import CMD_SET_DATAFD, CommandLogTail, logged_commands, logged_extends, read_pcrs
 
 pytestmark = pytest.mark.slow
 
@@ -75,3 +75,48 @@ def test_pcrs_are_read_after_the_driving_client_is_gone(swtpm) -> None:  # type:
 
     extends = logged_extends(logged_commands(log.read_text()))
     assert extends == [(4, {"sha256": DIGEST})]
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 64, 4096])
+def test_a_growing_log_yields_each_extend_once_when_it_is_complete(swtpm, tmp_path: Path, chunk: int) -> None:  # type: ignore[no-untyped-def]
+    """What a test boot watches: swtpm's real log, written out in pieces of any size, gives every extend
+    exactly once and only after its last hex line is complete."""
+    path, log = swtpm
+    ctrl = socket.socket(socket.AF_UNIX)
+    ctrl.connect(str(path))
+    ctrl.sendall(struct.pack(">II", CMD_INIT, 0))
+    assert ctrl.recv(4) == bytes(4)
+    ours, theirs = socket.socketpair()
+    ctrl.sendmsg([struct.pack(">I", CMD_SET_DATAFD)],
+                 [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [theirs.fileno()]))])  # fmt: skip
+    assert ctrl.recv(4) == bytes(4)
+    ours.sendall(bytes.fromhex("80010000000c000001440000"))  # TPM2_Startup(CLEAR)
+    assert ours.recv(64)[6:10] == bytes(4)
+    second = hashlib.sha256(b"second").digest()
+    for pcr, digest in ((4, DIGEST), (5, second)):
+        ours.sendall(_extend_command(pcr, digest))
+        assert ours.recv(64)[6:10] == bytes(4)
+    for s in (ours, theirs, ctrl):
+        s.close()
+    time.sleep(0.2)
+    text = log.read_bytes()
+    flat = text.decode().replace(" ", "").replace("\n", "").lower()
+    assert _extend_command(5, second).hex() in flat  # the log holds the command's bytes as hex lines
+
+    growing = tmp_path / "growing.log"
+    growing.write_bytes(b"")
+    tail = CommandLogTail(growing)
+    seen: list[tuple[int, dict[str, bytes]]] = []
+    with open(growing, "ab") as f:
+        for at in range(0, len(text), chunk):
+            f.write(text[at : at + chunk])
+            f.flush()
+            seen += tail.new_extends()
+    seen += tail.new_extends()
+    assert seen == [(4, {"sha256": DIGEST}), (5, {"sha256": second})]
+    # Whole lines, but the second extend's last hex line missing: it is not reported yet.
+    body = text[: text.rindex(b" SWTPM_IO_Write")].rstrip(b"\n")
+    cut = body.rindex(b"\n") + 1
+    partial = tmp_path / "partial.log"
+    partial.write_bytes(text[:cut])
+    assert CommandLogTail(partial).new_extends() == [(4, {"sha256": DIGEST})]

@@ -158,3 +158,43 @@ def test_diff_names_exactly_the_changed_events(booted: dict[str, Booted]) -> Non
     assert "\\EFI\\BOOT\\BOOTX64.EFI" in changed[0][3]
     text = shieldwright("pcr", "diff", b.template, a.log, "--firmware-vars", SNAKEOIL_VARS)
     assert text.returncode == 1 and "differs  PCR 11 EV_IPL" in text.stdout
+
+
+# -- test-boot: the product's own boot-and-compare, checked against what the guest's kernel read -------
+
+
+def run_test_boot(template: Path, *args: object) -> tuple[int, dict[str, object]]:
+    done = shieldwright("test-boot", template, *args, "--json", "--timeout", 300)
+    assert done.returncode in (0, 1), done.stderr
+    return done.returncode, json.loads(done.stdout)
+
+
+def test_test_boot_reads_what_the_guest_read(booted: dict[str, Booted]) -> None:
+    """``test-boot --firmware-vars`` (sha1): the PCRs it reads from the vTPM at ExitBootServices are the
+    ones the guest's kernel read from its vTPM on the same firmware, and the prediction equals them."""
+    a = booted["A"]
+    code, doc = run_test_boot(a.template, "--firmware-vars", SNAKEOIL_VARS, "--bank", "sha1")
+    assert code == 0 and doc["match"] and doc["reached_exit_boot_services"], doc
+    pcrs = doc["pcrs"]
+    assert {n: pcrs[n]["measured"] for n in ("4", "7", "11")} == {  # type: ignore[index]
+        n: a.pcrs["sha1"][int(n)] for n in ("4", "7", "11")
+    }
+    assert pcrs["11"]["phase"] == ""  # type: ignore[index]
+
+
+def test_test_boot_defaults_to_microsoft_keys_with_the_template_signer_in_db(
+    booted: dict[str, Booted], tmp_path: Path
+) -> None:
+    """Without a store: Microsoft's store + the UKI's signer in db. PCR 4 and 11 do not depend on db and
+    equal the snakeoil boot's; PCR 7 does, and equals ``pcr predict`` on the store `firmware vars` makes."""
+    b = booted["B"]
+    code, doc = run_test_boot(b.template)
+    assert code == 0 and doc["match"], doc
+    assert "Microsoft keys + " in str(doc["firmware"]) and "SnakeOil" in str(doc["firmware"])
+    measured = {n: doc["pcrs"][n]["measured"] for n in ("4", "7", "11")}  # type: ignore[index]
+    assert measured["4"] == b.pcrs["sha256"][4] and measured["11"] == b.pcrs["sha256"][11]
+    assert measured["7"] != b.pcrs["sha256"][7]
+    store = tmp_path / "ms-plus-snakeoil.fd"
+    made = shieldwright("firmware", "vars", "--microsoft", "--add-db", vm.SNAKEOIL_CERT, "-o", store)
+    assert made.returncode == 0, made.stderr
+    assert predict(b.template, "--firmware-vars", store, bank="sha256")["pcrs"]["7"] == measured["7"]
