@@ -133,3 +133,36 @@ def test_fallback_csv_gives_the_loader_and_shims_second_stage() -> None:
     assert parse_fallback_csv(csv, "x") == ("shimx64.efi", "\\EFI\\Linux\\web.efi")
     with pytest.raises(MeasureError):
         parse_fallback_csv("\ufeffshimx64.efi\r\n".encode("utf-16-le"), "x")
+
+
+def test_the_planned_prediction_before_the_build_is_the_built_templates(
+    demo_image: Path, direct: Path, tmp_path: Path
+) -> None:
+    """What the PCR Policy page shows before anything is built (the base image's ESP with the planned files
+    over it) equals `pcr predict` on the finished template; without a profile, PCR 11 alone."""
+    from app.boot.uki import inspect_uki
+    from app.disk.esp import read_esp_file
+    from app.disk.image import open_image
+    from app.disk.layout import layout_of
+    from app.template.pcr_policy import predict_planned, the_esp
+    from app.template.recipe import BootOptions
+
+    with open_image(direct) as image:
+        layout = layout_of(image)
+        uki = read_esp_file(image, the_esp(layout), layout.sector_size, "\\EFI\\BOOT\\BOOTX64.EFI")
+    with open_image(demo_image) as image:
+        base_layout = layout_of(image)
+    assert inspect_uki(uki).sections  # the UKI the build installed
+    boot = BootOptions(install_removable=True)
+    planned = predict_planned(
+        demo_image, base_layout, boot, "probe", uki, PcrOptions(firmware_vars=SNAKEOIL_VARS)
+    )
+    done = shieldwright("pcr", "predict", direct, "--firmware-vars", SNAKEOIL_VARS, "--json")
+    doc = json.loads(done.stdout)
+    assert {str(n): v for n, v in planned.pcrs["sha256"].items()} == doc["pcrs"]
+    assert [e.to_dict("sha256")["digest"] for e in planned.events] == [e["digest"] for e in doc["events"]]
+
+    alone = predict_planned(demo_image, base_layout, boot, "probe", uki, PcrOptions())
+    assert alone.predicted_pcrs == (11,) and alone.chain is None
+    assert alone.pcrs["sha256"] == {11: doc["pcrs"]["11"]}
+    assert {e.pcr for e in alone.events} == {11}

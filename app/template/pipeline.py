@@ -31,10 +31,10 @@ from app.catalog.format import (
     sign_catalog,
     utc_now,
 )
-from app.disk.esp import DEFAULT_LOADER, list_esp, plan_esp_install, write_esp_files
+from app.disk.esp import DEFAULT_LOADER, list_esp, write_esp_files
 from app.disk.image import DiskImage, open_image
 from app.disk.layout import layout_of
-from app.disk.model import DiskLayout, Role
+from app.disk.model import DiskLayout
 from app.errors import CancelledError, OutputExistsError, ShieldwrightError
 from app.findings import Severity
 from app.luks.container import generate_recovery_key
@@ -42,8 +42,7 @@ from app.luks.kdf import KdfParams
 from app.luks.params import DEFAULT_DATA_OFFSET
 from app.luks.relaid_image import RelaidImage, encrypt_image, gpt_bytes
 from app.luks.relayout import plan_relayout
-from app.measure.chain import chain_from_esp, open_esp
-from app.measure.predict import Prediction, predict_chain
+from app.measure.predict import Prediction
 from app.measure.profile import load_profile
 from app.progress import CancelToken, Progress, ProgressState
 from app.signing.output import write_output
@@ -65,6 +64,7 @@ from app.template.manifest import (
     sha256_hex,
     sign_manifest,
 )
+from app.template.pcr_policy import planned_esp_files, predict_on_image, the_esp
 from app.template.recipe import Recipe
 
 __all__ = [
@@ -300,11 +300,10 @@ class _Build:
         self.plan = plan_relayout(
             self.layout, encrypt, DEFAULT_DATA_OFFSET, sector_size=r.encryption.sector_size
         )
-        esps = [p for p in self.layout.partitions if p.role is Role.ESP]
-        if len(esps) != 1 or esps[0].content != "fat":
-            raise BuildError("the base image has no FAT EFI System Partition to install the UKI into",
-                             "run `shieldwright inspect` on it")  # fmt: skip
-        self.esp = esps[0]
+        try:
+            self.esp = the_esp(self.layout)
+        except ShieldwrightError as exc:
+            raise BuildError(exc.message, exc.hint) from None
         self.staging = Staging(self.paths.output)
         self.input_hasher = FileHasher(self.base)
 
@@ -400,8 +399,9 @@ class _Build:
         kind, path = policy.firmware
         profile = load_profile(kind, path)
         banks = list(dict.fromkeys((*PCR_BANKS, policy.bank)))
-        with open_esp(self.image, self.esp, self.layout.sector_size, self._planned_esp_files()) as esp:
-            self.prediction = predict_chain(chain_from_esp(esp), profile, banks)
+        self.prediction = predict_on_image(
+            self.image, self.esp, self.layout.sector_size, self._planned_esp_files(), profile, banks
+        )
         for note in self.prediction.chain.notes:
             self.note(f"Boot chain: {note}")
         self.note(f"Firmware profile: {profile.description}")
@@ -520,11 +520,7 @@ class _Build:
     def _planned_esp_files(self) -> dict[str, bytes]:
         """The boot files this build installs: the UKI, shim's fallback CSV, and the UKI again as
         ``\\EFI\\BOOT\\BOOTX64.EFI`` with ``boot.install_removable``."""
-        b = self.recipe.boot
-        files = plan_esp_install(self.recipe.uki_id, self.uki.data, b.vendor_dir)
-        if b.install_removable:
-            files["\\EFI\\BOOT\\BOOTX64.EFI"] = self.uki.data
-        return files
+        return planned_esp_files(self.recipe.boot, self.recipe.uki_id, self.uki.data)
 
     def _esp(self) -> None:
         b = self.recipe.boot
