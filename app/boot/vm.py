@@ -356,7 +356,7 @@ def boot(
             argv = [*base_argv, "-serial", f"file:{runtime / f'console-{number}.log'}"]
             if tpm:
                 # A fresh swtpm per run on the same state: QEMU shuts its TPM down when it exits.
-                swtpm, tpm_socket = _start_swtpm(state, runtime, pcr_banks, cancel)
+                swtpm, tpm_socket = start_swtpm(state, runtime, pcr_banks, cancel)
                 procs.append(swtpm)
                 argv += [
                     "-chardev", f"socket,id=chrtpm,path={tpm_socket}",
@@ -549,10 +549,13 @@ class _Qmp:
         return None
 
 
-def _start_swtpm(
+def start_swtpm(
     state: Path, runtime: Path, pcr_banks: Sequence[str], cancel: CancelToken
 ) -> tuple[subprocess.Popen[bytes], Path]:
     """Manufacture the vTPM in ``state`` if it is new, then start swtpm on a control socket we bound.
+
+    Returns the process and the control socket's path (``runtime/swtpm.sock``); its command log is
+    ``runtime/swtpm.log``. The caller stops the process.
 
     swtpm wants absolute paths, and a unix socket path must stay under 108 bytes (hence a short runtime
     directory under the system temp directory). ``swtpm_setup --config /dev/null`` skips EK certificates

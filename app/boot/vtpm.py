@@ -9,9 +9,10 @@ at a chosen moment and read what the vTPM really holds. TPM structures are marsh
 from __future__ import annotations
 
 import array
+import contextlib
 import socket
 import struct
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 from tpm2_pytss.types import TPML_DIGEST, TPML_PCR_SELECTION
@@ -20,6 +21,8 @@ from app.boot.pcr import BANK_SIZES, TPM_ALG_IDS
 from app.errors import ShieldwrightError
 
 #: swtpm control commands (tpm_ioctl.h).
+CMD_INIT = 2
+CMD_SHUTDOWN = 3
 CMD_SET_DATAFD = 16
 #: TPM 2.0: TPM_ST_NO_SESSIONS, TPM_CC_PCR_Read (TPM 2.0 Part 2 §6.5, §6.9).
 _TPM_ST_NO_SESSIONS = 0x8001
@@ -41,24 +44,42 @@ def _recv_exact(sock: socket.socket, n: int) -> bytes:
     return out
 
 
-def _transmit(data: socket.socket, command: bytes) -> bytes:
+def exchange(data: socket.socket, command: bytes) -> bytes:
+    """Send one TPM command on a data channel; the whole response (header, code and body)."""
     data.sendall(command)
     header = _recv_exact(data, 10)
-    _tag, size, rc = struct.unpack(">HII", header)
+    _tag, size, _rc = struct.unpack(">HII", header)
     if size < 10 or size > 64 * 1024:
         raise VtpmError(f"swtpm answered a response of {size} bytes", "check the swtpm log")
-    body = _recv_exact(data, size - 10)
+    return header + _recv_exact(data, size - 10)
+
+
+def _transmit(data: socket.socket, command: bytes) -> bytes:
+    response = exchange(data, command)
+    (rc,) = struct.unpack_from(">I", response, 6)
     if rc != 0:
         raise VtpmError(f"the vTPM answered TPM2_PCR_Read with error 0x{rc:x}", "check the swtpm log")
-    return body
+    return response[10:]
 
 
-def read_pcrs(
-    ctrl_socket: Path, banks: Sequence[str], pcrs: Iterable[int] = range(24)
-) -> dict[str, dict[int, str]]:
-    """``{bank: {pcr: hex}}`` read with TPM2_PCR_Read from the swtpm listening on ``ctrl_socket``."""
-    wanted = sorted(set(pcrs))
-    out: dict[str, dict[int, str]] = {bank: {} for bank in banks}
+def _control(ctrl: socket.socket, command: int, payload: bytes = b"", fds: list[int] | None = None) -> None:
+    message = struct.pack(">I", command) + payload
+    if fds:
+        ctrl.sendmsg([message], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))])
+    else:
+        ctrl.sendall(message)
+    (result,) = struct.unpack(">I", _recv_exact(ctrl, 4))
+    if result != 0:
+        raise VtpmError(f"swtpm refused control command {command} (error {result})", "check the swtpm log")
+
+
+@contextlib.contextmanager
+def data_channel(ctrl_socket: Path, *, init: bool = False) -> Iterator[socket.socket]:
+    """A data channel to the swtpm listening on ``ctrl_socket`` (QEMU's way in: CMD_SET_DATAFD).
+
+    ``init``: first initialise a freshly started swtpm (CMD_INIT), as QEMU does before its first command;
+    the TPM then still needs TPM2_Startup. Leaving the block closes the channel; swtpm keeps running.
+    """
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as ctrl:
         ctrl.settimeout(_TIMEOUT)
         try:
@@ -67,31 +88,45 @@ def read_pcrs(
             raise VtpmError(
                 f"cannot reach swtpm at {ctrl_socket}: {exc.strerror}", "is swtpm running?"
             ) from None
+        if init:
+            _control(ctrl, CMD_INIT, struct.pack(">I", 0))
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         with ours, theirs:
             ours.settimeout(_TIMEOUT)
-            fds = array.array("i", [theirs.fileno()])
-            ctrl.sendmsg([struct.pack(">I", CMD_SET_DATAFD)], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds)])
-            (result,) = struct.unpack(">I", _recv_exact(ctrl, 4))
-            if result != 0:
-                raise VtpmError(f"swtpm refused the data channel (error {result})", "check the swtpm log")
-            for bank in banks:
-                todo = list(wanted)
-                while todo:  # a response carries at most 8 digests (TPML_DIGEST)
-                    selection = TPML_PCR_SELECTION.parse(f"{bank}:{','.join(str(n) for n in todo)}")
-                    payload = selection.marshal()
-                    command = struct.pack(">HII", _TPM_ST_NO_SESSIONS, 10 + len(payload), _TPM_CC_PCR_READ)
-                    body = _transmit(ours, command + payload)
-                    returned, offset = TPML_PCR_SELECTION.unmarshal(body[4:])
-                    digests, _ = TPML_DIGEST.unmarshal(body[4 + offset :])
-                    got = _selected(returned)
-                    if not got:
-                        raise VtpmError(
-                            f"the vTPM has no {bank} bank", "give the banks the vTPM was made with"
-                        )
-                    for n, digest in zip(got, digests, strict=True):
-                        out[bank][n] = bytes(digest).hex()
-                    todo = [n for n in todo if n not in got]
+            _control(ctrl, CMD_SET_DATAFD, fds=[theirs.fileno()])
+            yield ours
+
+
+def shutdown_swtpm(ctrl_socket: Path) -> None:
+    """CMD_SHUTDOWN: swtpm saves its state and exits (after the TPM itself was shut down in order)."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as ctrl:
+        ctrl.settimeout(_TIMEOUT)
+        ctrl.connect(str(ctrl_socket))
+        _control(ctrl, CMD_SHUTDOWN)
+
+
+def read_pcrs(
+    ctrl_socket: Path, banks: Sequence[str], pcrs: Iterable[int] = range(24)
+) -> dict[str, dict[int, str]]:
+    """``{bank: {pcr: hex}}`` read with TPM2_PCR_Read from the swtpm listening on ``ctrl_socket``."""
+    wanted = sorted(set(pcrs))
+    out: dict[str, dict[int, str]] = {bank: {} for bank in banks}
+    with data_channel(ctrl_socket) as ours:
+        for bank in banks:
+            todo = list(wanted)
+            while todo:  # a response carries at most 8 digests (TPML_DIGEST)
+                selection = TPML_PCR_SELECTION.parse(f"{bank}:{','.join(str(n) for n in todo)}")
+                payload = selection.marshal()
+                command = struct.pack(">HII", _TPM_ST_NO_SESSIONS, 10 + len(payload), _TPM_CC_PCR_READ)
+                body = _transmit(ours, command + payload)
+                returned, offset = TPML_PCR_SELECTION.unmarshal(body[4:])
+                digests, _ = TPML_DIGEST.unmarshal(body[4 + offset :])
+                got = _selected(returned)
+                if not got:
+                    raise VtpmError(f"the vTPM has no {bank} bank", "give the banks the vTPM was made with")
+                for n, digest in zip(got, digests, strict=True):
+                    out[bank][n] = bytes(digest).hex()
+                todo = [n for n in todo if n not in got]
     return out
 
 

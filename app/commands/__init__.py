@@ -17,4 +17,5 @@ COMMAND_MODULES = (
     "pcr",
     "firmware",
     "testboot",
+    "vtpm",
 )

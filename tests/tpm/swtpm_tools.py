@@ -55,11 +55,21 @@ def _consecutive_listeners() -> tuple[socket.socket, socket.socket]:
 
 @contextmanager
 def tools_tpm(state: Path, banks: str = "sha256") -> Iterator[ToolsTpm]:
-    """A manufactured swtpm in ``state`` (TPM2_Startup done), reachable by tpm2-tools."""
+    """A swtpm on ``state`` (manufactured there if new; TPM2_Startup done), reachable by tpm2-tools."""
     state = state.resolve()
     state.mkdir(parents=True, exist_ok=True)
-    subprocess.run(["swtpm_setup", "--tpm2", "--tpm-state", str(state), "--pcr-banks", banks,
-                    "--config", os.devnull], check=True, capture_output=True)  # fmt: skip
+    if not any(state.glob("tpm2-*.permall")):
+        setup = [
+            "swtpm_setup",
+            "--tpm2",
+            "--tpm-state",
+            str(state),
+            "--pcr-banks",
+            banks,
+            "--config",
+            os.devnull,
+        ]
+        subprocess.run(setup, check=True, capture_output=True)
     data, ctrl = _consecutive_listeners()
     with data, ctrl:
         port = data.getsockname()[1]
