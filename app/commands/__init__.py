@@ -18,4 +18,5 @@ COMMAND_MODULES = (
     "firmware",
     "testboot",
     "vtpm",
+    "provision",
 )

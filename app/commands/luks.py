@@ -165,6 +165,7 @@ def cmd_dump(args: argparse.Namespace) -> int:
     with open_image(args.image) as image:
         lp = read_luks_partition(image, args.partition)
     doc = lp.header.to_dict()
+    doc["systemd_tpm2"] = _tpm2_tokens(doc)
     if args.json:
         json.dump(doc, sys.stdout, indent=2, sort_keys=True)
         sys.stdout.write("\n")
@@ -336,8 +337,17 @@ def _print_dump(number: int, doc: dict[str, Any]) -> None:
     for ident, slot in _numbered(meta.get("keyslots")):
         print(f"  {ident}: {_t(slot.get('type'))}, {_key_bits(slot)}-bit key, {_kdf_cost(slot)}")
     print("Tokens:")
+    decoded = doc.get("systemd_tpm2") or {}
     for ident, token in _numbered(meta.get("tokens")):
         print(f"  {ident}: {_t(token.get('type'))}, keyslots {_ids(token.get('keyslots'))}")
+        tpm2 = decoded.get(ident)
+        if isinstance(tpm2, dict) and "error" in tpm2:
+            print(f"      unreadable: {_t(tpm2['error'])}")
+        elif isinstance(tpm2, dict):
+            pcrs = "+".join(str(n) for n in tpm2["pcrs"])
+            print(f"      PCRs {_t(pcrs)} ({_t(tpm2['bank'])}), policy hash {_t(tpm2['policy_hash'])}")
+            srk = f"{_t(tpm2['srk_handle'])} ({_t(tpm2['primary_alg'])})"
+            print(f"      SRK {srk}, name {_t(tpm2['srk_name'])}")
     print("Digests:")
     for ident, dig in _numbered(meta.get("digests")):
         print(
@@ -346,6 +356,22 @@ def _print_dump(number: int, doc: dict[str, Any]) -> None:
         )
     for problem in doc.get("problems") or []:
         print(f"WARNING: {_t(problem)}")
+
+
+def _tpm2_tokens(doc: dict[str, Any]) -> dict[str, dict[str, object]]:
+    """Token id → the decoded systemd-tpm2 token (PCRs, bank, policy hash, SRK), or its error."""
+    # lazy: app.tpm loads tpm2-pytss
+    from app.tpm.token import TOKEN_TYPE, TokenError, read_systemd_tpm2_token
+
+    tokens = (doc.get("metadata") or {}).get("tokens")
+    out: dict[str, dict[str, object]] = {}
+    for ident, token in (tokens or {}).items():
+        if isinstance(token, dict) and token.get("type") == TOKEN_TYPE:
+            try:
+                out[str(ident)] = read_systemd_tpm2_token(token).to_dict()
+            except TokenError as exc:
+                out[str(ident)] = {"error": exc.message}
+    return out
 
 
 def _key_bits(slot: dict[str, Any]) -> str:

@@ -224,7 +224,7 @@ def add_key(
         if len(area) != len(lp.header_area):  # pragma: no cover - the header writer keeps the size
             raise RuntimeError("add_keyslot changed the size of the header area")
         fmt = out_format or (image.format if image.format in WRITE_FORMATS else "raw")
-        patched = PatchedImage(image, lp.offset, area)
+        patched = PatchedImage(image, {lp.offset: area})
         write_image(patched, out, fmt, progress=progress, cancel=cancel, overwrite=overwrite)
     _check_written(out, lp, area)
     return out
@@ -252,29 +252,38 @@ def _check_written(out: Path, before: LuksPartition, area: bytes) -> None:
 
 
 class PatchedImage(DiskImage):
-    """``inner`` with the bytes at ``offset`` replaced by ``data``: a new header area, copied in one pass."""
+    """``inner`` with byte ranges replaced: new header areas, copied in one pass. ``patches`` maps an
+    offset to the bytes written there; the ranges must not overlap."""
 
-    def __init__(self, inner: DiskImage, offset: int, data: bytes) -> None:
+    def __init__(self, inner: DiskImage, patches: dict[int, bytes]) -> None:
         super().__init__(inner.path)
-        self.inner, self.offset, self.data = inner, offset, data
+        self.inner = inner
+        self.patches = sorted(patches.items())
+        for (a, da), (b, _) in zip(self.patches, self.patches[1:], strict=False):
+            if a + len(da) > b:
+                raise ValueError("patches overlap")
         self.format = inner.format
         self.virtual_size = inner.virtual_size
         self.declared_sector_size = inner.declared_sector_size
 
     def read(self, offset: int, length: int) -> bytes:
         self._check_range(offset, length)
-        lo, hi = max(offset, self.offset), min(offset + length, self.offset + len(self.data))
         base = self.inner.read(offset, length)
-        if lo >= hi:
-            return base
-        buf = bytearray(base)
-        buf[lo - offset : hi - offset] = self.data[lo - self.offset : hi - self.offset]
-        return bytes(buf)
+        buf: bytearray | None = None
+        for start, data in self.patches:
+            lo, hi = max(offset, start), min(offset + length, start + len(data))
+            if lo >= hi:
+                continue
+            if buf is None:
+                buf = bytearray(base)
+            buf[lo - offset : hi - offset] = data[lo - start : hi - start]
+        return base if buf is None else bytes(buf)
 
     def allocated_ranges(self) -> Iterator[tuple[int, int]]:
-        patch = (self.offset, self.offset + len(self.data))
+        spans = [(s, s + n) for s, n in self.inner.allocated_ranges()]
+        spans += [(start, start + len(data)) for start, data in self.patches]
         merged: list[list[int]] = []
-        for start, end in sorted([(s, s + n) for s, n in self.inner.allocated_ranges()] + [patch]):
+        for start, end in sorted(spans):
             if merged and start <= merged[-1][1]:
                 merged[-1][1] = max(merged[-1][1], end)
             else:

@@ -1,0 +1,114 @@
+"""``shieldwright provision``: a VM disk from a template, unlocked by the VM's vTPM in the approved state.
+
+Secrets never come from argv: the provisioning passphrase comes from ``--passphrase-file``,
+``--passphrase-env`` or a terminal prompt. Exit status: 0 written; 2 bad input, a template that fails
+verification, a wrong passphrase or a chain that cannot be predicted (nothing is written); 3 no
+``--trust`` given (and no ``--no-trust-check``); 130 cancelled.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from app.commands._overwrite import add_force_option, check_output
+from app.commands._pcr_predict import add_firmware_options, profile_from_args
+from app.commands._trust import CHAIN_RULES, add_trust_options, signer_not_checked
+from app.commands._util import TerminalProgress, add_passphrase_options, read_passphrase_buffer
+
+DESCRIPTION = f"""\
+Write VM_DISK: TEMPLATE with, in every LUKS2 container, a keyslot that the VM's vTPM unlocks, bound by a
+systemd-tpm2 token as systemd-cryptenroll writes it (systemd >= 255 unlocks it in the initrd, with no
+passphrase typed), and only while PCRs --pcrs hold the values predicted for TEMPLATE booting on the
+firmware given (PCR 11 at systemd's enter-initrd phase, when the root is unlocked). The provisioning
+passphrase's keyslot is removed, so the well-known passphrase stops working, unless --keep-passphrase;
+a recovery key's keyslot stays.
+
+TEMPLATE is verified first (GPT, ESP, signed UKIs, the signed catalog over every protected block, LUKS2
+headers) against --trust: a modified template, or one signed by anyone else, is refused and nothing is
+written. {CHAIN_RULES}
+
+--srk is the VM's Storage Root Key public key: DIR/srk.tpm2b_public from `shieldwright vtpm new DIR`,
+or `systemd-analyze srk` / `tpm2_readpublic -c 0x81000001 -f tss` run on the VM, or its PEM. Only the
+LUKS2 headers differ from TEMPLATE; VM_DISK appears only when complete; TEMPLATE is never written.
+"""
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "provision",
+        help="make a VM disk from a template: sealed to the VM's vTPM, unlocked in the approved boot state",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("template", help="template image (raw, qcow2, vhdx, vhd)")
+    p.add_argument("--srk", required=True, help="the VM's SRK public key (a TPM2B_PUBLIC or PEM file)")
+    add_passphrase_options(p, "passphrase", "the template's provisioning keyslot (default: prompt)")
+    add_trust_options(p, "--trust", what="the template's UKIs and catalog", repeatable=True)
+    p.add_argument(
+        "--pcrs", default="4,7,11", metavar="LIST",
+        help="PCRs the key is sealed to, comma-separated, a subset of 4,7,11 (default 4,7,11)",
+    )  # fmt: skip
+    add_firmware_options(p, required=True)
+    p.add_argument("--bank", default="sha256", choices=("sha256", "sha1"), help="PCR bank (default sha256)")
+    p.add_argument("--keep-passphrase", action="store_true",
+                   help="keep the provisioning passphrase's keyslot (default: remove it)")  # fmt: skip
+    p.add_argument("--format", choices=("raw", "vhdx", "vhd", "qcow2"),
+                   help="output format (default: the template's format)")  # fmt: skip
+    p.add_argument("-o", "--output", required=True, metavar="VM_DISK", help="the VM disk to write")
+    add_force_option(p, "VM_DISK")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(func=cmd_provision)
+
+
+def _pcr_list(text: str) -> list[int]:
+    from app.errors import ShieldwrightError  # lazy: keeps --help light
+
+    try:
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise ShieldwrightError(f"--pcrs {text!r} is not a list of PCRs", "e.g. --pcrs 4,7,11") from None
+
+
+def cmd_provision(args: argparse.Namespace) -> int:
+    # lazy: the engine loads cryptography and tpm2-pytss; the parser (and `--help`) must not
+    from app.errors import ShieldwrightError
+    from app.signing.keys import load_certificates
+    from app.template.provision import ProvisionRequest, check_pcrs, provision
+    from app.tpm.srk import load_srk
+
+    if not args.trust and not args.no_trust_check:
+        raise signer_not_checked("--trust")
+    pcrs = check_pcrs(_pcr_list(args.pcrs))
+    out = check_output(args.output, args.force)
+    srk = load_srk(args.srk)
+    trusted = [c for path in args.trust for c in load_certificates(path)] if args.trust else None
+    profile = profile_from_args(args)
+    passphrase = read_passphrase_buffer(args, "passphrase", prompt="The template's provisioning passphrase: ")
+    if passphrase is None:
+        raise ShieldwrightError("no provisioning passphrase", "give --passphrase-file or --passphrase-env")
+    request = ProvisionRequest(
+        args.template, out, srk, profile, pcrs=pcrs, bank=args.bank, keep_passphrase=args.keep_passphrase,
+        out_format=args.format, trusted=trusted, accept_any_signer=args.no_trust_check, overwrite=args.force,
+    )  # fmt: skip
+    progress = TerminalProgress()
+    try:
+        result = provision(request, passphrase, progress=progress)
+    finally:
+        passphrase[:] = bytes(len(passphrase))
+        progress.close()
+    if args.json:
+        json.dump(result.to_dict(), sys.stdout, indent=2)
+        print()
+        return 0
+    print(result.output)
+    selection = ",".join(map(str, pcrs))
+    print(f"Sealed to {srk.describe()}, PCRs {selection} ({args.bank}), policy {result.policy_hash}")
+    for n, value in sorted(result.pcr_values.items()):
+        note = " (after enter-initrd)" if n == 11 else ""
+        print(f"  PCR {n:>2}: {value}{note}")
+    for c in result.containers:
+        removed = "" if c.removed_keyslot is None else f"; provisioning keyslot {c.removed_keyslot} removed"
+        print(f"Partition {c.partition}: TPM keyslot {c.tpm_keyslot}, token {c.token_id}{removed}")
+    return 0

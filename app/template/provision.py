@@ -1,0 +1,258 @@
+"""Provision a VM disk from a template: its LUKS2 containers unlock with the VM's vTPM, and only in the
+boot state the owner approved.
+
+What Microsoft's fabric does at provisioning and the confidential images rely on, done offline on the
+image file: the template is verified first (its signed catalog and UKIs against a trusted signer — a
+modified template is refused), then each encrypted container gets a keyslot whose passphrase is a fresh
+random secret sealed to the VM's SRK under a PolicyPCR of the predicted PCRs, bound by a ``systemd-tpm2``
+token exactly as ``systemd-cryptenroll --tpm2-device-key`` writes it; the provisioning passphrase's
+keyslot is then removed (the well-known passphrase stops working) unless it is to be kept. A recovery
+key's keyslot stays. Only the LUKS2 header areas differ from the template, so the cost is one
+verification pass and one sparse copy; the output appears only complete, the template is never written.
+
+PCR 11 is sealed at its ``enter-initrd`` value: systemd-pcrphase-initrd extends it before cryptsetup runs
+(reference/tpm-unlock.md). PCRs other than 4, 7 and 11 are refused — 5 (the GPT), 10 (IMA) and 15
+(machine id, root file system, volume key) change on every boot or after the unlock.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cryptography import x509
+
+from app.boot.pcr import extend
+from app.disk.image import WRITE_FORMATS, DiskImage, open_image
+from app.disk.layout import layout_of
+from app.disk.writers import write_image
+from app.errors import ShieldwrightError, WrongPassphraseError
+from app.luks.container import (
+    LuksHeader,
+    add_keyslot,
+    add_token,
+    read_header,
+    remove_keyslot,
+    unlock_keyslot,
+    wipe,
+)
+from app.luks.imageops import PatchedImage, read_luks_partition
+from app.luks.kdf import PBKDF2_MIN_ITERATIONS, KdfParams
+from app.measure.predict import PREDICTED_PCRS, Prediction, predict_template
+from app.measure.profile import FirmwareProfile
+from app.progress import CancelToken, NullProgress, Progress
+from app.template.build.export import check_format, export
+from app.template.build.staging import Staging
+from app.template.verify import TemplateReport, verify_template
+from app.tpm.policy import policy_pcr_digest
+from app.tpm.seal import seal_to_srk
+from app.tpm.srk import Srk
+from app.tpm.token import keyslot_passphrase, systemd_tpm2_token
+
+#: The systemd boot phase whose PCR 11 value is current when the root is unlocked.
+UNLOCK_PHASE = "enter-initrd"
+#: PCRs a template's policy can bind (those we predict); why the others are refused.
+SEALABLE_PCRS = PREDICTED_PCRS
+NEVER_SEAL = {
+    5: "it holds the GPT, which changes with the partition table",
+    10: "IMA extends it differently on every boot",
+    15: "systemd extends it with the machine id, the root file system and the volume key after the unlock",
+}
+#: systemd's keyslot KDF for a high-entropy secret (cryptsetup_set_minimal_pbkdf: PBKDF2-SHA512, 1000).
+TPM_KEYSLOT_KDF = KdfParams.pbkdf2(iterations=PBKDF2_MIN_ITERATIONS, hash="sha512")
+
+
+class ProvisionError(ShieldwrightError):
+    """A template that cannot be provisioned as asked."""
+
+
+@dataclass(frozen=True)
+class ProvisionRequest:
+    """Everything a provisioning needs except the provisioning passphrase."""
+
+    template: Path
+    output: Path
+    srk: Srk
+    profile: FirmwareProfile
+    pcrs: tuple[int, ...] = PREDICTED_PCRS
+    bank: str = "sha256"
+    keep_passphrase: bool = False
+    out_format: str | None = None
+    trusted: Sequence[x509.Certificate] | None = None
+    accept_any_signer: bool = False
+    overwrite: bool = False
+
+
+@dataclass(frozen=True)
+class ProvisionedContainer:
+    partition: int
+    tpm_keyslot: int
+    token_id: int
+    removed_keyslot: int | None
+    kept_keyslots: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class ProvisionResult:
+    output: Path
+    format: str
+    policy_hash: str
+    pcr_values: dict[int, str]
+    containers: tuple[ProvisionedContainer, ...]
+    verification: TemplateReport
+    prediction: Prediction = field(repr=False)
+
+    def to_dict(self) -> dict[str, object]:
+        """The ``provision --json`` document."""
+        return {
+            "output": str(self.output),
+            "format": self.format,
+            "policy_hash": self.policy_hash,
+            "pcrs": {str(n): v for n, v in sorted(self.pcr_values.items())},
+            "bank": self.prediction.banks[0],
+            "containers": [dataclasses.asdict(c) for c in self.containers],
+        }
+
+
+def check_pcrs(pcrs: Sequence[int]) -> tuple[int, ...]:
+    """The policy's PCR selection, sorted; refuses PCRs we do not predict (and says why for 5/10/15)."""
+    chosen = tuple(sorted(set(pcrs)))
+    if not chosen:
+        raise ProvisionError("no PCRs selected", "seal to 4, 7 and 11 (the default), or a subset")
+    for n in chosen:
+        if n in NEVER_SEAL:
+            raise ProvisionError(f"PCR {n} cannot be sealed to: {NEVER_SEAL[n]}", "use 4, 7 and 11")
+        if n not in SEALABLE_PCRS:
+            raise ProvisionError(f"PCR {n} is not predicted", "seal to a subset of 4, 7 and 11")
+    return chosen
+
+
+def sealed_values(prediction: Prediction, pcrs: Sequence[int], bank: str) -> dict[int, str]:
+    """The PCR values the VM's vTPM holds when systemd unlocks the root: PCR 11 after ``enter-initrd``."""
+    values = {n: prediction.pcrs[bank][n] for n in pcrs}
+    if 11 in values:
+        values[11] = extend(bank, values[11], UNLOCK_PHASE.encode())
+    return values
+
+
+def provision(
+    request: ProvisionRequest,
+    passphrase: bytes | bytearray,
+    *,
+    progress: Progress | None = None,
+    cancel: CancelToken | None = None,
+) -> ProvisionResult:
+    """Write ``request.output``: the template with a vTPM-sealed keyslot and token in every LUKS2
+    container (see the module doc). Nothing is written unless every step succeeds."""
+    progress = progress or NullProgress()
+    cancel = cancel or CancelToken()
+    pcrs = check_pcrs(request.pcrs)
+    template, output = Path(request.template), Path(request.output)
+    if output.resolve() == template.resolve():
+        raise ProvisionError(
+            "the output is the template itself", "a template is never modified; give a new file"
+        )
+    with open_image(template) as image:
+        fmt = check_format(request.out_format or (image.format if image.format in WRITE_FORMATS else "raw"))
+    if output.exists() and not request.overwrite:
+        raise ProvisionError(f"{output} already exists", "choose another output, or allow overwriting")
+
+    report = verify_template(
+        template, trusted=request.trusted, progress=progress, cancel=cancel,
+        accept_any_signer=request.accept_any_signer,
+    )  # fmt: skip
+    if not report.ok:
+        first = report.failed[0]
+        raise ProvisionError(
+            f"the template failed verification: {first.name}: {first.detail}",
+            "only a template that verifies is provisioned; run `shieldwright verify` for every check",
+        )
+    cancel.check()
+    prediction = predict_template(template, request.profile, [request.bank])
+    values = sealed_values(prediction, pcrs, request.bank)
+    policy = policy_pcr_digest(request.bank, values)
+
+    progress.begin("Sealing keys to the vTPM", 1)
+    with open_image(template) as image:
+        patches, containers = _new_headers(image, request, passphrase, pcrs, policy)
+        progress.update(1)
+        cancel.check()
+        staging = Staging(output)
+        try:
+            staged = staging.path("disk." + fmt)
+            raw = staging.path("disk.raw") if fmt == "qcow2" else staged
+            write_image(PatchedImage(image, patches), raw, "raw" if fmt == "qcow2" else fmt,
+                        progress=progress, cancel=cancel)  # fmt: skip
+            if fmt == "qcow2":
+                export(raw, staged, fmt, progress=progress, cancel=cancel)
+            _check_written(staged, patches)
+            staging.commit([(staged, output)], overwrite=request.overwrite)
+        finally:
+            staging.remove()
+    return ProvisionResult(output, fmt, policy.hex(), values, containers, report, prediction)
+
+
+def _new_headers(
+    image: DiskImage, request: ProvisionRequest, passphrase: bytes | bytearray, pcrs: tuple[int, ...],
+    policy: bytes,
+) -> tuple[dict[int, bytes], tuple[ProvisionedContainer, ...]]:  # fmt: skip
+    """Each LUKS2 container's new header area (by its byte offset on the disk) and what changed."""
+    layout = layout_of(image)
+    luks = [p for p in layout.partitions if p.content == "luks2"]
+    if not luks:
+        raise ProvisionError(
+            "the template has no LUKS2 container", "provision a template `shieldwright build` made"
+        )
+    patches: dict[int, bytes] = {}
+    done: list[ProvisionedContainer] = []
+    for part in luks:
+        lp = read_luks_partition(image, part.number)
+        try:
+            opened, key = unlock_keyslot(lp.header_area, passphrase)
+        except WrongPassphraseError:
+            raise ProvisionError(
+                f"the provisioning passphrase does not open partition {part.number}",
+                "give the passphrase the template was built with",
+            ) from None
+        sealed = seal_to_srk(request.srk, policy)
+        secret = keyslot_passphrase(sealed.secret)
+        try:
+            before = set(lp.header.keyslots)
+            area = add_keyslot(lp.header_area, key, secret, TPM_KEYSLOT_KDF)
+        finally:
+            wipe(key)
+            wipe(secret)
+            wipe(sealed.secret)
+        slot = _only(set(_header(area).keyslots) - before)
+        token = systemd_tpm2_token(sealed, request.srk, pcrs, request.bank, policy)
+        area, token_id = add_token(area, token, [slot])
+        removed = None
+        if not request.keep_passphrase:
+            area = remove_keyslot(area, opened)
+            removed = opened
+        kept = tuple(sorted(_header(area).keyslots))
+        patches[lp.offset] = area
+        done.append(ProvisionedContainer(part.number, slot, token_id, removed, kept))
+    return patches, tuple(done)
+
+
+def _header(area: bytes) -> LuksHeader:
+    return read_header(lambda off, n: area[off : off + n])
+
+
+def _only(ids: set[int]) -> int:
+    (slot,) = ids
+    return slot
+
+
+def _check_written(path: Path, patches: dict[int, bytes]) -> None:
+    """Re-read the written disk: every new header area is where it belongs, byte for byte."""
+    with open_image(path) as image:
+        for offset, area in patches.items():
+            if image.read(offset, len(area)) != area:
+                raise ProvisionError(
+                    f"the new LUKS2 header at byte {offset} did not read back from the output",
+                    "nothing was kept; please report this",
+                )
