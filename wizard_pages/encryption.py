@@ -75,8 +75,10 @@ class EncryptionPage(WizardPage):
         self.setTitle(self.tr("Encryption"))
         self.setSubTitle(
             self.tr(
-                "The partitions to protect become LUKS2 containers. The provisioning passphrase lets the "
-                "provisioning service open them once; after that a TPM-sealed keyslot takes over."
+                "The partitions to protect become LUKS2 containers. The provisioning passphrase (and the "
+                "recovery key, if you add one) opens them until a VM disk is provisioned from the template "
+                "(`shieldwright provision`): that adds a keyslot sealed to the VM's TPM and removes the "
+                "passphrase."
             )
         )
         self.choice: EncryptionChoice = state.encryption or EncryptionChoice()
@@ -453,7 +455,7 @@ class EncryptionPage(WizardPage):
         status = self.recovery_status
         if not choice.recovery_key:
             status.set_note(
-                self.tr("No recovery key: only the passphrase (and later the TPM) opens the disks.")
+                self.tr("No recovery key: only the provisioning passphrase opens the encrypted partitions.")
             )
         elif acknowledged:
             status.set_note(self.tr("✓ Recovery key stored. It will not be shown again."), plain=True)

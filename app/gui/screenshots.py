@@ -1,8 +1,10 @@
 """``python -m app.gui.screenshots OUTDIR IMAGE``: render the wizard's pages to PNGs for the docs.
 
 Drives a real wizard offscreen through every page on IMAGE with the real engine - a throw-away signing
-certificate, a UKI, a calibrated KDF, a catalog, then a build into a temporary folder (reads slowed down
-to catch Generate mid-write) - and saves ``OUTDIR/<page>.png`` for each page (``make screenshots``).
+certificate, a UKI, a PCR policy on a variable store that trusts that certificate (compared with a captured
+event log of another boot), a calibrated KDF, a catalog, then a build into a temporary folder (reads slowed
+down to catch Generate mid-write) and a real test boot of it - and saves ``OUTDIR/<page>.png`` for each page
+(``make screenshots``).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from app.gui.application import create_application
 from app.gui.state import OutputChoice
 from app.gui.tasks import TaskRunner
 from app.gui.wizard import PageId, ShieldwrightWizard
+from app.measure.teststore import build_test_store
 from app.signing import keys
 from app.signing.signer import KeySigner
 from app.template.recipe import OutputOptions
@@ -32,6 +35,10 @@ from wizard_pages.certificates import Role
 
 #: The size the documentation screenshots are taken at (logical pixels).
 SCREENSHOT_SIZE = (1000, 640)
+#: A real boot's TCG event log (tests/data/eventlogs: another UKI, on Debian's snakeoil keys) to compare with.
+SAMPLE_EVENT_LOG = (
+    Path(__file__).resolve().parents[2] / "tests" / "data" / "eventlogs" / "ovmf-snakeoil-uki.bin"
+)
 
 
 def _spin_until(app: QApplication, done: Callable[[], bool], timeout: float) -> bool:
@@ -50,6 +57,8 @@ def take_screenshots(outdir: Path, image: Path, timeout: float = 60.0) -> list[P
     executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="shieldwright-shot")
     runner = TaskRunner(executor, app)
     wizard = ShieldwrightWizard(runner)
+    # The PCR policy's variable store must outlive the build (the recipe names it).
+    store_dir = tempfile.TemporaryDirectory(prefix="shieldwright-shot-")
     try:
         wizard.resize(*SCREENSHOT_SIZE)
         wizard.show()
@@ -71,6 +80,7 @@ def take_screenshots(outdir: Path, image: Path, timeout: float = 60.0) -> list[P
             raise SystemExit(f"screenshots: cannot write {out}")
         shots = [out, _certificates_screenshot(app, wizard, outdir, timeout)]
         shots.append(_boot_image_screenshot(app, wizard, outdir, timeout))
+        shots.append(_pcr_policy_screenshot(app, wizard, outdir, timeout, Path(store_dir.name)))
         shots.append(_encryption_screenshot(app, wizard, outdir, timeout))
         shots.append(_catalog_screenshot(app, wizard, outdir, timeout))
         shots.extend(_build_screenshots(app, wizard, outdir, timeout))
@@ -79,6 +89,7 @@ def take_screenshots(outdir: Path, image: Path, timeout: float = 60.0) -> list[P
         runner.shutdown()
         wizard.close()
         wizard.deleteLater()
+        store_dir.cleanup()
 
 
 def _certificates_screenshot(
@@ -126,6 +137,61 @@ def _boot_image_screenshot(
     out = outdir / "boot-image.png"
     if not wizard.grab().save(str(out)):
         raise SystemExit(f"screenshots: cannot write {out}")
+    return out
+
+
+def _pcr_policy_screenshot(
+    app: QApplication, wizard: ShieldwrightWizard, outdir: Path, timeout: float, store_dir: Path
+) -> Path:
+    """The PCR policy page on the target's variable store - Microsoft's keys with the generated certificate
+    added to db, as ``shieldwright firmware vars`` makes it - compared with a captured log of another boot."""
+    wizard.setCurrentId(PageId.PCR_POLICY)  # initializes it, like Next
+    page = wizard.pcr_policy_page
+    if wizard.currentId() != PageId.PCR_POLICY:
+        raise SystemExit("screenshots: the wizard did not move to the PCR policy page")
+    signer = wizard.state.uefi_signing.signer if wizard.state.uefi_signing is not None else None
+    if signer is None:
+        raise SystemExit("screenshots: no UEFI signing key is loaded")
+    store = store_dir / "target-vars.fd"
+    store.write_bytes(build_test_store("microsoft", add_db=[signer.certificate]).data)
+    page.removable_check.setChecked(True)  # the demo ESP starts systemd-boot: firmware must find the UKI
+    page.set_profile("vars", store)
+    if not _spin_until(app, lambda: not page.is_busy(), timeout):
+        raise SystemExit("screenshots: the PCR prediction did not finish")
+    if page.prediction() is None:
+        raise SystemExit(f"screenshots: PCR prediction failed: {page.error_panel.message_label.text()}")
+    if SAMPLE_EVENT_LOG.is_file():  # in a source checkout
+        page.compare_with(SAMPLE_EVENT_LOG)
+        if not _spin_until(app, lambda: not page.is_busy(), timeout) or page.comparison() is None:
+            raise SystemExit(f"screenshots: comparing failed: {page.error_panel.message_label.text()}")
+    # PCR 4 and 11 open (the boot applications and the UKI's sections), PCR 7's variables folded away.
+    page.tree.setFocus()
+    for pcr, expanded in ((4, True), (7, False), (11, True)):
+        item = page.tree.pcr_item(pcr)
+        if item is not None:
+            item.setExpanded(expanded)
+            if pcr == 4:
+                page.tree.setCurrentItem(item)
+    _spin_until(app, lambda: False, 0.3)
+    return _grab(wizard, outdir / "pcr-policy.png")
+
+
+def _test_boot_screenshot(
+    app: QApplication, wizard: ShieldwrightWizard, outdir: Path, template: Path
+) -> Path:
+    """The Test boot dialog after a real boot of the template just built, on the PCR policy's store."""
+    dialog = wizard.pcr_policy_page.start_test_boot(template)
+    dialog.resize(*SCREENSHOT_SIZE)
+    if not _spin_until(app, lambda: not dialog.is_running(), 600):
+        raise SystemExit("screenshots: the test boot did not finish")
+    if dialog.boot_result is None:
+        raise SystemExit(f"screenshots: the test boot failed: {dialog.status_label.text()}")
+    dialog.close_button.setFocus()
+    _spin_until(app, lambda: False, 0.3)
+    out = outdir / "test-boot.png"
+    if not dialog.grab().save(str(out)):
+        raise SystemExit(f"screenshots: cannot write {out}")
+    dialog.close()
     return out
 
 
@@ -185,7 +251,8 @@ def _grab(wizard: ShieldwrightWizard, out: Path) -> Path:
 def _build_screenshots(
     app: QApplication, wizard: ShieldwrightWizard, outdir: Path, timeout: float
 ) -> list[Path]:
-    """Review, Generate (mid-run, in the write step) and Finished (the build's digests, verified), for real.
+    """Review, Generate (mid-run, in the write step), Finished (the build's digests, verified) and a test boot
+    of the template, for real.
 
     The template is written to a temporary folder (deleted afterwards). To catch Generate mid-run, the
     worker threads' reads of the base image are slowed down until the write step is well under way; the
@@ -263,6 +330,7 @@ def _build_screenshots(
         finished.verify_button.setFocus()
         _spin_until(app, lambda: False, 0.3)
         shots.append(_grab(wizard, outdir / "finished.png"))
+        shots.append(_test_boot_screenshot(app, wizard, outdir, output))
     return shots
 
 

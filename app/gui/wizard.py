@@ -18,6 +18,7 @@ from wizard_pages.certificates import CertificatesPage
 from wizard_pages.encryption import EncryptionPage
 from wizard_pages.finished import FinishedPage
 from wizard_pages.generate import GeneratePage
+from wizard_pages.pcr_policy import PcrPolicyPage
 from wizard_pages.review import ReviewPage
 
 __all__ = ["PageId", "ShieldwrightWizard", "StepList", "WizardState"]
@@ -130,7 +131,8 @@ class ShieldwrightWizard(QWizard):
         self.setPage(PageId.CERTIFICATES, self.certificates_page)
         self.boot_image_page = BootImagePage(self.state, runner, self)
         self.setPage(PageId.BOOT_IMAGE, self.boot_image_page)
-        # PCR policy (id 40) is not built yet; QWizard goes by id order.
+        self.pcr_policy_page = PcrPolicyPage(self.state, runner, self)
+        self.setPage(PageId.PCR_POLICY, self.pcr_policy_page)
         self.encryption_page = EncryptionPage(self.state, runner, self)
         self.setPage(PageId.ENCRYPTION, self.encryption_page)
         self.catalog_page = CatalogPage(self.state, runner, self)

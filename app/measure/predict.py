@@ -144,13 +144,14 @@ def _sbat_level(app: BootApp, banks: Sequence[str]) -> Event:
 
 
 def pcr11_events(uki: UkiInfo, banks: Sequence[str]) -> list[Event]:
-    """The stub's EV_IPL events: for each measured section in its order, H(name NUL) then H(contents)."""
+    """The stub's EV_IPL events: for each measured section in its order, H(name NUL) then H(contents)
+    (described as ``".linux (name)"`` and ``".linux"``; the stub logs the name for both)."""
     try:
         measured = uki_measurements(uki)
     except ShieldwrightError as exc:
         raise MeasureError(exc.message, exc.hint) from None
     out: list[Event] = []
     for name, contents in measured:
-        out.append(Event(11, EventType.EV_IPL, hashes(name.encode() + b"\0", banks), name, "uki"))
+        out.append(Event(11, EventType.EV_IPL, hashes(name.encode() + b"\0", banks), f"{name} (name)", "uki"))
         out.append(Event(11, EventType.EV_IPL, {b: contents.digest(b) for b in banks}, name, "uki"))
     return out

@@ -436,6 +436,13 @@ def _same_path(a: Path | None, b: Path | None) -> bool:
         return False
 
 
+def pcr_problems(p: PcrOptions) -> list[Problem]:
+    """The problems of ``[pcr]`` alone (what the PCR Policy page checks as the user edits it)."""
+    out = _Problems()
+    _pcr(out, p)
+    return list(out)
+
+
 def _pcr(out: _Problems, p: PcrOptions) -> None:
     given = [k for k in ("firmware_vars", "firmware_log", "firmware_certs") if getattr(p, k) is not None]
     if len(given) > 1:
