@@ -595,13 +595,17 @@ def add_keyslot(
     volume_key: bytes | bytearray,
     passphrase: Passphrase,
     kdf: KdfParams,
+    *,
+    key_checked: bool = False,
 ) -> bytes:
     """A copy of ``header_area`` with one more keyslot (the lowest free id) for ``passphrase``.
 
     ``volume_key`` must be this container's (checked against the digest): get it with :func:`unlock`.
+    ``key_checked``: it came from :func:`unlock_keyslot` on this very header, which checked it already
+    (the digest's PBKDF2 is the expensive part of adding a keyslot with a minimal KDF).
     """
     meta, header = _meta_of(header_area)
-    if not _check_volume_key(header, volume_key):
+    if not key_checked and not _check_volume_key(header, volume_key):
         raise LuksError("the volume key does not belong to this container")
     area = bytearray(header_area)
     _write_slot(header, meta, area, volume_key, passphrase, kdf)

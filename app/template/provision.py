@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,8 +28,8 @@ from cryptography import x509
 from app.boot.pcr import extend
 from app.disk.image import WRITE_FORMATS, DiskImage, open_image
 from app.disk.layout import layout_of
-from app.disk.writers import write_image
-from app.errors import ShieldwrightError, WrongPassphraseError
+from app.disk.writers import copy_raw, patch_file, write_image
+from app.errors import CancelledError, ShieldwrightError, WrongPassphraseError
 from app.luks.container import (
     LuksHeader,
     add_keyslot,
@@ -159,39 +160,92 @@ def provision(
     if output.exists() and not request.overwrite:
         raise ProvisionError(f"{output} already exists", "choose another output, or allow overwriting")
 
-    report = verify_template(
-        template, trusted=request.trusted, progress=progress, cancel=cancel,
-        accept_any_signer=request.accept_any_signer,
-    )  # fmt: skip
+    with open_image(template) as image:
+        source_format = image.format
+    # Three things at once, each only reading the template: the verification (one hashing thread), the
+    # copy of the disk (in the kernel, for a raw template), and here the prediction and the new LUKS2
+    # headers (their KDF work releases the GIL). The output is published only if the template verified;
+    # a failed verification stops the copy, and nothing is left.
+    stop = _LinkedCancel(cancel)
+    staging = Staging(output)
+    pool = ThreadPoolExecutor(2, thread_name_prefix="provision")
+    try:
+        verifying = pool.submit(verify_template, template, trusted=request.trusted, cancel=stop, jobs=1,
+                                accept_any_signer=request.accept_any_signer)  # fmt: skip
+        verifying.add_done_callback(lambda job: stop.cancel() if _failed(job) else None)
+        staged = staging.path("disk." + fmt)
+        raw = staging.path("disk.raw") if fmt == "qcow2" else staged  # qcow2: raw first, then qemu-img
+        copying = None
+        if source_format == "raw" and fmt in ("raw", "qcow2"):
+            copying = pool.submit(copy_raw, template, raw, progress=progress, cancel=stop, fsync=False)
+        error: BaseException | None = None
+        try:
+            prediction = predict_template(template, request.profile, [request.bank])
+            values = sealed_values(prediction, pcrs, request.bank)
+            policy = policy_pcr_digest(request.bank, values)
+            with open_image(template) as image:
+                patches, containers = _new_headers(image, request, passphrase, pcrs, policy)
+                if copying is None:
+                    out_fmt = "raw" if fmt == "qcow2" else fmt
+                    write_image(PatchedImage(image, patches), raw, out_fmt, progress=progress, cancel=stop)
+            if copying is not None:
+                copying.result()
+                patch_file(raw, patches)
+            if fmt == "qcow2":
+                export(raw, staged, fmt, progress=progress, cancel=stop)
+        except BaseException as exc:  # reported after the verification's verdict, which comes first
+            error = exc
+            stop.cancel()
+        try:
+            report = _verdict(verifying)
+        except CancelledError:
+            if error is not None and not cancel.cancelled:
+                raise error from None  # we stopped the verification because of this error
+            raise
+        cancel.check()
+        if error is not None:
+            raise error
+        _check_written(staged, patches)
+        staging.commit([(staged, output)], overwrite=request.overwrite)
+    finally:
+        stop.cancel()
+        pool.shutdown(wait=True)
+        staging.remove()
+    return ProvisionResult(output, fmt, policy.hex(), values, containers, report, prediction)
+
+
+class _LinkedCancel(CancelToken):
+    """Cancelled by its own :meth:`cancel` or by the user's token: stops the copy when the verification
+    fails, and both when the user cancels."""
+
+    def __init__(self, parent: CancelToken) -> None:
+        super().__init__()
+        self.parent = parent
+
+    @property
+    def cancelled(self) -> bool:
+        return super().cancelled or self.parent.cancelled
+
+    def check(self) -> None:
+        if self.parent.cancelled:
+            self.parent.check()
+        super().check()
+
+
+def _failed(job: Future[TemplateReport]) -> bool:
+    return job.cancelled() or job.exception() is not None or not job.result().ok
+
+
+def _verdict(job: Future[TemplateReport]) -> TemplateReport:
+    """The verification's report; ProvisionError naming the first failed check."""
+    report = job.result()
     if not report.ok:
         first = report.failed[0]
         raise ProvisionError(
             f"the template failed verification: {first.name}: {first.detail}",
             "only a template that verifies is provisioned; run `shieldwright verify` for every check",
         )
-    cancel.check()
-    prediction = predict_template(template, request.profile, [request.bank])
-    values = sealed_values(prediction, pcrs, request.bank)
-    policy = policy_pcr_digest(request.bank, values)
-
-    progress.begin("Sealing keys to the vTPM", 1)
-    with open_image(template) as image:
-        patches, containers = _new_headers(image, request, passphrase, pcrs, policy)
-        progress.update(1)
-        cancel.check()
-        staging = Staging(output)
-        try:
-            staged = staging.path("disk." + fmt)
-            raw = staging.path("disk.raw") if fmt == "qcow2" else staged
-            write_image(PatchedImage(image, patches), raw, "raw" if fmt == "qcow2" else fmt,
-                        progress=progress, cancel=cancel)  # fmt: skip
-            if fmt == "qcow2":
-                export(raw, staged, fmt, progress=progress, cancel=cancel)
-            _check_written(staged, patches)
-            staging.commit([(staged, output)], overwrite=request.overwrite)
-        finally:
-            staging.remove()
-    return ProvisionResult(output, fmt, policy.hex(), values, containers, report, prediction)
+    return report
 
 
 def _new_headers(
@@ -220,7 +274,7 @@ def _new_headers(
         secret = keyslot_passphrase(sealed.secret)
         try:
             before = set(lp.header.keyslots)
-            area = add_keyslot(lp.header_area, key, secret, TPM_KEYSLOT_KDF)
+            area = add_keyslot(lp.header_area, key, secret, TPM_KEYSLOT_KDF, key_checked=True)
         finally:
             wipe(key)
             wipe(secret)
