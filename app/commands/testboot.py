@@ -26,8 +26,17 @@ with `shieldwright firmware vars`). QEMU uses KVM when /dev/kvm is usable, softw
 PCR 11 is predicted at kernel start; on a fast machine the kernel may reach systemd's first boot
 phase before the boot is stopped, and the table says which phase value PCR 11 matched.
 
-Exit status: 0 PCR 4, 7 and 11 match; 1 a PCR differs or the boot did not reach ExitBootServices; 2 the
-chain cannot be predicted or a tool is missing.
+With --vtpm DIR (a VM's vTPM state, as `vtpm new DIR` made it) TEMPLATE is a VM disk provisioned for
+that VM (`shieldwright provision`): it boots on a copy of DIR (DIR is never written) past
+ExitBootServices until systemd unlocks the root with the vTPM (the first PCR 15 measurement, or
+"Finished systemd-cryptsetup" on the console) or says it cannot (its cryptsetup unit fails, or it
+asks for a passphrase). The PCRs compared are replayed from what the vTPM was asked to extend up to
+ExitBootServices; they are this disk's predicted values, so "match" with a locked root means the disk's
+boot chain (or the firmware) is no longer the one the VM was provisioned for.
+
+Exit status: 0 PCR 4, 7 and 11 match (and with --vtpm the root was unlocked); 1 a PCR differs, the boot
+did not reach ExitBootServices, or the root stayed locked; 2 the chain cannot be predicted or a tool is
+missing.
 """
 
 
@@ -44,6 +53,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         metavar="FILE.fd",
         help="OVMF variable store to boot with (default: Microsoft's keys + the UKI's signer in db)",
     )
+    p.add_argument(
+        "--vtpm", metavar="DIR",
+        help="boot a provisioned VM disk on (a copy of) this VM's vTPM; report if its root unlocked",
+    )  # fmt: skip
     p.add_argument("--timeout", type=float, default=300.0, metavar="S", help="give up after S seconds (300)")
     p.add_argument("--bank", default="sha256", choices=("sha1", "sha256"), help="PCR bank (default sha256)")
     p.add_argument("--json", action="store_true", help="print the comparison as JSON (no console)")
@@ -62,7 +75,7 @@ def cmd_test_boot(args: argparse.Namespace) -> int:
         sys.stdout.flush()
 
     result = run_test_boot(
-        args.template, firmware_vars=args.firmware_vars, bank=args.bank, timeout=args.timeout,
+        args.template, firmware_vars=args.firmware_vars, bank=args.bank, timeout=args.timeout, vtpm=args.vtpm,
         on_console=None if args.json else show,
     )  # fmt: skip
     if args.json:
@@ -73,6 +86,8 @@ def cmd_test_boot(args: argparse.Namespace) -> int:
     print(f"Firmware: OVMF Secure Boot, {result.firmware} ({result.accel}, {result.boot.elapsed:.1f} s)")
     for note in result.prediction.chain.notes:
         print(f"Chain: {note}")
+    if result.unlock is not None:
+        print(f"Root: {result.unlock} ({result.boot.stopped_by or result.boot.ended})")
     if result.problem:
         print(f"Boot: {result.problem}")
     print()
@@ -80,5 +95,10 @@ def cmd_test_boot(args: argparse.Namespace) -> int:
     for pcr, predicted, measured, verdict in check_rows(result):
         print(f"{pcr:>3}  {predicted:<66} {measured:<66} {verdict}")
     print()
-    print("match" if result.matches else "MISMATCH: the template does not boot to the predicted PCR values")
+    if result.matches:
+        print("match" + (" and the root was unlocked" if result.unlock else ""))
+    elif result.unlock not in (None, "unlocked"):
+        print("LOCKED: the VM did not unlock its root with its vTPM")
+    else:
+        print("MISMATCH: the template does not boot to the predicted PCR values")
     return 0 if result.matches else 1

@@ -23,7 +23,7 @@ from pathlib import Path
 from cryptography import x509
 
 from app.boot import vm
-from app.boot.pcr import DEFAULT_PHASES, extend
+from app.boot.pcr import DEFAULT_PHASES, extend, extend_digest, zero
 from app.disk.image import open_image
 from app.errors import ShieldwrightError
 from app.measure.chain import BootChain, find_boot_chain
@@ -39,6 +39,13 @@ EXIT_BOOT_SERVICES = b"Exit Boot Services Invocation"
 STOPPED_AT_EXIT_BOOT_SERVICES = "ExitBootServices measured"
 #: QEMU's drive format for each image format (a VHD is QEMU's "vpc").
 QEMU_FORMATS = {"raw": "raw", "qcow2": "qcow2", "vhdx": "vhdx", "vhd": "vpc"}
+#: With ``vtpm``: how systemd shows the root's LUKS2 unlock on the console (systemd.show_status), and the
+#: first PCR 15 extend after ExitBootServices — systemd-cryptsetup's ``tpm2-measure-pcr`` (on for a
+#: gpt-auto root) and systemd-pcrfs measure into PCR 15 only once the root is open.
+#: (The unit's name is cut short with "…" on an 80-column console: match its start only.)
+UNLOCKED_TEXTS = ("Finished systemd-cryptsetup",)
+LOCKED_TEXTS = ("Failed to start systemd-cryptsetup", "Please enter passphrase for disk")
+UNLOCKED_BY_PCR15 = "PCR 15 measured (the root was unlocked)"
 #: Shim's fallback resets once after creating the boot entry; one more for a firmware that resets too.
 MAX_RESETS = 2
 DEFAULT_TIMEOUT = 300.0
@@ -80,19 +87,25 @@ class TestBootResult:
     boot: vm.BootResult
     firmware: str  # the variable store booted, in words
     accel: str
-
-    @property
-    def reached_exit_boot_services(self) -> bool:
-        return self.boot.stopped_by == STOPPED_AT_EXIT_BOOT_SERVICES
+    reached_exit_boot_services: bool = False
+    #: With a VM's vTPM: "unlocked", "locked" (systemd could not open the root with the TPM), or
+    #: "unknown" (the boot ended before either showed); None without one.
+    unlock: str | None = None
 
     @property
     def matches(self) -> bool:
-        return self.reached_exit_boot_services and all(c.matches for c in self.checks)
+        """PCR 4, 7 and 11 are the predicted values, and with a VM's vTPM its root was unlocked."""
+        pcrs = self.reached_exit_boot_services and all(c.matches for c in self.checks)
+        return pcrs and self.unlock in (None, "unlocked")
 
     @property
     def problem(self) -> str | None:
-        """Why the boot did not get to the measurement, in one line; None when it did."""
+        """Why the boot did not get to the measurement (or the root), in one line; None when it did."""
         if self.reached_exit_boot_services:
+            if self.unlock == "locked":
+                return f"systemd did not unlock the root with the vTPM ({self.boot.stopped_by})"
+            if self.unlock == "unknown":
+                return f"the boot ended before systemd unlocked the root ({self.boot.ended})"
             return None
         refusals = self.boot.refusals
         if self.boot.secure_boot_refused:
@@ -113,6 +126,7 @@ class TestBootResult:
             "firmware": self.firmware,
             "accel": self.accel,
             "reached_exit_boot_services": self.reached_exit_boot_services,
+            "unlock": self.unlock,
             "problem": self.problem,
             "boot_seconds": self.boot.elapsed,
             "resets": self.boot.resets,
@@ -120,9 +134,37 @@ class TestBootResult:
         }
 
 
-def _stop_at_exit_boot_services(pcr: int, digests: dict[str, bytes]) -> str | None:
+def _is_exit_boot_services(pcr: int, digests: dict[str, bytes]) -> bool:
     wanted = {bank: hashlib.new(bank, EXIT_BOOT_SERVICES).digest() for bank in digests}
-    return STOPPED_AT_EXIT_BOOT_SERVICES if pcr == 5 and digests == wanted and digests else None
+    return pcr == 5 and bool(digests) and digests == wanted
+
+
+class _Extends:
+    """Watches the vTPM's extends: stops at ExitBootServices (a plain test boot), or — booting a VM's
+    vTPM — keeps going and stops at the first PCR 15 extend after it (the root was unlocked). Keeps
+    every extend before ExitBootServices, so the PCRs at that point can be replayed."""
+
+    def __init__(self, follow_unlock: bool) -> None:
+        self.follow_unlock = follow_unlock
+        self.before: list[tuple[int, dict[str, bytes]]] = []
+        self.exit_boot_services = False
+
+    def __call__(self, pcr: int, digests: dict[str, bytes]) -> str | None:
+        if not self.exit_boot_services:
+            self.before.append((pcr, digests))
+            if _is_exit_boot_services(pcr, digests):
+                self.exit_boot_services = True
+                return None if self.follow_unlock else STOPPED_AT_EXIT_BOOT_SERVICES
+            return None
+        return UNLOCKED_BY_PCR15 if pcr == 15 else None
+
+    def pcrs(self, bank: str, wanted: Sequence[int]) -> dict[int, str]:
+        """PCR values replayed from the extends before ExitBootServices (PCRs 4, 7, 11 start at zero)."""
+        values = {n: zero(bank) for n in wanted}
+        for pcr, digests in self.before:
+            if pcr in values and bank in digests:
+                values[pcr] = extend_digest(bank, values[pcr], digests[bank])
+        return values
 
 
 def uki_signers(chain: BootChain) -> list[x509.Certificate]:
@@ -137,6 +179,7 @@ def run_test_boot(
     bank: str = "sha256",
     timeout: float = DEFAULT_TIMEOUT,
     accel: str | None = None,
+    vtpm: str | Path | None = None,
     on_console: vm.ConsoleSink | None = None,
     cancel: CancelToken | None = None,
 ) -> TestBootResult:
@@ -146,6 +189,10 @@ def run_test_boot(
     Microsoft's store with the UKI's signer certificate added to db. ``accel``: ``"kvm"`` or ``"tcg"``;
     None uses KVM when it is usable. A template whose chain cannot be predicted raises
     :class:`~app.measure.events.MeasureError` before anything boots.
+
+    ``vtpm``: boot a provisioned VM disk on (a copy of) that VM's vTPM state directory and keep going
+    past ExitBootServices until systemd unlocks its root (or says it cannot); PCR 4, 7 and 11 are then
+    the values replayed from what the vTPM was asked to extend up to ExitBootServices.
     """
     cancel = cancel or CancelToken()
     template = Path(template)
@@ -173,17 +220,41 @@ def run_test_boot(
         profile = profile_from_vars(store)
         prediction = predict_chain(chain, profile, [bank])
         firmware = vm.Firmware(vm.OVMF_DIR / "OVMF_CODE_4M.secboot.fd", store, True, described)
+        state = None
+        if vtpm is not None:
+            if not any(Path(vtpm).glob("tpm2-*.permall")):
+                raise ShieldwrightError(
+                    f"{vtpm} is not a vTPM state directory", "give the DIR of `vtpm new DIR`"
+                )
+            state = scratch / "tpm"
+            shutil.copytree(vtpm, state)  # the VM's own vTPM is never written
+        extends = _Extends(follow_unlock=vtpm is not None)
         result = vm.boot(
             template, firmware=firmware, vars_file=store, pcr_banks=(bank,), timeout=timeout,
             disk_format=disk_format, accel=accel, resets=MAX_RESETS if chain.shim else 0,
-            stop_on_extend=_stop_at_exit_boot_services, read_pcrs_after=PREDICTED_PCRS,
+            tpm_state=state, stop_on=(*UNLOCKED_TEXTS, *LOCKED_TEXTS) if vtpm is not None else (),
+            stop_on_extend=extends, read_pcrs_after=() if vtpm is not None else PREDICTED_PCRS,
             on_console=on_console, cancel=cancel,
         )  # fmt: skip
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    measured = (result.pcrs or {}).get(bank, {})
+    if vtpm is None:
+        measured: dict[int, str] = (result.pcrs or {}).get(bank, {})
+    else:
+        measured = extends.pcrs(bank, PREDICTED_PCRS) if extends.exit_boot_services else {}
     checks = tuple(_check(n, prediction.pcrs[bank][n], measured.get(n), bank) for n in PREDICTED_PCRS)
-    return TestBootResult(prediction, bank, checks, result, described, accel)
+    unlock = _unlock_verdict(result) if vtpm is not None else None
+    return TestBootResult(
+        prediction, bank, checks, result, described, accel, extends.exit_boot_services, unlock
+    )
+
+
+def _unlock_verdict(result: vm.BootResult) -> str:
+    if result.stopped_by in (UNLOCKED_BY_PCR15, *UNLOCKED_TEXTS):
+        return "unlocked"
+    if result.stopped_by in LOCKED_TEXTS:
+        return "locked"
+    return "unknown"
 
 
 def _check(pcr: int, predicted: str, measured: str | None, bank: str) -> PcrCheck:

@@ -17,6 +17,7 @@ Each boot runs on a copy of the vTPM's state, so one boot's measurements never r
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -154,10 +155,19 @@ def test_a_rebuilt_uki_with_another_command_line_does_not_unlock(provisioned: Pr
     esp_offset = int(info.split("First sector: ")[1].split()[0]) * 512
     subprocess.run(["mcopy", "-o", "-i", f"{other}@@{esp_offset}", str(uki), "::/EFI/BOOT/BOOTX64.EFI"],
                    check=True, env={"MTOOLS_SKIP_CHECK": "1", "PATH": "/usr/bin:/bin"})  # fmt: skip
-    result = _boot(p, other, vm.Firmware.snakeoil(), "other-uki")
-    assert "sw.variant=2" in result.console.split("Command line:", 1)[1].splitlines()[0], result.tail()
-    assert ROOT_MARKER not in result.console, result.tail()
-    assert result.stopped_by in LOCKED, result.tail()
+    # Booted by test-boot --vtpm: its console is what the guest printed, its table says which PCRs moved.
+    done = shieldwright("test-boot", other, "--vtpm", p.vtpm, "--firmware-vars", SNAKEOIL_VARS,
+                        "--timeout", BOOT_TIMEOUT)  # fmt: skip
+    console = done.stdout
+    assert "sw.variant=2" in console.split("Command line:", 1)[1].splitlines()[0], console[-3000:]
+    assert ROOT_MARKER not in console, console[-3000:]
+    assert any(text in console for text in LOCKED), console[-3000:]
+    assert done.returncode == 1 and "Root: locked" in console and "LOCKED" in console, console[-3000:]
+    verdicts = {line.split()[0]: line.split()[-1] for line in console.splitlines()
+                if line.strip()[:2] in (" 4", " 7", "11", "4 ", "7 ") and len(line.split()) == 4}  # fmt: skip
+    # This disk's chain is predicted (the new UKI), so its PCRs match their prediction; what the VM was
+    # provisioned for (the old UKI's PCR 4 and 11) is in the sealed policy only, and the root stays locked.
+    assert verdicts == {"4": "match", "7": "match", "11": "match"}, console[-1500:]
 
 
 def test_the_passphrase_is_gone_and_trixies_tools_read_our_token(
@@ -175,3 +185,16 @@ def test_the_passphrase_is_gone_and_trixies_tools_read_our_token(
     listed = provisioned.guest.chroot("systemd-cryptenroll", "@FILE@", input_file=header)
     assert listed.returncode == 0, listed.stderr
     assert [line.split() for line in listed.stdout.splitlines()] == [["SLOT", "TYPE"], ["1", "tpm2"]]
+
+
+def test_test_boot_with_the_vms_vtpm_reports_the_unlock(provisioned: Provisioned) -> None:
+    """``test-boot --vtpm``: the provisioned disk on (a copy of) the VM's vTPM reaches ExitBootServices at
+    the predicted PCRs and goes on until systemd unlocks the root; the vTPM directory is not written."""
+    before = {p.name: p.read_bytes() for p in provisioned.vtpm.iterdir()}
+    done = shieldwright("test-boot", provisioned.disk, "--vtpm", provisioned.vtpm, "--firmware-vars",
+                        SNAKEOIL_VARS, "--json", "--timeout", BOOT_TIMEOUT)  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    doc = json.loads(done.stdout)
+    assert doc["unlock"] == "unlocked" and doc["match"], doc
+    assert all(doc["pcrs"][n]["match"] for n in ("4", "7", "11")), doc
+    assert {p.name: p.read_bytes() for p in provisioned.vtpm.iterdir()} == before

@@ -43,7 +43,7 @@ def result(measured: dict[int, str | None], *, reached: bool = True) -> TestBoot
     )
     checks = tuple(PcrCheck(n, PREDICTED[n], measured.get(n)) for n in (4, 7, 11))
     prediction: Any = SimpleNamespace(chain=SimpleNamespace(notes=("firmware boots the UKI directly",)))
-    return TestBootResult(prediction, "sha256", checks, boot, "variable store /x/vars.fd", "kvm")
+    return TestBootResult(prediction, "sha256", checks, boot, "variable store /x/vars.fd", "kvm", reached)
 
 
 class ScriptedBoot:

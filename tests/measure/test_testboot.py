@@ -24,7 +24,8 @@ def _extend(value: str, word: str) -> str:
 def _result(boot: vm.BootResult, measured: dict[int, str | None]) -> testboot.TestBootResult:
     checks = tuple(testboot._check(n, PREDICTED, measured.get(n), "sha256") for n in (4, 7, 11))
     prediction: Any = None  # not read by the verdicts
-    return testboot.TestBootResult(prediction, "sha256", checks, boot, "store", "tcg")
+    reached = boot.stopped_by == testboot.STOPPED_AT_EXIT_BOOT_SERVICES
+    return testboot.TestBootResult(prediction, "sha256", checks, boot, "store", "tcg", reached)
 
 
 def test_pcr11_caught_a_phase_later_matches_and_says_which() -> None:
@@ -62,9 +63,26 @@ def test_no_verdict_without_reaching_exit_boot_services() -> None:
 
 def test_the_stop_is_the_exit_boot_services_event_only() -> None:
     ebs = {bank: hashlib.new(bank, testboot.EXIT_BOOT_SERVICES).digest() for bank in ("sha1", "sha256")}
-    assert testboot._stop_at_exit_boot_services(5, ebs) == testboot.STOPPED_AT_EXIT_BOOT_SERVICES
-    assert testboot._stop_at_exit_boot_services(4, ebs) is None
-    assert testboot._stop_at_exit_boot_services(5, {"sha256": bytes(32)}) is None
+    watch = testboot._Extends(follow_unlock=False)
+    assert watch(4, {"sha256": bytes(32)}) is None
+    assert watch(5, {"sha256": bytes(32)}) is None
+    assert watch(4, ebs) is None  # the right digest in another PCR
+    assert watch(5, ebs) == testboot.STOPPED_AT_EXIT_BOOT_SERVICES
+
+
+def test_with_a_vms_vtpm_the_boot_goes_on_to_the_first_pcr15_extend() -> None:
+    """Booting a VM's vTPM: PCR 15 before ExitBootServices means nothing; after it, the root was unlocked.
+    The PCRs at ExitBootServices are replayed from the extends before it, later ones left out."""
+    ebs = {"sha256": hashlib.sha256(testboot.EXIT_BOOT_SERVICES).digest()}
+    d1, d2 = hashlib.sha256(b"one").digest(), hashlib.sha256(b"two").digest()
+    watch = testboot._Extends(follow_unlock=True)
+    assert watch(15, {"sha256": d1}) is None
+    assert watch(4, {"sha256": d1}) is None
+    assert watch(5, ebs) is None and watch.exit_boot_services
+    assert watch(11, {"sha256": d2}) is None  # systemd's enter-initrd: after the point we compare at
+    assert watch(15, {"sha256": d2}) == testboot.UNLOCKED_BY_PCR15
+    expected4 = hashlib.sha256(bytes(32) + d1).hexdigest()
+    assert watch.pcrs("sha256", (4, 7, 11)) == {4: expected4, 7: "00" * 32, 11: "00" * 32}
 
 
 def _cli(*args: object) -> subprocess.CompletedProcess[str]:
