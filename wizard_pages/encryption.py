@@ -77,8 +77,8 @@ class EncryptionPage(WizardPage):
             self.tr(
                 "The partitions to protect become LUKS2 containers. The provisioning passphrase (and the "
                 "recovery key, if you add one) opens them until a VM disk is provisioned from the template "
-                "(`shieldwright provision`): that adds a keyslot sealed to the VM's TPM and removes the "
-                "passphrase."
+                "(Provision a VM disk… once it is built, or `shieldwright provision`): that adds a keyslot "
+                "sealed to the VM's TPM and removes the passphrase."
             )
         )
         self.choice: EncryptionChoice = state.encryption or EncryptionChoice()

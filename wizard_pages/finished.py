@@ -4,7 +4,8 @@ Like the Microsoft wizard's *Summary* it names the template and the certificate 
 it also lists every file the build wrote with the size and SHA-256 the build recorded (its result's
 summary: the files are not read again, a template can be many GB). *Open folder* and *Open report* hand
 paths to the desktop; *Verify* runs :func:`app.template.verify.verify_template` in the background and
-lists each check with ✓ or ✗.
+lists each check with ✓ or ✗. *Provision a VM disk…* asks the frame to open the provision wizard on this
+template, its signer certificates trusted and the PCR policy's firmware, PCRs and bank preselected.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from PySide6.QtWidgets import (
 from app.errors import CancelledError, ShieldwrightError
 from app.gui.page import WizardPage
 from app.gui.presentation import human_size, is_dark
+from app.gui.provision_state import ProvisionState, TrustedFile
 from app.gui.state import WizardState
 from app.gui.tasks import TaskRunner
 from app.gui.widgets.certificate_details import thumbprint_hex
@@ -116,6 +118,8 @@ class FinishedPage(WizardPage):
 
     #: Verifying ended and the checks are listed.
     verifyFinished = Signal()
+    #: *Provision a VM disk…*: the provision flow's starting state (the frame opens the provision wizard).
+    provisionRequested = Signal(object)
 
     def __init__(
         self,
@@ -183,6 +187,14 @@ class FinishedPage(WizardPage):
             self.tr("Check the template end to end: GPT, ESP, UKI signature, catalog and every block, LUKS2")
         )
         self.verify_button.clicked.connect(self.verify)
+        self.provision_button = QPushButton(
+            style.standardIcon(QStyle.StandardPixmap.SP_DriveHDIcon), self.tr("&Provision a VM disk…"), self
+        )
+        self.provision_button.setObjectName("provisionVmDisk")
+        self.provision_button.setToolTip(
+            self.tr("Make a VM disk from this template whose encrypted root the VM's vTPM unlocks")
+        )
+        self.provision_button.clicked.connect(self.provision)
         self.status_label = QLabel(self)
         self.status_label.setObjectName("finishedStatus")
         self.status_label.setTextFormat(Qt.TextFormat.PlainText)
@@ -191,6 +203,7 @@ class FinishedPage(WizardPage):
         buttons.addWidget(self.open_folder_button)
         buttons.addWidget(self.open_report_button)
         buttons.addWidget(self.verify_button)
+        buttons.addWidget(self.provision_button)
         buttons.addSpacing(8)
         buttons.addWidget(self.status_label, 1)
 
@@ -307,6 +320,7 @@ class FinishedPage(WizardPage):
         self.open_folder_button.setEnabled(template is not None)
         self.open_report_button.setEnabled(self._artifact("report") is not None)
         self.verify_button.setEnabled(not self.is_busy() and template is not None)
+        self.provision_button.setEnabled(template is not None)
 
     def _artifact(self, role: str) -> Artifact | None:
         return next((a for a in self.artifacts if a.role == role), None)
@@ -366,6 +380,27 @@ class FinishedPage(WizardPage):
         report = self._artifact("report")
         if report is not None:
             self._opener(QUrl.fromLocalFile(str(report.path)))
+
+    def provision_state(self) -> ProvisionState | None:
+        """The provision flow on this template: the certificates it was signed with trusted, the PCR policy
+        page's firmware, PCRs and bank preselected (None before a template was written)."""
+        template = self._artifact("template")
+        if template is None:
+            return None
+        trusted: list[TrustedFile] = []
+        for choice in (self.state.catalog_signer_choice, self.state.uefi_signing):
+            if choice is None or choice.signer is None:
+                continue
+            cert = choice.signer.certificate
+            if all(cert not in t.certificates for t in trusted):
+                trusted.append(TrustedFile(choice.cert_path, [cert]))
+        return ProvisionState.for_template(template.path, trusted, self.state.pcr)
+
+    def provision(self) -> None:
+        """*Provision a VM disk…*: ask the frame to open the provision wizard on this template."""
+        state = self.provision_state()
+        if state is not None:
+            self.provisionRequested.emit(state)
 
     def verify(self) -> None:
         """Verify the template end to end in the background."""

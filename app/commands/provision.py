@@ -51,7 +51,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="PCRs the key is sealed to, comma-separated, a subset of 4,7,11 (default 4,7,11)",
     )  # fmt: skip
     add_firmware_options(p, required=True)
-    p.add_argument("--bank", default="sha256", choices=("sha256", "sha1"), help="PCR bank (default sha256)")
+    p.add_argument("--bank", default="sha256", help="PCR bank: sha256 (default), sha384, sha512 or sha1")
     p.add_argument("--keep-passphrase", action="store_true",
                    help="keep the provisioning passphrase's keyslot (default: remove it)")  # fmt: skip
     p.add_argument("--format", choices=("raw", "vhdx", "vhd", "qcow2"),

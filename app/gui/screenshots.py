@@ -3,8 +3,9 @@
 Drives a real wizard offscreen through every page on IMAGE with the real engine - a throw-away signing
 certificate, a UKI, a PCR policy on a variable store that trusts that certificate (compared with a captured
 event log of another boot), a calibrated KDF, a catalog, then a build into a temporary folder (reads slowed
-down to catch Generate mid-write) and a real test boot of it - and saves ``OUTDIR/<page>.png`` for each page
-(``make screenshots``).
+down to catch Generate mid-write), a real test boot of it, and the Provision a VM disk wizard opened from the
+Finished page on that template (a vTPM created for it, the PCR policy's variable store) - and saves
+``OUTDIR/<page>.png`` for each page (``make screenshots``).
 """
 
 from __future__ import annotations
@@ -18,12 +19,14 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 from PySide6.QtCore import QCoreApplication, QEventLoop
-from PySide6.QtWidgets import QApplication
+from PySide6.QtWidgets import QApplication, QWidget
 
 from app.disk.formats.raw import RawImage
 from app.gui.application import create_application
+from app.gui.provision_wizard import ProvisionPageId
 from app.gui.state import OutputChoice
 from app.gui.tasks import TaskRunner
 from app.gui.wizard import PageId, ShieldwrightWizard
@@ -242,7 +245,7 @@ def _catalog_screenshot(app: QApplication, wizard: ShieldwrightWizard, outdir: P
     return out
 
 
-def _grab(wizard: ShieldwrightWizard, out: Path) -> Path:
+def _grab(wizard: QWidget, out: Path) -> Path:
     if not wizard.grab().save(str(out)):
         raise SystemExit(f"screenshots: cannot write {out}")
     return out
@@ -331,7 +334,62 @@ def _build_screenshots(
         _spin_until(app, lambda: False, 0.3)
         shots.append(_grab(wizard, outdir / "finished.png"))
         shots.append(_test_boot_screenshot(app, wizard, outdir, output))
+        shots.extend(_provision_screenshots(app, wizard, outdir, timeout, Path(tmp)))
     return shots
+
+
+def _idle(page: Any) -> Callable[[], bool]:
+    return lambda: not page.is_busy()
+
+
+def _provision_screenshots(
+    app: QApplication, wizard: ShieldwrightWizard, outdir: Path, timeout: float, workdir: Path
+) -> list[Path]:
+    """The Provision a VM disk wizard, opened from the Finished page on the template just built: its PCR
+    policy page (a vTPM created for the VM, the PCR policy page's variable store) and its Done page after a
+    real provisioning into ``workdir``."""
+    wizard.finished_page.provision()
+    provision = wizard.provision_wizard
+    if provision is None:
+        raise SystemExit("screenshots: the Finished page did not open the provision wizard")
+    provision.resize(*SCREENSHOT_SIZE)
+    try:
+        pages: list[tuple[Any, Callable[[], object], str]] = [
+            (provision.template_page, lambda: None, "verifying the template"),
+            (provision.target_page, lambda: provision.target_page.create_vtpm(workdir / "vm1-tpm"),
+             "creating the vTPM"),
+            (provision.policy_page, lambda: None, "predicting the PCR policy"),
+        ]  # fmt: skip
+        for page, action, what in pages:
+            action()
+            if not _spin_until(app, _idle(page), timeout * 2):
+                raise SystemExit(f"screenshots: {what} did not finish")
+            if not page.isComplete():
+                raise SystemExit(f"screenshots: {what} failed: {page.error_panel.message_label.text()}")
+            if page is not provision.policy_page:
+                provision.next()
+        provision.policy_page.checklist.checks[4].setFocus()
+        _spin_until(app, lambda: False, 0.3)
+        shots = [_grab(provision, outdir / "provision.png")]
+        provision.next()
+        enc = wizard.state.encryption
+        if enc is None or not enc.passphrase:
+            raise SystemExit("screenshots: the template's provisioning passphrase is not in memory")
+        provision.output_page.passphrase_edit.setText(enc.passphrase.decode())
+        provision.output_page.set_output(workdir / "vm1.raw")
+        provision.next()  # the commit button: Provision
+        run = provision.run_page
+        if provision.currentId() != ProvisionPageId.PROVISION:
+            raise SystemExit("screenshots: Provision did not start")
+        if not _spin_until(app, lambda: not run.is_running(), timeout * 5) or run.result is None:
+            raise SystemExit(f"screenshots: provisioning failed: {run.error_panel.message_label.text()}")
+        provision.next()
+        provision.done_page.open_folder_button.setFocus()
+        _spin_until(app, lambda: False, 0.3)
+        shots.append(_grab(provision, outdir / "provisioned.png"))
+        return shots
+    finally:
+        provision.close()
 
 
 def main(argv: list[str] | None = None) -> int:

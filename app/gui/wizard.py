@@ -9,6 +9,8 @@ from PySide6.QtCore import QCoreApplication, Qt
 from PySide6.QtGui import QFont, QPalette
 from PySide6.QtWidgets import QFrame, QLabel, QVBoxLayout, QWidget, QWizard
 
+from app.gui.provision_state import ProvisionState
+from app.gui.provision_wizard import ProvisionWizard
 from app.gui.state import WizardState
 from app.gui.tasks import TaskRunner
 from wizard_pages.base_image import BaseImagePage
@@ -145,6 +147,9 @@ class ShieldwrightWizard(QWizard):
         self.setPage(PageId.SUMMARY, self.finished_page)
         # Closing during a build asks first (inline, no nested loop); the page closes us once stopped.
         self.generate_page.closeRequested.connect(self._close_after_build)
+        #: The Provision a VM disk wizard the Finished page opened (non-modal), if any.
+        self.provision_wizard: ProvisionWizard | None = None
+        self.finished_page.provisionRequested.connect(self.open_provision_wizard)
         self.setStartId(PageId.BASE_IMAGE)
 
         self.steps = StepList(self)
@@ -159,15 +164,46 @@ class ShieldwrightWizard(QWizard):
         visited = [i for i in self.visitedIds() if i != page_id]
         self.steps.set_current(page_id if page_id != -1 else None, visited)
 
+    def open_provision_wizard(self, state: ProvisionState | None = None) -> ProvisionWizard:
+        """Show the Provision a VM disk wizard (non-modal) on ``state``; one at a time: while one is open it
+        is raised instead."""
+        current = self.provision_wizard
+        if current is not None and current.isVisible():
+            current.raise_()
+            current.activateWindow()
+            return current
+        if current is not None:
+            current.deleteLater()
+        self.provision_wizard = ProvisionWizard(self.runner, state, self)
+        self.provision_wizard.show()
+        return self.provision_wizard
+
+    def _provisioning_may_close(self) -> bool:
+        """No provisioning is running; else the provision wizard asks (inline) and is raised."""
+        provision = self.provision_wizard
+        if provision is None or not provision.is_running():
+            return True
+        provision.request_close()
+        provision.raise_()
+        provision.activateWindow()
+        return False
+
     def reject(self) -> None:
         # Cancel, Escape and the window's close button all come here: a running build must not just vanish.
-        if not self.generate_page.request_close():
+        if not self.generate_page.request_close() or not self._provisioning_may_close():
             return
         super().reject()
+
+    def accept(self) -> None:
+        if not self._provisioning_may_close():
+            return
+        super().accept()
 
     def terminate(self) -> None:
         """Close for a stop signal: a running build is cancelled without asking, and we close once it has
         stopped (its staging files removed), never leaving it half-done behind a vanished window."""
+        if self.provision_wizard is not None:
+            self.provision_wizard.terminate()
         if self.generate_page.stop_and_close():
             super().reject()
 
@@ -180,4 +216,6 @@ class ShieldwrightWizard(QWizard):
         # The LUKS passphrase and recovery key live only as long as the wizard (best effort wipe).
         self.encryption_page.clear_secrets()
         self.state.clear_secrets()
+        if self.provision_wizard is not None and self.provision_wizard.isVisible():
+            self.provision_wizard.done(result)  # its passphrase goes too
         super().done(result)

@@ -138,6 +138,23 @@ def sealed_values(prediction: Prediction, pcrs: Sequence[int], bank: str) -> dic
     return values
 
 
+@dataclass(frozen=True)
+class SealedPolicy:
+    """What a provisioning with this selection seals to: the PCR values (11 at the unlock) and the hash."""
+
+    pcrs: tuple[int, ...]
+    values: dict[int, str]
+    policy_hash: str
+
+
+def sealed_policy(prediction: Prediction, pcrs: Sequence[int], bank: str) -> SealedPolicy:
+    """The values and PolicyPCR digest :func:`provision` seals to for ``pcrs`` (refused as it refuses
+    them): what the wizard previews before anything is written."""
+    chosen = check_pcrs(pcrs)
+    values = sealed_values(prediction, chosen, bank)
+    return SealedPolicy(chosen, values, policy_pcr_digest(bank, values).hex())
+
+
 def provision(
     request: ProvisionRequest,
     passphrase: bytes | bytearray,
@@ -181,8 +198,8 @@ def provision(
         error: BaseException | None = None
         try:
             prediction = predict_template(template, request.profile, [request.bank])
-            values = sealed_values(prediction, pcrs, request.bank)
-            policy = policy_pcr_digest(request.bank, values)
+            sealed = sealed_policy(prediction, pcrs, request.bank)
+            values, policy = sealed.values, bytes.fromhex(sealed.policy_hash)
             with open_image(template) as image:
                 patches, containers = _new_headers(image, request, passphrase, pcrs, policy)
                 if copying is None:

@@ -1,0 +1,135 @@
+"""What the *Provision a VM disk* wizard has chosen so far (Qt-free, like :mod:`app.gui.state`).
+
+The choices are the engine's own: :class:`~app.template.provision.ProvisionRequest`'s fields (the template,
+the trusted certificates, the VM's SRK, the firmware profile, the PCR selection and bank — in the recipe's
+:class:`~app.template.recipe.PcrOptions` vocabulary —, keep-passphrase, the output and its format) plus what
+only a running wizard holds: the loaded certificates, SRK and firmware profile, the provisioning passphrase
+in memory, and the result. :meth:`ProvisionState.request` is the request the Provision page runs.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from app.errors import ShieldwrightError
+from app.template.provision import ProvisionRequest
+from app.template.recipe import PcrOptions
+
+if TYPE_CHECKING:
+    from cryptography import x509
+
+    from app.measure.profile import FirmwareProfile
+    from app.template.provision import ProvisionResult
+    from app.tpm.srk import Srk
+
+#: How the VM's SRK is given: its public key file, or a vTPM the wizard creates.
+SRK_FILE, CREATE_VTPM = "file", "create"
+
+
+@dataclass
+class TrustedFile:
+    """Certificates the template's signers must be (or chain to), and the file they came from."""
+
+    path: Path
+    certificates: list[x509.Certificate] = field(default_factory=list, repr=False)
+
+
+@dataclass
+class ProvisionState:
+    """The provision flow's choices and results. Pages read and write it; the Provision page turns it into
+    a :class:`ProvisionRequest`."""
+
+    template: Path | None = None
+    trusted: list[TrustedFile] = field(default_factory=list)
+
+    #: ``SRK_FILE`` or ``CREATE_VTPM``.
+    srk_mode: str = SRK_FILE
+    srk_path: Path | None = None
+    #: The directory of the vTPM created for this VM (``CREATE_VTPM``), its SRK kind and PCR banks.
+    vtpm_dir: Path | None = None
+    vtpm_kind: str = "ecc"
+    vtpm_banks: tuple[str, ...] = ()
+    srk: Srk | None = field(default=None, repr=False)
+
+    #: The firmware profile, PCRs and bank, in the recipe's vocabulary (``pcr.firmware`` is (kind, path)).
+    pcr: PcrOptions = field(default_factory=PcrOptions)
+    profile: FirmwareProfile | None = field(default=None, repr=False)
+
+    #: The template's provisioning passphrase, in memory only (wiped by :meth:`clear_secrets`).
+    passphrase: bytearray | None = field(default=None, repr=False)
+    keep_passphrase: bool = False
+    output: Path | None = None
+    #: None: the engine's default (the template's format when it can be written, else raw).
+    out_format: str | None = None
+    overwrite: bool = False
+
+    result: ProvisionResult | None = field(default=None, repr=False)
+
+    @classmethod
+    def for_template(
+        cls,
+        template: Path,
+        trusted: Sequence[TrustedFile] = (),
+        pcr: PcrOptions | None = None,
+    ) -> ProvisionState:
+        """The flow opened on a template just built: its signer certificates trusted, its PCR policy's
+        firmware, PCRs and bank preselected."""
+        state = cls(template=Path(template), trusted=list(trusted))
+        if pcr is not None:
+            state.pcr = copy.deepcopy(pcr)
+        return state
+
+    def trusted_certificates(self) -> list[x509.Certificate]:
+        """Every trusted certificate, once each, in the order given."""
+        out: list[x509.Certificate] = []
+        for entry in self.trusted:
+            out += [c for c in entry.certificates if c not in out]
+        return out
+
+    def set_passphrase(self, text: str) -> None:
+        """Hold ``text`` (UTF-8) as the provisioning passphrase, wiping the one held before."""
+        self.clear_secrets()
+        self.passphrase = bytearray(text.encode()) if text else None
+
+    def passphrase_copy(self) -> bytearray:
+        """A copy of the passphrase for one provisioning run (its caller wipes it); empty when none."""
+        return bytearray(self.passphrase) if self.passphrase else bytearray()
+
+    def clear_secrets(self) -> None:
+        """Overwrite and drop the passphrase (best effort: Python and Qt may hold copies)."""
+        if self.passphrase is not None:
+            self.passphrase[:] = bytes(len(self.passphrase))
+        self.passphrase = None
+
+    def request(self) -> ProvisionRequest:
+        """The engine's request for the present choices (raises when something is still missing)."""
+        missing = [
+            what
+            for what, value in (
+                ("the template", self.template),
+                ("the VM's SRK", self.srk),
+                ("the firmware profile", self.profile),
+                ("the output file", self.output),
+            )
+            if value is None
+        ]
+        if missing:
+            raise ShieldwrightError(f"{', '.join(missing)} not chosen yet", "go back and choose it")
+        assert self.template is not None and self.srk is not None and self.profile is not None
+        assert self.output is not None
+        return ProvisionRequest(
+            template=self.template,
+            output=self.output,
+            srk=self.srk,
+            profile=self.profile,
+            pcrs=tuple(self.pcr.pcrs),
+            bank=self.pcr.bank,
+            keep_passphrase=self.keep_passphrase,
+            out_format=self.out_format,
+            trusted=self.trusted_certificates() or None,
+            overwrite=self.overwrite,
+        )

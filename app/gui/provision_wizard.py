@@ -1,0 +1,132 @@
+"""The *Provision a VM disk* wizard: a template, the VM's vTPM, the PCR policy, the passphrase and output,
+then the provisioning with progress and Cancel, and the result - ``shieldwright provision`` as a wizard.
+
+Modelled on :class:`app.gui.wizard.ShieldwrightWizard` (ClassicStyle, pages by id, a step list on the side).
+It shares the application's :class:`TaskRunner` but stops only its own pages' tasks; the template wizard's
+Finished page opens it non-modally on the template just built, and it is constructible on its own.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+from PySide6.QtCore import QCoreApplication
+from PySide6.QtWidgets import QWidget, QWizard
+
+from app.gui.provision_state import ProvisionState
+from app.gui.tasks import TaskRunner
+from app.gui.widgets.step_list import StepList
+from wizard_pages.provision_done import ProvisionDonePage
+from wizard_pages.provision_output import ProvisionOutputPage
+from wizard_pages.provision_policy import ProvisionPolicyPage
+from wizard_pages.provision_run import ProvisionRunPage
+from wizard_pages.provision_target import ProvisionTargetPage
+from wizard_pages.provision_template import ProvisionTemplatePage
+
+__all__ = ["ProvisionPageId", "ProvisionState", "ProvisionWizard"]
+
+
+class ProvisionPageId(IntEnum):
+    """Page ids, spaced so pages can be inserted later without renumbering (shielding data, say)."""
+
+    TEMPLATE = 10
+    TARGET = 20
+    POLICY = 30
+    OUTPUT = 40
+    PROVISION = 50
+    DONE = 60
+
+
+def step_titles() -> dict[int, str]:
+    """The side panel's names for the steps, in order."""
+
+    def tr(text: str) -> str:
+        return QCoreApplication.translate("ProvisionWizard", text)
+
+    return {
+        ProvisionPageId.TEMPLATE: tr("Template"),
+        ProvisionPageId.TARGET: tr("Target vTPM"),
+        ProvisionPageId.POLICY: tr("PCR policy"),
+        ProvisionPageId.OUTPUT: tr("Passphrase, output"),
+        ProvisionPageId.PROVISION: tr("Provision"),
+        ProvisionPageId.DONE: tr("Done"),
+    }
+
+
+class ProvisionWizard(QWizard):
+    """Provision a VM disk from a template. Pages share one :class:`ProvisionState`."""
+
+    def __init__(
+        self, runner: TaskRunner, state: ProvisionState | None = None, parent: QWidget | None = None
+    ) -> None:
+        super().__init__(parent)
+        self.runner = runner
+        self.state = state or ProvisionState()
+        self.setObjectName("provisionWizard")
+        self.setWindowTitle(self.tr("Shieldwright — Provision a VM Disk"))
+        self.setWizardStyle(QWizard.WizardStyle.ClassicStyle)
+        self.setOption(QWizard.WizardOption.NoBackButtonOnStartPage, True)
+        self.setOption(QWizard.WizardOption.NoDefaultButton, False)
+        self.setMinimumSize(960, 640)
+
+        self.template_page = ProvisionTemplatePage(self.state, runner, self)
+        self.setPage(ProvisionPageId.TEMPLATE, self.template_page)
+        self.target_page = ProvisionTargetPage(self.state, runner, self)
+        self.setPage(ProvisionPageId.TARGET, self.target_page)
+        self.policy_page = ProvisionPolicyPage(self.state, runner, self)
+        self.setPage(ProvisionPageId.POLICY, self.policy_page)
+        self.output_page = ProvisionOutputPage(self.state, runner, self)
+        self.setPage(ProvisionPageId.OUTPUT, self.output_page)
+        self.run_page = ProvisionRunPage(self.state, runner, self)
+        self.setPage(ProvisionPageId.PROVISION, self.run_page)
+        self.done_page = ProvisionDonePage(self.state, runner, self)
+        self.setPage(ProvisionPageId.DONE, self.done_page)
+        self.run_page.closeRequested.connect(self._close_after_run)
+        self.run_page.provisionFinished.connect(self._on_provision_finished)
+        self.setStartId(ProvisionPageId.TEMPLATE)
+
+        self.steps = StepList(step_titles, self)
+        self.setSideWidget(self.steps)
+        self.currentIdChanged.connect(self._on_page_changed)
+
+    def _on_page_changed(self, page_id: int) -> None:
+        visited = [i for i in self.visitedIds() if i != page_id]
+        self.steps.set_current(page_id if page_id != -1 else None, visited)
+        if page_id == ProvisionPageId.PROVISION:
+            # Provisioning verifies the template itself: a verification still running would only compete.
+            self.template_page.stop_verifying()
+
+    def _on_provision_finished(self) -> None:
+        if self.state.result is not None:  # the passphrase did its work
+            self.output_page.clear_secrets()
+            self.state.clear_secrets()
+
+    def is_running(self) -> bool:
+        return self.run_page.is_running()
+
+    def request_close(self) -> bool:
+        """Whether the wizard may close now; during a run it asks first, inline, and closes once stopped."""
+        return self.run_page.request_close()
+
+    def reject(self) -> None:
+        # Cancel, Escape and the close button: a running provisioning must not just vanish.
+        if not self.run_page.request_close():
+            return
+        super().reject()
+
+    def terminate(self) -> None:
+        """Close for a stop signal: a run is cancelled without asking; we close once it has cleaned up."""
+        if self.run_page.stop_and_close():
+            super().reject()
+
+    def _close_after_run(self) -> None:
+        super().reject()
+
+    def done(self, result: int) -> None:
+        # Stop this wizard's own work only: the runner is shared with the template wizard.
+        for page in (self.template_page, self.target_page, self.policy_page, self.output_page, self.run_page,
+                     self.done_page):  # fmt: skip
+            page.cancel_tasks()
+        self.output_page.clear_secrets()
+        self.state.clear_secrets()
+        super().done(result)
