@@ -19,4 +19,5 @@ COMMAND_MODULES = (
     "testboot",
     "vtpm",
     "provision",
+    "shield",
 )

@@ -1,0 +1,126 @@
+"""The encrypted part of shielding data: the template's provisioning passphrase and the specialization
+values a VM gets (hostname, an admin password *hash*, SSH keys, cloud-init user-data, files).
+
+Serialized as UTF-8 JSON (docs/formats/shielding-data.md); bytes are base64. At most 384 KiB in total,
+Microsoft's limit for specialization data. Never logged; the caller wipes what it read.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from dataclasses import dataclass, field
+
+from app.errors import ShieldwrightError
+
+MAX_PAYLOAD = 384 * 1024
+_HOSTNAME = re.compile(
+    r"(?=.{1,253}\Z)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*"
+)
+#: crypt(3) hashes as /etc/shadow holds them: yescrypt, SHA-512, SHA-256, bcrypt.
+_CRYPT = re.compile(r"\$(y|gy|7|6|5|2[abxy])\$[./A-Za-z0-9$,=]{8,500}")
+PAYLOAD_VERSION = 1
+
+
+class PayloadError(ShieldwrightError):
+    """Specialization values that cannot be carried."""
+
+
+@dataclass(frozen=True)
+class PayloadFile:
+    path: str
+    mode: int
+    data: bytes = field(repr=False)
+
+
+@dataclass
+class Payload:
+    provisioning_passphrase: bytearray = field(repr=False)
+    hostname: str | None = None
+    admin_password_hash: str | None = field(default=None, repr=False)
+    ssh_authorized_keys: list[str] = field(default_factory=list, repr=False)
+    user_data: bytes | None = field(default=None, repr=False)
+    files: list[PayloadFile] = field(default_factory=list)
+
+    def items(self) -> list[str]:
+        """The names of what the payload holds (never values): the clear header lists them."""
+        names = ["provisioning_passphrase"]
+        names += ["hostname"] if self.hostname is not None else []
+        names += ["admin_password_hash"] if self.admin_password_hash is not None else []
+        names += ["ssh_authorized_keys"] if self.ssh_authorized_keys else []
+        names += ["user_data"] if self.user_data is not None else []
+        names += [f"file:{f.path}" for f in self.files]
+        return names
+
+    def check(self) -> None:
+        if not self.provisioning_passphrase:
+            raise PayloadError("the provisioning passphrase is empty", "give the template's passphrase")
+        if self.hostname is not None and not _HOSTNAME.fullmatch(self.hostname):
+            raise PayloadError(f"{self.hostname!r} is not a host name", "letters, digits, '-' and dots")
+        if self.admin_password_hash is not None and not _CRYPT.fullmatch(self.admin_password_hash):
+            raise PayloadError("the password hash is not a crypt(3) hash",
+                               "give a hash, e.g. from `openssl passwd -6`, never the password")  # fmt: skip
+        for key in self.ssh_authorized_keys:
+            if (
+                not key.strip()
+                or "\n" in key.strip()
+                or not key.split()[0].startswith(("ssh-", "ecdsa-", "sk-"))
+            ):
+                raise PayloadError("an SSH key is not one authorized_keys line", "give public keys (*.pub)")
+        seen: set[str] = set()
+        for f in self.files:
+            if not f.path.startswith("/") or "\0" in f.path or "/../" in f.path + "/" or f.path in seen:
+                raise PayloadError(f"{f.path!r} is not a usable absolute path", "give /path/in/the/vm, once")
+            if not 0 <= f.mode <= 0o7777:
+                raise PayloadError(f"mode {f.mode:o} of {f.path} is not a file mode", "e.g. 0644")
+            seen.add(f.path)
+        size = len(self.to_json())
+        if size > MAX_PAYLOAD:
+            raise PayloadError(
+                f"the payload is {size // 1024} KiB", f"at most {MAX_PAYLOAD // 1024} KiB fits"
+            )
+
+    def to_json(self) -> bytes:
+        b64 = base64.b64encode
+        doc: dict[str, object] = {
+            "format_version": PAYLOAD_VERSION,
+            "provisioning_passphrase": b64(bytes(self.provisioning_passphrase)).decode(),
+        }
+        if self.hostname is not None:
+            doc["hostname"] = self.hostname
+        if self.admin_password_hash is not None:
+            doc["admin_password_hash"] = self.admin_password_hash
+        if self.ssh_authorized_keys:
+            doc["ssh_authorized_keys"] = list(self.ssh_authorized_keys)
+        if self.user_data is not None:
+            doc["user_data"] = b64(self.user_data).decode()
+        if self.files:
+            doc["files"] = [
+                {"path": f.path, "mode": f.mode, "data": b64(f.data).decode()} for f in self.files
+            ]
+        return json.dumps(doc, indent=1).encode()
+
+    @classmethod
+    def from_json(cls, data: bytes) -> Payload:
+        try:
+            doc = json.loads(data.decode("utf-8"))
+            if not isinstance(doc, dict) or doc.get("format_version") != PAYLOAD_VERSION:
+                raise ValueError("format_version")
+            b64 = base64.b64decode
+            payload = cls(
+                bytearray(b64(doc["provisioning_passphrase"], validate=True)),
+                doc.get("hostname"),
+                doc.get("admin_password_hash"),
+                list(doc.get("ssh_authorized_keys", [])),
+                b64(doc["user_data"], validate=True) if "user_data" in doc else None,
+                [
+                    PayloadFile(f["path"], int(f["mode"]), b64(f["data"], validate=True))
+                    for f in doc.get("files", [])
+                ],
+            )
+        except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+            raise PayloadError(
+                "the decrypted payload is malformed", "it was not written by Shieldwright"
+            ) from None
+        return payload
