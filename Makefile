@@ -10,7 +10,7 @@ setup:
 
 # Rebuilt when the demo builder changes, so a cached image never lags behind the code.
 $(DEMO): app/template/demo.py
-	@$(PY) -m app demo-image $(DEMO)
+	@$(PY) -m app demo-image --force $(DEMO)
 
 demo-image: setup
 	@$(MAKE) --no-print-directory $(DEMO)

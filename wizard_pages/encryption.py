@@ -75,10 +75,8 @@ class EncryptionPage(WizardPage):
         self.setTitle(self.tr("Encryption"))
         self.setSubTitle(
             self.tr(
-                "The partitions to protect become LUKS2 containers. The provisioning passphrase (and the "
-                "recovery key, if you add one) opens them until a VM disk is provisioned from the template "
-                "(Provision a VM disk… once it is built, or `shieldwright provision`): that adds a keyslot "
-                "sealed to the VM's TPM and removes the passphrase."
+                "The partitions to protect become LUKS2 containers that the provisioning passphrase opens. "
+                "Provision a VM disk (after the build) seals a key to the VM's TPM and removes the passphrase."
             )
         )
         self.choice: EncryptionChoice = state.encryption or EncryptionChoice()
