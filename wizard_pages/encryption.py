@@ -76,7 +76,8 @@ class EncryptionPage(WizardPage):
         self.setSubTitle(
             self.tr(
                 "The partitions to protect become LUKS2 containers that the provisioning passphrase opens. "
-                "Provision a VM disk (after the build) seals a key to the VM's TPM and removes the passphrase."
+                "Provision a VM disk (after the build) seals a key to the VM's TPM and removes the "
+                "passphrase."
             )
         )
         self.choice: EncryptionChoice = state.encryption or EncryptionChoice()
