@@ -206,3 +206,43 @@ def test_refusals_are_one_line(template: tuple[Path, list[Path], Path], tmp_path
     out.write_bytes(b"keep me")
     done = _provision(template, srk, out)
     assert done.returncode == 2 and "already exists" in done.stderr and out.read_bytes() == b"keep me"
+
+
+def test_the_passphrase_can_come_from_shielding_data_made_for_this_template(
+    template: tuple[Path, list[Path], Path], tmp_path: Path
+) -> None:
+    """``--shielding-data`` (issue 16): opened with a fabric guardian's key pair, checked to apply to the
+    template's catalog first; data for another version of the template is refused and nothing is written."""
+    from app.shielding.guardians import import_guardian, new_owner
+    from app.shielding.payload import Payload
+    from app.shielding.qualifiers import qualifier_for
+    from app.shielding.shd import create_shielding_data
+
+    image = template[0]
+    store = tmp_path / "guardians"
+    owner = new_owner("owner", store=store)
+    key, crt = tmp_path / "fabric.key", tmp_path / "fabric.crt"
+    argv = ["openssl", "req", "-x509", "-newkey", "rsa:3072", "-nodes", "-keyout", str(key), "-out", str(crt),
+            "-subj", "/CN=fabric", "-days", "30"]  # fmt: skip
+    subprocess.run(argv, check=True, capture_output=True)
+    fabric = import_guardian("fabric", crt, store=store)
+    exact = qualifier_for(image)
+    good, wrong = tmp_path / "good.shd", tmp_path / "wrong.shd"
+    payload = Payload(bytearray(PASSPHRASE.encode()), hostname="vm1")
+    good.write_bytes(create_shielding_data(owner, [fabric], [exact], "shielded", payload))
+    other = type(exact)(exact.signer_sha256, exact.template_name, "9.9.9.9", "equals")
+    wrong.write_bytes(create_shielding_data(owner, [fabric], [other], "shielded", payload))
+    vtpm = tmp_path / "tpm"
+    assert shieldwright("vtpm", "new", vtpm).returncode == 0
+    certs = [a for c in template[1] for a in ("--trust", c)]
+    base = ["provision", image, "--srk", vtpm / "srk.tpm2b_public", *certs, "--firmware-vars",
+            SNAKEOIL_VARS, "--guardian-key", key, "--guardian-cert", crt]  # fmt: skip
+    refused = shieldwright(*base, "--shielding-data", wrong, "-o", tmp_path / "no.raw")
+    assert refused.returncode == 2 and "does not apply" in refused.stderr and "9.9.9.9" in refused.stderr
+    assert not (tmp_path / "no.raw").exists()
+    out = tmp_path / "vm.raw"
+    done = shieldwright(*base, "--shielding-data", good, "-o", out)
+    assert done.returncode == 0, done.stderr
+    part = extract_partition(out, ROOT, tmp_path / "root.luks")
+    assert test_passphrase(part, PASSPHRASE, tmp_path) != 0  # provisioned: the passphrase slot is gone
+    assert "0: systemd-tpm2" in luks_dump(part)

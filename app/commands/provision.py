@@ -45,6 +45,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("template", help="template image (raw, qcow2, vhdx, vhd)")
     p.add_argument("--srk", required=True, help="the VM's SRK public key (a TPM2B_PUBLIC or PEM file)")
     add_passphrase_options(p, "passphrase", "the template's provisioning keyslot (default: prompt)")
+    p.add_argument(
+        "--shielding-data", metavar="DATA.shd",
+        help="take the provisioning passphrase from shielding data for this template (opened with "
+        "--guardian-key/--guardian-cert, a recipient's key pair; checked to apply first)",
+    )  # fmt: skip
+    p.add_argument("--guardian-key", metavar="KEY", help="private key of a recipient of --shielding-data")
+    p.add_argument("--guardian-cert", metavar="CERT", help="certificate of that recipient")
     add_trust_options(p, "--trust", what="the template's UKIs and catalog", repeatable=True)
     p.add_argument(
         "--pcrs", default="4,7,11", metavar="LIST",
@@ -71,6 +78,22 @@ def _pcr_list(text: str) -> list[int]:
         raise ShieldwrightError(f"--pcrs {text!r} is not a list of PCRs", "e.g. --pcrs 4,7,11") from None
 
 
+def _from_shielding_data(args: argparse.Namespace) -> bytearray:
+    from app.errors import ShieldwrightError  # lazy
+    from app.signing.keys import load_certificates, load_private_key
+    from app.template.provision import passphrase_from_shielding_data
+
+    if args.passphrase_file or args.passphrase_env:
+        raise ShieldwrightError("give the passphrase or --shielding-data, not both", "drop one of them")
+    if not args.guardian_key or not args.guardian_cert:
+        raise ShieldwrightError("--shielding-data needs --guardian-key and --guardian-cert",
+                                "give the key pair of a guardian (or owner) it was made for")  # fmt: skip
+    cert = load_certificates(args.guardian_cert)[0]
+    return passphrase_from_shielding_data(
+        args.shielding_data, args.template, cert, load_private_key(args.guardian_key)
+    )
+
+
 def cmd_provision(args: argparse.Namespace) -> int:
     # lazy: the engine loads cryptography and tpm2-pytss; the parser (and `--help`) must not
     from app.errors import ShieldwrightError
@@ -85,7 +108,13 @@ def cmd_provision(args: argparse.Namespace) -> int:
     srk = load_srk(args.srk)
     trusted = [c for path in args.trust for c in load_certificates(path)] if args.trust else None
     profile = profile_from_args(args)
-    passphrase = read_passphrase_buffer(args, "passphrase", prompt="The template's provisioning passphrase: ")
+    passphrase: bytearray | None
+    if args.shielding_data:
+        passphrase = _from_shielding_data(args)
+    else:
+        passphrase = read_passphrase_buffer(
+            args, "passphrase", prompt="The template's provisioning passphrase: "
+        )
     if passphrase is None:
         raise ShieldwrightError("no provisioning passphrase", "give --passphrase-file or --passphrase-env")
     request = ProvisionRequest(

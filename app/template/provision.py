@@ -44,6 +44,9 @@ from app.luks.kdf import PBKDF2_MIN_ITERATIONS, KdfParams
 from app.measure.predict import PREDICTED_PCRS, Prediction, predict_template
 from app.measure.profile import FirmwareProfile
 from app.progress import CancelToken, NullProgress, Progress
+from app.shielding.qualifiers import applicability, load_signed_catalog
+from app.shielding.shd import load_shielding_data
+from app.signing.keys import PrivateKey
 from app.template.build.export import check_format, export
 from app.template.build.staging import Staging
 from app.template.verify import TemplateReport, verify_template
@@ -115,6 +118,23 @@ class ProvisionResult:
             "bank": self.prediction.banks[0],
             "containers": [dataclasses.asdict(c) for c in self.containers],
         }
+
+
+def passphrase_from_shielding_data(
+    shielding_data: str | Path, template: str | Path, certificate: x509.Certificate, key: PrivateKey
+) -> bytearray:
+    """The provisioning passphrase a ``.shd`` carries for ``template``: its owner signature verified, its
+    volume ID qualifiers checked against the template's signed catalog first (refused when none applies),
+    then opened with a recipient's certificate and key. The passphrase stays in memory (the caller wipes
+    it); nothing of the payload touches disk."""
+    data = load_shielding_data(shielding_data)
+    ok, reasons = applicability(data.qualifiers, load_signed_catalog(template))
+    if not ok:
+        raise ProvisionError(
+            f"the shielding data does not apply to this template: {'; '.join(reasons)}",
+            "use shielding data made for this template (`shieldwright shield test DATA.shd TEMPLATE`)",
+        )
+    return data.open(certificate, key).provisioning_passphrase  # the specialization values are not used here
 
 
 def check_pcrs(pcrs: Sequence[int]) -> tuple[int, ...]:
