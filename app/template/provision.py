@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -43,7 +43,7 @@ from app.luks.imageops import PatchedImage, read_luks_partition
 from app.luks.kdf import PBKDF2_MIN_ITERATIONS, KdfParams
 from app.measure.predict import PREDICTED_PCRS, Prediction, predict_template
 from app.measure.profile import FirmwareProfile
-from app.progress import CancelToken, NullProgress, Progress
+from app.progress import CancelToken, NullProgress, Progress, ProgressState
 from app.shielding.qualifiers import applicability, load_signed_catalog
 from app.shielding.shd import load_shielding_data
 from app.signing.keys import PrivateKey
@@ -207,8 +207,9 @@ def provision(
     staging = Staging(output)
     pool = ThreadPoolExecutor(2, thread_name_prefix="provision")
     try:
+        checking = ProgressState()  # shown once the copy is done and the verification is the rest
         verifying = pool.submit(verify_template, template, trusted=request.trusted, cancel=stop, jobs=1,
-                                accept_any_signer=request.accept_any_signer)  # fmt: skip
+                                accept_any_signer=request.accept_any_signer, progress=checking)  # fmt: skip
         verifying.add_done_callback(lambda job: stop.cancel() if _failed(job) else None)
         staged = staging.path("disk." + fmt)
         raw = staging.path("disk.raw") if fmt == "qcow2" else staged  # qcow2: raw first, then qemu-img
@@ -233,6 +234,7 @@ def provision(
         except BaseException as exc:  # reported after the verification's verdict, which comes first
             error = exc
             stop.cancel()
+        _relay_progress(verifying, checking, progress)
         try:
             report = _verdict(verifying)
         except CancelledError:
@@ -267,6 +269,20 @@ class _LinkedCancel(CancelToken):
         if self.parent.cancelled:
             self.parent.check()
         super().check()
+
+
+def _relay_progress(job: Future[TemplateReport], state: ProgressState, progress: Progress) -> None:
+    """Show the verification's own progress while it finishes after everything else (10 Hz)."""
+    step = None
+    while not job.done():
+        if state.step != step:
+            step = state.step
+            label = (
+                f"Verifying the template ({step[:1].lower()}{step[1:]})" if step else "Verifying the template"
+            )
+            progress.begin(label, state.total)
+        progress.update(state.done)
+        wait([job], timeout=0.1)
 
 
 def _failed(job: Future[TemplateReport]) -> bool:
