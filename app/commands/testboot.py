@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from typing import Any
 
 DESCRIPTION = """\
 Boot TEMPLATE on OVMF's Secure Boot firmware with a software TPM (swtpm), stop when the firmware
@@ -32,7 +33,9 @@ ExitBootServices until systemd unlocks the root with the vTPM (the first PCR 15 
 "Finished systemd-cryptsetup" on the console) or says it cannot (its cryptsetup unit fails, or it
 asks for a passphrase). The PCRs compared are replayed from what the vTPM was asked to extend up to
 ExitBootServices; they are this disk's predicted values, so "match" with a locked root means the disk's
-boot chain (or the firmware) is no longer the one the VM was provisioned for.
+boot chain (or the firmware) is no longer the one the VM was provisioned for. It then also says, for each
+systemd-tpm2 token on the disk, whether the PCRs this boot reached (PCR 11 after enter-initrd) satisfy
+the token's sealed policy.
 
 Exit status: 0 PCR 4, 7 and 11 match (and with --vtpm the root was unlocked); 1 a PCR differs, the boot
 did not reach ExitBootServices, or the root stayed locked; 2 the chain cannot be predicted or a tool is
@@ -63,6 +66,16 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.set_defaults(func=cmd_test_boot)
 
 
+def _sealed_policies(args: argparse.Namespace, result: Any) -> list[Any] | None:
+    """With --vtpm: whether the PCRs this boot reached satisfy each systemd-tpm2 token on the disk."""
+    if not args.vtpm or not result.reached_exit_boot_services:
+        return None
+    from app.template.provision import check_sealed_policies  # lazy: keeps --help light
+
+    measured = {c.pcr: c.measured for c in result.checks if c.measured is not None}
+    return check_sealed_policies(args.template, measured, args.bank)
+
+
 def cmd_test_boot(args: argparse.Namespace) -> int:
     from app.errors import ShieldwrightError  # lazy: keeps --help light
     from app.measure.testboot import check_rows, run_test_boot
@@ -78,8 +91,20 @@ def cmd_test_boot(args: argparse.Namespace) -> int:
         args.template, firmware_vars=args.firmware_vars, bank=args.bank, timeout=args.timeout, vtpm=args.vtpm,
         on_console=None if args.json else show,
     )  # fmt: skip
+    sealed = _sealed_policies(args, result)
     if args.json:
-        json.dump(result.to_dict(), sys.stdout, indent=2)
+        doc = result.to_dict()
+        if sealed is not None:
+            doc["sealed_policies"] = [
+                {
+                    "partition": c.partition,
+                    "token": c.token_id,
+                    "pcrs": list(c.pcrs),
+                    "satisfied": c.satisfied,
+                }
+                for c in sealed
+            ]
+        json.dump(doc, sys.stdout, indent=2)
         print()
         return 0 if result.matches else 1
     print()
@@ -88,6 +113,10 @@ def cmd_test_boot(args: argparse.Namespace) -> int:
         print(f"Chain: {note}")
     if result.unlock is not None:
         print(f"Root: {result.unlock} ({result.boot.stopped_by or result.boot.ended})")
+    for c in sealed or []:
+        verdict = "satisfied" if c.satisfied else "NOT satisfied"
+        pcrs = "+".join(map(str, c.pcrs))
+        print(f"Sealed policy, partition {c.partition} token {c.token_id} (PCRs {pcrs}): {verdict}")
     if result.problem:
         print(f"Boot: {result.problem}")
     print()

@@ -53,7 +53,13 @@ from app.template.verify import TemplateReport, verify_template
 from app.tpm.policy import policy_pcr_digest
 from app.tpm.seal import seal_to_srk
 from app.tpm.srk import Srk
-from app.tpm.token import keyslot_passphrase, systemd_tpm2_token
+from app.tpm.token import (
+    TOKEN_TYPE,
+    TokenError,
+    keyslot_passphrase,
+    read_systemd_tpm2_token,
+    systemd_tpm2_token,
+)
 
 #: The systemd boot phase whose PCR 11 value is current when the root is unlocked.
 UNLOCK_PHASE = "enter-initrd"
@@ -135,6 +141,45 @@ def passphrase_from_shielding_data(
             "use shielding data made for this template (`shieldwright shield test DATA.shd TEMPLATE`)",
         )
     return data.open(certificate, key).provisioning_passphrase  # the specialization values are not used here
+
+
+@dataclass(frozen=True)
+class PolicyCheck:
+    """Whether a boot state satisfies a container's systemd-tpm2 token."""
+
+    partition: int
+    token_id: int
+    pcrs: tuple[int, ...]
+    satisfied: bool
+
+
+def check_sealed_policies(disk: str | Path, measured: dict[int, str], bank: str) -> list[PolicyCheck]:
+    """For each systemd-tpm2 token on ``disk``: does the PCR state ``measured`` (values at
+    ExitBootServices, PCR 11 before any phase) satisfy its PolicyPCR once systemd has entered the initrd?
+    The token holds only the policy hash, so this says yes or no, not which PCR moved."""
+    out: list[PolicyCheck] = []
+    with open_image(disk) as image:
+        for part in layout_of(image).partitions:
+            if part.content != "luks2":
+                continue
+            header = read_luks_partition(image, part.number).header
+            for token_id, token in sorted(header.tokens.items()):
+                if token.get("type") != TOKEN_TYPE:
+                    continue
+                try:
+                    info = read_systemd_tpm2_token(token)
+                except TokenError:
+                    out.append(PolicyCheck(part.number, token_id, (), False))
+                    continue
+                if info.bank != bank or any(n not in measured for n in info.pcrs):
+                    out.append(PolicyCheck(part.number, token_id, info.pcrs, False))
+                    continue
+                values = {n: measured[n] for n in info.pcrs}
+                if 11 in values:
+                    values[11] = extend(bank, values[11], UNLOCK_PHASE.encode())
+                ok = policy_pcr_digest(bank, values).hex() == info.policy_hash
+                out.append(PolicyCheck(part.number, token_id, info.pcrs, ok))
+    return out
 
 
 def check_pcrs(pcrs: Sequence[int]) -> tuple[int, ...]:

@@ -163,6 +163,8 @@ def test_a_rebuilt_uki_with_another_command_line_does_not_unlock(provisioned: Pr
     assert ROOT_MARKER not in console, console[-3000:]
     assert any(text in console for text in LOCKED), console[-3000:]
     assert done.returncode == 1 and "Root: locked" in console and "LOCKED" in console, console[-3000:]
+    # What the VM was sealed to is not what this boot measured: the tokens' policy says so offline.
+    assert f"Sealed policy, partition {ROOT_NUMBER} token 0 (PCRs 4+7+11): NOT satisfied" in console
     verdicts = {line.split()[0]: line.split()[-1] for line in console.splitlines()
                 if line.strip()[:2] in (" 4", " 7", "11", "4 ", "7 ") and len(line.split()) == 4}  # fmt: skip
     # This disk's chain is predicted (the new UKI), so its PCRs match their prediction; what the VM was
@@ -196,5 +198,8 @@ def test_test_boot_with_the_vms_vtpm_reports_the_unlock(provisioned: Provisioned
     assert done.returncode == 0, done.stdout + done.stderr
     doc = json.loads(done.stdout)
     assert doc["unlock"] == "unlocked" and doc["match"], doc
+    assert doc["sealed_policies"] == [
+        {"partition": ROOT_NUMBER, "token": 0, "pcrs": [4, 7, 11], "satisfied": True}
+    ]
     assert all(doc["pcrs"][n]["match"] for n in ("4", "7", "11")), doc
     assert {p.name: p.read_bytes() for p in provisioned.vtpm.iterdir()} == before
