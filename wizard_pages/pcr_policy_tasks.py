@@ -20,7 +20,7 @@ from PySide6.QtCore import QCoreApplication
 from app.errors import ShieldwrightError
 from app.gui.state import WizardState
 from app.gui.widgets.pcr_event_tree import EventRow, PcrGroup
-from app.measure.compare import EventMatch, compare_events
+from app.measure.compare import EventMatch, diff_with_log
 from app.measure.eventlog import read_event_log
 from app.measure.events import Event
 from app.template.checks import pcr_problems
@@ -74,10 +74,8 @@ def compare_with_log(
 ) -> LogComparison:
     """Read the event log at ``path`` and align ``predicted`` with it in ``bank`` for ``pcrs``
     (what ``shieldwright pcr diff`` does)."""
-    log = read_event_log(path)
-    matches = compare_events(list(predicted), log.events, bank=bank, pcrs=pcrs)
-    logged = log.replay(pcrs).get(bank, {})
-    return LogComparison(Path(path), bank, tuple(sorted(set(pcrs))), tuple(matches), dict(logged))
+    diff = diff_with_log(list(predicted), read_event_log(path), bank=bank, pcrs=pcrs)
+    return LogComparison(Path(path), bank, diff.pcrs, diff.matches, diff.logged)
 
 
 def comparison_summary(comparison: LogComparison) -> str:

@@ -105,37 +105,31 @@ def _print_events(events: tuple[Event, ...] | list[Event], bank: str) -> None:
 
 
 def cmd_diff(args: argparse.Namespace) -> int:
-    from app.measure.compare import compare_events  # lazy: keeps --help light
+    from app.measure.compare import diff_with_log  # lazy: keeps --help light
     from app.measure.eventlog import read_event_log  # lazy
 
     prediction = _predict(args)
-    log = read_event_log(args.eventlog)
-    if args.bank not in log.banks:
-        from app.measure.events import MeasureError  # lazy
-
-        raise MeasureError(f"{args.eventlog} has no {args.bank} bank", f"it has {', '.join(log.banks)}")
-    measured = log.replay([4, 7, 11])[args.bank]
-    matches = compare_events(list(prediction.events), log.events, bank=args.bank, pcrs=(4, 7, 11))
-    differing = [m for m in matches if m.status != "match"]
-    ok = all(measured[n] == prediction.pcrs[args.bank][n] for n in (4, 7, 11))
+    diff = diff_with_log(
+        list(prediction.events), read_event_log(args.eventlog), bank=args.bank, pcrs=(4, 7, 11)
+    )
+    predicted = prediction.pcrs[args.bank]
+    ok = all(diff.logged[n] == predicted[n] for n in (4, 7, 11))
     if args.json:
         doc = {
             "bank": args.bank,
             "match": ok,
-            "pcrs": {
-                str(n): {"predicted": prediction.pcrs[args.bank][n], "log": measured[n]} for n in (4, 7, 11)
-            },
-            "events": [_match_dict(m, args.bank) for m in matches],
+            "pcrs": {str(n): {"predicted": predicted[n], "log": diff.logged[n]} for n in (4, 7, 11)},
+            "events": [_match_dict(m, args.bank) for m in diff.matches],
         }
         json.dump(doc, sys.stdout, indent=2)
         print()
         return 0 if ok else 1
     for n in (4, 7, 11):
-        same = "match" if measured[n] == prediction.pcrs[args.bank][n] else "DIFFER"
-        print(f"PCR {n:>2}: {same}  predicted {prediction.pcrs[args.bank][n]}  log {measured[n]}")
-    if differing:
+        same = "match" if diff.logged[n] == predicted[n] else "DIFFER"
+        print(f"PCR {n:>2}: {same}  predicted {predicted[n]}  log {diff.logged[n]}")
+    if diff.differing():
         print()
-        for m in differing:
+        for m in diff.differing():
             ev = m.predicted or m.actual
             assert ev is not None
             print(f"{m.status:<8} PCR {m.pcr:>2} {ev.type_name:<34} {ev.description}")

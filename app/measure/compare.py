@@ -16,6 +16,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from app.measure.eventlog import EventLog
 from app.measure.events import Event, EventType, MeasureError
 
 Status = Literal["match", "differs", "missing", "extra"]
@@ -92,3 +93,25 @@ def _pair_by_type(pcr: int, want: list[Event], got: list[Event]) -> list[EventMa
     out += [EventMatch(pcr, "missing", p, None) for p in want[i:]]
     out += [EventMatch(pcr, "extra", None, a) for a in got[j:]]
     return out
+
+
+@dataclass(frozen=True)
+class LogDiff:
+    """A prediction aligned with a real event log in one bank: the rows and what the log replays to."""
+
+    bank: str
+    pcrs: tuple[int, ...]
+    matches: tuple[EventMatch, ...]
+    logged: dict[int, str]
+
+    def differing(self) -> list[EventMatch]:
+        return [m for m in self.matches if m.status != "match"]
+
+
+def diff_with_log(predicted: Sequence[Event], log: EventLog, *, bank: str, pcrs: Iterable[int]) -> LogDiff:
+    """What ``pcr diff`` and the PCR Policy page show: MeasureError when the log lacks ``bank``."""
+    wanted = tuple(sorted(set(pcrs)))
+    if bank not in log.banks:
+        raise MeasureError(f"the event log has no {bank} bank", f"it has {', '.join(log.banks) or 'none'}")
+    matches = compare_events(predicted, log.events, bank=bank, pcrs=wanted)
+    return LogDiff(bank, wanted, tuple(matches), dict(log.replay(wanted)[bank]))
