@@ -5,7 +5,8 @@ it also lists every file the build wrote with the size and SHA-256 the build rec
 summary: the files are not read again, a template can be many GB). *Open folder* and *Open report* hand
 paths to the desktop; *Verify* runs :func:`app.template.verify.verify_template` in the background and
 lists each check with ✓ or ✗. *Provision a VM disk…* asks the frame to open the provision wizard on this
-template, its signer certificates trusted and the PCR policy's firmware, PCRs and bank preselected.
+template, its signer certificates trusted and the PCR policy's firmware, PCRs and bank preselected;
+*Create shielding data…* the Shielding Data wizard with this template's qualifier prefilled.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from app.errors import CancelledError, ShieldwrightError
 from app.gui.page import WizardPage
 from app.gui.presentation import human_size, is_dark
 from app.gui.provision_state import ProvisionState, TrustedFile
+from app.gui.shielding_state import ShieldingState
 from app.gui.state import WizardState
 from app.gui.tasks import TaskRunner
 from app.gui.widgets.certificate_details import thumbprint_hex
@@ -120,6 +122,8 @@ class FinishedPage(WizardPage):
     verifyFinished = Signal()
     #: *Provision a VM disk…*: the provision flow's starting state (the frame opens the provision wizard).
     provisionRequested = Signal(object)
+    #: *Create shielding data…*: the shielding flow's starting state (the frame opens its wizard).
+    shieldingRequested = Signal(object)
 
     def __init__(
         self,
@@ -195,6 +199,16 @@ class FinishedPage(WizardPage):
             self.tr("Make a VM disk from this template whose encrypted root the VM's vTPM unlocks")
         )
         self.provision_button.clicked.connect(self.provision)
+        self.shielding_button = QPushButton(
+            style.standardIcon(QStyle.StandardPixmap.SP_VistaShield), self.tr("Create &shielding data…"), self
+        )
+        self.shielding_button.setObjectName("createShieldingData")
+        self.shielding_button.setToolTip(
+            self.tr(
+                "Make shielding data (a .shd) for this template: its passphrase, for the fabrics you trust"
+            )
+        )
+        self.shielding_button.clicked.connect(self.create_shielding_data)
         self.status_label = QLabel(self)
         self.status_label.setObjectName("finishedStatus")
         self.status_label.setTextFormat(Qt.TextFormat.PlainText)
@@ -204,8 +218,8 @@ class FinishedPage(WizardPage):
         buttons.addWidget(self.open_report_button)
         buttons.addWidget(self.verify_button)
         buttons.addWidget(self.provision_button)
-        buttons.addSpacing(8)
-        buttons.addWidget(self.status_label, 1)
+        buttons.addWidget(self.shielding_button)
+        buttons.addStretch(1)
 
         self.progress_panel = ProgressPanel(self)
         self.progress_panel.set_confirm_text(self.tr("Stop verifying?"))
@@ -228,6 +242,7 @@ class FinishedPage(WizardPage):
         layout.addWidget(self.identity_label)
         layout.addWidget(self.table)
         layout.addLayout(buttons)
+        layout.addWidget(self.status_label)
         layout.addWidget(self.progress_panel)
         layout.addWidget(self.error_panel)
         layout.addWidget(self.checks_caption)
@@ -321,6 +336,7 @@ class FinishedPage(WizardPage):
         self.open_report_button.setEnabled(self._artifact("report") is not None)
         self.verify_button.setEnabled(not self.is_busy() and template is not None)
         self.provision_button.setEnabled(template is not None)
+        self.shielding_button.setEnabled(template is not None)
 
     def _artifact(self, role: str) -> Artifact | None:
         return next((a for a in self.artifacts if a.role == role), None)
@@ -401,6 +417,17 @@ class FinishedPage(WizardPage):
         state = self.provision_state()
         if state is not None:
             self.provisionRequested.emit(state)
+
+    def shielding_state(self) -> ShieldingState | None:
+        """The shielding data flow for this template: its qualifier prefilled (None before a build)."""
+        template = self._artifact("template")
+        return ShieldingState.for_template(template.path) if template is not None else None
+
+    def create_shielding_data(self) -> None:
+        """*Create shielding data…*: ask the frame to open the shielding data wizard for this template."""
+        state = self.shielding_state()
+        if state is not None:
+            self.shieldingRequested.emit(state)
 
     def verify(self) -> None:
         """Verify the template end to end in the background."""

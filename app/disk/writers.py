@@ -25,7 +25,7 @@ from pathlib import Path
 from app.disk.formats import vhd, vhdx
 from app.disk.formats.raw import RawImage
 from app.disk.image import SECTOR_SIZES, WRITE_FORMATS, DiskImage
-from app.disk.outfile import OutputFile, pwrite_all
+from app.disk.outfile import OutputFile, Writeback, pwrite_all
 from app.disk.publish import publish, refuse_existing
 from app.errors import ImageError, OutOfSpaceError, UnsupportedImageError
 from app.progress import CancelToken, NullProgress, Progress
@@ -370,6 +370,7 @@ def copy_raw(
         try:
             os.ftruncate(fd, size)
             progress.begin("Copying the disk", sum(n for _, n in ranges))
+            writeback = Writeback(fd)  # the disk starts writing now, not at the final fsync
             done = 0
             for start, length in ranges:
                 pos, end = start, start + length
@@ -378,6 +379,7 @@ def copy_raw(
                     n = _copy_range(fin.fileno(), fd, pos, min(COPY_CHUNK, end - pos))
                     pos += n
                     done += n
+                    writeback.wrote(n)
                     progress.update(done)
             for offset, data in sorted((patches or {}).items()):
                 pwrite_all(fd, data, offset)

@@ -4,8 +4,9 @@ Drives a real wizard offscreen through every page on IMAGE with the real engine 
 certificate, a UKI, a PCR policy on a variable store that trusts that certificate (compared with a captured
 event log of another boot), a calibrated KDF, a catalog, then a build into a temporary folder (reads slowed
 down to catch Generate mid-write), a real test boot of it, and the Provision a VM disk wizard opened from the
-Finished page on that template (a vTPM created for it, the PCR policy's variable store) - and saves
-``OUTDIR/<page>.png`` for each page (``make screenshots``).
+Finished page on that template (a vTPM created for it, the PCR policy's variable store), then the Shielding
+Data wizard for that template (a throw-away guardian store) - and saves ``OUTDIR/<page>.png`` for each page
+(``make screenshots``).
 """
 
 from __future__ import annotations
@@ -335,6 +336,7 @@ def _build_screenshots(
         shots.append(_grab(wizard, outdir / "finished.png"))
         shots.append(_test_boot_screenshot(app, wizard, outdir, output))
         shots.extend(_provision_screenshots(app, wizard, outdir, timeout, Path(tmp)))
+        shots.extend(_shielding_screenshots(app, wizard, outdir, timeout, Path(tmp)))
     return shots
 
 
@@ -390,6 +392,97 @@ def _provision_screenshots(
         return shots
     finally:
         provision.close()
+
+
+#: An example admin password hash (``openssl passwd -6``): the screenshot shows a hash, never a password.
+EXAMPLE_HASH = "$6$Ow3kqkR8bZpJm4Lx$" + "Qk7o1c9TzV3xYd5F2hLrW8sNqA0eUj6pGm4BvKt" * 2 + "e0Ab7Cd9"
+
+
+def _shielding_screenshots(
+    app: QApplication, wizard: ShieldwrightWizard, outdir: Path, timeout: float, workdir: Path
+) -> list[Path]:
+    """The Shielding Data wizard, opened from the Finished page on the template just built, page by page:
+    an owner created and a fabric guardian imported into a guardian store in ``workdir`` (never the
+    user's), the template's qualifier, specialization values, the review, and the generated file tested
+    against the template."""
+    state = wizard.finished_page.shielding_state()
+    if state is None:
+        raise SystemExit("screenshots: the Finished page has no template for shielding data")
+    state.store = workdir / "guardians"
+    state.output = workdir / "web-server.shd"
+    shielding = wizard.open_shielding_wizard(state)
+    shielding.resize(*SCREENSHOT_SIZE)
+    shots: list[Path] = []
+
+    def settle_and_grab(name: str) -> None:
+        _spin_until(app, lambda: False, 0.3)
+        shots.append(_grab(shielding, outdir / f"shielding-{name}.png"))
+
+    def wait(page: Any, what: str) -> None:
+        if not _spin_until(app, _idle(page), timeout * 2):
+            raise SystemExit(f"screenshots: {what} did not finish")
+        if page.error_panel.isVisible():
+            raise SystemExit(f"screenshots: {what} failed: {page.error_panel.message_label.text()}")
+
+    try:
+        shielding.file_page.policy_buttons["shielded"].setFocus()
+        settle_and_grab("file")
+        shielding.next()
+        guardians = shielding.guardians_page
+        wait(guardians, "listing the guardians")
+        guardians.owner_name.setText("contoso-owner")
+        guardians.create_owner("contoso-owner")
+        wait(guardians, "creating the owner")
+        fabric_key = keys.generate_key("rsa3072")
+        fabric = keys.generate_self_signed(fabric_key, common_name="HGS fabric east encryption",
+                                           organization="Fabrikam Hosting", days=365)  # fmt: skip
+        guardians.import_name.setText("fabrikam-east")
+        guardians.import_certificate(str(keys.write_certificate(fabric, workdir / "fabrikam-east.crt")))
+        wait(guardians, "importing the guardian")
+        guardians.table.setFocus()
+        settle_and_grab("guardians")
+        shielding.next()
+        qualifiers = shielding.qualifiers_page
+        wait(qualifiers, "reading the template's catalog")
+        if not qualifiers.isComplete():
+            raise SystemExit("screenshots: the template's qualifier was not prefilled")
+        qualifiers.table.selectRow(0)
+        settle_and_grab("qualifiers")
+        shielding.next()
+        values = shielding.values_page
+        enc = wizard.state.encryption
+        if enc is None or not enc.passphrase:
+            raise SystemExit("screenshots: the template's provisioning passphrase is not in memory")
+        values.passphrase_edit.setText(enc.passphrase.decode())
+        values.hostname_edit.setText("web-01")
+        values.hash_edit.setText(EXAMPLE_HASH)
+        values.hash_edit.setCursorPosition(0)
+        pub = workdir / "id_ed25519.pub"
+        pub.write_text("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGx3c2hpZWxkd3JpZ2h0ZGVtbw admin@workstation\n")
+        values.add_ssh_keys(pub)
+        motd = workdir / "motd"
+        motd.write_text("Provisioned from shielding data.\n")
+        values.add_file(motd, "/etc/motd")
+        if not values.isComplete():
+            raise SystemExit(f"screenshots: the values were refused: {values.verdict.text()}")
+        values.hostname_edit.setFocus()
+        settle_and_grab("values")
+        shielding.next()
+        settle_and_grab("review")
+        shielding.next()  # the commit button: Generate
+        generate = shielding.generate_page
+        wait(generate, "generating the shielding data")
+        if shielding.state.written is None:
+            raise SystemExit("screenshots: no shielding data was written")
+        template = wizard.finished_page.shielding_state()
+        assert template is not None and template.prefill is not None
+        generate.test(template.prefill)
+        wait(generate, "testing the shielding data against the template")
+        generate.test_button.setFocus()
+        settle_and_grab("generate")
+        return shots
+    finally:
+        shielding.close()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -11,6 +11,8 @@ from PySide6.QtWidgets import QFrame, QLabel, QVBoxLayout, QWidget, QWizard
 
 from app.gui.provision_state import ProvisionState
 from app.gui.provision_wizard import ProvisionWizard
+from app.gui.shielding_state import ShieldingState
+from app.gui.shielding_wizard import ShieldingWizard
 from app.gui.state import WizardState
 from app.gui.tasks import TaskRunner
 from wizard_pages.base_image import BaseImagePage
@@ -150,6 +152,9 @@ class ShieldwrightWizard(QWizard):
         #: The Provision a VM disk wizard the Finished page opened (non-modal), if any.
         self.provision_wizard: ProvisionWizard | None = None
         self.finished_page.provisionRequested.connect(self.open_provision_wizard)
+        #: The Shielding Data wizard the Finished page opened (non-modal), if any.
+        self.shielding_wizard: ShieldingWizard | None = None
+        self.finished_page.shieldingRequested.connect(self.open_shielding_wizard)
         self.setStartId(PageId.BASE_IMAGE)
 
         self.steps = StepList(self)
@@ -177,6 +182,20 @@ class ShieldwrightWizard(QWizard):
         self.provision_wizard = ProvisionWizard(self.runner, state, self)
         self.provision_wizard.show()
         return self.provision_wizard
+
+    def open_shielding_wizard(self, state: ShieldingState | None = None) -> ShieldingWizard:
+        """Show the Shielding Data wizard (non-modal) on ``state``; one at a time: while one is open it is
+        raised instead."""
+        current = self.shielding_wizard
+        if current is not None and current.isVisible():
+            current.raise_()
+            current.activateWindow()
+            return current
+        if current is not None:
+            current.deleteLater()
+        self.shielding_wizard = ShieldingWizard(self.runner, state, self)
+        self.shielding_wizard.show()
+        return self.shielding_wizard
 
     def _provisioning_may_close(self) -> bool:
         """No provisioning is running; else the provision wizard asks (inline) and is raised."""
@@ -218,4 +237,6 @@ class ShieldwrightWizard(QWizard):
         self.state.clear_secrets()
         if self.provision_wizard is not None and self.provision_wizard.isVisible():
             self.provision_wizard.done(result)  # its passphrase goes too
+        if self.shielding_wizard is not None and self.shielding_wizard.isVisible():
+            self.shielding_wizard.done(result)
         super().done(result)

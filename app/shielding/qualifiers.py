@@ -18,6 +18,12 @@ from app.catalog.format import SignedCatalog, check_template_name, parse_version
 from app.errors import ShieldwrightError
 
 RULES = ("equals", "greater-than", "greater-or-equal")
+#: How a verdict says it, for each rule: (when it holds, when it does not).
+_RELATION = {
+    "equals": ("equals", "does not equal"),
+    "greater-than": ("is greater than", "is not greater than"),
+    "greater-or-equal": ("is at least", "is below"),
+}
 #: A .vsc file is a few hundred KiB at most (one digest per block of a few GiB at 1 MiB blocks is ~200 KiB).
 MAX_VSC_FILE = 64 * 1024 * 1024
 
@@ -70,9 +76,10 @@ class Qualifier:
         ok = {"equals": have == want, "greater-than": have > want, "greater-or-equal": have >= want}[
             self.rule
         ]
+        holds, fails = _RELATION[self.rule]
         if ok:
-            return True, f"{cat.template_name} {cat.template_version} is {self.rule} {self.version}"
-        return False, f"version {cat.template_version} is not {self.rule} {self.version}"
+            return True, f"{cat.template_name} {cat.template_version} {holds} {self.version}"
+        return False, f"version {cat.template_version} {fails} {self.version}"
 
 
 def load_signed_catalog(source: str | Path) -> SignedCatalog:
@@ -95,14 +102,17 @@ def load_signed_catalog(source: str | Path) -> SignedCatalog:
     return read_catalog(extract_catalog(path))
 
 
-def qualifier_for(source: str | Path, rule: str = "equals") -> Qualifier:
-    """The qualifier that names exactly the template of ``source`` (a .vsc or a template) with ``rule``."""
-    signed = load_signed_catalog(source)
-    q = Qualifier(
-        signed.signer_fingerprint, signed.catalog.template_name, signed.catalog.template_version, rule
-    )
+def qualifier_from_catalog(signed: SignedCatalog, rule: str = "equals") -> Qualifier:
+    """The qualifier that names exactly the template of ``signed`` with ``rule``."""
+    cat = signed.catalog
+    q = Qualifier(signed.signer_fingerprint, cat.template_name, cat.template_version, rule)
     q.check()
     return q
+
+
+def qualifier_for(source: str | Path, rule: str = "equals") -> Qualifier:
+    """The qualifier that names exactly the template of ``source`` (a .vsc or a template) with ``rule``."""
+    return qualifier_from_catalog(load_signed_catalog(source), rule)
 
 
 def applicability(qualifiers: Sequence[Qualifier], catalog: SignedCatalog) -> tuple[bool, list[str]]:

@@ -1,0 +1,142 @@
+"""The *Shielding Data* pages' base class, and the engine calls their background tasks run.
+
+Every rule is the engine's (:mod:`app.shielding`): guardians are :func:`~app.shielding.guardians.new_owner`,
+:func:`~app.shielding.guardians.import_guardian` and :func:`~app.shielding.guardians.list_guardians`; a
+qualifier is read by :func:`~app.shielding.qualifiers.load_signed_catalog`; the payload is checked by
+:meth:`~app.shielding.payload.Payload.check`; the file is :func:`~app.shielding.shd.create_shielding_data`,
+written by :func:`~app.signing.output.write_output` and read back by
+:func:`~app.shielding.shd.read_shielding_data`; a template is tested with
+:func:`~app.shielding.qualifiers.applicability`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, cast
+
+from PySide6.QtWidgets import QWidget
+
+from app.errors import ShieldwrightError
+from app.gui.page import WizardPage
+from app.gui.shielding_state import QualifierEntry, ShieldingState, wipe_payload
+from app.gui.tasks import TaskRunner
+from app.shielding.guardians import Guardian, import_guardian, list_guardians, new_owner
+from app.shielding.payload import MAX_PAYLOAD, Payload
+from app.shielding.qualifiers import Qualifier, applicability, load_signed_catalog, qualifier_from_catalog
+from app.shielding.shd import ShieldingData, create_shielding_data, read_shielding_data
+from app.signing.output import write_output
+
+CERT_FILTERS = ("Certificates (*.crt *.pem *.cer *.der)", "All files (*)")
+QUALIFIER_FILTERS = ("Catalogs and templates (*.vsc *.raw *.img *.qcow2 *.vhdx *.vhd)", "All files (*)")
+SHD_FILTERS = ("Shielding data (*.shd)", "All files (*)")
+
+
+class ShieldingPage(WizardPage):
+    """A page of the shielding data wizard: :class:`WizardPage` (tasks, error panel, file dialogs) on the
+    flow's own state."""
+
+    state: ShieldingState  # type: ignore[assignment]  # the base class is typed for the template wizard
+
+    def __init__(self, state: ShieldingState, runner: TaskRunner, parent: QWidget | None = None) -> None:
+        super().__init__(cast(Any, state), runner, parent)
+
+
+# -- owner and guardians ----------------------------------------------------------------------------------
+
+
+def list_store(store: Path | None) -> list[Guardian]:
+    return list_guardians(store=store)
+
+
+def create_owner(name: str, signing: str, store: Path | None) -> Guardian:
+    """Generate the owner's key pairs (RSA key generation takes a moment: run in the background)."""
+    return new_owner(name, signing=signing, store=store)
+
+
+def import_fabric_guardian(name: str, certificate: Path, store: Path | None) -> Guardian:
+    return import_guardian(name, certificate, store=store)
+
+
+# -- qualifiers -------------------------------------------------------------------------------------------
+
+
+def read_qualifier(source: Path, rule: str = "equals") -> QualifierEntry:
+    """The qualifier naming exactly the template of ``source`` (a .vsc, or a template: its ESP is read), and
+    the subject of the certificate that signed its catalog."""
+    signed = load_signed_catalog(source)
+    return QualifierEntry(qualifier_from_catalog(signed, rule), Path(source), signed.signer_subject)
+
+
+# -- specialization ---------------------------------------------------------------------------------------
+
+
+def read_small_file(path: Path, what: str) -> bytes:
+    """A file for the payload, read at most one byte past the payload's bound (the engine refuses more)."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(MAX_PAYLOAD + 1)
+    except OSError as exc:
+        raise ShieldwrightError(
+            f"cannot read {what} {path}: {exc.strerror}", "choose a readable file"
+        ) from None
+
+
+def read_ssh_keys(path: Path) -> list[str]:
+    """The authorized_keys lines of an SSH public key file (blank lines and comments left out, as
+    ``shield create --ssh-key`` does); :meth:`Payload.check` judges each line."""
+    text = read_small_file(path, "the SSH key file").decode("utf-8", errors="replace")
+    return [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")]
+
+
+def check_payload(state: ShieldingState) -> ShieldwrightError | None:
+    """The engine's verdict on the specialization values (None: they can be carried)."""
+    payload = state.payload()
+    try:
+        payload.check()
+    except ShieldwrightError as exc:
+        return exc
+    finally:
+        wipe_payload(payload)
+    return None
+
+
+# -- generate ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Generated:
+    path: Path
+    data: ShieldingData
+
+
+def generate(
+    output: Path, overwrite: bool, owner: Guardian, guardians: Sequence[Guardian],
+    qualifiers: Sequence[Qualifier], policy: str, payload: Payload,
+) -> Generated:  # fmt: skip
+    """Runs in the executor: sign and encrypt, write atomically, read back what was written. The payload's
+    passphrase copy is wiped whatever happens."""
+    try:
+        data = create_shielding_data(owner, guardians, qualifiers, policy, payload)
+    finally:
+        wipe_payload(payload)
+    path = write_output(output, data, overwrite=overwrite)
+    return Generated(path, read_shielding_data(path.read_bytes(), where=str(path)))
+
+
+@dataclass(frozen=True)
+class Applicability:
+    template: Path
+    name: str
+    version: str
+    applicable: bool
+    reasons: list[str]
+
+
+def applies_to(data: ShieldingData, template: Path) -> Applicability:
+    """``shield test``: whether the data's qualifiers admit ``template`` (a template or its .vsc)."""
+    signed = load_signed_catalog(template)
+    ok, reasons = applicability(data.qualifiers, signed)
+    cat = signed.catalog
+    return Applicability(Path(template), cat.template_name, cat.template_version, ok, reasons)
