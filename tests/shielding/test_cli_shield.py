@@ -115,3 +115,25 @@ def test_damage_and_refusals_are_one_line(made: dict[str, Path], env: dict[str, 
     assert [(g["name"], g["kind"]) for g in listed] == [("alice", "owner"), ("fabric", "guardian")]
     exported = sw(env, "guardian", "export", "alice").stdout
     assert exported.count("BEGIN CERTIFICATE") == 2 and "PRIVATE" not in exported
+
+
+@pytest.mark.parametrize(
+    ("rule", "verdicts"),
+    [
+        ("equals", {"1.2.3.3": 1, "1.2.3.4": 0, "1.2.3.5": 1}),
+        ("greater-than", {"1.2.3.3": 1, "1.2.3.4": 1, "1.2.3.5": 0}),
+        ("greater-or-equal", {"1.2.3.3": 1, "1.2.3.4": 0, "1.2.3.5": 0}),
+    ],
+)
+def test_shield_test_exit_codes_at_each_rules_boundary(
+    made: dict[str, Path], env: dict[str, str], tmp_path: Path, rule: str, verdicts: dict[str, int]
+) -> None:
+    """Data for ``1.2.3.4`` with ``rule``, tested against the template one version lower, equal and higher:
+    ``shield test`` exits 0 exactly where the rule holds (Microsoft's: the template's version against the
+    qualifier's)."""
+    shd = tmp_path / f"{rule}.shd"
+    done = sw(env, "create", "--owner", "alice", "--qualifier", f"{made['v1.2.3.4']}:{rule}",
+              "--passphrase-file", tmp_path / "pass", "-o", shd)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    got = {version: sw(env, "test", shd, made[f"v{version}"]).returncode for version in verdicts}
+    assert got == verdicts
