@@ -174,9 +174,7 @@ def check_sealed_policies(disk: str | Path, measured: dict[int, str], bank: str)
                 if info.bank != bank or any(n not in measured for n in info.pcrs):
                     out.append(PolicyCheck(part.number, token_id, info.pcrs, False))
                     continue
-                values = {n: measured[n] for n in info.pcrs}
-                if 11 in values:
-                    values[11] = extend(bank, values[11], UNLOCK_PHASE.encode())
+                values = at_unlock({n: measured[n] for n in info.pcrs}, bank)
                 ok = policy_pcr_digest(bank, values).hex() == info.policy_hash
                 out.append(PolicyCheck(part.number, token_id, info.pcrs, ok))
     return out
@@ -197,10 +195,16 @@ def check_pcrs(pcrs: Sequence[int]) -> tuple[int, ...]:
 
 def sealed_values(prediction: Prediction, pcrs: Sequence[int], bank: str) -> dict[int, str]:
     """The PCR values the VM's vTPM holds when systemd unlocks the root: PCR 11 after ``enter-initrd``."""
-    values = {n: prediction.pcrs[bank][n] for n in pcrs}
-    if 11 in values:
-        values[11] = extend(bank, values[11], UNLOCK_PHASE.encode())
-    return values
+    return at_unlock({n: prediction.pcrs[bank][n] for n in pcrs}, bank)
+
+
+def at_unlock(values: dict[int, str], bank: str) -> dict[int, str]:
+    """PCR values at ExitBootServices as they stand when systemd unlocks the root: PCR 11 extended with
+    the ``enter-initrd`` phase word, the others unchanged."""
+    out = dict(values)
+    if 11 in out:
+        out[11] = extend(bank, out[11], UNLOCK_PHASE.encode())
+    return out
 
 
 @dataclass(frozen=True)
@@ -238,12 +242,10 @@ def provision(
             "the output is the template itself", "a template is never modified; give a new file"
         )
     with open_image(template) as image:
-        fmt = check_format(request.out_format or (image.format if image.format in WRITE_FORMATS else "raw"))
+        source_format = image.format
+    fmt = check_format(request.out_format or (source_format if source_format in WRITE_FORMATS else "raw"))
     if output.exists() and not request.overwrite:
         raise ProvisionError(f"{output} already exists", "choose another output, or allow overwriting")
-
-    with open_image(template) as image:
-        source_format = image.format
     # Three things at once, each only reading the template: the verification (one hashing thread), the
     # copy of the disk (in the kernel, for a raw template), and here the prediction and the new LUKS2
     # headers (their KDF work releases the GIL). The output is published only if the template verified;
