@@ -204,6 +204,7 @@ def run_test_boot(
     try:
         store = scratch / "vars.fd"
         if firmware_vars is not None:
+            profile_from_vars(firmware_vars)  # a one-line error for a missing or broken store, first
             shutil.copyfile(firmware_vars, store)
             described = f"variable store {firmware_vars}"
         else:

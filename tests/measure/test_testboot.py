@@ -101,6 +101,21 @@ def test_cli_errors_are_one_line(tmp_path: Path) -> None:
     assert out.returncode == 2 and out.stderr.startswith("shieldwright: error: "), out.stderr
 
 
+@pytest.mark.slow
+def test_missing_stores_and_vtpms_are_one_line(tmp_path: Path, demo_image: Path) -> None:
+    """Before anything boots: a --firmware-vars that does not exist, a --vtpm that is no vTPM."""
+    from tests.build_helpers import build, make_keys, make_recipe
+
+    keys = make_keys(tmp_path)
+    template = build(make_recipe(demo_image, tmp_path / "t.raw", keys, install_removable=True), keys).output
+    for args, words in (
+        (("--firmware-vars", tmp_path / "none.fd"), "cannot read"),
+        (("--vtpm", tmp_path), "is not a vTPM state directory"),
+    ):
+        done = _cli(template, *args)
+        assert done.returncode == 2 and done.stderr.count("\n") == 1 and words in done.stderr, done.stderr
+
+
 @pytest.mark.parametrize("name", ["microsoft", "snakeoil", "empty"])
 def test_test_stores_read_back(name: str) -> None:
     from app.measure.teststore import build_test_store
