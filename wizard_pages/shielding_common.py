@@ -23,7 +23,7 @@ from app.gui.page import WizardPage
 from app.gui.shielding_state import QualifierEntry, ShieldingState, wipe_payload
 from app.gui.tasks import TaskRunner
 from app.shielding.guardians import Guardian, import_guardian, list_guardians, new_owner
-from app.shielding.payload import MAX_PAYLOAD, Payload
+from app.shielding.payload import Payload, read_payload_file
 from app.shielding.qualifiers import Qualifier, applicability, load_signed_catalog, qualifier_from_catalog
 from app.shielding.shd import ShieldingData, create_shielding_data, read_shielding_data
 from app.signing.output import write_output
@@ -73,21 +73,8 @@ def read_qualifier(source: Path, rule: str = "equals") -> QualifierEntry:
 
 
 def read_small_file(path: Path, what: str) -> bytes:
-    """A file for the payload, read at most one byte past the payload's bound (the engine refuses more)."""
-    try:
-        with open(path, "rb") as f:
-            return f.read(MAX_PAYLOAD + 1)
-    except OSError as exc:
-        raise ShieldwrightError(
-            f"cannot read {what} {path}: {exc.strerror}", "choose a readable file"
-        ) from None
-
-
-def read_ssh_keys(path: Path) -> list[str]:
-    """The authorized_keys lines of an SSH public key file (blank lines and comments left out, as
-    ``shield create --ssh-key`` does); :meth:`Payload.check` judges each line."""
-    text = read_small_file(path, "the SSH key file").decode("utf-8", errors="replace")
-    return [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")]
+    """A file for the payload (the engine's bounded read)."""
+    return read_payload_file(path, what)
 
 
 def check_payload(state: ShieldingState) -> ShieldwrightError | None:

@@ -30,7 +30,8 @@ from app.gui.shielding_state import ExtraFile, ShieldingState, wipe_payload
 from app.gui.tasks import TaskRunner
 from app.gui.widgets.status_note import NoteLabel
 from app.gui.widgets.tables import setup_readonly_table
-from wizard_pages.shielding_common import ShieldingPage, check_payload, read_small_file, read_ssh_keys
+from app.shielding.payload import read_ssh_keys
+from wizard_pages.shielding_common import ShieldingPage, check_payload, read_small_file
 
 KEY_FILTERS = ("SSH public keys (*.pub authorized_keys)", "All files (*)")
 

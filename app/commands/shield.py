@@ -135,7 +135,7 @@ def cmd_create(args: argparse.Namespace) -> int:
     from app.errors import ShieldwrightError
     from app.secrets import read_secret_file, wipe
     from app.shielding.guardians import load_guardian
-    from app.shielding.payload import Payload, PayloadFile
+    from app.shielding.payload import Payload, PayloadFile, read_payload_file, read_ssh_keys
     from app.shielding.shd import create_shielding_data
 
     out = check_output(args.output, args.force)
@@ -153,7 +153,7 @@ def cmd_create(args: argparse.Namespace) -> int:
             raise ShieldwrightError(
                 f"--file {spec!r}: {parts[2]!r} is not an octal mode", "e.g. 0644"
             ) from None
-        files.append(PayloadFile(parts[1], mode, Path(parts[0]).read_bytes()))
+        files.append(PayloadFile(parts[1], mode, read_payload_file(parts[0], "--file")))
     passphrase = read_passphrase_buffer(args, "passphrase", prompt="The template's provisioning passphrase: ")
     if passphrase is None:
         raise ShieldwrightError("no provisioning passphrase", "give --passphrase-file or --passphrase-env")
@@ -167,13 +167,8 @@ def cmd_create(args: argparse.Namespace) -> int:
             passphrase,
             hostname=args.hostname,
             admin_password_hash=bytes(hash_buf).decode().strip() if hash_buf is not None else None,
-            ssh_authorized_keys=[
-                line.strip()
-                for path in args.ssh_key
-                for line in Path(path).read_text().splitlines()
-                if line.strip() and not line.startswith("#")
-            ],  # fmt: skip
-            user_data=Path(args.user_data).read_bytes() if args.user_data else None,
+            ssh_authorized_keys=[key for path in args.ssh_key for key in read_ssh_keys(path)],
+            user_data=read_payload_file(args.user_data, "--user-data") if args.user_data else None,
             files=files,
         )
         data = create_shielding_data(owner, guardians, qualifiers, args.policy, payload)

@@ -11,6 +11,7 @@ import base64
 import json
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from app.errors import ShieldwrightError
 
@@ -25,6 +26,23 @@ PAYLOAD_VERSION = 1
 
 class PayloadError(ShieldwrightError):
     """Specialization values that cannot be carried."""
+
+
+def read_payload_file(path: str | Path, what: str = "the file") -> bytes:
+    """A file for the payload, read at most one byte past the payload's bound (:meth:`Payload.check`
+    refuses more), so a huge file never fills memory."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(MAX_PAYLOAD + 1)
+    except OSError as exc:
+        raise PayloadError(f"cannot read {what} {path}: {exc.strerror}", "choose a readable file") from None
+
+
+def read_ssh_keys(path: str | Path) -> list[str]:
+    """The authorized_keys lines of an SSH public key file, blank lines and comments left out;
+    :meth:`Payload.check` judges each line."""
+    text = read_payload_file(path, "the SSH key file").decode("utf-8", errors="replace")
+    return [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")]
 
 
 @dataclass(frozen=True)

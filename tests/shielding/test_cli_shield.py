@@ -137,3 +137,17 @@ def test_shield_test_exit_codes_at_each_rules_boundary(
     assert done.returncode == 0, done.stderr
     got = {version: sw(env, "test", shd, made[f"v{version}"]).returncode for version in verdicts}
     assert got == verdicts
+
+
+def test_a_huge_file_is_refused_without_reading_it_whole(
+    made: dict[str, Path], env: dict[str, str], tmp_path: Path
+) -> None:
+    """--file and --user-data are read at most one byte past the 384 KiB payload bound."""
+    huge = tmp_path / "huge.bin"
+    with open(huge, "wb") as f:
+        f.truncate(4 * 1024**3)  # 4 GiB of holes: reading it whole would take GiBs of memory
+    for args in (("--user-data", huge), ("--file", f"{huge}:/srv/huge")):
+        done = sw(env, "create", "--owner", "alice", "--qualifier", made["v1.2.3.4"],
+                  "--passphrase-file", tmp_path / "pass", *args, "-o", tmp_path / "x.shd")  # fmt: skip
+        assert done.returncode == 2 and "KiB" in done.stderr and done.stderr.count("\n") == 1, done.stderr
+    assert not (tmp_path / "x.shd").exists()
