@@ -39,6 +39,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = g.add_parser("list", help="list local guardians")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_guardian_list)
+    p = g.add_parser("remove", help="remove a local guardian (an owner's private keys need --yes)")
+    p.add_argument("name")
+    p.add_argument("--yes", action="store_true", help="really delete an owner guardian's private keys")
+    p.set_defaults(func=cmd_guardian_remove)
     p = g.add_parser("export", help="print a guardian's certificates (PEM, public data only)")
     p.add_argument("name")
     p.set_defaults(func=cmd_guardian_export)
@@ -114,6 +118,20 @@ def cmd_guardian_list(args: argparse.Namespace) -> int:
         return 0
     for g in found:
         print(f"{g.name:<24} {g.kind:<9} {printable(g.subject)}  {g.encryption_sha256[:16]}…")
+    return 0
+
+
+def cmd_guardian_remove(args: argparse.Namespace) -> int:
+    from app.errors import ShieldwrightError  # lazy
+    from app.shielding.guardians import load_guardian, remove_guardian
+
+    if load_guardian(args.name).kind == "owner" and not args.yes:
+        raise ShieldwrightError(
+            f"{args.name!r} is an owner guardian: removing it deletes its private keys",
+            "the owner then cannot open the data it made; give --yes if that is what you want",
+        )
+    removed = remove_guardian(args.name)
+    print(f"removed {removed.kind} guardian {removed.name}")
     return 0
 
 

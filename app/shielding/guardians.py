@@ -245,6 +245,15 @@ def list_guardians(*, store: Path | None = None) -> list[Guardian]:
     return [load_guardian(p.name, store=root) for p in sorted(root.iterdir()) if (p / META).is_file()]
 
 
+def remove_guardian(name: str, *, store: Path | None = None) -> Guardian:
+    """Remove a local guardian's directory (for an owner: its private keys too — data it signed can then
+    no longer be opened by the owner, only by its guardians). Returns what was removed."""
+    g = load_guardian(name, store=store)
+    assert g.directory is not None
+    shutil.rmtree(g.directory)
+    return g
+
+
 def export_guardian(name: str, *, store: Path | None = None) -> bytes:
     """The guardian's certificates as PEM (encryption first, then signing): public data only."""
     g = load_guardian(name, store=store)

@@ -151,3 +151,14 @@ def test_a_huge_file_is_refused_without_reading_it_whole(
                   "--passphrase-file", tmp_path / "pass", *args, "-o", tmp_path / "x.shd")  # fmt: skip
         assert done.returncode == 2 and "KiB" in done.stderr and done.stderr.count("\n") == 1, done.stderr
     assert not (tmp_path / "x.shd").exists()
+
+
+def test_guardians_are_removed_and_an_owner_only_with_yes(made: dict[str, Path], env: dict[str, str]) -> None:
+    assert sw(env, "guardian", "remove", "fabric").returncode == 0
+    refused = sw(env, "guardian", "remove", "alice")
+    assert refused.returncode == 2 and "private keys" in refused.stderr and refused.stderr.count("\n") == 1
+    assert [g["name"] for g in json.loads(sw(env, "guardian", "list", "--json").stdout)] == ["alice"]
+    assert sw(env, "guardian", "remove", "alice", "--yes").returncode == 0
+    assert json.loads(sw(env, "guardian", "list", "--json").stdout) == []
+    gone = sw(env, "guardian", "remove", "alice", "--yes")
+    assert gone.returncode == 2 and "no guardian named" in gone.stderr
