@@ -5,9 +5,8 @@ from __future__ import annotations
 from enum import IntEnum
 from pathlib import Path
 
-from PySide6.QtCore import QCoreApplication, Qt
-from PySide6.QtGui import QFont, QPalette
-from PySide6.QtWidgets import QFrame, QLabel, QVBoxLayout, QWidget, QWizard
+from PySide6.QtCore import QCoreApplication
+from PySide6.QtWidgets import QWidget, QWizard
 
 from app.gui.provision_state import ProvisionState
 from app.gui.provision_wizard import ProvisionWizard
@@ -15,6 +14,7 @@ from app.gui.shielding_state import ShieldingState
 from app.gui.shielding_wizard import ShieldingWizard
 from app.gui.state import WizardState
 from app.gui.tasks import TaskRunner
+from app.gui.widgets.step_list import StepList
 from wizard_pages.base_image import BaseImagePage
 from wizard_pages.boot_image import BootImagePage
 from wizard_pages.catalog import CatalogPage
@@ -42,7 +42,7 @@ class PageId(IntEnum):
     SUMMARY = 90
 
 
-def step_titles() -> dict[PageId, str]:
+def step_titles() -> dict[int, str]:
     """The side panel's names for every step of the process, in order."""
 
     def tr(text: str) -> str:
@@ -59,57 +59,6 @@ def step_titles() -> dict[PageId, str]:
         PageId.BUILD: tr("Generate"),
         PageId.SUMMARY: tr("Summary"),
     }
-
-
-class StepList(QFrame):
-    """Where am I: every step of the process, the current one bold and marked, the done ones ticked."""
-
-    def __init__(self, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.setObjectName("stepList")
-        self.setFrameShape(QFrame.Shape.NoFrame)
-        self.setAutoFillBackground(True)
-        self.setBackgroundRole(QPalette.ColorRole.AlternateBase)
-        self.setMinimumWidth(170)
-        self.setAccessibleName(self.tr("Steps"))
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(14, 16, 14, 16)
-        layout.setSpacing(10)
-        heading = QLabel(self.tr("Steps"), self)
-        font = heading.font()
-        font.setBold(True)
-        font.setCapitalization(QFont.Capitalization.AllUppercase)
-        font.setPointSizeF(font.pointSizeF() * 0.85)
-        heading.setFont(font)
-        heading.setForegroundRole(QPalette.ColorRole.PlaceholderText)
-        layout.addWidget(heading)
-        self._labels: dict[PageId, QLabel] = {}
-        for page_id, title in step_titles().items():
-            label = QLabel(title, self)
-            label.setTextFormat(Qt.TextFormat.PlainText)
-            self._labels[page_id] = label
-            layout.addWidget(label)
-        layout.addStretch(1)
-        self.set_current(None, ())
-
-    def set_current(self, current: int | None, visited: tuple[int, ...] | list[int]) -> None:
-        titles = step_titles()
-        for page_id, label in self._labels.items():
-            font = label.font()
-            font.setBold(page_id == current)
-            label.setFont(font)
-            if page_id == current:
-                label.setText(f"▸ {titles[page_id]}")
-                label.setForegroundRole(QPalette.ColorRole.WindowText)
-                label.setAccessibleName(self.tr("%1 (current step)").replace("%1", titles[page_id]))
-            elif page_id in visited:
-                label.setText(f"✓ {titles[page_id]}")
-                label.setForegroundRole(QPalette.ColorRole.WindowText)
-                label.setAccessibleName(self.tr("%1 (done)").replace("%1", titles[page_id]))
-            else:
-                label.setText(f"   {titles[page_id]}")
-                label.setForegroundRole(QPalette.ColorRole.PlaceholderText)
-                label.setAccessibleName(titles[page_id])
 
 
 class ShieldwrightWizard(QWizard):
@@ -157,7 +106,7 @@ class ShieldwrightWizard(QWizard):
         self.finished_page.shieldingRequested.connect(self.open_shielding_wizard)
         self.setStartId(PageId.BASE_IMAGE)
 
-        self.steps = StepList(self)
+        self.steps = StepList(step_titles, self)
         self.setSideWidget(self.steps)
         self.currentIdChanged.connect(self._on_page_changed)
 

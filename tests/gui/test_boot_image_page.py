@@ -115,8 +115,8 @@ def test_lists_the_demo_kernel_from_the_xbootldr(qtbot, wizard, page):
     xbootldr = next(p.number for p in layout.partitions if p.role is Role.XBOOTLDR)
     assert page.title() == "Boot image"
     assert "PCR 11" in page.subTitle() and "Secure Boot" in page.subTitle()
-    assert "▸ Boot image" in wizard.steps._labels[PageId.BOOT_IMAGE].text()
-    assert list(wizard.steps._labels).index(PageId.BOOT_IMAGE) == 2  # right after Certificates
+    assert "▸ Boot image" in wizard.steps.labels[PageId.BOOT_IMAGE].text()
+    assert list(wizard.steps.labels).index(PageId.BOOT_IMAGE) == 2  # right after Certificates
 
     box = page.source_box
     assert box.image_radio.isChecked() and box.image_panel.isVisible()

@@ -495,7 +495,7 @@ def test_save_catalog(qtbot, page, tmp_path):
 def test_wizard_has_the_catalog_step(qtbot, wizard, demo_image, signer):
     assert wizard.page(PageId.CATALOG) is wizard.catalog_page
     assert step_titles()[PageId.CATALOG] == "Signature catalog"
-    assert wizard.steps._labels[PageId.CATALOG].text().strip() == "Signature catalog"
+    assert wizard.steps.labels[PageId.CATALOG].text().strip() == "Signature catalog"
     assert wizard.state.catalog is not None  # the page set the defaults
     # Entered with an image and a signer chosen, the page picks them up; Next follows isComplete().
     open_and_wait(qtbot, wizard, demo_image)
@@ -504,7 +504,7 @@ def test_wizard_has_the_catalog_step(qtbot, wizard, demo_image, signer):
     wizard.setCurrentId(PageId.CATALOG)
     page = wizard.catalog_page
     assert wizard.currentPage() is page and page.isVisible()
-    assert "▸ Signature catalog" in wizard.steps._labels[PageId.CATALOG].text()
+    assert "▸ Signature catalog" in wizard.steps.labels[PageId.CATALOG].text()
     assert page.table.rowCount() == len(wizard.state.protected) and SIGNER_CN in page.signer_value.text()
     assert not advance_button(wizard).isEnabled()
     compute_and_wait(qtbot, page)

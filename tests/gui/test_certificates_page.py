@@ -152,8 +152,8 @@ def test_page_follows_base_image_and_starts_incomplete(qtbot, wizard, page):
     assert wizard.visitedIds() == [PageId.BASE_IMAGE, PageId.CERTIFICATES]
     assert page.title() == "Signing certificates"
     assert "Secure Boot db" in page.subTitle() and "Volume Signature Catalog" in page.subTitle()
-    assert "▸ Certificates" in wizard.steps._labels[PageId.CERTIFICATES].text()
-    assert "✓ Base image" in wizard.steps._labels[PageId.BASE_IMAGE].text()
+    assert "▸ Certificates" in wizard.steps.labels[PageId.CERTIFICATES].text()
+    assert "✓ Base image" in wizard.steps.labels[PageId.BASE_IMAGE].text()
     assert not page.isComplete()
     assert not advance_button(wizard).isEnabled()
     assert page.catalog_box.same_check.isChecked() and wizard.state.catalog_same_as_uefi

@@ -133,14 +133,14 @@ def test_wizard_shows_encryption_after_certificates(qtbot, wizard, small_disk, f
     before = [i for i in ids if i < PageId.ENCRYPTION]
     assert PageId.CERTIFICATES in before  # Certificates → (Boot, PCR policy when built) → Encryption
     assert wizard.page(before[-1]).nextId() == PageId.ENCRYPTION
-    assert list(wizard.steps._labels).index(PageId.ENCRYPTION) > list(wizard.steps._labels).index(
+    assert list(wizard.steps.labels).index(PageId.ENCRYPTION) > list(wizard.steps.labels).index(
         PageId.PCR_POLICY
     )
 
     page = goto_encryption(qtbot, wizard, small_disk)
     assert wizard.visitedIds() == [PageId.BASE_IMAGE, PageId.CERTIFICATES, PageId.ENCRYPTION]
-    assert "▸ Encryption" in wizard.steps._labels[PageId.ENCRYPTION].text()
-    assert "✓ Certificates" in wizard.steps._labels[PageId.CERTIFICATES].text()
+    assert "▸ Encryption" in wizard.steps.labels[PageId.ENCRYPTION].text()
+    assert "✓ Certificates" in wizard.steps.labels[PageId.CERTIFICATES].text()
     assert page.title() == "Encryption"
     assert "LUKS2" in page.subTitle() and "provisioning" in page.subTitle() and "TPM" in page.subTitle()
     assert fake_kdf.calls == [("argon2id", 2000)]  # auto-calibrated once, on first show

@@ -169,7 +169,7 @@ def test_the_page_sits_between_boot_image_and_encryption(qtbot, wizard):
     assert wizard.page(PageId.BOOT_IMAGE).nextId() == PageId.PCR_POLICY
     assert page.nextId() == PageId.ENCRYPTION
     wizard.setCurrentId(PageId.PCR_POLICY)
-    assert "▸ PCR policy" in wizard.steps._labels[PageId.PCR_POLICY].text()
+    assert "▸ PCR policy" in wizard.steps.labels[PageId.PCR_POLICY].text()
     # Reached without a base image or a UKI: say so where the user looks, and no Next.
     assert page.error_panel.isVisible()
     assert "base image" in page.error_panel.message_label.text().lower()

@@ -95,7 +95,7 @@ def review(qtbot, wizard, demo_image, signing_files, fast_kdf, tmp_path) -> Revi
 def test_review_is_the_commit_page_with_a_generate_button(qtbot, wizard, review, tmp_path):
     assert review.title() == "Review"
     assert review.isCommitPage()
-    assert "▸ Review" in wizard.steps._labels[PageId.REVIEW].text()
+    assert "▸ Review" in wizard.steps.labels[PageId.REVIEW].text()
     commit = wizard.button(QWizard.WizardButton.CommitButton)
     assert commit.isVisible() and commit.text().replace("&", "") == "Generate"
     # The output folder does not exist yet: an ERROR finding, and Generate stays disabled.

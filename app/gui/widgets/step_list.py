@@ -1,7 +1,7 @@
 """A wizard's side panel: every step of the process, the current one bold and marked, the done ones ticked.
 
-The same look as the template wizard's step list (:class:`app.gui.wizard.StepList`), for any wizard: the
-owner gives the titles by page id (a callable, so they are translated when shown).
+Shared by the three wizard frames: the owner gives the titles by page id (a callable, so they are translated
+when shown).
 """
 
 from __future__ import annotations
