@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from enum import IntEnum
 from pathlib import Path
+from typing import TypeVar
 
 from PySide6.QtCore import QCoreApplication
 from PySide6.QtWidgets import QWidget, QWizard
@@ -119,31 +121,17 @@ class ShieldwrightWizard(QWizard):
         self.steps.set_current(page_id if page_id != -1 else None, visited)
 
     def open_provision_wizard(self, state: ProvisionState | None = None) -> ProvisionWizard:
-        """Show the Provision a VM disk wizard (non-modal) on ``state``; one at a time: while one is open it
-        is raised instead."""
-        current = self.provision_wizard
-        if current is not None and current.isVisible():
-            current.raise_()
-            current.activateWindow()
-            return current
-        if current is not None:
-            current.deleteLater()
-        self.provision_wizard = ProvisionWizard(self.runner, state, self)
-        self.provision_wizard.show()
+        """Show the Provision a VM disk wizard (non-modal) on ``state``; while one is open it is raised."""
+        self.provision_wizard = _one_window(
+            self.provision_wizard, lambda: ProvisionWizard(self.runner, state, self)
+        )
         return self.provision_wizard
 
     def open_shielding_wizard(self, state: ShieldingState | None = None) -> ShieldingWizard:
-        """Show the Shielding Data wizard (non-modal) on ``state``; one at a time: while one is open it is
-        raised instead."""
-        current = self.shielding_wizard
-        if current is not None and current.isVisible():
-            current.raise_()
-            current.activateWindow()
-            return current
-        if current is not None:
-            current.deleteLater()
-        self.shielding_wizard = ShieldingWizard(self.runner, state, self)
-        self.shielding_wizard.show()
+        """Show the Shielding Data wizard (non-modal) on ``state``; while one is open it is raised."""
+        self.shielding_wizard = _one_window(
+            self.shielding_wizard, lambda: ShieldingWizard(self.runner, state, self)
+        )
         return self.shielding_wizard
 
     def _provisioning_may_close(self) -> bool:
@@ -189,3 +177,19 @@ class ShieldwrightWizard(QWizard):
         if self.shielding_wizard is not None and self.shielding_wizard.isVisible():
             self.shielding_wizard.done(result)
         super().done(result)
+
+
+W = TypeVar("W", bound=QWidget)
+
+
+def _one_window(current: W | None, make: Callable[[], W]) -> W:
+    """One non-modal window at a time: raise ``current`` while it is shown, else show a new one."""
+    if current is not None and current.isVisible():
+        current.raise_()
+        current.activateWindow()
+        return current
+    if current is not None:
+        current.deleteLater()
+    window = make()
+    window.show()
+    return window
