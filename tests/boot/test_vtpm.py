@@ -30,6 +30,27 @@ def _extend_command(pcr: int, digest: bytes) -> bytes:
     return struct.pack(">HII", 0x8002, 10 + len(body), 0x182) + body
 
 
+def _drive(path: Path, extends: list[tuple[int, bytes]]) -> None:
+    """Be QEMU for a moment: CMD_INIT, a data channel by CMD_SET_DATAFD, TPM2_Startup, the extends; then
+    hang up (swtpm keeps running with its state)."""
+    ctrl = socket.socket(socket.AF_UNIX)
+    ctrl.connect(str(path))
+    ctrl.sendall(struct.pack(">II", CMD_INIT, 0))
+    assert ctrl.recv(4) == bytes(4)
+    ours, theirs = socket.socketpair()
+    ctrl.sendmsg([struct.pack(">I", CMD_SET_DATAFD)],
+                 [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [theirs.fileno()]))])  # fmt: skip
+    assert ctrl.recv(4) == bytes(4)
+    ours.sendall(bytes.fromhex("80010000000c000001440000"))  # TPM2_Startup(CLEAR)
+    assert ours.recv(64)[6:10] == bytes(4)
+    for pcr, digest in extends:
+        ours.sendall(_extend_command(pcr, digest))
+        assert ours.recv(64)[6:10] == bytes(4)
+    for s in (ours, theirs, ctrl):
+        s.close()
+    time.sleep(0.2)
+
+
 @pytest.fixture
 def swtpm(tmp_path: Path):  # type: ignore[no-untyped-def]
     state = Path(os.path.realpath(tmp_path))
@@ -53,21 +74,7 @@ def swtpm(tmp_path: Path):  # type: ignore[no-untyped-def]
 
 def test_pcrs_are_read_after_the_driving_client_is_gone(swtpm) -> None:  # type: ignore[no-untyped-def]
     path, log = swtpm
-    ctrl = socket.socket(socket.AF_UNIX)
-    ctrl.connect(str(path))
-    ctrl.sendall(struct.pack(">II", CMD_INIT, 0))
-    assert ctrl.recv(4) == bytes(4)
-    ours, theirs = socket.socketpair()
-    ctrl.sendmsg([struct.pack(">I", CMD_SET_DATAFD)],
-                 [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [theirs.fileno()]))])  # fmt: skip
-    assert ctrl.recv(4) == bytes(4)
-    ours.sendall(bytes.fromhex("80010000000c000001440000"))  # TPM2_Startup(CLEAR)
-    assert ours.recv(64)[6:10] == bytes(4)
-    ours.sendall(_extend_command(4, DIGEST))
-    assert ours.recv(64)[6:10] == bytes(4)
-    for s in (ours, theirs, ctrl):
-        s.close()
-    time.sleep(0.2)
+    _drive(path, [(4, DIGEST)])
 
     pcrs = read_pcrs(path, ["sha256", "sha1"], range(24))
     assert pcrs["sha256"][4] == hashlib.sha256(bytes(32) + DIGEST).hexdigest()
@@ -82,23 +89,8 @@ def test_a_growing_log_yields_each_extend_once_when_it_is_complete(swtpm, tmp_pa
     """What a test boot watches: swtpm's real log, written out in pieces of any size, gives every extend
     exactly once and only after its last hex line is complete."""
     path, log = swtpm
-    ctrl = socket.socket(socket.AF_UNIX)
-    ctrl.connect(str(path))
-    ctrl.sendall(struct.pack(">II", CMD_INIT, 0))
-    assert ctrl.recv(4) == bytes(4)
-    ours, theirs = socket.socketpair()
-    ctrl.sendmsg([struct.pack(">I", CMD_SET_DATAFD)],
-                 [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [theirs.fileno()]))])  # fmt: skip
-    assert ctrl.recv(4) == bytes(4)
-    ours.sendall(bytes.fromhex("80010000000c000001440000"))  # TPM2_Startup(CLEAR)
-    assert ours.recv(64)[6:10] == bytes(4)
     second = hashlib.sha256(b"second").digest()
-    for pcr, digest in ((4, DIGEST), (5, second)):
-        ours.sendall(_extend_command(pcr, digest))
-        assert ours.recv(64)[6:10] == bytes(4)
-    for s in (ours, theirs, ctrl):
-        s.close()
-    time.sleep(0.2)
+    _drive(path, [(4, DIGEST), (5, second)])
     text = log.read_bytes()
     flat = text.decode().replace(" ", "").replace("\n", "").lower()
     assert _extend_command(5, second).hex() in flat  # the log holds the command's bytes as hex lines
