@@ -61,8 +61,9 @@ _REFUSAL = re.compile(
 FIRMWARE_STARTING_IMAGE = "BdsDxe: starting Boot"
 KERNEL_BANNER = "Linux version "
 
-#: ESC [ ... final-byte (cursor movement, clear screen) and the odd ESC = / ESC ( the firmware emits.
-_ANSI = re.compile(r"\x1b\[[0-9;=?]*[A-Za-z]|\x1b[()][A-Za-z0-9]|\x1b[=>]")
+#: ECMA-48 control sequences (CSI with intermediates, e.g. systemd's soft reset ``ESC [ ! p``), OSC strings
+#: (``ESC ] 104 BEL``) and the two-byte charset/keypad escapes.
+_ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[()][A-Za-z0-9]|\x1b[=>]")
 #: A test of each PCR extend the vTPM received: a text (why to stop the run there) or None to go on.
 ExtendStop = Callable[[int, dict[str, bytes]], str | None]
 #: Receives the console as it grows, in whole lines.
@@ -121,8 +122,9 @@ class BootRun:
     this run's own start. ``ended`` as in :class:`BootResult`. ``exit_reason`` is the ``reason`` of QEMU's
     QMP ``SHUTDOWN`` event when QEMU exited by itself: ``"guest-reset"`` (the guest reset the machine — a
     firmware ``ResetSystem``, ``reboot -f``, a ``panic=-1`` panic), ``"guest-shutdown"`` (power-off),
-    ``"guest-panic"``; None when QEMU did not exit by itself (stop text, timeout) or sent no event.
-    ``stopped_by``: the ``stop_on`` text that ended the run.
+    ``"guest-panic"``; None when QEMU did not exit by itself (killed at a stop text or timeout) or sent no
+    event. ``stopped_by``: the ``stop_on`` text that ended the run — also when the guest printed it and
+    exited before the next look at the console (``ended`` is then ``"stop"`` and ``exit_reason`` is set).
     """
 
     started: float
@@ -379,7 +381,7 @@ def boot(
                 if not again and read_pcrs_after and swtpm.poll() is None:
                     pcrs = read_pcrs(tpm_socket, pcr_banks, read_pcrs_after)
                 # QEMU shut its TPM down when it exited by itself; a stopped QEMU left swtpm running.
-                _stop(swtpm, grace=5.0 if run.ended == "exited" else 0.0)
+                _stop(swtpm, grace=5.0 if run.ended == "exited" or run.exit_reason else 0.0)
             if again:
                 continue
             break
@@ -675,10 +677,10 @@ class _Watch:
             if extend_hit is not None:
                 seen.setdefault(extend_hit, round(now, 1))
                 ended, stopped_by = "stop", extend_hit
+            elif hit is not None:  # before `exited`: a guest may print its stop text and power off at once
+                ended, stopped_by = "stop", hit
             elif exited:
                 ended = "exited"
-            elif hit is not None:
-                ended, stopped_by = "stop", hit
             elif FIRMWARE_NO_BOOT_OPTION in text:
                 ended = "no-boot-option"
             elif now > timeout:
@@ -696,6 +698,6 @@ class _Watch:
         qemu.wait()
         self.console.feed(text, final=True)
         qmp.poll()  # what QEMU said before it exited is still in the socket
-        reason = qmp.shutdown_reason if ended == "exited" else None
+        reason = qmp.shutdown_reason if exited else None
         elapsed = round(time.monotonic() - start, 1)
         return BootRun(round(started, 1), elapsed, ended, reason, stopped_by, seen, text)

@@ -49,6 +49,53 @@ def test_console_text_drops_escapes_and_carriage_returns() -> None:
     assert vm.FIRMWARE_NO_BOOT_OPTION in text.splitlines()
 
 
+def test_console_text_drops_systemds_soft_reset_and_palette_reset() -> None:
+    """What systemd printed before the trixie guest's root marker (DECSTR ``ESC [ ! p``, OSC 104)."""
+    raw = b"[   32.43] journald: SIGTERM\r\n\x1b[!p\x1b]104\x07\x1b[?7hMARKER from /dev/mapper/root\r\n"
+    assert vm.console_text(raw).splitlines()[-1] == "MARKER from /dev/mapper/root"
+
+
+class _ExitedQemu:
+    """A QEMU that has already exited by itself (the guest powered off)."""
+
+    returncode = 0
+
+    def poll(self) -> int:
+        return 0
+
+    def kill(self) -> None:
+        raise AssertionError("an exited QEMU is not killed")
+
+    def wait(self) -> int:
+        return 0
+
+
+class _PoweredOffQmp:
+    shutdown_reason = "guest-shutdown"
+
+    def poll(self) -> None:
+        return None
+
+
+def test_a_stop_text_printed_just_before_power_off_still_counts(tmp_path: Path) -> None:
+    """The guest echoes its marker and powers off within one 0.1 s look: the run stopped by the text
+    (seen by CI: the marker was on the console yet ``stopped_by`` was None)."""
+    console = tmp_path / "console-0.log"
+    console.write_bytes(b"booting\r\nROOT from /dev/mapper/root\r\nreboot: Power down\r\n")
+    watch = vm._Watch(
+        ["ROOT from /dev/mapper/root", "Please enter passphrase"], None, None, vm._ConsoleFeed(None)
+    )
+    run = watch.run(_ExitedQemu(), _PoweredOffQmp(), console, 5.0, CancelToken())  # type: ignore[arg-type]
+    assert (run.ended, run.stopped_by, run.exit_reason) == (
+        "stop",
+        "ROOT from /dev/mapper/root",
+        "guest-shutdown",
+    )
+    console.write_bytes(b"booting\r\nreboot: Power down\r\n")
+    run = watch.run(_ExitedQemu(), _PoweredOffQmp(), console, 5.0, CancelToken())  # type: ignore[arg-type]
+    assert (run.ended, run.stopped_by, run.exit_reason) == ("exited", None, "guest-shutdown")
+
+
 def test_refusal_is_recognised_and_the_shell_alone_does_not_count() -> None:
     refused = vm.BootResult(vm.console_text(REFUSED_CONSOLE), "no-boot-option", 6.4)
     assert refused.secure_boot_refused
