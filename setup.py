@@ -1,7 +1,11 @@
-"""The one compiled part: app.luks._xts, AES-XTS-plain64 over many sectors per call (see app/luks/_xts.c).
+"""The compiled parts, both optional and both linking the system libcrypto (libssl-dev):
 
-Everything else is in pyproject.toml. The extension links the system libcrypto (libssl-dev) and is
-optional: where it cannot be built, app.luks.xts encrypts with its NumPy path instead (slower, same bytes).
+- app.luks._xts: AES-XTS-plain64 over many sectors per call (app/luks/_xts.c); without it app.luks.xts
+  encrypts with its NumPy path (slower, same bytes).
+- app.catalog._maphash: SHA-256 of file blocks hashed in the page cache, SIGBUS-safe
+  (app/catalog/_maphash.c); without it app.catalog.hasher reads into buffers (slower, same digests).
+
+Everything else is in pyproject.toml.
 """
 
 from setuptools import Extension, setup
@@ -14,6 +18,13 @@ setup(
             libraries=["crypto"],
             extra_compile_args=["-O2", "-Wall", "-Wextra"],
             optional=True,
-        )
+        ),
+        Extension(
+            "app.catalog._maphash",
+            sources=["app/catalog/_maphash.c"],
+            libraries=["crypto"],
+            extra_compile_args=["-O2", "-Wall", "-Wextra"],
+            optional=True,
+        ),
     ]
 )

@@ -1,13 +1,15 @@
 """Hash every block of a partition on all cores, skipping holes; or hash blocks as a writer streams them.
 
-``hashlib`` and ``DiskImage.read`` (a ``pread``) release the GIL, so a thread pool scales across cores as
-long as Python does little per byte: each task covers many blocks (:data:`TASK_BYTES`), reads them in a
-few large ``pread`` calls and returns its digests as one ``bytes``. :class:`BlockHasher` cancels within
+``hashlib`` and ``DiskImage.readinto`` (a ``preadv``) release the GIL, so a thread pool scales across cores
+as long as Python does little per byte: each task covers many blocks (:data:`TASK_BYTES`), reads them in a
+few large ``preadv`` calls into its thread's reused buffer (no fresh memory to fault in per read) and
+writes each digest straight into the partition's digest array. :class:`BlockHasher` cancels within
 200 ms and bounds memory; :class:`StreamingBlockHasher` gives the same digests from bytes a writer feeds.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import itertools
 import os
@@ -20,9 +22,16 @@ from functools import lru_cache
 from app.catalog.format import DIGEST_SIZE, CatalogError, CatalogPartition, block_count, check_block_size
 from app.disk.image import DiskImage
 from app.disk.model import DiskLayout, Partition
-from app.errors import CancelledError
+from app.errors import CancelledError, ImageError
 from app.progress import CancelToken, NullProgress, Progress
 from app.untrusted import has_type
+
+try:  # compiled by setup.py at install; see app/catalog/_maphash.c
+    from app.catalog import _maphash as _native
+
+    MAPPED_HASHING = True
+except ImportError:  # pragma: no cover - an install without a C compiler reads into buffers instead
+    MAPPED_HASHING = False
 
 MiB = 1024 * 1024
 #: Work per task: big enough that Python's per-task cost is noise, small enough to spread over the pool.
@@ -157,36 +166,109 @@ class _Counter:
             self.value += n
 
 
-def _hash_span(
-    image: DiskImage, span: _Span, block_size: int, piece: int, stop: threading.Event, counter: _Counter
-) -> bytes:
-    """Digests of the blocks of ``span``; reads at most ``piece`` bytes at a time."""
-    out = bytearray()
+class _Buffers(threading.local):
+    """One reusable read buffer per worker thread: reads land in memory that is already faulted in."""
+
+    view: memoryview | None = None
+
+    def get(self, size: int) -> memoryview:
+        if self.view is None or len(self.view) != size:
+            self.view = memoryview(bytearray(size))
+        return self.view
+
+
+def _hash_span_mapped(
+    image: DiskImage,
+    span: _Span,
+    block_size: int,
+    piece: int,
+    out: bytearray,
+    stop: threading.Event,
+    counter: _Counter,
+) -> bool:
+    """Like :func:`_hash_span`, hashing the file where it lies in the page cache (no copy; see
+    app/catalog/_maphash.c). False when the image is not one linear file or the file cannot be mapped:
+    the caller reads it instead."""
+    linear = image.linear_file() if MAPPED_HASHING else None
+    if linear is None:
+        return False
+    fd, shift = linear
+    step = max(piece - piece % block_size, block_size)  # whole blocks per call, stop checked in between
     pos, end = span.disk_offset, span.disk_offset + span.nbytes
+    at = span.first_block * DIGEST_SIZE
+    view = memoryview(out)
+    while pos < end:
+        if stop.is_set():
+            raise _Stopped
+        n = min(step, end - pos)
+        blocks = -(-n // block_size)
+        try:
+            _native.hash_mapped(fd, pos + shift, n, block_size, view[at : at + blocks * DIGEST_SIZE])
+        except OSError as exc:
+            if exc.errno != errno.EIO:
+                if pos == span.disk_offset:
+                    return False  # e.g. ENODEV: this file cannot be mapped; nothing written yet
+                raise ImageError(
+                    f"{image.path}: cannot map offset {pos} ({exc.strerror})", "check the disk"
+                ) from None
+            raise ImageError(
+                f"{image.path}: read error at offset {pos} (the file shrank while being read, or the disk "
+                "failed)",
+                "check the disk, and that nothing else writes to the image",
+            ) from None
+        at += blocks * DIGEST_SIZE
+        counter.add(n)
+        pos += n
+    return True
+
+
+def _hash_span(
+    image: DiskImage,
+    span: _Span,
+    block_size: int,
+    buffers: _Buffers,
+    piece: int,
+    out: bytearray,
+    stop: threading.Event,
+    counter: _Counter,
+) -> None:
+    """Write the digests of the blocks of ``span`` into ``out`` at the span's place; reads at most
+    ``piece`` bytes at a time into this thread's buffer. Spans never overlap, so workers write disjoint
+    slices of ``out`` (same-length slice assignment never resizes it)."""
+    if _hash_span_mapped(image, span, block_size, piece, out, stop, counter):
+        return
+    pos, end = span.disk_offset, span.disk_offset + span.nbytes
+    at = span.first_block * DIGEST_SIZE
+    sha256 = hashlib.sha256
     if block_size <= piece:
-        step = piece - piece % block_size
+        buf = buffers.get(piece - piece % block_size)
         while pos < end:
             if stop.is_set():
                 raise _Stopped
-            n = min(step, end - pos)
-            mv = memoryview(image.read(pos, n))
+            n = min(len(buf), end - pos)
+            view = buf[:n]
+            image.readinto(pos, view)
             for i in range(0, n, block_size):
-                out += hashlib.sha256(mv[i : i + block_size]).digest()
+                out[at : at + DIGEST_SIZE] = sha256(view[i : i + block_size]).digest()
+                at += DIGEST_SIZE
             counter.add(n)
             pos += n
-        return bytes(out)
+        return
+    buf = buffers.get(piece)
     while pos < end:  # blocks larger than a read: hash each incrementally
-        h = hashlib.sha256()
+        h = sha256()
         block_end = min(pos + block_size, end)
         while pos < block_end:
             if stop.is_set():
                 raise _Stopped
             n = min(piece, block_end - pos)
-            h.update(image.read(pos, n))
+            view = buf[:n]
+            image.readinto(pos, view)
+            h.update(view)
             counter.add(n)
             pos += n
-        out += h.digest()
-    return bytes(out)
+        out[at : at + DIGEST_SIZE] = h.digest()
+        at += DIGEST_SIZE
 
 
 class BlockHasher:
@@ -196,8 +278,8 @@ class BlockHasher:
 
     Cancellation: tasks check a stop flag between reads (every few milliseconds of work); the waiting
     thread polls the :class:`~app.progress.CancelToken` every 50 ms, stops the tasks and cancels the queued
-    ones. Memory: at most ``2 x jobs`` tasks are submitted at a time and only running ones hold a read
-    buffer (:func:`read_size`), so data in flight stays far below 256 MiB. Holes: blocks entirely outside
+    ones. Memory: each worker thread keeps one read buffer (:func:`read_size`) for its life and at most
+    ``2 x jobs`` tasks are queued, so data in flight stays far below 256 MiB. Holes: blocks entirely outside
     ``DiskImage.allocated_ranges()`` are never read; they get the digest of a zero block of their length.
     """
 
@@ -207,6 +289,7 @@ class BlockHasher:
             raise CatalogError(f"{jobs!r} hashing threads is out of range", f"use 1 to {MAX_JOBS} (--jobs)")
         self.jobs = jobs
         self.piece = read_size(jobs)
+        self._buffers = _Buffers()
         self._pool: ThreadPoolExecutor | None = None
         self._closed = False
 
@@ -338,7 +421,7 @@ class BlockHasher:
         counter = _Counter()
         limit = 2 * self.jobs  # queued + running: keeps every worker busy, bounds memory
         pending = spans
-        in_flight: dict[Future[bytes], _Span] = {}
+        in_flight: dict[Future[None], _Span] = {}
         reported = -1
         try:
             while True:
@@ -346,17 +429,18 @@ class BlockHasher:
                     span = next(pending, None)
                     if span is None:
                         break
-                    fut = pool.submit(_hash_span, image, span, block_size, self.piece, stop, counter)
+                    fut = pool.submit(
+                        _hash_span, image, span, block_size, self._buffers, self.piece,
+                        jobs[span.job].digests, stop, counter,
+                    )  # fmt: skip
                     in_flight[fut] = span
                 if not in_flight:
                     progress.update(counter.value)
                     break
                 done, _ = wait(in_flight, timeout=POLL_SECONDS, return_when=FIRST_COMPLETED)
                 for fut in done:
-                    span = in_flight.pop(fut)
-                    digests = fut.result()  # re-raises a read error (ImageError) from the worker
-                    pos = span.first_block * DIGEST_SIZE
-                    jobs[span.job].digests[pos : pos + len(digests)] = digests
+                    del in_flight[fut]
+                    fut.result()  # re-raises a read error (ImageError) from the worker
                 if counter.value != reported:
                     reported = counter.value
                     progress.update(reported)

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import random
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
 
 import pytest
 
+from app.catalog import hasher as hasher_module
 from app.catalog.hasher import (
     BlockHasher,
     PartitionSinks,
@@ -40,6 +44,18 @@ def reference(raw: Path, number: int, block_size: int) -> bytes:
     return naive_digests(raw, first * SECTOR, (last - first + 1) * SECTOR, block_size)
 
 
+@pytest.fixture(params=["mapped", "read"])
+def hashing_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run a test over raw files both ways: hashed where they lie in the page cache (the C extension,
+    app/catalog/_maphash.c) and read into buffers (what every other format, and a build without a C
+    compiler, uses)."""
+    if request.param == "mapped":
+        assert hasher_module.MAPPED_HASHING, "the C extension app.catalog._maphash is not built"
+    else:
+        monkeypatch.setattr(hasher_module, "MAPPED_HASHING", False)
+    return str(request.param)
+
+
 # --- digests equal the naive loop ------------------------------------------------------------------------
 
 
@@ -53,7 +69,7 @@ def test_formats_match_naive_hashlib(small_disk_formats: dict[str, Path], fmt: s
 
 
 @pytest.mark.parametrize("block_size", [4096, 65536, MiB, 16 * MiB, 64 * MiB])
-def test_sparse_image_with_unaligned_holes(odd_disk: Path, block_size: int) -> None:
+def test_sparse_image_with_unaligned_holes(odd_disk: Path, block_size: int, hashing_path: str) -> None:
     with open_image(odd_disk) as image:
         part = partition(image, 2)
         start = part.first_lba * SECTOR
@@ -71,7 +87,7 @@ def test_sparse_image_with_unaligned_holes(odd_disk: Path, block_size: int) -> N
     assert progress.done == progress.total
 
 
-def test_short_last_block(odd_disk: Path) -> None:
+def test_short_last_block(odd_disk: Path, hashing_path: str) -> None:
     with open_image(odd_disk) as image, BlockHasher() as hasher:
         part = partition(image, 2)
         assert part.size_bytes == 16 * MiB + 3072
@@ -286,19 +302,28 @@ def test_read_errors_propagate_and_stop_the_pool() -> None:
     assert not [t for t in threading.enumerate() if t.name.startswith("vsc-hash")]
 
 
-def test_holes_are_never_read(odd_disk: Path) -> None:
+def test_holes_are_never_read(odd_disk: Path, hashing_path: str, monkeypatch: pytest.MonkeyPatch) -> None:
     with open_image(odd_disk) as raw:
         part = partition(raw, 2)
         start, end = part.first_lba * SECTOR, part.first_lba * SECTOR + part.size_bytes
         allocated = list(raw.allocated_ranges())
         reads: list[tuple[int, int]] = []
-        original = raw.read
+        if hashing_path == "mapped":
+            original_map = hasher_module._native.hash_mapped
 
-        def recording_read(offset: int, length: int) -> bytes:
-            reads.append((offset, length))
-            return original(offset, length)
+            def recording_map(fd: int, offset: int, length: int, block_size: int, out: memoryview) -> None:
+                reads.append((offset, length))
+                original_map(fd, offset, length, block_size, out)
 
-        raw.read = recording_read  # type: ignore[method-assign]
+            monkeypatch.setattr(hasher_module._native, "hash_mapped", recording_map)
+        else:
+            original = raw.readinto
+
+            def recording_readinto(offset: int, buffer: memoryview) -> None:
+                reads.append((offset, len(buffer)))
+                original(offset, buffer)
+
+            raw.readinto = recording_readinto  # type: ignore[method-assign]
         with BlockHasher(jobs=2) as hasher:
             hasher.hash_partition(raw, part, SECTOR, 65536)
     assert reads
@@ -307,3 +332,111 @@ def test_holes_are_never_read(odd_disk: Path) -> None:
         # every read overlaps allocated data within one block's distance
         assert any(s < off + n + 65536 and off < s + m + 65536 for s, m in allocated), (off, n)
     assert sum(n for _, n in reads) < part.size_bytes // 2
+
+
+# --- hashing in the page cache (app/catalog/_maphash.c) ---------------------------------------------------
+
+
+def test_a_file_that_cannot_be_mapped_is_read_instead(
+    odd_disk: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def refuse(*_args: object) -> None:
+        raise OSError(errno.ENODEV, "No such device")
+
+    monkeypatch.setattr(hasher_module._native, "hash_mapped", refuse)
+    with open_image(odd_disk) as image, BlockHasher(jobs=2) as hasher:
+        part = partition(image, 2)
+        got = hasher.hash_partition(image, part, SECTOR, MiB)
+    assert got == naive_digests(odd_disk, part.first_lba * SECTOR, part.size_bytes, MiB)
+
+
+SHRINKING_FILE = """
+import os, sys
+from pathlib import Path
+from app.catalog import _maphash, hasher as hasher_module
+from app.catalog.hasher import BlockHasher
+from app.disk.image import open_image
+from app.errors import ImageError
+
+path = Path(sys.argv[1])
+with open(path, "wb") as f:
+    f.write(b"\\x5a" * (8 << 20))
+fd = os.open(path, os.O_RDONLY)
+os.truncate(path, 3 << 20)
+try:  # the region now runs past the end of the file: touching it raises SIGBUS in the hashing thread
+    _maphash.hash_mapped(fd, 2 << 20, 4 << 20, 1 << 20, bytearray(4 * 32))
+except OSError as exc:
+    print("native:", exc.errno)
+path.write_bytes(b"\\x5a" * (8 << 20))
+hash_mapped = hasher_module._native.hash_mapped
+
+
+def cut_first(*args):  # another program cuts the image short while it is being hashed
+    os.truncate(path, 3 << 20)
+    hash_mapped(*args)
+
+
+hasher_module._native.hash_mapped = cut_first
+with open_image(path) as image, BlockHasher(jobs=1) as hasher:
+    try:
+        hasher.hash_ranges(image, [(0, 8 << 20)], 1 << 20)
+    except ImageError as exc:
+        print("hasher:", exc.one_line())
+"""
+
+
+def test_a_file_cut_short_under_the_mapping_is_a_read_error_not_a_crash(tmp_path: Path) -> None:
+    """SIGBUS (a mapped page past the end of the file, or a failed disk read) would kill Python; the
+    extension catches it in the faulting thread and reports EIO, which the hasher turns into its one-line
+    read error. In a child process, so that a regression fails this test instead of killing pytest."""
+    child = subprocess.run(
+        [sys.executable, "-c", SHRINKING_FILE, str(tmp_path / "shrinks.raw")],
+        capture_output=True, text=True, timeout=60, cwd=Path(__file__).resolve().parents[2],
+    )  # fmt: skip
+    assert child.returncode == 0, (child.returncode, child.stderr[-2000:])
+    lines = child.stdout.splitlines()
+    assert lines[0] == f"native: {errno.EIO}"
+    assert lines[1].startswith("hasher: ") and "read error" in lines[1] and "shrank" in lines[1], lines
+
+
+def test_cancel_returns_within_200ms_while_hashing_mapped_pages(tmp_path: Path) -> None:
+    path = tmp_path / "dense.raw"
+    with open(path, "wb") as f:
+        chunk = bytes(range(256)) * (4 * 4096)
+        for _ in range(768 * MiB // len(chunk)):
+            f.write(chunk)
+    progress, cancel = ProgressState(), CancelToken()
+    outcome: list[BaseException | list[bytes]] = []
+    calls: list[int] = []
+    original = hasher_module._native.hash_mapped
+
+    def counting(fd: int, offset: int, length: int, block_size: int, out: memoryview) -> None:
+        calls.append(length)
+        time.sleep(0.005)  # keep it hashing for a while even on a fast machine
+        original(fd, offset, length, block_size, out)
+
+    with open_image(path) as image, pytest.MonkeyPatch.context() as mp:
+        mp.setattr(hasher_module._native, "hash_mapped", counting)
+        thread = threading.Thread(target=lambda: _run_into(outcome, image, progress, cancel), daemon=True)
+        thread.start()
+        deadline = time.monotonic() + 10
+        while not progress.done and time.monotonic() < deadline:
+            time.sleep(0.005)
+        assert calls, "the mapped path was not used"
+        t0 = time.monotonic()
+        cancel.cancel()
+        thread.join(5)
+        elapsed = time.monotonic() - t0
+    assert len(outcome) == 1 and isinstance(outcome[0], CancelledError), outcome
+    assert elapsed < 0.2, f"cancel took {elapsed * 1000:.0f} ms"
+
+
+def _run_into(
+    outcome: list[BaseException | list[bytes]], image: DiskImage, progress: ProgressState, cancel: CancelToken
+) -> None:
+    try:
+        with BlockHasher(jobs=2) as hasher:
+            outcome.append(hasher.hash_ranges(image, [(0, image.virtual_size)], MiB, progress=progress,
+                                              cancel=cancel))  # fmt: skip
+    except BaseException as exc:  # noqa: BLE001 - the test inspects it
+        outcome.append(exc)

@@ -29,6 +29,19 @@ def read_all(img, chunk: int = 4 * MiB) -> bytes:
     return b"".join(img.read(o, min(chunk, img.virtual_size - o)) for o in range(0, img.virtual_size, chunk))
 
 
+def readinto_all(img, chunk: int = 4 * MiB) -> bytes:
+    """The disk through ``readinto``, into one reused buffer that starts full of 0xEE (so a hole that is
+    not zero-filled, or a short fill, shows)."""
+    buf = bytearray(b"\xee" * chunk)
+    parts = []
+    for o in range(0, img.virtual_size, chunk):
+        view = memoryview(buf)[: min(chunk, img.virtual_size - o)]
+        img.readinto(o, view)
+        parts.append(bytes(view))
+        buf[:] = b"\xee" * chunk
+    return b"".join(parts)
+
+
 def writable_copy(src: Path, dst: Path) -> Path:
     shutil.copyfile(src, dst)
     os.chmod(dst, 0o644)
@@ -57,12 +70,17 @@ def test_every_format_reads_back_identical(small_disk_formats, raw_bytes, fmt):
         for off, n in [(0, 1), (511, 2), (MiB - 3, 7), (32 * MiB - 5000, 12345), (end - 17, 17)]:
             assert img.read(off, n) == raw_bytes[off : off + n], (off, n)
         assert img.read(len(raw_bytes), 0) == b""
+        assert readinto_all(img) == raw_bytes
+        assert readinto_all(img, 3 * MiB + 4097) == raw_bytes  # runs cut mid-cluster and mid-block
 
 
 @pytest.mark.parametrize("fmt", ALL_FORMATS)
 def test_read_outside_disk_is_an_image_error(small_disk_formats, fmt):
-    with open_image(small_disk_formats[fmt]) as img, pytest.raises(ImageError):
-        img.read(img.virtual_size - 10, 11)
+    with open_image(small_disk_formats[fmt]) as img:
+        with pytest.raises(ImageError):
+            img.read(img.virtual_size - 10, 11)
+        with pytest.raises(ImageError):
+            img.readinto(img.virtual_size - 10, memoryview(bytearray(11)))
 
 
 def test_vhdx_declares_512_byte_sectors(small_disk_formats):
@@ -109,6 +127,7 @@ def test_compressed_and_v2_qcow2(small_disk, raw_bytes, tmp_path):
         with open_image(path) as img:
             assert img.format == "qcow2"
             assert read_all(img, 3 * MiB + 512) == raw_bytes
+            assert readinto_all(img, 3 * MiB + 512) == raw_bytes
 
 
 def test_qcow2_zero_clusters_read_as_zeros(tmp_path):
@@ -117,8 +136,10 @@ def test_qcow2_zero_clusters_read_as_zeros(tmp_path):
     run("qemu-io", "-f", "qcow2", "-c", "write -P 0xab 0 2M", "-c", "write -z 1M 64k", path)
     with open_image(path) as img:
         data = img.read(0, 8 * MiB)
+        filled = readinto_all(img, 8 * MiB)
     expected = b"\xab" * MiB + bytes(64 * 1024) + b"\xab" * (MiB - 64 * 1024) + bytes(6 * MiB)
     assert data == expected
+    assert filled == expected
 
 
 def test_concurrent_reads_agree(small_disk_formats, raw_bytes):
@@ -307,3 +328,16 @@ def test_not_an_image_gives_one_line_error(tmp_path, case):
     expected = {"empty": "is empty", "directory": "is a directory", "missing": "no such file"}[case]
     assert expected in err.value.message
     assert "\n" not in err.value.one_line() and err.value.hint
+
+
+def test_raw_cut_short_while_open_is_a_truncation_error_for_both_reads(tmp_path):
+    """Another process shrinks the file after it was opened: a short ``preadv`` must not leave stale
+    buffer bytes in place of the disk's data."""
+    path = tmp_path / "shrinks.raw"
+    path.write_bytes(b"\x5a" * (4 * MiB))
+    with open_image(path) as img:
+        os.truncate(path, 3 * MiB)
+        with pytest.raises(TruncatedImageError):
+            img.read(2 * MiB, 2 * MiB)
+        with pytest.raises(TruncatedImageError):
+            img.readinto(2 * MiB, memoryview(bytearray(2 * MiB)))

@@ -82,6 +82,7 @@ def _exercise(path: Path) -> None:
             for off in (0, size // 2, max(size - 4096, 0)):
                 n = min(MiB, size - off)
                 img.read(off, n)
+                img.readinto(off, memoryview(bytearray(n)))
             ranges = list(itertools.islice(img.allocated_ranges(), 64))
             for start, length in ranges[:4]:
                 img.read(start, min(length, 64 * 1024))

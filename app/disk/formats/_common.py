@@ -23,6 +23,7 @@ HOLE = -1
 
 KiB = 1024
 MiB = 1024 * KiB
+_ZEROS = bytes(MiB)
 
 
 def open_ro(path: Path) -> int:
@@ -57,6 +58,33 @@ def pread_exact(fd: int, length: int, offset: int, path: Path, what: str = "data
             "the copy or download is incomplete; copy the image again",
         )
     return data
+
+
+def pread_into(fd: int, buffer: memoryview, offset: int, path: Path, what: str = "data") -> None:
+    """Fill ``buffer`` from ``offset`` with ``preadv`` (no new memory); a short read means truncation."""
+    done, length = 0, len(buffer)
+    try:
+        while done < length:
+            n = os.preadv(fd, [buffer[done:]], offset + done)
+            if not n:
+                break
+            done += n
+    except OSError as exc:
+        raise ImageError(
+            f"{path}: read error at offset {offset} ({exc.strerror})", "check the disk"
+        ) from None
+    if done < length:
+        raise TruncatedImageError(
+            f"{path} is truncated: {what} at offset {offset} extends past the end of the file",
+            "the copy or download is incomplete; copy the image again",
+        )
+
+
+def zero_fill(buffer: memoryview) -> None:
+    """Set ``buffer`` to zeros in 1 MiB strides of one shared zero block (no buffer-sized allocation)."""
+    for start in range(0, len(buffer), len(_ZEROS)):
+        part = buffer[start : start + len(_ZEROS)]
+        part[:] = _ZEROS[: len(part)]
 
 
 def data_spans(fd: int, offset: int, length: int) -> Iterator[tuple[int, int]]:
@@ -119,6 +147,14 @@ class FileImage(DiskImage):
             )
         return pread_exact(self._fd, length, offset, self.path, what)
 
+    def _pread_into(self, buffer: memoryview, offset: int, what: str = "data") -> None:
+        if offset + len(buffer) > self.file_size:
+            raise TruncatedImageError(
+                f"{self.path} is truncated: {what} at offset {offset} extends past the end of the file",
+                "the copy or download is incomplete; copy the image again",
+            )
+        pread_into(self._fd, buffer, offset, self.path, what)
+
     def close(self) -> None:
         fd, self._fd = getattr(self, "_fd", -1), -1
         if fd >= 0:
@@ -166,6 +202,33 @@ class MappedImage(FileImage):
     def read(self, offset: int, length: int) -> bytes:
         self._check_range(offset, length)
         parts: list[bytes] = []
+        for target, n in self._runs(offset, length):
+            if isinstance(target, bytes):
+                parts.append(target)
+            elif target == HOLE:
+                parts.append(bytes(n))
+            else:
+                parts.append(self._pread(n, target))
+        if len(parts) == 1:
+            return parts[0]
+        return b"".join(parts)
+
+    def readinto(self, offset: int, buffer: memoryview) -> None:
+        self._check_range(offset, len(buffer))
+        pos = 0
+        for target, n in self._runs(offset, len(buffer)):
+            part = buffer[pos : pos + n]
+            if isinstance(target, bytes):
+                part[:] = target
+            elif target == HOLE:
+                zero_fill(part)
+            else:
+                self._pread_into(part, target)
+            pos += n
+
+    def _runs(self, offset: int, length: int) -> Iterator[tuple[int | bytes, int]]:
+        """``(target, n)`` runs covering ``[offset, offset + length)``: units contiguous in the file, and
+        adjacent holes, merged into one run each; decompressed data (``bytes``) as its own run."""
         run_target = HOLE - 1  # no pending run
         run_len = 0
         pos, end = offset, offset + length
@@ -173,26 +236,18 @@ class MappedImage(FileImage):
             target, n = self._lookup(pos)
             n = min(n, end - pos)
             if isinstance(target, bytes):
-                self._flush(parts, run_target, run_len)
+                if run_len:
+                    yield run_target, run_len
                 run_target, run_len = HOLE - 1, 0
-                parts.append(target[:n])
+                yield target[:n], n
             elif (target == HOLE and run_target == HOLE) or (
                 target >= 0 and run_target >= 0 and run_target + run_len == target
             ):
                 run_len += n
             else:
-                self._flush(parts, run_target, run_len)
+                if run_len:
+                    yield run_target, run_len
                 run_target, run_len = target, n
             pos += n
-        self._flush(parts, run_target, run_len)
-        if len(parts) == 1:
-            return parts[0]
-        return b"".join(parts)
-
-    def _flush(self, parts: list[bytes], target: int, length: int) -> None:
-        if length <= 0:
-            return
-        if target == HOLE:
-            parts.append(bytes(length))
-        else:
-            parts.append(self._pread(length, target))
+        if run_len:
+            yield run_target, run_len

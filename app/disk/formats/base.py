@@ -41,6 +41,22 @@ class DiskImage(ABC):
         truncated or corrupt while reading raises the matching :class:`ImageError` subclass.
         """
 
+    def readinto(self, offset: int, buffer: memoryview) -> None:
+        """Fill ``buffer`` (a writable byte view) with the disk's bytes from ``offset``, as :meth:`read`.
+
+        For the hot loops (hashing, verifying): a reader that can ``preadv`` straight into the caller's
+        reused buffer saves allocating and faulting in fresh memory for every read. This default copies.
+        """
+        buffer[:] = self.read(offset, len(buffer))
+
+    def linear_file(self) -> tuple[int, int] | None:
+        """``(fd, shift)`` when the whole virtual disk lies in one file unchanged — virtual offset ``v`` is
+        file offset ``v + shift`` — so a hasher may map the file instead of reading it; else None.
+
+        The fd stays owned by the image (valid until :meth:`close`).
+        """
+        return None
+
     def allocated_ranges(self) -> Iterator[tuple[int, int]]:
         """``(offset, length)`` regions that may hold non-zero data, ascending, non-overlapping.
 

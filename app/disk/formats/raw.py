@@ -29,6 +29,14 @@ class RawImage(FileImage):
             return b""
         return self._pread(length, offset)
 
+    def readinto(self, offset: int, buffer: memoryview) -> None:
+        self._check_range(offset, len(buffer))
+        if len(buffer):
+            self._pread_into(buffer, offset)
+
+    def linear_file(self) -> tuple[int, int] | None:
+        return (self._fd, 0) if self._fd >= 0 else None  # the file is the disk
+
     def allocated_ranges(self) -> Iterator[tuple[int, int]]:
         size = self.virtual_size
         if not size:

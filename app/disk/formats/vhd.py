@@ -151,3 +151,11 @@ class VhdImage(FileImage):
         if not length:
             return b""
         return self._pread(length, offset)
+
+    def readinto(self, offset: int, buffer: memoryview) -> None:
+        self._check_range(offset, len(buffer))
+        if len(buffer):
+            self._pread_into(buffer, offset)
+
+    def linear_file(self) -> tuple[int, int] | None:
+        return (self._fd, 0) if self._fd >= 0 else None  # the data first, the footer after it
