@@ -21,12 +21,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="check a built template: GPT, ESP, UKI signatures, catalog, LUKS2 headers",
         description="Check an exported template end to end: both GPT copies, the ESP's FAT (fsck.fat -n "
         "on a copy), the Authenticode signature of every UKI in \\EFI\\Linux, the signed catalog (from the "
-        "ESP or --vsc) against every block, and both header copies of every LUKS2 container. The image is "
-        "only read. Without --trust the signer is NOT checked. Exit status: 0 all checks pass; 1 a check "
-        f"failed; 2 unreadable input; {EXIT_CODE_HELP}.",
+        "VHDX metadata, else the ESP, or --vsc) against every block, and both header copies of every LUKS2 "
+        "container. The image is only read. Without --trust the signer is NOT checked. Exit status: 0 all "
+        f"checks pass; 1 a check failed; 2 unreadable input; {EXIT_CODE_HELP}.",
     )
     p.add_argument("template", help="template disk image (raw, VHD, VHDX or qcow2)")
-    p.add_argument("--vsc", metavar="FILE", help="check against this catalog instead of the one in the ESP")
+    p.add_argument("--vsc", metavar="FILE", help="check against this catalog instead of the template's own")
     add_trust_options(p, "--trust", what="the UKIs and the catalog", repeatable=True)
     p.add_argument("--jobs", type=int, metavar="N", help="hashing threads (default: one per CPU)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")

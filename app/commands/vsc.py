@@ -85,8 +85,18 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--json", action="store_true", help="print as JSON")
     p.set_defaults(func=cmd_show)
 
-    p = vsub.add_parser("extract", help="copy the catalog out of a template image's ESP")
+    p = vsub.add_parser(
+        "extract",
+        help="copy the catalog out of a template image (its VHDX metadata, else its ESP)",
+        description="Copy a template's signed catalog out of the image: from the VHDX metadata when the "
+        "image is a VHDX that carries it (a damaged copy there is an error, not skipped), else from "
+        "\\EFI\\Shieldwright\\template.vsc in its ESP. The catalog's signature is checked, not its signer.",
+    )
     p.add_argument("image", help="template disk image")
+    p.add_argument(
+        "--from", dest="source", choices=("auto", "vhdx", "esp"), default="auto",
+        help="where to read it: auto (VHDX metadata, else the ESP; the default), vhdx or esp only",
+    )  # fmt: skip
     p.add_argument("-o", "--output", required=True, metavar="OUT", help="catalog file (written atomically)")
     add_force_option(p)
     p.set_defaults(func=cmd_extract)
@@ -271,6 +281,6 @@ def cmd_extract(args: argparse.Namespace) -> int:
     if same_file(image, out):
         raise ShieldwrightError("the output is the input image", "give a different -o path")
     check_output(out, args.force)
-    write_new(out, extract_catalog(image), args.force)
+    write_new(out, extract_catalog(image, source=args.source), args.force)
     print(out)
     return 0

@@ -19,7 +19,7 @@ import secrets
 import struct
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from app.disk.formats import vhd, vhdx
@@ -52,10 +52,14 @@ def write_image(
     fsync: bool = True,
     direct: bool = False,
     overwrite: bool = True,
+    vhdx_user_items: Sequence[tuple[bytes, bytes]] = (),
 ) -> Path:
     """Write ``src``'s virtual disk to ``dst`` as ``fmt`` ("raw", "vhdx" dynamic, "vhd" fixed).
 
     ``block_size`` is the VHDX payload block size (power of two, 1-256 MiB). Returns ``dst``.
+    ``vhdx_user_items`` are ``(GUID as stored, bytes)`` user metadata items (MS-VHDX §2.6.1.2: IsUser,
+    neither required nor virtual-disk metadata, so other readers skip them) written into the VHDX's
+    metadata region, e.g. :func:`app.disk.formats.vhdx.catalog_items`; each at most 1 MiB.
     Writeback to the disk is started as the data goes out (so the kernel writes while we compute);
     ``fsync=False`` skips the final wait for it, for a caller that changes the file further and
     fsyncs it once at its own end. ``direct`` writes the data with O_DIRECT where the filesystem allows
@@ -67,6 +71,8 @@ def write_image(
         raise ValueError(f"unknown output format {fmt!r}; expected one of {WRITE_FORMATS}")
     if fmt == "vhdx" and (block_size < MiB or block_size > 256 * MiB or block_size & (block_size - 1)):
         raise ValueError(f"VHDX block size {block_size} must be a power of two between 1 and 256 MiB")
+    user_items = list(vhdx_user_items)
+    _check_user_items(user_items, fmt)
     dst = Path(dst)
     _refuse_overwriting_source(src, dst)
     refuse_existing(dst, overwrite)
@@ -82,7 +88,7 @@ def write_image(
             elif fmt == "vhd":
                 _write_vhd(src, out, progress, cancel)
             else:
-                _write_vhdx(src, out, progress, cancel, block_size)
+                _write_vhdx(src, out, progress, cancel, block_size, user_items)
             out.flush()
             if fsync:
                 os.fsync(fd)
@@ -109,6 +115,18 @@ def write_image(
 
 
 # -- plumbing ------------------------------------------------------------------------------------
+
+
+def _check_user_items(items: list[tuple[bytes, bytes]], fmt: str) -> None:
+    if items and fmt != "vhdx":
+        raise ValueError(f"user metadata items can only be stored in a VHDX, not in {fmt}")
+    if len(items) > vhdx.MAX_USER_ITEMS:
+        raise ValueError(f"{len(items)} user metadata items; a VHDX holds at most {vhdx.MAX_USER_ITEMS}")
+    ids = [gid for gid, _ in items]
+    if len(set(ids)) != len(ids) or any(len(gid) != 16 or gid == vhdx.ZERO_GUID for gid in ids):
+        raise ValueError("user metadata item GUIDs must be 16 bytes, non-zero and distinct")
+    if any(len(data) > vhdx.MAX_ITEM_LENGTH for _, data in items):
+        raise ValueError(f"a VHDX metadata item holds at most {vhdx.MAX_ITEM_LENGTH} bytes")
 
 
 def _refuse_overwriting_source(src: DiskImage, dst: Path) -> None:
@@ -245,14 +263,19 @@ def _write_vhd(src: DiskImage, out: OutputFile, progress: Progress, cancel: Canc
 LOG_OFFSET = 1 * MiB
 LOG_LENGTH = 1 * MiB
 METADATA_OFFSET = 2 * MiB
-METADATA_LENGTH = 1 * MiB
-BAT_OFFSET = 3 * MiB
+#: Where the metadata region puts the user items: after the system items (which take 48 bytes at 64 KiB).
+USER_ITEMS_OFFSET = 128 * 1024
 
 
 def _write_vhdx(
-    src: DiskImage, out: OutputFile, progress: Progress, cancel: CancelToken, block_size: int
+    src: DiskImage,
+    out: OutputFile,
+    progress: Progress,
+    cancel: CancelToken,
+    block_size: int,
+    user_items: Sequence[tuple[bytes, bytes]] = (),
 ) -> None:
-    """Layout: header section | log (1 MiB, empty) | metadata (1 MiB) | BAT | data blocks.
+    """Layout: header section | log (1 MiB, empty) | metadata (1 MiB, more for user items) | BAT | data.
 
     Data blocks are appended in virtual order as the first non-zero chunk of each block shows up;
     the BAT and the headers are written last, once every block is in place.
@@ -268,7 +291,9 @@ def _write_vhdx(
     ratio = vhdx.chunk_ratio(logical, block_size)
     entries = vhdx.bat_entry_count(size, block_size, ratio)
     bat_length = max(MiB, -(-entries * 8 // MiB) * MiB)
-    data_start = BAT_OFFSET + bat_length
+    metadata = _vhdx_metadata(size, block_size, logical, user_items)
+    bat_offset = METADATA_OFFSET + len(metadata)
+    data_start = bat_offset + bat_length
 
     block_offsets: dict[int, int] = {}
     next_free = data_start
@@ -292,12 +317,16 @@ def _write_vhdx(
     bat = bytearray(entries * 8)
     for block, off in block_offsets.items():
         struct.pack_into("<Q", bat, 8 * (block + block // ratio), (off // MiB) << 20 | vhdx.FULLY_PRESENT)
-    pwrite_all(fd, bytes(bat), BAT_OFFSET)
-    pwrite_all(fd, _vhdx_metadata(size, block_size, logical), METADATA_OFFSET)
-    pwrite_all(fd, _vhdx_header_section(bat_length), 0)
+    pwrite_all(fd, bytes(bat), bat_offset)
+    pwrite_all(fd, metadata, METADATA_OFFSET)
+    pwrite_all(fd, _vhdx_header_section(bat_offset, bat_length, len(metadata)), 0)
 
 
-def _vhdx_metadata(size: int, block_size: int, logical: int) -> bytes:
+def _vhdx_metadata(
+    size: int, block_size: int, logical: int, user_items: Sequence[tuple[bytes, bytes]] = ()
+) -> bytes:
+    """The whole metadata region (a multiple of 1 MiB): the table, the system items from 64 KiB, the user
+    items (flags IsUser only) from :data:`USER_ITEMS_OFFSET`, each on a 4 KiB boundary."""
     disk_item = vhdx.META_IS_REQUIRED | vhdx.META_IS_VIRTUAL_DISK
     items = [
         (vhdx.FILE_PARAMETERS, struct.pack("<II", block_size, 0), vhdx.META_IS_REQUIRED),
@@ -306,17 +335,24 @@ def _vhdx_metadata(size: int, block_size: int, logical: int) -> bytes:
         (vhdx.LOGICAL_SECTOR_SIZE, struct.pack("<I", logical), disk_item),
         (vhdx.PHYSICAL_SECTOR_SIZE, struct.pack("<I", 4096), disk_item),
     ]
-    table = bytearray(vhdx.METADATA_TABLE_SIZE)
-    vhdx.METADATA_HEADER.pack_into(table, 0, b"metadata", 0, len(items), bytes(20))
-    body = bytearray()
-    for i, (gid, data, flags) in enumerate(items):
-        offset = vhdx.METADATA_TABLE_SIZE + len(body)
-        vhdx.METADATA_ENTRY.pack_into(table, 32 + 32 * i, gid, offset, len(data), flags, 0)
-        body += data
-    return bytes(table + body)
+    placed: list[tuple[bytes, int, bytes, int]] = []  # (GUID, offset in the region, bytes, flags)
+    offset = vhdx.METADATA_TABLE_SIZE
+    for gid, data, flags in items:
+        placed.append((gid, offset, data, flags))
+        offset += len(data)
+    offset = USER_ITEMS_OFFSET
+    for gid, data in user_items:
+        placed.append((gid, offset if data else 0, data, vhdx.META_IS_USER))  # empty: offset 0 (§2.6.1.2)
+        offset += -(-len(data) // 4096) * 4096
+    region = bytearray(max(MiB, -(-offset // MiB) * MiB))
+    vhdx.METADATA_HEADER.pack_into(region, 0, b"metadata", 0, len(placed), bytes(20))
+    for i, (gid, at, data, flags) in enumerate(placed):
+        vhdx.METADATA_ENTRY.pack_into(region, 32 + 32 * i, gid, at, len(data), flags, 0)
+        region[at : at + len(data)] = data
+    return bytes(region)
 
 
-def _vhdx_header_section(bat_length: int) -> bytes:
+def _vhdx_header_section(bat_offset: int, bat_length: int, metadata_length: int) -> bytes:
     """File identifier, two headers (sequence 1 and 2) and two identical region tables: the first 320 KiB."""
     section = bytearray(320 * 1024)
     section[0:8] = vhdx.FILE_ID
@@ -331,8 +367,8 @@ def _vhdx_header_section(bat_length: int) -> bytes:
         section[off : off + vhdx.HEADER_SIZE] = vhdx.with_checksum(hdr)
     table = bytearray(vhdx.REGION_TABLE_SIZE)
     vhdx.REGION_HEADER.pack_into(table, 0, b"regi", 0, 2, 0)
-    vhdx.REGION_ENTRY.pack_into(table, 16, vhdx.BAT_GUID, BAT_OFFSET, bat_length, 1)
-    vhdx.REGION_ENTRY.pack_into(table, 48, vhdx.METADATA_GUID, METADATA_OFFSET, METADATA_LENGTH, 1)
+    vhdx.REGION_ENTRY.pack_into(table, 16, vhdx.BAT_GUID, bat_offset, bat_length, 1)
+    vhdx.REGION_ENTRY.pack_into(table, 48, vhdx.METADATA_GUID, METADATA_OFFSET, metadata_length, 1)
     table_bytes = vhdx.with_checksum(table)
     for off in vhdx.REGION_TABLE_OFFSETS:
         section[off : off + vhdx.REGION_TABLE_SIZE] = table_bytes

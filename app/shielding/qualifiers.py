@@ -83,8 +83,9 @@ class Qualifier:
 
 
 def load_signed_catalog(source: str | Path) -> SignedCatalog:
-    """The signed catalog of a ``.vsc`` file or of a template image (from its ESP); the signature is checked
-    (the signer's identity is what a qualifier names, so no trust anchor is needed here)."""
+    """The signed catalog of a ``.vsc`` file or of a template image (its VHDX metadata, else its ESP); the
+    signature is checked (the signer's identity is what a qualifier names, so no trust anchor is needed
+    here)."""
     path = Path(source)
     try:
         with open(path, "rb") as f:

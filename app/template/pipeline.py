@@ -552,8 +552,11 @@ class _Build:
     def _export(self) -> None:
         target = self.staging.path(f"template.{self.fmt}")
         self.final = export_step.export(
-            self.raw, target, self.fmt, progress=self.progress, cancel=self.cancel
+            self.raw, target, self.fmt, progress=self.progress, cancel=self.cancel, catalog=self.vsc
         )
+        if self.fmt == "vhdx":  # the catalog rides in the VHDX metadata (docs/formats/vsc.md 1.1)
+            line, notable = export_step.vhdx_catalog_note(self.vsc)
+            self.note(line, manifest=notable)
         if self.final == self.raw:
             self.output_sha256 = self._hash_raw_output()
         else:

@@ -4,11 +4,16 @@ What a template's consumer (or CI after ``shieldwright build``) runs before trus
 reports instead of raising, so one damaged area never hides the others. Without trusted certificates a
 failed :data:`SIGNER_CHECK` says the signer was NOT checked (a re-signed template passes every other
 check), unless the caller accepts any signer. Only unreadable input raises.
+
+The catalog checked is a file the caller gives, else the one in a VHDX's metadata, else the ESP's. When a
+VHDX carries one and its ESP another, :data:`CATALOG_COPIES_CHECK` fails (saying so) and the VHDX's is
+checked against the disk.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
 import subprocess
 import tempfile
@@ -19,6 +24,7 @@ from pathlib import Path
 from cryptography import x509
 
 from app.boot.uki import inspect_uki
+from app.catalog.extract import vhdx_catalog
 from app.catalog.format import ESP_CATALOG_PATH
 from app.catalog.verify import verify_catalog
 from app.disk import gpt
@@ -39,6 +45,9 @@ MiB = 1024 * 1024
 
 #: The name of the check that fails when no trusted certificate was given (see the module docstring).
 SIGNER_CHECK = "Signer"
+#: Present only for a VHDX that carries a catalog in its metadata and whose ESP holds a different one, or
+#: whose metadata item is damaged: it always fails then.
+CATALOG_COPIES_CHECK = "Catalog copies"
 SIGNER_NOT_CHECKED = (
     "NOT checked: no trusted certificate was given, so a template whose catalog and UKIs anyone re-signed "
     "would pass every other check"
@@ -84,7 +93,8 @@ def verify_template(
 ) -> TemplateReport:
     """Run every check on the template at ``path`` (any supported image format); see the module doc.
 
-    ``vsc``: a catalog file to check against instead of the one in the ESP. ``trusted``: certificates the
+    ``vsc``: a catalog file to check against instead of the one in the image (the VHDX metadata's, else the
+    ESP's; see the module docstring). ``trusted``: certificates the
     UKI and catalog signers must be (or chain to); None checks the signatures but not who made them, and
     adds a failed :data:`SIGNER_CHECK` unless ``accept_any_signer``.
     """
@@ -98,19 +108,22 @@ def verify_template(
         checks.append(_check_gpt(image, layout))
         progress.update(1)
         cancel.check()
+        copies: Check | None = None
         with tempfile.TemporaryDirectory(prefix="shieldwright-verify-") as tmp:
             esp, esp_check = _copy_esp(image, layout, Path(tmp), progress, cancel)
             try:
                 checks.append(esp_check)
                 checks += _check_ukis(esp, trusted, cancel)
                 if catalog_der is None:
-                    catalog_der, where = _catalog_from_esp(esp)
+                    catalog_der, where, copies = _catalog_from_image(image, esp)
                 else:
                     where = f"from {vsc}"
             finally:
                 if esp is not None:
                     esp.image.close()
         checks.append(_check_catalog(image, catalog_der, where, trusted, progress, cancel, jobs))
+        if copies is not None:
+            checks.append(copies)
         progress.begin("Checking the LUKS2 headers", 1)
         checks += _check_luks(image, layout)
         progress.update(1)
@@ -265,6 +278,30 @@ def _uki_verdict(data: bytes, trusted: Sequence[x509.Certificate] | None) -> tup
 
 
 # --- catalog ----------------------------------------------------------------------------------------------
+
+
+def _catalog_from_image(image: DiskImage, esp: _EspCopy | None) -> tuple[bytes | None, str, Check | None]:
+    """The catalog to check, where it came from, and a failed :data:`CATALOG_COPIES_CHECK` when the VHDX
+    metadata's copy is damaged or differs from the ESP's."""
+    esp_der, esp_where = _catalog_from_esp(esp)
+    try:
+        der = vhdx_catalog(image)
+    except ShieldwrightError as exc:
+        return esp_der, esp_where, Check(CATALOG_COPIES_CHECK, False, exc.message)
+    if der is None:
+        return esp_der, esp_where, None
+    if esp_der is None:
+        return der, f"from the VHDX metadata (the ESP has none: {esp_where})", None
+    if esp_der == der:
+        return der, "from the VHDX metadata (the ESP holds the same catalog)", None
+    differ = Check(
+        CATALOG_COPIES_CHECK,
+        False,
+        f"the catalog in the VHDX metadata (SHA-256 {hashlib.sha256(der).hexdigest()}) differs from "
+        f"{ESP_CATALOG_PATH} in the ESP (SHA-256 {hashlib.sha256(esp_der).hexdigest()}): one of them was "
+        "replaced; the VHDX metadata's was checked against the disk",
+    )
+    return der, "from the VHDX metadata", differ
 
 
 def _catalog_from_esp(esp: _EspCopy | None) -> tuple[bytes | None, str]:

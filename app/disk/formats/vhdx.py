@@ -25,7 +25,7 @@ import numpy as np
 from app.disk.crc32c import crc32c
 from app.disk.formats._common import HOLE, MappedImage, MiB, data_spans, merge_ranges
 from app.disk.formats.base import SECTOR_SIZES
-from app.errors import TruncatedImageError, UnsupportedImageError
+from app.errors import CorruptImageError, TruncatedImageError, UnsupportedImageError
 
 KiB = 1024
 FILE_ID = b"vhdxfile"
@@ -61,6 +61,23 @@ PARENT_LOCATOR = guid("a8d35f2d-b30b-454d-abf7-d3d84834ab0c")
 ZERO_GUID = bytes(16)
 
 META_IS_USER, META_IS_VIRTUAL_DISK, META_IS_REQUIRED = 1, 2, 4
+#: MS-VHDX §2.6.1.2: a metadata item is at most 1 MB long; at most 1,024 entries may be user items.
+MAX_ITEM_LENGTH = 1 * MiB
+MAX_USER_ITEMS = 1024
+
+#: Shieldwright's user metadata item: a template's signed Volume Signature Catalog (the ``.vsc`` bytes),
+#: flags IsUser only (not IsVirtualDisk, not IsRequired: every other reader skips it). A catalog longer
+#: than :data:`MAX_ITEM_LENGTH` continues in the items whose GUIDs end in ``0001``, ``0002``, ... (part k's
+#: GUID is this one with k in its last two bytes); every part but the last is exactly 1 MiB.
+#: docs/formats/vsc.md section 1.1 describes it.
+CATALOG_ITEM = guid("281be772-a3a3-4bcd-a965-658ee1f80000")
+#: Largest catalog read from (and written into) VHDX metadata: the whole catalog is held in memory, and a
+#: hostile file may declare the most it can. 64 MiB is two million block digests (2 TiB of protected data
+#: in 1 MiB blocks); a larger catalog stays in the ESP and beside the image only.
+MAX_CATALOG_BYTES = 64 * MiB
+CATALOG_DAMAGED_HINT = (
+    "use the .vsc file beside the image, or read the ESP's copy with `shieldwright vsc extract --from esp`"
+)
 
 # Payload block states (bits 0-2 of a BAT entry)
 NOT_PRESENT, UNDEFINED, ZERO, UNMAPPED, UNMAPPED_V095, FULLY_PRESENT, PARTIALLY_PRESENT = 0, 1, 2, 3, 5, 6, 7
@@ -87,6 +104,21 @@ def with_checksum(buf: bytes | bytearray) -> bytes:
     return bytes(out)
 
 
+def catalog_item_id(part: int) -> bytes:
+    """The item GUID (as stored) of part ``part`` of the catalog; part 0 is :data:`CATALOG_ITEM` itself."""
+    return CATALOG_ITEM[:14] + part.to_bytes(2, "big")
+
+
+def catalog_items(vsc: bytes) -> list[tuple[bytes, bytes]]:
+    """``(item GUID, bytes)`` of the user metadata items that carry the catalog ``vsc`` (1 MiB pieces)."""
+    if not vsc or len(vsc) > MAX_CATALOG_BYTES:
+        raise ValueError(f"a {len(vsc)}-byte catalog cannot be stored in VHDX metadata")
+    return [
+        (catalog_item_id(k), vsc[pos : pos + MAX_ITEM_LENGTH])
+        for k, pos in enumerate(range(0, len(vsc), MAX_ITEM_LENGTH))
+    ]
+
+
 def chunk_ratio(logical_sector_size: int, block_size: int) -> int:
     """Payload blocks per sector-bitmap block: one bitmap block (2**23 bits) covers this many."""
     return (2**23 * logical_sector_size) // block_size
@@ -96,6 +128,18 @@ def bat_entry_count(virtual_size: int, block_size: int, ratio: int) -> int:
     """BAT entries of a non-differencing disk: payload entries plus an interleaved bitmap entry per chunk."""
     blocks = -(-virtual_size // block_size)
     return blocks + (blocks - 1) // ratio if blocks else 0
+
+
+def _der_length(head: bytes) -> int | None:
+    """Total length of the DER SEQUENCE whose first bytes are ``head`` (a ``.vsc`` is one), else None."""
+    if len(head) < 2 or head[0] != 0x30:
+        return None
+    if head[1] < 0x80:
+        return 2 + head[1]
+    n = head[1] & 0x7F
+    if not 1 <= n <= 4 or len(head) < 2 + n:
+        return None
+    return 2 + n + int.from_bytes(head[2 : 2 + n], "big")
 
 
 @dataclass(frozen=True)
@@ -237,8 +281,17 @@ class VhdxImage(MappedImage):
         if count > MAX_ENTRIES:
             raise self._corrupt(f"metadata table has {count} entries")
         items: dict[bytes, bytes] = {}
+        self._metadata_region = (region_off, region_len)
+        self._catalog_parts: dict[int, tuple[int, int]] = {}  # part -> (offset in the region, length)
+        self._catalog_duplicate: int | None = None
         for i in range(count):
             item_id, offset, length, flags, _ = METADATA_ENTRY.unpack_from(table, 32 + 32 * i)
+            if flags & META_IS_USER and item_id[:14] == CATALOG_ITEM[:14]:
+                part = int.from_bytes(item_id[14:], "big")
+                if part in self._catalog_parts:
+                    self._catalog_duplicate = part
+                self._catalog_parts.setdefault(part, (offset, length))
+                continue  # checked when the catalog is asked for: the disk itself reads without it
             known = item_id in (
                 FILE_PARAMETERS,
                 VIRTUAL_DISK_SIZE,
@@ -374,6 +427,59 @@ class VhdxImage(MappedImage):
             if hit.any():
                 i = int(self._blocks[order][int(np.argmax(hit))])
                 raise self._corrupt(f"block {i} overlaps the VHDX structures at offset {off}")
+
+    # -- the catalog item --------------------------------------------------------------------------
+
+    @property
+    def has_catalog_item(self) -> bool:
+        """Whether the metadata table lists Shieldwright's catalog item (:data:`CATALOG_ITEM`)."""
+        return bool(self._catalog_parts)
+
+    def catalog_item(self) -> bytes | None:
+        """The catalog stored in this VHDX's metadata (:data:`CATALOG_ITEM` and its continuations), or None
+        when the table lists none. The table entries are checked before anything is read - parts numbered
+        0..n-1, each inside the metadata region, all but the last exactly 1 MiB, together at most
+        :data:`MAX_CATALOG_BYTES`, the DER SEQUENCE header at the start of part 0 declaring that total - so
+        a hostile file costs at most that much memory. The rest of the bytes is not interpreted here
+        (:func:`app.catalog.format.read_catalog` checks them)."""
+        parts = self._catalog_parts
+        if not parts:
+            return None
+        n = len(parts)
+        if n > MAX_CATALOG_BYTES // MAX_ITEM_LENGTH or max(parts) >= MAX_CATALOG_BYTES // MAX_ITEM_LENGTH:
+            raise self._catalog_damaged(
+                f"declares {max(n, max(parts) + 1)} parts of up to 1 MiB, more than the "
+                f"{MAX_CATALOG_BYTES // MiB} MiB a catalog may have here"
+            )
+        if self._catalog_duplicate is not None:
+            raise self._catalog_damaged(f"lists part {self._catalog_duplicate} twice")
+        missing = next((k for k in range(n) if k not in parts), None)
+        if missing is not None:
+            raise self._catalog_damaged(f"lacks part {missing} (it lists {n} parts up to {max(parts)})")
+        region_off, region_len = self._metadata_region
+        total = 0
+        for k in range(n):
+            offset, length = parts[k]
+            if length == 0 or length > MAX_ITEM_LENGTH or (k < n - 1 and length != MAX_ITEM_LENGTH):
+                raise self._catalog_damaged(f"part {k} has an invalid length of {length} bytes")
+            if offset < METADATA_TABLE_SIZE or offset + length > region_len:
+                raise self._catalog_damaged(f"part {k} lies outside the metadata region")
+            total += length
+        head = self._pread(min(parts[0][1], 6), region_off + parts[0][0], "the catalog in the VHDX metadata")
+        if _der_length(head) != total:  # e.g. a sparse file's holes: refused before 64 MiB are read
+            raise self._catalog_damaged(f"does not start with a DER SEQUENCE of its {total} bytes")
+        data = bytearray(total)
+        view = memoryview(data)
+        for k in range(n):
+            offset, length = parts[k]
+            self._pread_into(view[k * MAX_ITEM_LENGTH : k * MAX_ITEM_LENGTH + length],
+                             region_off + offset, "the catalog in the VHDX metadata")  # fmt: skip
+        return bytes(data)
+
+    def _catalog_damaged(self, what: str) -> CorruptImageError:
+        return CorruptImageError(
+            f"{self.path}: the catalog item in the VHDX metadata {what}", CATALOG_DAMAGED_HINT
+        )
 
     # -- reading ---------------------------------------------------------------------------------
 

@@ -4,6 +4,10 @@ raw is the staged file itself (renamed at the commit); VHDX and VHD are written 
 :func:`app.disk.writers.write_image`, skipping holes; qcow2 by ``qemu-img convert``: the engine reads
 qcow2 but does not write it, and qemu-img is the format's reference implementation. Every output goes
 into the build's staging directory, so a failure or a cancel leaves nothing behind.
+
+Export runs after the catalog is signed, so a VHDX carries the catalog in its metadata from the start
+(user item :data:`app.disk.formats.vhdx.CATALOG_ITEM`, as Microsoft's templates carry theirs): nothing is
+patched afterwards.
 """
 
 from __future__ import annotations
@@ -13,8 +17,10 @@ import re
 import select
 import subprocess
 import threading
+import uuid
 from pathlib import Path
 
+from app.disk.formats import vhdx
 from app.disk.image import open_image
 from app.disk.writers import write_image
 from app.errors import CancelledError, ShieldwrightError
@@ -36,20 +42,41 @@ def check_format(fmt: str) -> str:
 
 
 def export(raw: Path, dst: Path, fmt: str, *, progress: Progress | None = None,
-           cancel: CancelToken | None = None) -> Path:  # fmt: skip
+           cancel: CancelToken | None = None, catalog: bytes | None = None) -> Path:  # fmt: skip
     """``dst`` in format ``fmt`` with the contents of the raw image ``raw``; returns the file that holds the
-    output (``raw`` itself for the raw format)."""
+    output (``raw`` itself for the raw format). A VHDX also carries ``catalog`` (the signed ``.vsc``) in its
+    metadata when it is given and fits (:func:`vhdx_catalog_note` says which); other formats ignore it."""
     progress = progress or NullProgress()
     cancel = cancel or CancelToken()
     check_format(fmt)
     if fmt == "raw":
         return raw
     if fmt in ("vhdx", "vhd"):
+        items = vhdx.catalog_items(catalog) if fmt == "vhdx" and catalog and _fits(catalog) else []
         with open_image(raw) as image:
-            write_image(image, dst, fmt, progress=progress, cancel=cancel)
+            write_image(image, dst, fmt, progress=progress, cancel=cancel, vhdx_user_items=items)
         return dst
     _qemu_img_convert(raw, dst, progress, cancel)
     return dst
+
+
+def _fits(catalog: bytes) -> bool:
+    return len(catalog) <= vhdx.MAX_CATALOG_BYTES
+
+
+def vhdx_catalog_note(catalog: bytes) -> tuple[str, bool]:
+    """The build log's line about the catalog in a VHDX output, and whether it belongs in the manifest's
+    notes (only when the catalog was too large to be stored there)."""
+    guid = uuid.UUID(bytes_le=vhdx.CATALOG_ITEM)
+    if _fits(catalog):
+        parts = -(-len(catalog) // vhdx.MAX_ITEM_LENGTH)
+        return f"Catalog stored in the VHDX metadata too (user item {guid}, {parts} part(s))", False
+    return (
+        f"the catalog ({len(catalog)} bytes) is larger than the {vhdx.MAX_CATALOG_BYTES // 2**20} MiB a "
+        "VHDX's metadata carries here: it is in the ESP and beside the image only (a larger catalog "
+        "block size makes it smaller)",
+        True,
+    )
 
 
 def _qemu_img_convert(raw: Path, dst: Path, progress: Progress, cancel: CancelToken) -> None:
