@@ -3,7 +3,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 DEMO := $(HOME)/.cache/shieldwright/demo-base.img
 
-.PHONY: setup run test test-fast check lint bench screenshots demo-image clean
+.PHONY: setup run test test-fast check lint bench screenshots demo-image clean dist deb
 
 setup:
 	@bash installer/setup.sh
@@ -42,6 +42,14 @@ bench: setup
 
 screenshots: demo-image
 	@QT_QPA_PLATFORM=offscreen $(PY) -m app.gui.screenshots docs/screenshots $(DEMO)
+
+# Packages, into dist/: the sdist and the wheel (C extensions included) built from it; the Debian 12 package
+# (a private environment under /usr/lib/shieldwright, desktop file, metainfo, icons, man page). installer/.
+dist: setup
+	@$(PY) installer/dist.py
+
+deb: setup
+	@$(PY) installer/deb/build.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -7,8 +7,8 @@ cd "$(dirname "$0")/.."
 check_only=0
 [[ ${1:-} == --check ]] && check_only=1
 
-# What the .venv is built from: the dependencies and the one compiled module (setup.py, app/luks/_xts.c).
-install_stamp() { cat pyproject.toml setup.py app/luks/_xts.c | sha256sum | cut -d' ' -f1; }
+# What the .venv is built from: the dependencies and the compiled modules (setup.py, app/**/*.c).
+install_stamp() { cat pyproject.toml setup.py $(find app -name '*.c' | LC_ALL=C sort) | sha256sum | cut -d' ' -f1; }
 
 want=$(grep -vE '^\s*(#|$)' installer/apt-packages.txt)
 missing=()
@@ -21,7 +21,7 @@ if ((check_only)); then
     stamp=.venv/.shieldwright-stamp
     [[ -x .venv/bin/python && -f $stamp && $(cat "$stamp") == $(install_stamp) ]] || stale=1
     ((${#missing[@]})) && echo "setup: missing system packages: ${missing[*]}"
-    ((stale)) && echo "setup: .venv is missing or older than pyproject.toml, setup.py or app/luks/_xts.c"
+    ((stale)) && echo "setup: .venv is missing or older than pyproject.toml, setup.py or its C sources"
     ((${#missing[@]} + stale == 0))
     exit
 fi

@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -34,15 +36,15 @@ def test_setup_check_reports_a_stale_venv(tmp_path) -> None:
     assert ".venv is missing" in proc.stdout
 
 
-def test_a_changed_c_module_makes_the_venv_stale(tmp_path) -> None:
-    """The .venv holds the compiled app/luks/_xts.c: editing the C must rebuild it like a new dependency."""
+@pytest.mark.parametrize("source", ["app/luks/_xts.c", "app/catalog/_maphash.c"])
+def test_a_changed_c_module_makes_the_venv_stale(tmp_path, source: str) -> None:
+    """The .venv holds the compiled C modules: editing one must rebuild it like a new dependency."""
     import shutil
 
     copy = tmp_path / "repo"
-    (copy / "app/luks").mkdir(parents=True)
-    (copy / "installer").mkdir()
+    (copy / "installer").mkdir(parents=True)
     for name in ("installer/setup.sh", "installer/apt-packages.txt", "pyproject.toml", "setup.py",
-                 "app/luks/_xts.c", ".venv/.shieldwright-stamp"):  # fmt: skip
+                 "app/luks/_xts.c", "app/catalog/_maphash.c", ".venv/.shieldwright-stamp"):  # fmt: skip
         (copy / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(ROOT / name, copy / name)
     (copy / ".venv/bin").mkdir()
@@ -53,11 +55,11 @@ def test_a_changed_c_module_makes_the_venv_stale(tmp_path) -> None:
         return subprocess.run(command, cwd=copy, capture_output=True, text=True)
 
     assert (check().returncode, check().stdout) == (0, "")
-    with open(copy / "app/luks/_xts.c", "a") as f:
+    with open(copy / source, "a") as f:
         f.write("/* edited */\n")
     proc = check()
     assert proc.returncode == 1
-    assert "older than pyproject.toml, setup.py or app/luks/_xts.c" in proc.stdout
+    assert "older than pyproject.toml, setup.py or its C sources" in proc.stdout
 
 
 def test_every_listed_package_is_installed() -> None:
