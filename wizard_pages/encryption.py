@@ -317,6 +317,9 @@ class EncryptionPage(WizardPage):
         )
         moved = any(p.first_lba != p.src_first_lba for p in relayout.partitions)
         text += self.tr(", and the partitions after them move.") if moved else "."
+        if self.options.sparse_ciphertext:  # set by a loaded recipe; the page has no control for it
+            text += self.tr(" Space their ext4 filesystems do not use stays unencrypted holes (sparse "
+                            "ciphertext): anyone holding the image sees which blocks are used.")  # fmt: skip
         self.summary_label.set_note(text)
 
     def _on_sector_changed(self) -> None:

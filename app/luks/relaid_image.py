@@ -6,6 +6,12 @@ rename, holes skipped): all three formats in one streaming pass, with no interme
 view yields the new GPT, copied partitions, and for encrypted ones the LUKS2 header area followed by
 AES-XTS ciphertext; encryption runs ahead of the reader on :data:`READAHEAD` threads, and an
 ``on_block`` hook sees every output partition byte as it is produced (the catalog hashes it there).
+
+Sparse ciphertext (``used``, from :func:`plan_sparse`): the units of an encrypted partition's data
+segment that its filesystem does not use are neither read, encrypted nor written; they stay holes of
+the output (reading as zeros, which the guest decrypts to garbage in blocks its filesystem never reads)
+and hash as zero blocks in the catalog. Only a filesystem's own free-space map may clear a unit
+(:mod:`app.disk.fsmap`); a hole of the base image never does.
 """
 
 from __future__ import annotations
@@ -18,8 +24,9 @@ from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
+from app.disk.fsmap import FsScan, UsedMap, scan_partition
 from app.disk.image import WRITE_FORMATS, DiskImage
 from app.disk.model import DiskLayout
 from app.disk.partitioning import create_gpt
@@ -79,15 +86,18 @@ class RelaidImage(DiskImage):
 
     Reads of gaps return zeros; ``allocated_ranges`` lists the GPT areas, the allocated parts of copied
     partitions (their holes stay holes) and all of every encrypted partition (ciphertext of zeros is not
-    zeros). The read-ahead guesses ``write_image``'s chunking (a wrong guess only wastes the chunks
-    encrypted in vain); a cipher shared by the workers must take :data:`READAHEAD` threads at once
+    zeros) but the clear units of its ``used`` map, if it has one (they read as zeros). The read-ahead
+    guesses ``write_image``'s chunking (a wrong guess only wastes the chunks encrypted in vain); a cipher
+    shared by the workers must take :data:`READAHEAD` threads at once
     (:class:`app.luks.xts.XtsCipher` ``lanes``); reads of ``src`` are serialised by a lock (the qcow2
     reader's caches are not thread-safe).
 
     ``gpt_head``/``gpt_tail`` are the first 34 and last 33 sectors of a GPT written for the plan.
     With ``on_block``, bytes of encrypted partitions must be read exactly once and in order (as
     ``write_image`` does); anything else raises ``RuntimeError`` rather than feed a catalog wrong
-    hashes. For copied partitions the hook sees what is read in order; skipped holes are zeros.
+    hashes. For copied partitions the hook sees what is read in order; skipped holes are zeros. Clear
+    units of an encrypted partition are never fed: the hook may skip them (the catalog hashes a skipped
+    range as zeros), nothing else.
     """
 
     format = "raw"
@@ -102,6 +112,7 @@ class RelaidImage(DiskImage):
         gpt_tail: bytes,
         on_block: BlockHook | None = None,
         readahead: bool = True,
+        used: Mapping[int, UsedMap] | None = None,
     ) -> None:
         super().__init__(src.path)
         self.src = src
@@ -109,6 +120,11 @@ class RelaidImage(DiskImage):
         self.virtual_size = plan.disk_size
         self._crypto = crypto
         self._on_block = on_block
+        self._used = dict(used or {})
+        for number, m in self._used.items():
+            q = plan.partition(number)
+            if not q.encrypt or m.size != q.data_size:
+                raise ValueError(f"the used map of partition {number} does not fit its data segment")
         self._next: dict[int, int] = {p.number: 0 for p in plan.encrypted}
         self._pool = ThreadPoolExecutor(READAHEAD, thread_name_prefix="luks-readahead") if readahead else None
         self._ahead: dict[tuple[int, int, int], Future[bytes]] = {}
@@ -138,11 +154,11 @@ class RelaidImage(DiskImage):
         while i < len(self._regions) and self._regions[i].start < end:
             r = self._regions[i]
             lo, hi = max(offset, r.start), min(end, r.end)
-            if lo < hi:
-                data = self._read_region(r, lo, hi)
+            for a, b in self._present(r, lo, hi):
+                data = self._read_region(r, a, b)
                 if r.part is not None and self._on_block is not None:
-                    self._feed(r.part, lo - r.part.offset, data)
-                pieces.append((lo, data))
+                    self._feed(r.part, a - r.part.offset, data)
+                pieces.append((a, data))
             i += 1
         if len(pieces) == 1 and pieces[0][0] == offset and len(pieces[0][1]) == length:
             return pieces[0][1]
@@ -168,9 +184,23 @@ class RelaidImage(DiskImage):
 
     # -- internals -----------------------------------------------------------------------------
 
+    def _present(self, r: _Region, lo: int, hi: int) -> Iterator[tuple[int, int]]:
+        """The parts of ``[lo, hi)`` of ``r`` that hold bytes (for a sparse cipher region: its used units)."""
+        used = self._used.get(r.part.number) if r.kind == "cipher" and r.part is not None else None
+        if used is None:
+            if lo < hi:
+                yield (lo, hi)
+            return
+        for a, b in used.used_runs(lo - r.start, hi - r.start):
+            yield (r.start + a, r.start + b)
+
     def _region_ranges(
         self, r: _Region, src_ranges: list[tuple[int, int]], src_starts: list[int]
     ) -> Iterator[tuple[int, int]]:
+        if r.kind == "cipher":
+            for a, b in self._present(r, r.start, r.end):
+                yield (a, b - a)
+            return
         if r.kind != "copy":
             yield (r.start, r.end - r.start)
             return
@@ -208,9 +238,16 @@ class RelaidImage(DiskImage):
         else:
             data = future.result()
         if self._pool is not None:
+            used = self._used.get(p.number)
             pos = hi
             while pos < r.end and len(self._ahead) < READAHEAD:
-                nxt = min((pos // WRITE_CHUNK + 1) * WRITE_CHUNK, r.end)
+                run_end = r.end
+                if used is not None:  # the writer reads used runs only, cut at its chunk boundaries
+                    run = used.next_used(pos - r.start)
+                    if run is None:
+                        break
+                    pos, run_end = max(pos, r.start + run[0]), r.start + run[1]
+                nxt = min((pos // WRITE_CHUNK + 1) * WRITE_CHUNK, run_end)
                 if (r.start, pos, nxt) not in self._ahead:
                     self._ahead[(r.start, pos, nxt)] = self._pool.submit(self._encrypt, r, pos, nxt)
                 pos = nxt
@@ -245,6 +282,8 @@ class RelaidImage(DiskImage):
         assert self._on_block is not None
         if p.encrypt:
             expected = self._next[p.number]
+            if offset > expected and self._clear(p, expected, offset):
+                expected = offset  # a clear stretch of a sparse partition: the hook hashes it as zeros
             if offset != expected:
                 raise RuntimeError(
                     f"partition {p.number} was read at offset {offset}, expected {expected}: "
@@ -253,9 +292,90 @@ class RelaidImage(DiskImage):
             self._next[p.number] = offset + len(data)
         self._on_block(p.number, offset, memoryview(data))
 
+    def _clear(self, p: PlannedPartition, lo: int, hi: int) -> bool:
+        """Whether output partition bytes ``[lo, hi)`` all lie in clear units of ``p``'s data segment."""
+        used = self._used.get(p.number)
+        return (
+            used is not None and lo >= p.data_offset and used.is_clear(lo - p.data_offset, hi - p.data_offset)
+        )
+
+    @property
+    def sparse(self) -> bool:
+        """Whether some encrypted partition leaves its clear units as holes."""
+        return bool(self._used)
+
+    def ciphertext_bytes(self, number: int) -> int:
+        """Bytes of ciphertext of partition ``number`` in the output (its data segment less clear units)."""
+        p = self.plan.partition(number)
+        used = self._used.get(number)
+        return used.used_bytes if used is not None else p.data_size
+
     def unfed(self) -> list[int]:
         """Encrypted partitions whose bytes have not all gone through the hook (empty when complete)."""
-        return [p.number for p in self.plan.encrypted if self._next[p.number] != p.size_bytes]
+        return [
+            p.number
+            for p in self.plan.encrypted
+            if self._next[p.number] != p.size_bytes and not self._clear(p, self._next[p.number], p.size_bytes)
+        ]
+
+
+# -- sparse ciphertext ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SparseChoice:
+    """How each encrypted partition of a plan is written: ``maps`` for :func:`encrypt_image`'s ``used`` (the
+    sparse ones), one note line per partition, and the manifest's ``sparse_ciphertext`` record."""
+
+    enabled: bool
+    maps: dict[int, UsedMap]
+    notes: list[str]
+    partitions: list[dict[str, Any]]
+
+    def manifest(self) -> dict[str, Any]:
+        return {"enabled": self.enabled, "partitions": [dict(p) for p in self.partitions]}
+
+
+def full_record(number: int, data_size: int, reason: str, filesystem: str | None = None) -> dict[str, Any]:
+    """The manifest record of a partition encrypted in full."""
+    return {"partition": number, "mode": "full", "filesystem": filesystem, "reason": reason,
+            "encrypted_bytes": data_size, "clear_regions": 0, "clear_bytes": 0,
+            "clear_regions_sha256": None, "unit_bytes": None}  # fmt: skip
+
+
+def plan_sparse(
+    src: DiskImage, plan: RelayoutPlan, enabled: bool, *, cancel: CancelToken | None = None
+) -> SparseChoice:
+    """Read the free-space map of each partition ``plan`` encrypts when ``enabled`` (see
+    :mod:`app.disk.fsmap`); a partition whose map cannot be read is encrypted in full, and its note says
+    why. The map covers the data segment: the zero padding after the plaintext counts as used."""
+    maps: dict[int, UsedMap] = {}
+    notes: list[str] = []
+    records: list[dict[str, Any]] = []
+    for p in plan.encrypted:
+        if not enabled:
+            records.append(full_record(p.number, p.data_size, "sparse_ciphertext is off"))
+            continue
+        scan: FsScan = scan_partition(
+            src, p.src_offset, p.plaintext_size, map_size=p.data_size, cancel=cancel
+        )
+        if scan.used is None:
+            notes.append(f"Sparse ciphertext: partition {p.number} is encrypted in full: {scan.reason}")
+            records.append(full_record(p.number, p.data_size, scan.reason, scan.filesystem))
+            continue
+        used = scan.used
+        count, clear, digest = used.summary()
+        maps[p.number] = used
+        records.append({"partition": p.number, "mode": "sparse", "filesystem": scan.filesystem,
+                        "reason": None, "encrypted_bytes": used.used_bytes, "clear_regions": count,
+                        "clear_bytes": clear, "clear_regions_sha256": digest,
+                        "unit_bytes": used.unit})  # fmt: skip
+        notes.append(
+            f"Sparse ciphertext: partition {p.number} ({scan.filesystem}): {_gib(clear)} that the filesystem "
+            f"does not use left as holes in {count} region(s), {_gib(used.used_bytes)} encrypted; anyone "
+            "holding the image sees which blocks are in use"
+        )
+    return SparseChoice(enabled, maps, notes, records)
 
 
 # -- executing a plan ------------------------------------------------------------------------------
@@ -276,6 +396,7 @@ def encrypt_image(
     direct: bool = False,
     gpt: tuple[bytes, bytes] | None = None,
     overwrite: bool = True,
+    used: Mapping[int, UsedMap] | None = None,
 ) -> Path:
     """Write the re-laid-out, encrypted disk of ``plan`` over ``src`` to ``out`` in one streaming pass.
 
@@ -289,7 +410,9 @@ def encrypt_image(
     Progress is in bytes of the output disk. ``fsync`` and ``direct``: see
     :func:`~app.disk.writers.write_image`. ``gpt`` is :func:`gpt_bytes` of the plan when the caller already
     has it (to regenerate the same output bytes later). ``overwrite=False`` never replaces an existing
-    ``out``, not even one that appears while the pass runs.
+    ``out``, not even one that appears while the pass runs. ``used`` (:attr:`SparseChoice.maps`) makes the
+    named partitions sparse: their clear units are left as holes (see the module docstring); progress
+    then counts the bytes actually read and written, not the disk's size.
     """
     if out_format not in WRITE_FORMATS:
         raise RelayoutError(f"unknown output format {out_format!r}", f"use one of {', '.join(WRITE_FORMATS)}")
@@ -303,7 +426,7 @@ def encrypt_image(
     cancel.check()
 
     head, tail = gpt or gpt_bytes(plan)
-    with RelaidImage(src, plan, keys, head, tail, on_block) as view:
+    with RelaidImage(src, plan, keys, head, tail, on_block, used=used) as view:
         _write(view, plan, out, out_format, progress, cancel, fsync, direct, overwrite)
         missing = view.unfed() if on_block is not None else []
     if missing:  # a programming error: the catalog would be incomplete
@@ -322,13 +445,21 @@ def _write(
     direct: bool,
     overwrite: bool,
 ) -> None:
-    """write_image with our step name and a free-space check up front (the writer reports ENOSPC itself)."""
+    """write_image with our step name, progress in bytes of work, and a free-space check up front (the
+    writer reports ENOSPC itself)."""
     need = sum(n for _, n in view.allocated_ranges())
-    _check_free_space(out, sum(p.data_size for p in plan.encrypted), need)
+    _check_free_space(out, sum(view.ciphertext_bytes(p.number) for p in plan.encrypted), need)
     numbers = join_numbers([p.number for p in plan.encrypted])
     step = f"Encrypting partition{'s' if len(plan.encrypted) > 1 else ''} {numbers}"
-    write_image(view, out, out_format, progress=_StepName(progress, step), cancel=cancel, fsync=fsync,
-                direct=direct, overwrite=overwrite)  # fmt: skip
+    # Without sparse partitions progress stays in bytes of the disk (nearly all of it is written).
+    work = _WorkProgress(progress, step, view.allocated_ranges if view.sparse else _whole(view), need
+                         if view.sparse else view.virtual_size)  # fmt: skip
+    write_image(view, out, out_format, progress=work, cancel=cancel, fsync=fsync, direct=direct,
+                overwrite=overwrite)  # fmt: skip
+
+
+def _whole(view: DiskImage) -> Callable[[], Iterator[tuple[int, int]]]:
+    return lambda: iter([(0, view.virtual_size)])
 
 
 def gpt_bytes(plan: RelayoutPlan) -> tuple[bytes, bytes]:
@@ -348,7 +479,7 @@ def gpt_bytes(plan: RelayoutPlan) -> tuple[bytes, bytes]:
 
 
 def _check_free_space(out: Path, at_least: int, up_to: int) -> None:
-    """Refuse before writing when even the ciphertext alone (always written in full) cannot fit."""
+    """Refuse before writing when even the ciphertext alone (written wherever it is not clear) cannot fit."""
     try:
         st = os.statvfs(out.parent if str(out.parent) else ".")
     except OSError:
@@ -370,17 +501,30 @@ def _gib(n: int) -> str:
     return f"{n / (1 << 30):.2f} GiB"
 
 
-class _StepName:
-    """Passes progress through under our own step name (write_image calls its step "Writing raw")."""
+class _WorkProgress:
+    """Passes progress through under our own step name (write_image calls its step "Writing raw"), in bytes
+    of work: write_image reports its position on the disk, which jumps over holes; this counts only the
+    allocated bytes before that position (what was read, encrypted and written), so the ETA of a mostly
+    clear disk is that of its data. ``ranges`` (called once) gives the allocated ranges, ``total`` their sum.
+    """
 
-    def __init__(self, inner: Progress, step: str) -> None:
-        self.inner, self.step = inner, step
+    def __init__(
+        self, inner: Progress, step: str, ranges: Callable[[], Iterator[tuple[int, int]]], total: int
+    ) -> None:
+        self.inner, self.step, self.total = inner, step, total
+        self._ranges = ranges()
+        self._current = next(self._ranges, None)
+        self._before = 0  # bytes of the ranges wholly behind the position
 
     def begin(self, step: str, total: int) -> None:
-        self.inner.begin(self.step, total)
+        self.inner.begin(self.step, self.total)
 
     def update(self, done: int) -> None:
-        self.inner.update(done)
+        while self._current is not None and self._current[0] + self._current[1] <= done:
+            self._before += self._current[1]
+            self._current = next(self._ranges, None)
+        within = 0 if self._current is None else max(0, done - self._current[0])
+        self.inner.update(min(self.total, self._before + within))
 
     def advance(self, amount: int) -> None:
         self.inner.advance(amount)

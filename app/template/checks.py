@@ -241,8 +241,9 @@ def _encryption(out: _Problems, e: EncryptionOptions, protect: Any) -> None:
     if e.sparse_ciphertext:
         out.add(
             "encryption.sparse_ciphertext",
-            "unused space of the encrypted partitions stays as holes",
-            "anyone holding the image sees which blocks are in use",
+            "space the encrypted partitions' filesystems do not use is left as unencrypted holes (ext2/3/4; "
+            "other filesystems are encrypted in full)",
+            "anyone holding the image sees which blocks are in use, not their content (docs/security.md)",
             WARNING,
         )
     if e.kdf_params is not None and e.kdf in KDF_KINDS:

@@ -124,6 +124,9 @@ class BuildRecord:
     firmware_pcrs: dict[str, dict[str, str]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     step_seconds: list[tuple[str, float]] = field(default_factory=list)
+    #: The manifest's ``sparse_ciphertext`` (``SparseChoice.manifest()`` of app.luks.relaid_image); empty
+    #: means sparse ciphertext was not used: every encrypted partition is recorded as encrypted in full.
+    sparse_ciphertext: dict[str, Any] = field(default_factory=dict)
 
 
 def _pcr_predictions(record: BuildRecord) -> dict[str, dict[str, object]]:
@@ -135,6 +138,23 @@ def _pcr_predictions(record: BuildRecord) -> dict[str, dict[str, object]]:
             entry["11"] = dict(record.pcrs[bank])
         out[bank] = dict(sorted(entry.items(), key=lambda kv: int(kv[0])))
     return out
+
+
+def _sparse_ciphertext(record: BuildRecord) -> dict[str, Any]:
+    """How each encrypted partition was written: ``mode`` "full" (every byte of its data segment is
+    ciphertext) or "sparse" (the regions its filesystem does not use were left as holes: how many, how many
+    bytes, a digest of their list)."""
+    if record.sparse_ciphertext:
+        return record.sparse_ciphertext
+    return {
+        "enabled": False,
+        "partitions": [
+            {"partition": p.number, "mode": "full", "filesystem": None, "reason": "sparse_ciphertext is off",
+             "encrypted_bytes": p.data_size, "clear_regions": 0, "clear_bytes": 0,
+             "clear_regions_sha256": None, "unit_bytes": None}
+            for p in record.plan.encrypted
+        ],
+    }  # fmt: skip
 
 
 def sha256_hex(data: bytes) -> str:
@@ -261,6 +281,7 @@ def build_manifest(record: BuildRecord) -> dict[str, Any]:
             "catalog": certificate_dict(record.catalog_certificate),
         },
         "luks": [luks.to_dict() for luks in record.luks],
+        "sparse_ciphertext": _sparse_ciphertext(record),
         "host_files": [f.to_dict() for f in getattr(record.uki, "host_files", ())],
         "recovery_key_file": str(record.recovery_key_file) if record.recovery_key_file else None,
         "notes": list(record.notes),

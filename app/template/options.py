@@ -130,7 +130,8 @@ OPTIONS: tuple[Option, ...] = (
          default=SecretSource(), flag="--passphrase-file", metavar="FILE"),
     _opt("encryption.recovery_key_file", "path", "add a recovery keyslot; write the generated key to FILE "
          "(mode 0600)", flag="--recovery-key-file", metavar="FILE"),
-    _opt("encryption.sparse_ciphertext", "bool", "leave never-written regions as holes", default=False),
+    _opt("encryption.sparse_ciphertext", "bool", "leave what the (ext4) filesystem does not use unencrypted "
+         "holes: smaller, faster, shows which blocks are in use", default=False),
     _opt("catalog.name", "str", "template name", required=True, flag="--name", what="the template name"),
     _opt("catalog.version", "str", "template version (default without a recipe: 1.0.0.0)", required=True,
          flag="--version", metavar="A.B.C.D", what="the template version a.b.c.d"),

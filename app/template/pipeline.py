@@ -40,7 +40,7 @@ from app.findings import Severity
 from app.luks.container import generate_recovery_key
 from app.luks.kdf import KdfParams
 from app.luks.params import DEFAULT_DATA_OFFSET
-from app.luks.relaid_image import RelaidImage, encrypt_image, gpt_bytes
+from app.luks.relaid_image import RelaidImage, encrypt_image, gpt_bytes, plan_sparse
 from app.luks.relayout import plan_relayout
 from app.measure.predict import Prediction
 from app.measure.profile import load_profile
@@ -316,9 +316,9 @@ class _Build:
         self.note(f"Protecting partition(s) {_join(self.protect)}: encrypting {_join(encrypt)}"
                   + (f", catalog only {_join(only)}" if only else ""))  # fmt: skip
         self.note(f"Output {self.paths.output} ({self.fmt}, {human_size(self.plan.disk_size)})")
-        if r.encryption.sparse_ciphertext:
-            self.note("sparse ciphertext was allowed, but this version always encrypts partitions in full "
-                      "(free space too)", manifest=True)  # fmt: skip
+        self.sparse = plan_sparse(self.image, self.plan, r.encryption.sparse_ciphertext, cancel=self.cancel)
+        for line in self.sparse.notes:
+            self.note(line, manifest=True)
 
     def _check_outputs(self) -> None:
         """Before anything is written: no output is the input, none replaces a file unless asked, and the
@@ -478,7 +478,7 @@ class _Build:
             encrypt_image(
                 self.image, self.layout, self.plan, self.raw, crypto=self.keys.crypto, out_format="raw",
                 progress=self.progress, cancel=self.cancel, on_block=sinks, fsync=False, direct=direct,
-                gpt=self.gpt,
+                gpt=self.gpt, used=self.sparse.maps,
             )  # fmt: skip
             self.block_digests = sinks.finish()
         finally:
@@ -572,7 +572,9 @@ class _Build:
         :mod:`app.template.build.output_hash`)."""
         esp = self.plan.partition(self.esp.number)
         try:
-            with RelaidImage(self.image, self.plan, self.keys.crypto, *self.gpt) as view:
+            with RelaidImage(
+                self.image, self.plan, self.keys.crypto, *self.gpt, used=self.sparse.maps
+            ) as view:
                 return sha256_regenerated(view, self.raw, [(esp.offset, esp.size_bytes)],
                                           progress=self.progress, cancel=self.cancel)  # fmt: skip
         finally:
@@ -625,7 +627,7 @@ class _Build:
             catalog=self.catalog, catalog_sha256=sha256_hex(self.vsc), catalog_esp_path=ESP_CATALOG_PATH,
             uefi_certificate=self.inputs.uefi_signer.certificate,
             catalog_certificate=self.inputs.catalog_signer.certificate, luks=self.keys.luks,
-            recovery_key_file=self.recovery_file, notes=self.notes,
+            recovery_key_file=self.recovery_file, notes=self.notes, sparse_ciphertext=self.sparse.manifest(),
             step_seconds=list(self.progress.step_seconds),
         )  # fmt: skip
         doc = build_manifest(record)
