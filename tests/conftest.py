@@ -5,9 +5,12 @@ Nothing here uses Shieldwright's own writers, so tests of our readers are graded
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import signal
 import subprocess
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +19,10 @@ import pytest
 from app.tools import find_tool
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+# The window remembers its geometry, folders and recent recipes: no test (nor a process it starts) may read or
+# write the user's own settings. Tests that look at the settings point XDG_CONFIG_HOME at their tmp dir.
+os.environ["XDG_CONFIG_HOME"] = _CONFIG_HOME = tempfile.mkdtemp(prefix="shieldwright-test-config-")
+atexit.register(shutil.rmtree, _CONFIG_HOME, True)
 
 # A shell without job control starts background commands (`make test &`) with SIGINT ignored, and children
 # inherit that: the tests that press Ctrl-C on a child process would then see it ignored.

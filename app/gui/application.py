@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import logging.handlers
+import os
 import signal
 import sys
 import traceback
@@ -26,8 +27,9 @@ from PySide6.QtWidgets import QApplication, QMessageBox, QWidget
 
 from app import APP_ID, __version__
 from app.errors import ShieldwrightError
+from app.gui.frame import MainWindow
+from app.gui.start_page import Flow
 from app.gui.tasks import TaskRunner
-from app.gui.wizard import ShieldwrightWizard
 from app.logfile import log_file_path
 
 log = logging.getLogger(__name__)
@@ -180,25 +182,41 @@ def create_application(argv: list[str] | None = None) -> QApplication:
 
 
 def run_wizard(image: str | None, debug: bool = False) -> int:
-    """Open the wizard (on ``image`` if given) and return the process exit code when it closes."""
+    """Open the window - its start page, or the template wizard on ``image`` if given - and return the
+    process exit code when it closes."""
     log_path = setup_logging(debug)
+    # A display that is named but cannot be opened makes Qt abort the process (qFatal, exit 134): say why
+    # in one line and exit instead. (app.cli refuses to start without any display before Qt is loaded.)
+    seen: list[str] = []
+
+    def startup_message(mode: QtMsgType, context: object, message: str) -> None:
+        _qt_message_handler(mode, context, message)
+        seen.append(message.splitlines()[0] if message else "")
+        if mode == QtMsgType.QtFatalMsg:
+            hint = "run it in a desktop session or under xvfb-run, or use a subcommand: shieldwright --help"
+            print(f"shieldwright: error: the wizard cannot open a window: {seen[0]} ({hint}; details in "
+                  f"{log_path})", file=sys.stderr, flush=True)  # fmt: skip
+            os._exit(69)  # EX_UNAVAILABLE, as app.cli for no display; nothing has started yet
+
+    qInstallMessageHandler(startup_message)
     app = create_application()
+    qInstallMessageHandler(_qt_message_handler)
     reporter = ErrorReporter(log_path, app).install()
     executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="shieldwright-worker")
     runner = TaskRunner(executor, app)
-    wizard = ShieldwrightWizard(runner)
+    window = MainWindow(runner, log_path=log_path)
     app.setQuitOnLastWindowClosed(False)  # the coroutine below decides when we are done
 
-    # Ctrl+C in the terminal closes the wizard (asking first during a build); SIGTERM and SIGHUP cancel a
-    # build without asking and close once it has cleaned up. The timer lets Python see a signal while Qt
-    # waits. A signal someone chose to ignore (nohup) stays ignored.
+    # Ctrl+C in the terminal closes the window (asking first, as its close button does); SIGTERM and SIGHUP
+    # cancel a build without asking and close once it has cleaned up. The timer lets Python see a signal
+    # while Qt waits. A signal someone chose to ignore (nohup) stays ignored.
     stopped_by: list[int] = []
 
     def on_stop_signal(signum: int, _frame: object) -> None:
         stopped_by.append(signum)
-        wizard.terminate()
+        window.terminate()
 
-    previous = {signal.SIGINT: signal.signal(signal.SIGINT, lambda *_: wizard.reject())}
+    previous = {signal.SIGINT: signal.signal(signal.SIGINT, lambda *_: window.close())}
     for sig in (signal.SIGTERM, signal.SIGHUP):
         if signal.getsignal(sig) is signal.SIG_DFL:
             previous[sig] = signal.signal(sig, on_stop_signal)
@@ -208,10 +226,10 @@ def run_wizard(image: str | None, debug: bool = False) -> int:
 
     async def main() -> int:
         closed = asyncio.Event()
-        wizard.finished.connect(lambda _result: closed.set())
-        wizard.show()
-        if image:
-            wizard.open_image(image)
+        window.closed.connect(closed.set)
+        window.show()
+        if image:  # `make run` and `shieldwright IMAGE`: straight into the template wizard on it
+            window.request_flow(Flow.TEMPLATE, image=image)
         await closed.wait()
         return 128 + stopped_by[0] if stopped_by else 0
 
@@ -223,6 +241,6 @@ def run_wizard(image: str | None, debug: bool = False) -> int:
         heartbeat.stop()
         runner.shutdown()  # cancel tokens; executor.shutdown(wait=False, cancel_futures=True)
         reporter.uninstall()
-        wizard.deleteLater()
+        window.deleteLater()
         log.info("Shieldwright exiting")
     return code

@@ -13,6 +13,7 @@ from enum import IntEnum
 from PySide6.QtCore import QCoreApplication
 from PySide6.QtWidgets import QWidget, QWizard
 
+from app.gui.discard import ask_to_discard
 from app.gui.provision_state import ProvisionState
 from app.gui.tasks import TaskRunner
 from app.gui.widgets.step_list import StepList
@@ -62,6 +63,8 @@ class ProvisionWizard(QWizard):
         super().__init__(parent)
         self.runner = runner
         self.state = state or ProvisionState()
+        #: Cancel, Escape and the close button ask before discarding choices (see :meth:`unsaved_work`).
+        self.confirm_discard = True
         self.setObjectName("provisionWizard")
         self.setWindowTitle(self.tr("Shieldwright — Provision a VM Disk"))
         self.setWizardStyle(QWizard.WizardStyle.ClassicStyle)
@@ -108,10 +111,24 @@ class ProvisionWizard(QWizard):
         """Whether the wizard may close now; during a run it asks first, inline, and closes once stopped."""
         return self.run_page.request_close()
 
+    def unsaved_work(self) -> list[str]:
+        """What closing now would lose, in words (empty: nothing)."""
+        if self.state.result is None and len(self.visitedIds()) > 1:
+            return [self.tr("your choices in Provision a VM disk (nothing was provisioned yet)")]
+        return []
+
     def reject(self) -> None:
-        # Cancel, Escape and the close button: a running provisioning must not just vanish.
+        # Cancel, Escape and the close button: a running provisioning must not just vanish, and choices
+        # made on several pages are not dropped without asking.
         if not self.run_page.request_close():
             return
+        if not self.confirm_discard:
+            super().reject()
+            return
+        ask_to_discard(self, self.unsaved_work(), self.discard, action=self.tr("Close this wizard"))
+
+    def discard(self) -> None:
+        """Close without asking (the caller asked); a running provisioning must have been stopped first."""
         super().reject()
 
     def terminate(self) -> None:

@@ -1,4 +1,8 @@
-"""``python -m app.gui.screenshots OUTDIR IMAGE``: render the wizard's pages to PNGs for the docs.
+"""``python -m app.gui.screenshots OUTDIR IMAGE``: render the window and the wizard's pages to PNGs (docs).
+
+The window first (``--frame-only`` stops there and needs no IMAGE): its start page with recent recipes, its
+File menu open, and Help › About with the versions looked up for real - with settings in a temporary folder,
+never the user's.
 
 Drives a real wizard offscreen through every page on IMAGE with the real engine - a throw-away signing
 certificate, a UKI, a PCR policy on a variable store that trusts that certificate (compared with a captured
@@ -22,12 +26,15 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QCoreApplication, QEventLoop
+from PySide6.QtCore import QCoreApplication, QEventLoop, QPoint
+from PySide6.QtGui import QPainter
 from PySide6.QtWidgets import QApplication, QWidget
 
 from app.disk.formats.raw import RawImage
 from app.gui.application import create_application
+from app.gui.frame import MainWindow
 from app.gui.provision_wizard import ProvisionPageId
+from app.gui.settings import Settings
 from app.gui.state import OutputChoice
 from app.gui.tasks import TaskRunner
 from app.gui.wizard import PageId, ShieldwrightWizard
@@ -55,12 +62,82 @@ def _spin_until(app: QApplication, done: Callable[[], bool], timeout: float) -> 
     return True
 
 
+#: Recipes the start page lists as recent in its screenshot (written to a temporary folder).
+EXAMPLE_RECIPES = (
+    "web-server-1.2.0.0.recipe.toml",
+    "database-3.0.1.0.recipe.toml",
+    "build-agent-1.0.0.0.recipe.toml",
+)
+
+
+def take_frame_screenshots(outdir: Path, timeout: float = 60.0) -> list[Path]:
+    """The window: ``start-page.png`` (recent recipes listed), ``menu.png`` (File open), ``about.png``."""
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")  # read when the QApplication is made
+    app = create_application()
+    executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="shieldwright-shot")
+    runner = TaskRunner(executor, app)
+    with tempfile.TemporaryDirectory(prefix="shieldwright-shot-") as tmp:
+        settings = Settings(Path(tmp) / "config" / "shieldwright.conf")  # never the user's settings
+        recipes = Path(tmp) / "templates"
+        recipes.mkdir()
+        home = os.environ.get("HOME")
+        os.environ["HOME"] = tmp  # the list shows ~/templates, as it would for a user
+        for name in reversed(EXAMPLE_RECIPES):
+            (recipes / name).write_text("format_version = 2\n")
+            settings.add_recent_recipe(recipes / name)
+        window = MainWindow(runner, settings)
+        try:
+            window.resize(*SCREENSHOT_SIZE)
+            window.show()
+            _spin_until(app, lambda: False, 0.3)
+            outdir.mkdir(parents=True, exist_ok=True)
+            shots = [_grab(window, outdir / "start-page.png")]
+            shots.append(_menu_screenshot(app, window, outdir / "menu.png"))
+            about = window.show_about()
+            if not _spin_until(app, lambda: about.versions is not None, timeout):
+                raise SystemExit("screenshots: looking up the versions for About did not finish")
+            about.copy_button.setFocus()
+            _spin_until(app, lambda: False, 0.3)
+            shots.append(_grab(about, outdir / "about.png"))
+            about.close()
+            return shots
+        finally:
+            runner.shutdown()
+            window.close()
+            window.deleteLater()
+            if home is not None:
+                os.environ["HOME"] = home
+
+
+def _menu_screenshot(app: QApplication, window: MainWindow, out: Path) -> Path:
+    """The window with its File menu open: the menu is a window of its own, painted onto the window's grab."""
+    menu = window.file_menu
+    bar = window.menuBar()
+    bar.setActiveAction(menu.menuAction())
+    _spin_until(app, lambda: menu.isVisible(), 3.0)
+    if not menu.isVisible():  # no popup from the menu bar on this platform: open it where it would be
+        menu.popup(bar.mapToGlobal(bar.actionGeometry(menu.menuAction()).bottomLeft()))
+    menu.setActiveAction(window.open_recipe_action)
+    _spin_until(app, lambda: False, 0.3)
+    picture = window.grab()
+    painter = QPainter(picture)
+    painter.drawPixmap(window.mapFromGlobal(menu.pos()) - QPoint(0, 0), menu.grab())
+    painter.end()
+    menu.close()
+    bar.setActiveAction(None)  # type: ignore[arg-type]
+    if not picture.save(str(out)):
+        raise SystemExit(f"screenshots: cannot write {out}")
+    return out
+
+
 def take_screenshots(outdir: Path, image: Path, timeout: float = 60.0) -> list[Path]:
+    shots = take_frame_screenshots(outdir, timeout)
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")  # read when the QApplication is made
     app = create_application()
     executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="shieldwright-shot")
     runner = TaskRunner(executor, app)
     wizard = ShieldwrightWizard(runner)
+    wizard.confirm_discard = False  # closed at the end without asking about the secrets it made
     # The PCR policy's variable store must outlive the build (the recipe names it).
     store_dir = tempfile.TemporaryDirectory(prefix="shieldwright-shot-")
     try:
@@ -82,7 +159,7 @@ def take_screenshots(outdir: Path, image: Path, timeout: float = 60.0) -> list[P
         out = outdir / "base-image.png"
         if not wizard.grab().save(str(out)):
             raise SystemExit(f"screenshots: cannot write {out}")
-        shots = [out, _certificates_screenshot(app, wizard, outdir, timeout)]
+        shots += [out, _certificates_screenshot(app, wizard, outdir, timeout)]
         shots.append(_boot_image_screenshot(app, wizard, outdir, timeout))
         shots.append(_pcr_policy_screenshot(app, wizard, outdir, timeout, Path(store_dir.name)))
         shots.append(_encryption_screenshot(app, wizard, outdir, timeout))
@@ -355,6 +432,7 @@ def _provision_screenshots(
     if provision is None:
         raise SystemExit("screenshots: the Finished page did not open the provision wizard")
     provision.resize(*SCREENSHOT_SIZE)
+    provision.confirm_discard = False
     try:
         pages: list[tuple[Any, Callable[[], object], str]] = [
             (provision.template_page, lambda: None, "verifying the template"),
@@ -412,6 +490,7 @@ def _shielding_screenshots(
     state.output = workdir / "web-server.shd"
     shielding = wizard.open_shielding_wizard(state)
     shielding.resize(*SCREENSHOT_SIZE)
+    shielding.confirm_discard = False
     shots: list[Path] = []
 
     def settle_and_grab(name: str) -> None:
@@ -490,9 +569,17 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m app.gui.screenshots", description=__doc__.splitlines()[0]
     )
     parser.add_argument("outdir", type=Path, help="directory for the PNG files")
-    parser.add_argument("image", type=Path, help="disk image to open on the Base image page")
+    parser.add_argument("image", type=Path, nargs="?", help="disk image to open on the Base image page")
+    parser.add_argument("--frame-only", action="store_true",
+                        help="only the window: start page, File menu, About (no IMAGE needed)")  # fmt: skip
     args = parser.parse_args(argv)
-    for path in take_screenshots(args.outdir, args.image):
+    if args.frame_only:
+        shots = take_frame_screenshots(args.outdir)
+    elif args.image is None:
+        parser.error("IMAGE is needed (or --frame-only)")
+    else:
+        shots = take_screenshots(args.outdir, args.image)
+    for path in shots:
         print(path)
     return 0
 

@@ -15,6 +15,7 @@ from enum import IntEnum
 from PySide6.QtCore import QCoreApplication
 from PySide6.QtWidgets import QWidget, QWizard
 
+from app.gui.discard import ask_to_discard
 from app.gui.shielding_state import ShieldingState
 from app.gui.tasks import TaskRunner
 from app.gui.widgets.step_list import StepList
@@ -63,6 +64,8 @@ class ShieldingWizard(QWizard):
         super().__init__(parent)
         self.runner = runner
         self.state = state or ShieldingState()
+        #: Cancel, Escape and the close button ask before discarding choices (see :meth:`unsaved_work`).
+        self.confirm_discard = True
         self.setObjectName("shieldingWizard")
         self.setWindowTitle(self.tr("Shieldwright — Shielding Data"))
         self.setWizardStyle(QWizard.WizardStyle.ClassicStyle)
@@ -102,6 +105,31 @@ class ShieldingWizard(QWizard):
         if self.state.written is not None:  # the passphrase did its work
             self.values_page.clear_secrets()
             self.state.clear_secrets()
+
+    def is_running(self) -> bool:
+        """The shielding data file is being written."""
+        return self.generate_page.is_busy()
+
+    def unsaved_work(self) -> list[str]:
+        """What closing now would lose, in words (empty: nothing)."""
+        if self.state.written is None and len(self.visitedIds()) > 1:
+            return [self.tr("your choices in Shielding Data (no file was generated yet)")]
+        return []
+
+    def reject(self) -> None:
+        # Cancel, Escape and the close button: choices made on several pages are not dropped unasked.
+        if not self.confirm_discard:
+            super().reject()
+            return
+        ask_to_discard(self, self.unsaved_work(), self.discard, action=self.tr("Close this wizard"))
+
+    def discard(self) -> None:
+        """Close without asking (the caller asked)."""
+        super().reject()
+
+    def terminate(self) -> None:
+        """Close for a stop signal: whatever runs is cancelled (done() does it), without asking."""
+        super().reject()
 
     def done(self, result: int) -> None:
         # Stop this wizard's own work only: the runner may be shared with the template wizard.

@@ -13,6 +13,8 @@ from app import APP_ID
 from app.errors import ImageError
 from app.gui import application
 from app.gui.application import ErrorReporter
+from app.gui.discard import open_question
+from app.gui.frame import MainWindow
 from app.gui.wizard import ShieldwrightWizard
 
 
@@ -79,29 +81,43 @@ def test_setup_logging_writes_to_xdg_state_dir(tmp_path, monkeypatch):
 
 
 def test_run_wizard_starts_loads_and_quits(qapp, small_disk, tmp_path, monkeypatch):
-    """The real entry point: qasync loop, wizard shown on the image, closed, executor shut down."""
+    """The real entry point: qasync loop, the window opened on the image's template wizard, closed (asking
+    first: an image is open), executor shut down."""
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))  # never the user's settings
     seen: dict[str, object] = {}
 
-    def find_wizard() -> ShieldwrightWizard | None:
-        return next((w for w in QApplication.topLevelWidgets() if isinstance(w, ShieldwrightWizard)), None)
+    def find_window() -> MainWindow | None:
+        return next((w for w in QApplication.topLevelWidgets() if isinstance(w, MainWindow)), None)
 
     deadline = time.monotonic() + 30
 
     def poll() -> None:
-        wizard = find_wizard()
-        if wizard is not None and wizard.isVisible():
+        window = find_window()
+        wizard = window.flow if window is not None and window.isVisible() else None
+        if isinstance(wizard, ShieldwrightWizard):
             page = wizard.base_image_page
             if not page.is_busy() and page.model.rowCount():
                 seen["rows"] = page.model.rowCount()
-                seen["title"] = wizard.windowTitle()
-                wizard.reject()  # like closing the window
+                seen["title"] = window.windowTitle()
+                window.close()  # like closing the window: it asks first, an image is open
+                QTimer.singleShot(50, lambda: discard(window))
                 return
         if time.monotonic() > deadline:
-            if wizard is not None:
-                wizard.reject()
+            if window is not None:
+                window.terminate()
             return
         QTimer.singleShot(50, poll)
+
+    def discard(window: MainWindow) -> None:
+        question = open_question(window)
+        if question is None and time.monotonic() < deadline:
+            QTimer.singleShot(50, lambda: discard(window))
+        elif question is not None:
+            seen["asked"] = True
+            question.discard_button.click()
+        else:
+            window.terminate()
 
     QTimer.singleShot(50, poll)
     root = logging.getLogger()
@@ -112,7 +128,7 @@ def test_run_wizard_starts_loads_and_quits(qapp, small_disk, tmp_path, monkeypat
             root.removeHandler(h)
             h.close()
     assert code == 0
-    assert seen == {"rows": 4, "title": "Shieldwright — Template Disk Wizard"}
+    assert seen == {"rows": 4, "title": "Shieldwright — Template Disk Wizard", "asked": True}
     assert qapp.desktopFileName() == APP_ID
     assert qapp.applicationName() == "Shieldwright"
     assert not qapp.windowIcon().isNull()

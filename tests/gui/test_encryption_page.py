@@ -24,6 +24,7 @@ from app.disk.layout import inspect_image
 from app.disk.model import DiskLayout, Partition, Role
 from app.errors import CancelledError
 from app.gui.dialogs.recovery_key import RecoveryKeyDialog
+from app.gui.discard import open_question
 from app.gui.state import CatalogChoice, EncryptionChoice, SigningChoice, WizardState
 from app.gui.wizard import PageId
 from app.luks import kdf
@@ -161,7 +162,10 @@ def test_closing_the_wizard_wipes_the_secrets(qtbot, wizard, small_disk, fake_kd
     acknowledge_recovery_key(qtbot, page)
     passphrase, recovery = page.choice.passphrase, page.choice.recovery_key_value
     assert passphrase and recovery and any(passphrase) and any(recovery)
-    wizard.reject()
+    wizard.reject()  # asks first: the generated passphrase is shown only in this wizard
+    question = open_question(wizard)
+    assert question is not None and "generated provisioning passphrase" in question.informativeText()
+    question.discard_button.click()
     assert not any(passphrase) and not any(recovery)  # the very buffers were overwritten
     assert page.choice.passphrase is None and page.choice.recovery_key_value is None
     assert (
