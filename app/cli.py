@@ -1,5 +1,9 @@
 """The command-line face of the engine: ``shieldwright SUBCOMMAND``; without one, the wizard.
 
+``shieldwright [IMAGE]`` opens the wizard (on IMAGE, an existing file); a word that is neither a subcommand
+nor a file is refused as an unknown command (with the closest ones), and without a display the wizard is
+not started: one line says why (exit 69) instead of Qt aborting the process.
+
 A :class:`ShieldwrightError` prints one line ``shieldwright: error: MESSAGE (HINT)`` and exits with its
 code. SIGTERM and SIGHUP raise :class:`Interrupted` (a KeyboardInterrupt) so they clean up like Ctrl-C
 and exit 128 + the signal. Any other exception prints one line too; its traceback goes to the log file.
@@ -9,13 +13,14 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import difflib
 import importlib
 import logging
 import os
 import signal
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from types import FrameType
 
 from app import __version__
@@ -31,6 +36,8 @@ STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 EXIT_INPUT = 2
 #: Exit code of an unexpected error of any other kind (a bug).
 EXIT_INTERNAL = 70  # EX_SOFTWARE, sysexits.h
+#: Exit code when the wizard has no display to open a window on.
+EXIT_NO_DISPLAY = 69  # EX_UNAVAILABLE, sysexits.h
 
 
 class Interrupted(KeyboardInterrupt):
@@ -83,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def subcommands() -> list[str]:
-    """Names of all subcommands (a first positional argument that is none of these is an image)."""
+    """Names of all subcommands (a first positional argument that is none of these is an image file)."""
     parser = build_parser()
     sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     return list(sub.choices)
@@ -92,8 +99,16 @@ def subcommands() -> list[str]:
 def main(argv: list[str]) -> int:
     positional = [a for a in argv if not a.startswith("-")]
     asks_parser = any(a in ("-h", "--help", "--version") for a in argv)
-    if not asks_parser and (not positional or positional[0] not in subcommands()):
-        # No subcommand: the wizard, optionally opened on one image.
+    commands = subcommands()
+    if not asks_parser and (not positional or positional[0] not in commands):
+        # No subcommand: the wizard, optionally opened on one image (an existing file).
+        refused = wizard_arguments_problem(argv, positional, commands)
+        if refused is not None:
+            build_parser().error(refused)  # usage + "shieldwright: error: ...", exit 2
+        no_display = display_problem(os.environ)
+        if no_display is not None:
+            _say(f"shieldwright: error: {no_display.one_line()}")
+            return EXIT_NO_DISPLAY
         # lazy: the one way in to Qt (PySide6); every subcommand and `--help` run without it
         from app.gui.application import run_wizard
 
@@ -111,6 +126,59 @@ def main(argv: list[str]) -> int:
             return run_command(args, received)
         except KeyboardInterrupt:  # a second signal while the first one's outcome was being reported
             return 128 + (received[-1] if received else signal.SIGINT)
+
+
+def wizard_arguments_problem(argv: list[str], positional: list[str], commands: list[str]) -> str | None:
+    """Why ``argv`` (no subcommand in it) cannot open the wizard, as an argparse error message; else None.
+
+    The wizard takes ``--debug`` and at most one existing file. A word that is neither a command nor a file
+    is a mistyped command (say so, with the closest commands), never an image name for the wizard to fail on.
+    """
+    options = [a for a in argv if a.startswith("-") and a != "--debug"]
+    if options:
+        return f"unrecognized arguments: {' '.join(options)}"
+    if not positional:
+        return None
+    word = positional[0]
+    if not os.path.exists(word):
+        if os.sep in word or "." in word:  # spelled like a path: a missing image, not a command
+            return (
+                f"no such file: {word!r} (give an existing disk image, or a command: see shieldwright --help)"
+            )
+        close = difflib.get_close_matches(word, commands, n=3, cutoff=0.6)
+        hint = f"did you mean {' or '.join(repr(c) for c in close)}?" if close else "see shieldwright --help"
+        return f"unknown command {word!r} ({hint})"
+    if len(positional) > 1:
+        return f"unrecognized arguments: {' '.join(positional[1:])}"
+    return None
+
+
+#: Values of QT_QPA_PLATFORM that need a display server, and the variable that names it.
+_DISPLAY_PLATFORMS = {"xcb": ("DISPLAY",), "wayland": ("WAYLAND_DISPLAY",)}
+
+
+def display_problem(environ: Mapping[str, str]) -> ShieldwrightError | None:
+    """Why the wizard has no display to open a window on (Qt would abort the process), or None.
+
+    Without QT_QPA_PLATFORM, Qt needs an X (``DISPLAY``) or Wayland (``WAYLAND_DISPLAY``) display; a
+    platform chosen explicitly (``offscreen``, ``vnc``, ``eglfs``, ``xcb``, ...) is taken at its word, except
+    that ``xcb`` and ``wayland*`` need their display variable too. A display that is named but does not
+    answer is Qt's to report (the wizard turns that into one line as well).
+    """
+    platforms = [p.split(":")[0].strip() for p in environ.get("QT_QPA_PLATFORM", "").split(";") if p.strip()]
+    needs: set[str] = set()
+    for platform in platforms or ["xcb", "wayland"]:
+        kind = "wayland" if platform.startswith("wayland") else platform
+        if kind not in _DISPLAY_PLATFORMS:
+            return None  # a platform that needs no display server (offscreen, vnc, eglfs, linuxfb, ...)
+        needs.update(_DISPLAY_PLATFORMS[kind])
+    if any(environ.get(name) for name in needs):
+        return None
+    unset = " and ".join(sorted(needs, reverse=True))
+    return ShieldwrightError(
+        f"no display to open the wizard on: {unset} {'are' if len(needs) > 1 else 'is'} not set",
+        "run it in a desktop session or under xvfb-run, or use a subcommand: shieldwright --help",
+    )
 
 
 def run_command(args: argparse.Namespace, received: list[int]) -> int:

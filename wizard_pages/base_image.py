@@ -40,6 +40,7 @@ from app.gui.widgets.busy import busy_bar
 from app.gui.widgets.disk_layout_bar import DiskLayoutBar
 from app.gui.widgets.disk_layout_legend import DiskLayoutLegend
 from app.gui.widgets.findings_list import FindingsList
+from app.gui.widgets.tables import one_tab_stop
 
 __all__ = ["BaseImagePage"]
 
@@ -137,6 +138,7 @@ class BaseImagePage(WizardPage):
         self.table.setObjectName("partitionTable")
         self.table.setModel(self.model)
         self.table.setAccessibleName(self.tr("Partitions"))
+        one_tab_stop(self.table)  # Tab moves on; the arrow keys walk the rows, Space ticks Protect
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.table.setAlternatingRowColors(True)

@@ -30,7 +30,7 @@ from app.gui.widgets.boot_source import BootSourceBox
 from app.gui.widgets.busy import busy_bar
 from app.gui.widgets.certificate_details import thumbprint_hex
 from app.gui.widgets.code_editor import CodeEditor
-from app.gui.widgets.elided_label import ElidedLabel
+from app.gui.widgets.elided_label import ElidedLabel, StatusLine
 from app.gui.widgets.notice import Notice
 from app.gui.widgets.pcr_preview import PcrPreview
 from app.gui.widgets.uki_sections_table import UkiSectionsTable
@@ -89,9 +89,8 @@ class BootImagePage(WizardPage):
         self.source_box.add_initrd_button.clicked.connect(self.choose_initrd_file)
 
         # Stub.
-        self.stub_label = QLabel(self)
-        self.stub_label.setObjectName("stubLabel")
-        self.stub_label.setTextFormat(Qt.TextFormat.PlainText)
+        # Reserved, elided status lines: their text changes with the build, the columns must not move.
+        self.stub_label = StatusLine(self, name="stubLabel")
         self.stub_path_label = ElidedLabel(self)
         self.stub_path_label.setObjectName("stubPath")
         self.stub_path_label.setForegroundRole(QPalette.ColorRole.PlaceholderText)
@@ -138,10 +137,7 @@ class BootImagePage(WizardPage):
         self.build_button.clicked.connect(self.build)
         self.busy_bar = busy_bar(self, self.tr("Working"), max_width=120)
         self.busy_bar.hide()
-        self.status_label = QLabel(self)
-        self.status_label.setObjectName("buildStatus")
-        self.status_label.setTextFormat(Qt.TextFormat.PlainText)
-        self.status_label.setWordWrap(True)
+        self.status_label = StatusLine(self, lines=2, name="buildStatus")
         build_row = QHBoxLayout()
         build_row.addWidget(self.build_button)
         build_row.addWidget(self.busy_bar)
@@ -437,7 +433,10 @@ class BootImagePage(WizardPage):
         else:
             text = self.tr("Built: %1 UKI.").replace("%1", human_size(len(uki.uki)))
         self.status_label.setText(text)
-        self.status_label.setAccessibleName(text)
+        # What the last build showed stays readable, but dimmed while it no longer matches the inputs.
+        self.pcr_preview.set_stale(stale)
+        disabled_text = self.palette().brush(QPalette.ColorGroup.Disabled, QPalette.ColorRole.Text)
+        self.sections_model.set_dimmed(disabled_text if stale else None)
 
     def _current_result(self) -> UkiPreview | None:
         """The last preview, when it is the UKI the state holds for the present inputs and signer."""
@@ -452,13 +451,14 @@ class BootImagePage(WizardPage):
             if info is None:
                 self.signer_notice.set_text(self.tr("Unsigned — Secure Boot will refuse it."), warning=True)
                 return
+            # Four lines of 8 bytes: a hex string cannot word-wrap, and two lines of 16 would set the
+            # column's width (it would move when the UKI is built).
             thumb = thumbprint_hex(info.sha256_fingerprint)
-            half = len(thumb) // 2 + 1  # two lines of 16 bytes: a hex string cannot word-wrap
+            rows = "\n".join(thumb[i : i + 24].rstrip(":") for i in range(0, len(thumb), 24))
             self.signer_notice.set_text(
-                self.tr("Signed by %1\nSHA-256 thumbprint:\n%2\n%3")
+                self.tr("Signed by %1\nSHA-256 thumbprint:\n%2")
                 .replace("%1", info.subject)
-                .replace("%2", thumb[:half].rstrip(":"))
-                .replace("%3", thumb[half:]),
+                .replace("%2", rows),
                 warning=False,
             )
             return

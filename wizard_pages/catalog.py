@@ -4,9 +4,10 @@ Like the Microsoft Template Disk Wizard's *Signature Catalog* page, the user nam
 it a version ``a.b.c.d``; shielding data later trusts templates by signer + name + version. The page edits
 the recipe's :class:`~app.template.recipe.CatalogOptions`, judged by the catalog engine's own rules
 (:mod:`app.catalog.format`, the ones ``shieldwright build`` applies), and can compute the catalog right away
-in *catalog-only* mode over the base image as it stands (the build computes the final one over the
-encrypted output). Hashing, signing, decoding, verifying and saving run in the background; progress and the
-two-stage Cancel are the shared :class:`ProgressPanel`.
+in *catalog-only* mode over the base image as it stands - optional: the build computes the final one over
+the encrypted output, so Next needs only a valid name and version. Hashing, signing, decoding, verifying and
+saving run in the background; progress and the two-stage Cancel are the shared :class:`ProgressPanel`. The
+status line says what the state is now, in a space kept for it.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from pathlib import Path
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QPalette
-from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QSizePolicy, QStyle, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QStackedWidget, QStyle, QVBoxLayout, QWidget
 
 from app.catalog.format import CatalogError, check_template_name, parse_version
 from app.catalog.verify import VerifyResult
@@ -29,7 +30,9 @@ from app.gui.state import CatalogChoice, CatalogSummary, WizardState
 from app.gui.tasks import BackgroundTask, TaskRunner
 from app.gui.widgets.catalog_identity_form import CatalogIdentityForm
 from app.gui.widgets.catalog_partition_table import CatalogPartitionTable
+from app.gui.widgets.elided_label import StatusLine
 from app.gui.widgets.progress_panel import ProgressPanel
+from app.gui.widgets.status_note import PROBLEM_COLOR
 from wizard_pages.catalog_tasks import (
     ComputedCatalog,
     compute_catalog,
@@ -78,6 +81,8 @@ class CatalogPage(WizardPage):
         self._verifier = verifier
         self._task_inputs: tuple[object, ...] | None = None
         self._syncing = False
+        #: What the last compute, verify or save came to (the status line says it while it applies).
+        self._outcome: str | None = None
         self.setTitle(self.tr("Signature catalog"))
         self.setSubTitle(
             self.tr(
@@ -103,22 +108,24 @@ class CatalogPage(WizardPage):
         # The inputs, as tests, the screenshot tool and other pages' tests reach them.
         self.name_edit, self.version_edit = self.form.name_edit, self.form.version_edit
         self.block_combo, self.signer_value = self.form.block_combo, self.form.signer_value
-        self.problem_label = QLabel(self)
-        self.problem_label.setObjectName("inputProblem")
-        self.problem_label.setTextFormat(Qt.TextFormat.PlainText)
-        self.problem_label.setWordWrap(True)
-        self.problem_label.hide()
+        # The name's or version's problem takes the place of the note (same height): nothing moves.
+        self.problem_label = StatusLine(self, lines=2, name="inputProblem")
+        self.problem_label.setStyleSheet(f"color: {PROBLEM_COLOR};")
 
         self.note_label = QLabel(
             self.tr(
-                "Catalog-only mode: this hashes the protected partitions of the base image as they are now. "
-                "The build computes the final catalog over the encrypted output."
+                "Catalog-only mode, optional: Compute hashes the protected partitions of the base image as "
+                "they are now, to check the name, version and signer early or to save that catalog. The "
+                "build computes the final catalog over the encrypted output."
             ),
             self,
         )
         self.note_label.setObjectName("catalogOnlyNote")
         self.note_label.setWordWrap(True)
         self.note_label.setForegroundRole(QPalette.ColorRole.PlaceholderText)
+        self.note_stack = QStackedWidget(self)
+        self.note_stack.addWidget(self.note_label)
+        self.note_stack.addWidget(self.problem_label)
 
         self.table = CatalogPartitionTable(self)
         partitions_caption = QLabel(self.tr("&Protected partitions"), self)
@@ -127,16 +134,17 @@ class CatalogPage(WizardPage):
         self.progress_panel = ProgressPanel(self)
         self.progress_panel.cancelRequested.connect(self.cancel)
 
+        # The table takes what the panels that come and go (progress, error, result) need: the buttons and
+        # the status line under them stay where they are.
         layout = QVBoxLayout(self)
         layout.setSpacing(6)
         layout.addWidget(self.form)
-        layout.addWidget(self.problem_label)
-        layout.addWidget(self.note_label)
+        layout.addWidget(self.note_stack)
         layout.addWidget(partitions_caption)
         layout.addWidget(self.table, 1)
-        layout.addLayout(self._result_rows())
         layout.addWidget(self.progress_panel)
         layout.addWidget(self.error_panel)
+        layout.addLayout(self._result_rows())
 
         chain: list[QWidget] = [
             self.name_edit, self.version_edit, self.block_combo, self.table, self.compute_button,
@@ -150,26 +158,26 @@ class CatalogPage(WizardPage):
         """Who signed the catalog and when, whether it verified, and the Compute/Verify/Save buttons."""
         style = self.style()
         # The per-partition digests are in the table.
-        self.result_label = QLabel(self)
-        self.result_label.setObjectName("catalogResult")
-        self.result_label.setTextFormat(Qt.TextFormat.PlainText)
-        self.result_label.setWordWrap(True)
+        # The result and the verification keep their room while empty: computing moves nothing.
+        self.result_label = StatusLine(self, lines=2, name="catalogResult")
         self.result_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.result_label.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop)
+        self._retain_size(self.result_label)
         self.result_label.hide()
-        self.verified_label = QLabel(self)
-        self.verified_label.setObjectName("catalogVerified")
-        self.verified_label.setTextFormat(Qt.TextFormat.PlainText)
+        self.verified_label = StatusLine(self, name="catalogVerified")
         self.verified_icon = QLabel(self)
         self.verified_icon.setPixmap(
             style.standardIcon(QStyle.StandardPixmap.SP_DialogApplyButton).pixmap(16, 16)
         )
+        for widget in (self.verified_label, self.verified_icon):
+            self._retain_size(widget)
         verified = QHBoxLayout()
         verified.setSpacing(6)
         verified.addWidget(self.verified_icon)
         verified.addWidget(self.verified_label, 1)
         self._set_verified(None)
 
-        self.compute_button = QPushButton(self.tr("&Compute"), self)
+        self.compute_button = QPushButton(self.tr("Comp&ute"), self)
         self.compute_button.setObjectName("computeCatalog")
         self.compute_button.setToolTip(self.tr("Hash the protected partitions and sign the catalog"))
         self.compute_button.clicked.connect(self.compute)
@@ -185,11 +193,7 @@ class CatalogPage(WizardPage):
         self.save_button.setObjectName("saveCatalog")
         self.save_button.setToolTip(self.tr("Save the signed catalog (.vsc) to a file"))
         self.save_button.clicked.connect(self.choose_save_path)
-        self.status_label = QLabel(self)
-        self.status_label.setObjectName("catalogStatus")
-        self.status_label.setTextFormat(Qt.TextFormat.PlainText)
-        self.status_label.setWordWrap(True)
-        self.status_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.status_label = StatusLine(self, name="catalogStatus")
         buttons = QHBoxLayout()
         buttons.addWidget(self.compute_button)
         buttons.addWidget(self.verify_button)
@@ -203,6 +207,12 @@ class CatalogPage(WizardPage):
         rows.addLayout(verified)
         rows.addLayout(buttons)
         return rows
+
+    @staticmethod
+    def _retain_size(widget: QWidget) -> None:
+        policy = widget.sizePolicy()
+        policy.setRetainSizeWhenHidden(True)
+        widget.setSizePolicy(policy)
 
     # -- inputs -----------------------------------------------------------------------------------
 
@@ -232,10 +242,10 @@ class CatalogPage(WizardPage):
         choice = self.choice
         self.form.store(choice.options)
         if choice.signed is not None and not self.state.catalog_ready:
-            # Name, version and block size are inside the signed catalog: a new one is needed.
+            # Name, version and block size are inside the signed catalog: that one no longer applies.
             choice.clear_result()
             self._set_verified(None)
-            self.status_label.setText(self.tr("The inputs changed: compute the catalog again."))
+            self._outcome = self.tr("The inputs changed: the catalog computed before was dropped.")
         self.refresh()
 
     def _input_problem(self) -> str | None:
@@ -267,6 +277,7 @@ class CatalogPage(WizardPage):
         if self.choice.signed is not None and not self.state.catalog_ready:
             self.choice.clear_result()
             self._set_verified(None)
+            self._outcome = None
         self._load_choice()
         self.refresh()
 
@@ -297,12 +308,21 @@ class CatalogPage(WizardPage):
         self.save_button.setEnabled(not busy and have and self.open_dialog(SAVE) is None)
         problem = self._input_problem()
         self.problem_label.setText(problem or "")
-        self.problem_label.setVisible(problem is not None)
-        if not busy and not have and blocker is not None:
-            self.status_label.setText(blocker)
-        elif not busy and not have and not self.status_label.text():
-            self.status_label.setText(self.tr("Not computed yet."))
+        self.note_stack.setCurrentWidget(self.problem_label if problem is not None else self.note_label)
+        self.status_label.setText(self._status_text(busy, have, blocker))
         self.completeChanged.emit()
+
+    def _status_text(self, busy: bool, have: bool, blocker: str | None) -> str:
+        """The status line, from the state as it is now (never a message about an earlier state)."""
+        if busy:
+            return ""  # the progress panel says what is going on
+        if blocker is not None and not have:
+            return blocker
+        if self._outcome is not None:
+            return self._outcome
+        if have:
+            return self.tr("Computed and signed.")
+        return self.tr("Not computed here (optional): the build computes the catalog.")
 
     def _show_result(self, summary: CatalogSummary | None) -> None:
         if summary is None:
@@ -381,7 +401,7 @@ class CatalogPage(WizardPage):
         )
 
     def _show_progress(self, task: BackgroundTask, title: str, question: str) -> None:
-        self.status_label.clear()
+        self._outcome = None
         self.progress_panel.set_confirm_text(question)
         self.progress_panel.start(task, title)
         self.refresh()
@@ -397,15 +417,15 @@ class CatalogPage(WizardPage):
     def _on_computed(self, result: ComputedCatalog) -> None:
         assert self._task_inputs is not None
         self.choice.set_result(result.signed, result.summary, self._task_inputs)
-        self.status_label.setText(self.tr("Computed and signed."))
+        self._outcome = self.tr("Computed and signed.")
 
     def _show_verification(self, result: VerifyResult) -> None:
         if result.ok:
             self._set_verified(self.tr("Catalog verified: %n block(s) match.", "", result.blocks_checked))
-            self.status_label.clear()
+            self._outcome = ""  # the verified line above says it
             return
         self.error_panel.show_error(*describe_verification(result))
-        self.status_label.setText(self.tr("Verification failed."))
+        self._outcome = self.tr("Verification failed.")
 
     def _on_failed(self, key: str, error: ShieldwrightError) -> None:
         computing = key == COMPUTE
@@ -413,10 +433,10 @@ class CatalogPage(WizardPage):
             what = (
                 self.tr("no catalog was computed") if computing else self.tr("the catalog was not verified")
             )
-            self.status_label.setText(self.tr("Cancelled: %1.").replace("%1", what))
+            self._outcome = self.tr("Cancelled: %1.").replace("%1", what)
             return
         self.show_error(error)
-        self.status_label.setText(self.tr("Computing failed.") if computing else self.tr("Verifying failed."))
+        self._outcome = self.tr("Computing failed.") if computing else self.tr("Verifying failed.")
 
     def _on_task_finished(self) -> None:
         self._task_inputs = None
@@ -454,10 +474,10 @@ class CatalogPage(WizardPage):
 
     def _on_saved(self, path: Path) -> None:
         log.info("catalog saved to %s", path)
-        self.status_label.setText(self.tr("Saved to %1").replace("%1", str(path)))
-        self.status_label.setToolTip(str(path))
+        self._outcome = self.tr("Saved to %1").replace("%1", str(path))
 
     # -- QWizardPage ------------------------------------------------------------------------------
 
     def isComplete(self) -> bool:
-        return not self.is_busy() and self.inputs_valid() and self.state.catalog_ready
+        # Computing here is optional: the build computes the catalog of the encrypted output anyway.
+        return not self.is_busy() and self.inputs_valid()

@@ -3,10 +3,11 @@
 Like the Microsoft wizard's *Summary* it names the template and the certificate that signed the catalog;
 it also lists every file the build wrote with the size and SHA-256 the build recorded (its result's
 summary: the files are not read again, a template can be many GB). *Open folder* and *Open report* hand
-paths to the desktop; *Verify* runs :func:`app.template.verify.verify_template` in the background and
-lists each check with ✓ or ✗. *Provision a VM disk…* asks the frame to open the provision wizard on this
-template, its signer certificates trusted and the PCR policy's firmware, PCRs and bank preselected;
-*Create shielding data…* the Shielding Data wizard with this template's qualifier prefilled.
+paths to the desktop (and say so, with the path to copy, when no application opens them); *Verify* runs
+:func:`app.template.verify.verify_template` in the background and lists each check with ✓ or ✗. *Provision
+a VM disk…* asks the frame to open the provision wizard on this template, its signer certificates trusted
+and the PCR policy's firmware, PCRs and bank preselected; *Create shielding data…* the Shielding Data
+wizard with this template's qualifier prefilled.
 """
 
 from __future__ import annotations
@@ -174,7 +175,7 @@ class FinishedPage(WizardPage):
         self._mono = QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont)
 
         self.open_folder_button = QPushButton(
-            style.standardIcon(QStyle.StandardPixmap.SP_DirOpenIcon), self.tr("Open &folder"), self
+            style.standardIcon(QStyle.StandardPixmap.SP_DirOpenIcon), self.tr("Open f&older"), self
         )
         self.open_folder_button.setObjectName("openFolder")
         self.open_folder_button.clicked.connect(self.open_folder)
@@ -200,7 +201,7 @@ class FinishedPage(WizardPage):
         )
         self.provision_button.clicked.connect(self.provision)
         self.shielding_button = QPushButton(
-            style.standardIcon(QStyle.StandardPixmap.SP_VistaShield), self.tr("Create &shielding data…"), self
+            style.standardIcon(QStyle.StandardPixmap.SP_VistaShield), self.tr("Create s&hielding data…"), self
         )
         self.shielding_button.setObjectName("createShieldingData")
         self.shielding_button.setToolTip(
@@ -390,12 +391,14 @@ class FinishedPage(WizardPage):
     def open_folder(self) -> None:
         template = self._artifact("template")
         if template is not None:
-            self._opener(QUrl.fromLocalFile(str(template.path.parent)))
+            self.error_panel.clear()
+            self.open_on_desktop(self._opener, template.path.parent, self.tr("the folder"))
 
     def open_report(self) -> None:
         report = self._artifact("report")
         if report is not None:
-            self._opener(QUrl.fromLocalFile(str(report.path)))
+            self.error_panel.clear()
+            self.open_on_desktop(self._opener, report.path, self.tr("the report"))
 
     def provision_state(self) -> ProvisionState | None:
         """The provision flow on this template: the certificates it was signed with trusted, the PCR policy

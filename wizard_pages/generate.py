@@ -46,8 +46,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: The overall bar's resolution per step.
-STEP_UNITS = 1000
+#: The overall bar's resolution (0.1 %).
+OVERALL_UNITS = 1000
 
 
 # -- the build, in the executor ---------------------------------------------------------------------
@@ -74,15 +74,6 @@ class GenerateRequest:
 def new_build_progress() -> BuildProgress:
     """The engine's progress object for one build (created in the GUI thread, written by the engine)."""
     return BuildProgress()
-
-
-#: Steps whose unit of work is not bytes (the engine's keyslot count, qemu-img's per-mille).
-_COUNTED_STEPS = ("Create LUKS2 keyslots",)
-
-
-def counts_bytes(snap: Any) -> bool:
-    """Whether the step's ``done``/``total`` are bytes (sizes and a rate) or plain counts."""
-    return snap.step_name not in _COUNTED_STEPS and "qemu-img" not in (snap.detail or "")
 
 
 def run_generate(request: GenerateRequest, build_progress: Any, *, cancel: CancelToken,
@@ -198,7 +189,7 @@ class GeneratePage(WizardPage):
         self.nothing_written_label.setWordWrap(True)
         self.nothing_written_label.setTextFormat(Qt.TextFormat.PlainText)
         self.back_button = QPushButton(
-            self.style().standardIcon(QStyle.StandardPixmap.SP_ArrowBack), self.tr("&Back to Review"), self
+            self.style().standardIcon(QStyle.StandardPixmap.SP_ArrowBack), self.tr("Back to Re&view"), self
         )
         self.back_button.setObjectName("backToReview")
         self.back_button.setToolTip(self.tr("Change the choices and generate again"))
@@ -248,11 +239,7 @@ class GeneratePage(WizardPage):
         recipe = self._recipe_maker(state) if self._recipe_maker is not None else state.recipe()
         enc = state.encryption
         passphrase = bytearray(enc.passphrase) if enc is not None and enc.passphrase else bytearray()
-        recovery = (
-            enc.recovery_key_value.decode("ascii")
-            if enc is not None and enc.recovery_key and enc.recovery_key_value
-            else None
-        )
+        recovery = enc.key_for_build() if enc is not None else None
         uefi = state.uefi_signing.signer if state.uefi_signing is not None else None
         catalog_choice = state.catalog_signer_choice
         catalog = catalog_choice.signer if catalog_choice is not None else None
@@ -283,7 +270,10 @@ class GeneratePage(WizardPage):
             self._fail(exc)
             return
         self._output = request.output
-        self._recovery_file = request.recipe.encryption.recovery_key_file
+        # The recipe names a recovery key file for replays; this build is handed the key and writes none.
+        self._recovery_file = (
+            request.recipe.encryption.recovery_key_file if request.recovery_key is None else None
+        )
         self._existing_before = {p for p in self._artifacts() if p.exists()}
         self._build_progress = self._progress_factory()
         self._started = time.monotonic()
@@ -344,7 +334,7 @@ class GeneratePage(WizardPage):
             state.begin(snap.detail or snap.step_name, snap.total)
         elif snap.total != state.total or snap.done < state.done:
             state.begin(snap.detail or snap.step_name, snap.total)  # a new phase inside the step
-        self.progress_panel.set_unit("bytes" if counts_bytes(snap) else "items")
+        self.progress_panel.set_unit(snap.unit)  # the engine says what the step counts
         if snap.done != state.done:
             state.update(snap.done)
         self._show_steps(snap)
@@ -363,9 +353,10 @@ class GeneratePage(WizardPage):
             .replace("%2", str(snap.step_count))
             .replace("%3", snap.step_name)
         )
-        fraction = min(1.0, snap.done / snap.total) if snap.total > 0 else 0.0
-        self.overall_bar.setRange(0, snap.step_count * STEP_UNITS)
-        self.overall_bar.setValue(round((snap.step_index - 1 + fraction) * STEP_UNITS))
+        # The engine weighs the steps by their cost and never lets the share go back (a step's second
+        # phase, e.g. hashing after converting the output, starts where the first one ended).
+        self.overall_bar.setRange(0, OVERALL_UNITS)
+        self.overall_bar.setValue(round(snap.overall * OVERALL_UNITS))
 
     def _on_succeeded(self, result: Any) -> None:
         self.result = result

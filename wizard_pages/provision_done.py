@@ -3,7 +3,7 @@
 Everything shown is the engine's :class:`~app.template.provision.ProvisionResult`: the output and its
 format, the policy hash, the sealed PCR values (PCR 11 at ``UNLOCK_PHASE``), and per container the TPM
 keyslot, its ``systemd-tpm2`` token, the removed provisioning keyslot and the keyslots left. *Open folder*
-hands the folder to the desktop.
+hands the folder to the desktop (and says so, with the path, when no application opens it).
 """
 
 from __future__ import annotations
@@ -110,6 +110,7 @@ class ProvisionDonePage(ProvisionPage):
         layout.addWidget(self.containers_caption)
         layout.addWidget(self.containers)
         layout.addWidget(self.next_note)
+        layout.addWidget(self.error_panel)  # e.g. no application opens the folder (at the end: nothing moves)
         layout.addStretch(1)
 
     def _caption(self, text: str) -> QLabel:
@@ -230,4 +231,5 @@ class ProvisionDonePage(ProvisionPage):
     def open_folder(self) -> None:
         result = self.state.result
         if result is not None:
-            self._opener(QUrl.fromLocalFile(str(result.output.parent)))
+            self.error_panel.clear()
+            self.open_on_desktop(self._opener, result.output.parent, self.tr("the folder"))

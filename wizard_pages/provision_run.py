@@ -136,7 +136,7 @@ class ProvisionRunPage(ProvisionPage):
         self.nothing_written_label.setTextFormat(Qt.TextFormat.PlainText)
         self.back_button = QPushButton(
             self.style().standardIcon(QStyle.StandardPixmap.SP_ArrowBack),
-            self.tr("&Back to the choices"),
+            self.tr("Back to the c&hoices"),
             self,
         )
         self.back_button.setObjectName("backToChoices")

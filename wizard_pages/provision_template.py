@@ -105,7 +105,7 @@ class ProvisionTemplatePage(ProvisionPage):
         self.remove_button = QPushButton(self.tr("&Remove"), self)
         self.remove_button.setObjectName("removeTrusted")
         self.remove_button.clicked.connect(self.remove_selected)
-        trust_caption = QLabel(self.tr("Trusted &signers:"), self)
+        trust_caption = QLabel(self.tr("Trusted si&gners:"), self)
         trust_caption.setBuddy(self.trust_list)
         trust_caption.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
         self.trust_hint = NoteLabel(

@@ -22,7 +22,6 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QPushButton,
-    QSizePolicy,
     QStyle,
     QVBoxLayout,
     QWidget,
@@ -34,6 +33,7 @@ from app.findings import Finding, Severity, has_errors
 from app.gui.page import WizardPage
 from app.gui.state import OutputChoice, WizardState
 from app.gui.tasks import TaskRunner
+from app.gui.widgets.elided_label import StatusLine
 from app.gui.widgets.findings_list import FindingsList
 from app.gui.widgets.review_command_panel import CommandPanel
 from app.gui.widgets.review_inline_question import InlineQuestion
@@ -158,7 +158,7 @@ class ReviewPage(WizardPage):
         self.findings = FindingsList(self, max_rows=3)
         self.findings.setAccessibleName(self.tr("Problems found in the recipe"))
         self.private_check = QCheckBox(
-            self.tr("Publish private &host files in the clear (other users of this computer cannot read)"),
+            self.tr("P&ublish private host files in the clear (other users of this computer cannot read)"),
             self,
         )
         self.private_check.setObjectName("allowPrivateInputs")
@@ -168,6 +168,15 @@ class ReviewPage(WizardPage):
         )  # fmt: skip
         self.private_check.toggled.connect(lambda _on: self.start_check())
         self.private_check.hide()
+        # The findings and the checkbox share a fixed room (three rows): their changes move nothing.
+        self.findings_area = QWidget(self)
+        area = QVBoxLayout(self.findings_area)
+        area.setContentsMargins(0, 0, 0, 0)
+        area.setSpacing(4)
+        area.addWidget(self.findings)
+        area.addWidget(self.private_check)
+        area.addStretch(1)
+        self.findings_area.setFixedHeight(self.findings.reserved_height())
 
         # Asked inline when the chosen recipe file exists (no modal dialog from a slot).
         self.replace_panel = InlineQuestion(self.tr("&Replace"), self.tr("&Keep it"), self)
@@ -189,10 +198,14 @@ class ReviewPage(WizardPage):
         self.command_button.setObjectName("showCommand")
         self.command_button.setCheckable(True)
         self.command_button.toggled.connect(self._on_command_toggled)
-        self.status_label = QLabel(self)
-        self.status_label.setObjectName("reviewStatus")
-        self.status_label.setTextFormat(Qt.TextFormat.PlainText)
-        self.status_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        # As wide as its wider text: Show/Hide must not move what follows it.
+        widths = []
+        for text in (self.tr("Show e&quivalent command"), self.tr("Hide e&quivalent command")):
+            self.command_button.setText(text)
+            widths.append(self.command_button.sizeHint().width())
+        self.command_button.setText(self.tr("Show e&quivalent command"))
+        self.command_button.setMinimumWidth(max(widths))
+        self.status_label = StatusLine(self, name="reviewStatus")
         buttons = QHBoxLayout()
         buttons.addWidget(self.save_button)
         buttons.addWidget(self.command_button)
@@ -208,25 +221,23 @@ class ReviewPage(WizardPage):
         )
         self.command_panel.hide()
 
-        self.confirm_label = QLabel(self)
-        self.confirm_label.setObjectName("confirmation")
-        self.confirm_label.setWordWrap(True)
-        self.confirm_label.setTextFormat(Qt.TextFormat.PlainText)
-        self.confirm_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.confirm_label = StatusLine(self, lines=3, name="confirmation")
+        self.confirm_label.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop)
         font = self.confirm_label.font()
         font.setBold(True)
         self.confirm_label.setFont(font)
 
+        # Everything under the summary keeps its place: the panels that come and go sit right under the
+        # summary (it gives them its room), the findings and the status lines keep a fixed height.
         layout = QVBoxLayout(self)
         layout.setSpacing(6)
         layout.addWidget(self.summary, 1)
-        layout.addLayout(grid)
-        layout.addWidget(self.findings)
-        layout.addWidget(self.private_check)
-        layout.addLayout(buttons)
         layout.addWidget(self.replace_panel)
         layout.addWidget(self.command_panel)
         layout.addWidget(self.error_panel)
+        layout.addLayout(grid)
+        layout.addWidget(self.findings_area)
+        layout.addLayout(buttons)
         layout.addWidget(self.confirm_label)
 
         chain: list[QWidget] = [self.summary, self.change_button, self.format_combo, self.passphrase_combo,
@@ -461,7 +472,6 @@ class ReviewPage(WizardPage):
         log.info("recipe saved to %s", path)
         self.saved_recipe, self._saved_for, self._save_ok = Path(path), self._saving_recipe, True
         self.status_label.setText(self.tr("Recipe saved to %1").replace("%1", str(path)))
-        self.status_label.setToolTip(str(path))
 
     def _on_save_finished(self) -> None:
         if not self._save_ok:

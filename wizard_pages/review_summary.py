@@ -164,11 +164,13 @@ def passphrase_file(state: WizardState) -> Path | None:
 
 
 def recovery_key_file(state: WizardState) -> Path | None:
-    """Where the build writes the recovery key (beside the output), or None without one."""
+    """Where the wizard's build writes a recovery key, or None: it writes none when it is handed the key the
+    user stored from the Encryption page (always, once that page is done). The recipe still names a file
+    beside the output: a replay with ``shieldwright build`` makes a new key and writes it there."""
     enc, path = state.encryption, state.output.path if state.output is not None else None
     if enc is None or not enc.recovery_key or not encrypted_partitions(state) or path is None:
         return None
-    return default_recovery_key_file(path)
+    return default_recovery_key_file(path) if enc.key_for_build() is None else None
 
 
 def confirmation_text(state: WizardState) -> str:
@@ -322,7 +324,17 @@ def _encryption(state: WizardState) -> list[Row]:
         (tr("Sector size"), tr("%1 bytes").replace("%1", str(enc.options.sector_size)), False),
         (tr("Key derivation"), _kdf_text(state), False),
         (tr("Provisioning passphrase"), tr("set (not shown)") if enc.passphrase else tr("missing"), False),
-        (tr("Recovery key"), tr("yes — the key you stored") if enc.recovery_key else tr("no"), False),
+        (
+            tr("Recovery key"),
+            (
+                tr("yes — the key you stored (Generate writes no file of it)")
+                if enc.key_for_build() is not None
+                else tr("yes — Generate writes it beside the template")
+            )
+            if enc.recovery_key
+            else tr("no"),
+            False,
+        ),
     ]
 
 

@@ -95,7 +95,7 @@ class ShieldingGuardiansPage(ShieldingPage):
         owner_grid.addWidget(caption, 0, 0)
         owner_grid.addWidget(self.owner_combo, 0, 1, 1, 3)
         owner_grid.addWidget(self.owner_details, 1, 1, 1, 3)
-        new_caption = QLabel(self.tr("&New owner:"), self)
+        new_caption = QLabel(self.tr("Ne&w owner:"), self)
         new_caption.setBuddy(self.owner_name)
         owner_grid.addWidget(new_caption, 2, 0)
         owner_grid.addWidget(self.owner_name, 2, 1)

@@ -117,7 +117,7 @@ class ShieldingValuesPage(ShieldingPage):
         hint = self.tr("The one the template was built with. Held in memory only; never saved or logged.")
         grid.addWidget(NoteLabel(self, text=hint), 1, 1, 1, 2)
         row(2, self.tr("&Host name:"), self.hostname_edit)
-        row(3, self.tr("Admin password &hash:"), self.hash_edit, hash_file)
+        row(3, self.tr("Admin password h&ash:"), self.hash_edit, hash_file)
         row(4, self.tr("SSH public keys:"), self.ssh_label, ssh_add, self.ssh_clear)
         row(5, self.tr("cloud-init user-data:"), self.user_data_label, user_data, self.user_data_clear)
         row(6, self.tr("Files for the VM:"), self.files_table, add_file, self.remove_file)

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, QUrl
 from PySide6.QtWidgets import QFileDialog, QWidget, QWizardPage
 
 from app.errors import ShieldwrightError
@@ -111,6 +111,19 @@ class WizardPage(QWizardPage):
 
     def show_error(self, error: ShieldwrightError) -> None:
         self.error_panel.show_error(error.message, error.hint)
+
+    def open_on_desktop(self, opener: Callable[[QUrl], Any], path: Path, what: str) -> bool:
+        """Hand ``path`` to the desktop (``opener`` is ``QDesktopServices.openUrl``); when nothing opens it
+        (no desktop handler, no ``xdg-open``), say so with the path, selectable to copy. ``what`` names it
+        ("the folder", "the report")."""
+        if opener(QUrl.fromLocalFile(str(path))):
+            return True
+        log.warning("no application opened %s", path)
+        self.error_panel.show_error(
+            self.tr("No application on this desktop could open %1.").replace("%1", what),
+            self.tr("Open it yourself: %1").replace("%1", str(path)),
+        )
+        return False
 
     # -- file dialogs -------------------------------------------------------------------------------
 

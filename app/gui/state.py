@@ -151,6 +151,13 @@ class EncryptionChoice:
     def kdf_ready(self) -> bool:
         return self.kdf_params is not None
 
+    def key_for_build(self) -> str | None:
+        """The recovery key the wizard hands to its build, if one is wanted and was made: the build enrolls
+        it and writes no recovery key file (the user stored this key from the dialog)."""
+        if not self.recovery_key or not self.recovery_key_value:
+            return None
+        return self.recovery_key_value.decode("ascii")
+
     @property
     def keys_ready(self) -> bool:
         """A passphrase is set, and the recovery key (if wanted) exists and was acknowledged."""

@@ -90,6 +90,8 @@ def slow_reads(monkeypatch):
     delay = [0.04]
     monkeypatch.setattr(hasher, "default_jobs", lambda: 2)
     monkeypatch.setattr(hasher, "read_size", lambda jobs: 128 * 1024)
+    # The hasher may map the file and hash it natively, or read into buffers: make it read, slowly.
+    monkeypatch.setattr(hasher, "MAPPED_HASHING", False, raising=False)
     original = RawImage.read
 
     def read(self, offset: int, length: int) -> bytes:
@@ -98,6 +100,15 @@ def slow_reads(monkeypatch):
         return original(self, offset, length)
 
     monkeypatch.setattr(RawImage, "read", read)
+    original_into = getattr(RawImage, "readinto", None)
+    if original_into is not None:
+
+        def readinto(self, offset: int, buffer) -> None:
+            if threading.current_thread().name.startswith("vsc-hash"):
+                time.sleep(delay[0])
+            return original_into(self, offset, buffer)
+
+        monkeypatch.setattr(RawImage, "readinto", readinto)
     return delay
 
 
@@ -162,14 +173,15 @@ def test_page_shows_inputs_partitions_and_signer(qtbot, page):
         assert page.table.item(row, 4).text() == "not computed"
     assert SIGNER_CN in page.signer_value.text()
     assert "Catalog-only" in page.note_label.text() and "encrypted output" in page.note_label.text()
-    # Nothing computed, no name yet: not complete, Compute waits for a name.
+    # No name yet: not complete, Compute waits for a name. Computing here is optional (issue 18): a valid
+    # name and version are enough for Next, the build computes the catalog of the encrypted output.
     assert not page.isComplete()
     assert not page.compute_button.isEnabled()
     assert not page.verify_button.isEnabled() and not page.save_button.isEnabled()
     page.name_edit.setText("WS2016")
-    assert page.compute_button.isEnabled() and not page.isComplete()
+    assert page.compute_button.isEnabled() and page.isComplete() and not page.state.catalog_ready
     # Keyboard and screen readers.
-    assert page.compute_button.text() == "&Compute"
+    assert page.compute_button.text() == "Comp&ute"  # Alt+C is the progress panel's Cancel
     assert page.save_button.text() == "S&ave catalog…"
     assert page.name_edit.accessibleName() == "Template name"
     assert page.version_edit.accessibleName() == "Template version"
@@ -322,7 +334,7 @@ def test_compute_shows_progress_moving(qtbot, page, slow_reads):
     panel.bar.valueChanged.connect(values.append)
     page.name_edit.setText("Demo")
     qtbot.mouseClick(page.compute_button, Qt.MouseButton.LeftButton)
-    assert page.is_busy() and panel.isVisible() and not page.isComplete()
+    assert page.is_busy() and panel.isVisible() and not page.isComplete()  # not while hashing
     assert not page.name_edit.isEnabled() and not page.block_combo.isEnabled()
     assert not page.compute_button.isEnabled()
 
@@ -379,7 +391,7 @@ def test_cancel_is_two_stage_and_stops_the_compute(qtbot, page, slow_reads):
     assert not panel.isVisible() and not panel.running
     assert page.status_label.text() == "Cancelled: no catalog was computed."
     assert not page.error_panel.isVisible()
-    assert not page.isComplete() and page.state.catalog.signed is None
+    assert page.isComplete() and page.state.catalog.signed is None  # the build computes it anyway
     assert page.partition_digests() == {} and not page.result_label.isVisible()
     assert page.compute_button.isEnabled() and page.name_edit.isEnabled()
     qtbot.waitUntil(lambda: hash_threads() == [], timeout=5000)
@@ -424,28 +436,29 @@ def test_verify_names_the_changed_block(qtbot, runner, demo_image, signer, tmp_p
 
 def test_changing_inputs_invalidates_the_result(qtbot, page):
     compute_and_wait(qtbot, page, "WS2016")
-    assert page.isComplete()
+    assert page.state.catalog_ready
     page.name_edit.setText("WS2016b")
-    assert not page.isComplete() and page.state.catalog.signed is None
+    assert not page.state.catalog_ready and page.state.catalog.signed is None
     assert page.partition_digests() == {} and not page.result_label.isVisible()
     assert not page.verify_button.isEnabled() and not page.save_button.isEnabled()
-    page.name_edit.setText("WS2016")  # back to the old name: still needs a new compute
-    assert not page.isComplete()
+    assert "dropped" in page.status_label.text()
+    page.name_edit.setText("WS2016")  # back to the old name: the dropped catalog does not come back
+    assert not page.state.catalog_ready
 
     compute_and_wait(qtbot, page, "WS2016")
     page.version_edit.setText("1.0.0.1")
-    assert not page.isComplete() and page.state.catalog.signed is None
+    assert not page.state.catalog_ready and page.state.catalog.signed is None
 
     compute_and_wait(qtbot, page, "WS2016")
     page.block_combo.setCurrentIndex(page.block_combo.findData(64 * 1024))
-    assert not page.isComplete() and page.state.catalog.signed is None
+    assert not page.state.catalog_ready and page.state.catalog.signed is None
 
     # Changes made on other pages (the protected partitions) are noticed when the page is entered again.
     compute_and_wait(qtbot, page, "WS2016")
     page.state.protected = {max(page.state.protected)}
     assert not page.state.catalog_ready
     page.initializePage()
-    assert not page.isComplete() and page.state.catalog.signed is None
+    assert page.state.catalog.signed is None
     assert page.table.rowCount() == 1
 
 
@@ -506,11 +519,14 @@ def test_wizard_has_the_catalog_step(qtbot, wizard, demo_image, signer):
     assert wizard.currentPage() is page and page.isVisible()
     assert "▸ Signature catalog" in wizard.steps.labels[PageId.CATALOG].text()
     assert page.table.rowCount() == len(wizard.state.protected) and SIGNER_CN in page.signer_value.text()
-    assert not advance_button(wizard).isEnabled()
+    assert not advance_button(wizard).isEnabled()  # no template name yet
+    page.name_edit.setText("Demo web server")
+    assert advance_button(wizard).isEnabled()  # computing here is optional
+    page.version_edit.setText("1.0.0")
+    assert not advance_button(wizard).isEnabled()  # not a version
+    page.version_edit.setText("1.0.0.2")
     compute_and_wait(qtbot, page)
     assert advance_button(wizard).isEnabled()
-    page.version_edit.setText("1.0.0.2")
-    assert not advance_button(wizard).isEnabled()
 
 
 # -- the progress panel -----------------------------------------------------------------------------

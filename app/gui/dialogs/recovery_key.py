@@ -120,7 +120,7 @@ class RecoveryKeyDialog(QDialog):
 
         self.error_panel = ErrorPanel(self)
 
-        self.stored_check = QCheckBox(self.tr("I have &stored this recovery key in a safe place"), self)
+        self.stored_check = QCheckBox(self.tr("I have stored this recovery key in a safe &place"), self)
         self.stored_check.toggled.connect(self._update_close)
 
         self.buttons = QDialogButtonBox(self)

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QElapsedTimer, Qt, QTimer, Signal
-from PySide6.QtGui import QCloseEvent, QFontDatabase, QPalette
+from PySide6.QtGui import QCloseEvent, QFontDatabase, QPalette, QTextOption
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QDialog,
@@ -139,7 +139,9 @@ class TestBootDialog(QDialog):
         self.console.setObjectName("testBootConsole")
         self.console.setReadOnly(True)
         self.console.setUndoRedoEnabled(False)
-        self.console.setLineWrapMode(QPlainTextEdit.LineWrapMode.NoWrap)
+        # Long console lines wrap at the edge (anywhere if need be) rather than run off it unseen.
+        self.console.setLineWrapMode(QPlainTextEdit.LineWrapMode.WidgetWidth)
+        self.console.setWordWrapMode(QTextOption.WrapMode.WrapAtWordBoundaryOrAnywhere)
         self.console.setMaximumBlockCount(MAX_CONSOLE_LINES)
         self.console.setFont(QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont))
         self.console.setAccessibleName(self.tr("Serial console"))

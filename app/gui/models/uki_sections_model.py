@@ -1,4 +1,7 @@
-"""A table of a UKI's PE sections as ``inspect_uki`` reports them (name, address, sizes, SHA-256)."""
+"""A table of a UKI's PE sections as ``inspect_uki`` reports them (name, address, sizes, SHA-256).
+
+Sections of a UKI that no longer matches the inputs are drawn dimmed (:meth:`UkiSectionsModel.set_dimmed`).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +10,7 @@ from enum import IntEnum
 from typing import Any
 
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QObject, QPersistentModelIndex, Qt
-from PySide6.QtGui import QFontDatabase
+from PySide6.QtGui import QBrush, QFontDatabase
 
 from app.boot.uki import UkiSection
 from app.gui.presentation import human_size
@@ -49,6 +52,7 @@ class UkiSectionsModel(QAbstractTableModel):
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self._sections: list[UkiSection] = []
+        self._dimmed: QBrush | None = None
         self._headers = {
             Column.NAME: self.tr("Section"),
             Column.ADDRESS: self.tr("Address"),
@@ -61,6 +65,19 @@ class UkiSectionsModel(QAbstractTableModel):
         self.beginResetModel()
         self._sections = list(sections or ())
         self.endResetModel()
+
+    def set_dimmed(self, brush: QBrush | None) -> None:
+        """Draw every row with ``brush`` (the sections are of a stale UKI), or normally (None)."""
+        if (brush is None) == (self._dimmed is None):
+            return
+        self._dimmed = brush
+        if self._sections:
+            last = self.index(len(self._sections) - 1, len(Column) - 1)
+            self.dataChanged.emit(self.index(0, 0), last, [Qt.ItemDataRole.ForegroundRole])
+
+    @property
+    def dimmed(self) -> bool:
+        return self._dimmed is not None
 
     def section(self, row: int) -> UkiSection:
         return self._sections[row]
@@ -130,6 +147,8 @@ class UkiSectionsModel(QAbstractTableModel):
             if col == Column.SHA256:
                 return sha256_text(s.sha256)
             return None
+        if role == Qt.ItemDataRole.ForegroundRole:
+            return self._dimmed
         if role == Qt.ItemDataRole.FontRole and col in (Column.NAME, Column.ADDRESS, Column.SHA256):
             return QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont)
         if role == Qt.ItemDataRole.TextAlignmentRole and col in (

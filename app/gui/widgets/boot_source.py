@@ -31,6 +31,7 @@ from PySide6.QtWidgets import (
 from app.boot.pairing import KernelEntry
 from app.boot.sources import BootFile
 from app.gui.presentation import human_size
+from app.gui.widgets.elided_label import StatusLine
 from app.template.build.boot import ref_of
 from app.template.recipe import EXISTING_ACTIONS, UKI_SOURCES
 
@@ -73,9 +74,8 @@ class BootSourceBox(QGroupBox):
         self.kernel_combo.currentIndexChanged.connect(self.edited)
         kernel_label = QLabel(self.tr("Ke&rnel:"), self)
         kernel_label.setBuddy(self.kernel_combo)
-        self.initrds_label = QLabel(self)
-        self.initrds_label.setTextFormat(Qt.TextFormat.PlainText)
-        self.initrds_label.setWordWrap(True)
+        # Two lines whatever the kernel's path: the box keeps its size, a longer path is elided.
+        self.initrds_label = StatusLine(self, lines=2, elide=Qt.TextElideMode.ElideMiddle)
         self.initrds_label.setForegroundRole(QPalette.ColorRole.PlaceholderText)
         self.image_panel, grid = _panel(self)
         grid.addWidget(kernel_label, 0, 0)
@@ -84,8 +84,7 @@ class BootSourceBox(QGroupBox):
         grid.setColumnStretch(1, 1)
 
         # From files.
-        self.kernel_file_label = QLabel(self)
-        self.kernel_file_label.setTextFormat(Qt.TextFormat.PlainText)
+        self.kernel_file_label = StatusLine(self, elide=Qt.TextElideMode.ElideMiddle)
         self.kernel_file_label.setFont(mono)
         self.kernel_file_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.kernel_file_button = QPushButton(self.tr("C&hoose kernel…"), self)
@@ -108,6 +107,8 @@ class BootSourceBox(QGroupBox):
         # An existing UKI, and what to do with it.
         self.uki_combo = QComboBox(self)
         self.uki_combo.setAccessibleName(self.tr("Existing UKI"))
+        self.uki_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.uki_combo.setMinimumContentsLength(20)
         self.uki_combo.currentIndexChanged.connect(self.edited)
         self.action_combo = QComboBox(self)
         self.action_combo.setAccessibleName(self.tr("What to do with the existing UKI"))

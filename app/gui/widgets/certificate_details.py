@@ -12,6 +12,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QFontDatabase, QPalette
 from PySide6.QtWidgets import QFormLayout, QLabel, QVBoxLayout, QWidget
 
+from app.gui.widgets.elided_label import StatusLine
 from app.gui.widgets.findings_list import FindingsList
 
 if TYPE_CHECKING:
@@ -65,7 +66,8 @@ class CertificateDetails(QWidget):
 
         self.subject_value = QLabel(self)
         self.issuer_value = QLabel(self)
-        self.serial_value = QLabel(self)
+        # Up to 20 bytes of hex with no place to wrap: elided in the middle, the whole serial in the tooltip.
+        self.serial_value = StatusLine(self, elide=Qt.TextElideMode.ElideMiddle)
         self.validity_value = QLabel(self)
         self.key_value = QLabel(self)
         self.sha256_value = QLabel(self)
@@ -94,12 +96,14 @@ class CertificateDetails(QWidget):
             (self.tr("Ext. usage:"), self.eku_value),
         ]
         for caption, value in rows:
-            value.setWordWrap(True)
+            if not isinstance(value, StatusLine):
+                value.setWordWrap(True)
             value.setTextFormat(Qt.TextFormat.PlainText)
             value.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
             label = QLabel(caption, self)
             label.setBuddy(value)
-            value.setAccessibleName(caption.rstrip(":"))
+            if not isinstance(value, StatusLine):  # a StatusLine's accessible name is its (whole) text
+                value.setAccessibleName(caption.rstrip(":"))
             self.form.addRow(label, value)
         # The thumbprint is what people compare and copy: reachable and selectable with the keyboard too.
         self.sha256_value.setTextInteractionFlags(

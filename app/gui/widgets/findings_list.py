@@ -18,7 +18,8 @@ _ORDER = {Severity.ERROR: 0, Severity.WARNING: 1, Severity.INFO: 2}
 
 
 class FindingsList(QListWidget):
-    """A read-only list of findings that sizes itself to its rows (up to ``max_rows``)."""
+    """A read-only list of findings that sizes itself to its rows (up to ``max_rows``). An owner that must
+    not move when the findings change keeps :meth:`reserved_height` for it."""
 
     def __init__(self, parent: QWidget | None = None, *, max_rows: int = 5) -> None:
         super().__init__(parent)
@@ -70,6 +71,18 @@ class FindingsList(QListWidget):
         super().resizeEvent(event)
         if event.size().width() != event.oldSize().width():
             self._fit_height()  # word-wrapped rows grow taller when the list gets narrower
+
+    def reserved_height(self, rows: int | None = None) -> int:
+        """The height of ``rows`` (default ``max_rows``) one-line rows with their icons, and the frame."""
+        probe = QListWidget()
+        probe.setFont(self.font())
+        probe.setSpacing(self.spacing())
+        probe.addItem(
+            QListWidgetItem(self.style().standardIcon(QStyle.StandardPixmap.SP_MessageBoxWarning), "X")
+        )
+        row = probe.sizeHintForRow(0)
+        probe.deleteLater()
+        return (rows or self.max_rows) * row + 2 * self.frameWidth() + 4
 
     def _fit_height(self) -> None:
         """As tall as the first ``max_rows`` rows (wrapped rows count as they are drawn), then scroll."""

@@ -2,7 +2,9 @@
 
 Pure presentation of ``predict_pcr11``'s result ``{bank: {phase_path: hex}}``: the widget never hashes.
 Values are monospace and middle-elided (the full value is in the tooltip); Ctrl+C or the context menu
-copies the full values of the selected rows.
+copies the full values of the selected rows. Values of a UKI that no longer matches the inputs are dimmed
+(:meth:`PcrPreview.set_stale`), and the note line says so. The explanation and the note keep their size
+whatever they say, so the table never moves.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from PySide6.QtWidgets import (
 
 from app.boot.pcr import BANKS as PCR_BANKS
 from app.boot.pcr import DEFAULT_PHASES as PHASES
+from app.gui.widgets.elided_label import StatusLine
+from app.gui.widgets.status_note import PROBLEM_COLOR
 from app.gui.widgets.tables import setup_readonly_table
 
 #: The banks the engine predicts, in the order offered: sha256 first (what TPM2 policies use).
@@ -41,6 +45,10 @@ class PcrPreview(QWidget):
         super().__init__(parent)
         self.setObjectName("pcrPreview")
         self._predictions: dict[str, dict[str, str]] = {}
+        self._measured: list[str] | None = None
+        self._unavailable: str | None = None
+        #: The values shown are of a UKI that no longer matches the inputs (dimmed).
+        self.stale = False
 
         self.caption = QLabel(self.tr("PCR 11 &prediction"), self)
         font = self.caption.font()
@@ -51,20 +59,24 @@ class PcrPreview(QWidget):
         self.bank_combo.setToolTip(self.tr("The hash algorithm of the PCR bank to show"))
         for bank in BANKS:
             self.bank_combo.addItem(BANK_LABELS[bank], bank)
-        bank_label = QLabel(self.tr("&Bank:"), self)
+        bank_label = QLabel(self.tr("Ban&k:"), self)
         bank_label.setBuddy(self.bank_combo)
         self.bank_combo.currentIndexChanged.connect(self._on_bank_changed)
 
-        self.explanation = QLabel(self)
+        self.explanation = QLabel(
+            self.tr(
+                "PCR 11 records what systemd-stub measures of the UKI. An initrd without systemd sees the "
+                "first value; a systemd initrd extends PCR 11 at each boot phase and reaches the values "
+                "below it."
+            ),
+            self,
+        )
         self.explanation.setWordWrap(True)
         self.explanation.setTextFormat(Qt.TextFormat.PlainText)
         self.explanation.setForegroundRole(QPalette.ColorRole.PlaceholderText)
-        self.set_measured_sections(None)
-        self.unavailable = QLabel(self)
-        self.unavailable.setObjectName("pcrUnavailable")
-        self.unavailable.setWordWrap(True)
-        self.unavailable.setTextFormat(Qt.TextFormat.PlainText)
-        self.unavailable.hide()
+        # Which sections were measured, that the values are stale, or why there are none: two lines kept.
+        self.note = StatusLine(self, lines=2, name="pcrNote")
+        self.note.setForegroundRole(QPalette.ColorRole.PlaceholderText)
 
         self.table = QTableWidget(0, 2, self)
         self.table.setObjectName("pcrTable")
@@ -91,7 +103,7 @@ class PcrPreview(QWidget):
         layout.setSpacing(4)
         layout.addLayout(top)
         layout.addWidget(self.explanation)
-        layout.addWidget(self.unavailable)
+        layout.addWidget(self.note)
         layout.addWidget(self.table, 1)
         QWidget.setTabOrder(self.bank_combo, self.table)
         self.set_predictions(None)
@@ -99,30 +111,55 @@ class PcrPreview(QWidget):
     # -- content ----------------------------------------------------------------------------------
 
     def set_predictions(self, predictions: Mapping[str, Mapping[str, str]] | None) -> None:
-        """Show ``{bank: {phase_path: hex}}`` (None: an empty table)."""
+        """Show ``{bank: {phase_path: hex}}`` (None: an empty table); new values are current."""
         self._predictions = {b: dict(p) for b, p in (predictions or {}).items()}
-        self.unavailable.hide()
+        self._unavailable = None
+        self.stale = False
         for i in range(self.bank_combo.count()):  # offer only the banks that were predicted
             bank = self.bank_combo.itemData(i)
             item = self.bank_combo.model().item(i)  # type: ignore[attr-defined]
             item.setEnabled(not self._predictions or bank in self._predictions)
         self._fill()
+        self._show_note()
 
     def set_measured_sections(self, names: list[str] | None) -> None:
-        """Explain PCR 11, naming the sections this UKI's stub measures when they are known."""
-        what = " ".join(names) if names else self.tr("its kernel, initrd, command line and os-release")
-        self.explanation.setText(
-            self.tr(
-                "PCR 11 records what systemd-stub measures of the UKI: %1. An initrd without systemd "
-                "sees the first value; a systemd initrd extends PCR 11 at each boot phase and reaches the "
-                "values below it."
-            ).replace("%1", what)
-        )
+        """Name the sections this UKI's stub measures (when they are known)."""
+        self._measured = list(names) if names else None
+        self._show_note()
 
     def show_unavailable(self, message: str) -> None:
         """Say why there are no values (e.g. the stub's version is unknown) instead of an empty table."""
-        self.unavailable.setText(message)
-        self.unavailable.show()
+        self._unavailable = message
+        self._show_note()
+
+    def unavailable_text(self) -> str | None:
+        """Why there are no values, when the owner said so."""
+        return self._unavailable
+
+    def set_stale(self, stale: bool) -> None:
+        """The values are of a UKI that no longer matches the inputs: dim them (and say so) until new ones
+        come; the full values stay in the tooltips and the copy."""
+        if stale == self.stale:
+            return
+        self.stale = stale
+        self._fill()
+        self._show_note()
+
+    def _show_note(self) -> None:
+        if self._unavailable is not None:
+            text, problem = self._unavailable, True
+        elif self.stale and self._predictions:
+            text, problem = self.tr("Out of date: these values are of the last UKI built. Rebuild it."), False
+        elif self._measured:
+            text, problem = self.tr("Measured sections: %1").replace("%1", " ".join(self._measured)), False
+        else:
+            text, problem = "", False
+        self.note.setText(text)
+        self.note.setStyleSheet(f"color: {PROBLEM_COLOR};" if problem else "")
+        stale = self.stale and not problem and bool(text)  # said in the text colour: it matters now
+        self.note.setForegroundRole(
+            QPalette.ColorRole.WindowText if stale else QPalette.ColorRole.PlaceholderText
+        )
 
     def bank(self) -> str:
         return str(self.bank_combo.currentData())
@@ -178,12 +215,20 @@ class PcrPreview(QWidget):
             value.setToolTip(values[phase])
             value.setData(
                 Qt.ItemDataRole.AccessibleTextRole,
-                self.tr("PCR 11 after %1: %2")
+                (
+                    self.tr("Out of date: PCR 11 after %1: %2")
+                    if self.stale
+                    else self.tr("PCR 11 after %1: %2")
+                )
                 .replace("%1", self.phase_label(phase))
                 .replace("%2", values[phase]),
             )
             for item in (name, value):
                 item.setFlags(Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable)
+                if self.stale:  # the text colour of disabled text: readable, clearly not current
+                    item.setForeground(
+                        self.palette().brush(QPalette.ColorGroup.Disabled, QPalette.ColorRole.Text)
+                    )
             self.table.setItem(row, 0, name)
             self.table.setItem(row, 1, value)
         self.copy_action.setEnabled(bool(phases))

@@ -62,7 +62,7 @@ class ProgressPanel(QFrame):
         self.setObjectName("progressPanel")
         self.setFrameShape(QFrame.Shape.StyledPanel)
         self._task: BackgroundTask | None = None
-        self._unit_bytes = True
+        self._unit = "bytes"
         self._stopping = False
         self._started = 0.0
 
@@ -140,12 +140,13 @@ class ProgressPanel(QFrame):
     def start(self, task: BackgroundTask, title: str, *, unit: str = "bytes") -> None:
         """Show the panel for ``task`` (started ``with_progress=True``) until its ``finished``.
 
-        ``unit`` is ``"bytes"`` (sizes and a rate) or ``"items"`` (plain "k of n").
+        ``unit`` is ``"bytes"`` (sizes and a rate), ``"items"`` (plain "k of n") or ``"percent"`` (only the
+        share done: the counts mean nothing to a reader).
         """
         if self._task is not None:
             self._disconnect(self._task)
         self._task = task
-        self._unit_bytes = unit == "bytes"
+        self._unit = unit
         self._stopping = False
         self._started = time.monotonic()
         self.step_label.setText(title)
@@ -178,18 +179,20 @@ class ProgressPanel(QFrame):
     def describe(self, state: ProgressState) -> str:
         """``NN% — 1.2 GiB of 4 GiB — 850 MiB/s — about 3 s left`` (or "estimating…")."""
         percent = math.floor(state.fraction * 100)
-        if self._unit_bytes:
-            amount = (
+        parts = [f"{percent}%"]
+        if self._unit == "bytes":
+            parts.append(
                 self.tr("%1 of %2")
                 .replace("%1", human_size(state.done))
                 .replace("%2", human_size(state.total))
             )
-        else:
-            amount = self.tr("%1 of %2").replace("%1", f"{state.done:,}").replace("%2", f"{state.total:,}")
-        parts = [f"{percent}%", amount]
+        elif self._unit == "items":
+            parts.append(
+                self.tr("%1 of %2").replace("%1", f"{state.done:,}").replace("%2", f"{state.total:,}")
+            )
         eta = state.eta()
         known = eta is not None and time.monotonic() - self._started >= ESTIMATE_AFTER_S
-        if known and self._unit_bytes:
+        if known and self._unit == "bytes":
             parts.append(self.tr("%1/s").replace("%1", human_size(round(state.rate()))))
         if state.done >= state.total:
             parts.append(self.tr("finishing…"))

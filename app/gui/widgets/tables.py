@@ -6,6 +6,11 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QTableWidget
 
 
+def one_tab_stop(view: QAbstractItemView) -> None:
+    """Tab leaves the table instead of walking its cells (the arrow keys move between them)."""
+    view.setTabKeyNavigation(False)
+
+
 def setup_readonly_table(
     table: QTableWidget,
     stretch_column: int,
@@ -14,8 +19,9 @@ def setup_readonly_table(
     row_padding: int = 10,
 ) -> None:
     """Rows selectable but not editable, long values elided in the middle (digests keep both ends),
-    columns sized to their contents except ``stretch_column``, which takes the rest."""
+    columns sized to their contents except ``stretch_column``, which takes the rest; one Tab stop."""
     table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+    one_tab_stop(table)
     table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
     table.setSelectionMode(selection)
     table.setAlternatingRowColors(True)

@@ -9,6 +9,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QTableView, QWidget
 
 from app.gui.models.uki_sections_model import Column, UkiSectionsModel
+from app.gui.widgets.tables import one_tab_stop
 
 
 class UkiSectionsTable(QTableView):
@@ -18,6 +19,7 @@ class UkiSectionsTable(QTableView):
         super().__init__(parent)
         self.setObjectName("ukiSections")
         self.setModel(model)
+        one_tab_stop(self)
         self.setAccessibleName(self.tr("UKI sections"))
         self.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.setAlternatingRowColors(True)
