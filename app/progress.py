@@ -30,8 +30,23 @@ class CancelToken:
 
     def check(self) -> None:
         """Raise :class:`CancelledError` if cancellation was requested."""
-        if self._event.is_set():
+        if self.cancelled:
             raise CancelledError()
+
+    def child(self) -> CancelToken:
+        """A token cancelled by this one or by its own :meth:`cancel`: stops one part of a job (a worker
+        whose sibling failed) without touching the caller's token."""
+        return _ChildToken(self)
+
+
+class _ChildToken(CancelToken):
+    def __init__(self, parent: CancelToken) -> None:
+        super().__init__()
+        self._parent = parent
+
+    @property
+    def cancelled(self) -> bool:
+        return self._event.is_set() or self._parent.cancelled
 
 
 class Progress(Protocol):

@@ -34,3 +34,16 @@ def test_progress_state_fraction_rate_and_eta(monkeypatch) -> None:
 def test_error_messages_are_one_line() -> None:
     err = ShieldwrightError("bad\n  header", "try\nagain")
     assert err.one_line() == "bad header (try again)"
+
+
+def test_a_child_token_stops_with_its_parent_but_never_stops_the_parent() -> None:
+    parent = CancelToken()
+    child = parent.child()
+    child.cancel()
+    assert child.cancelled and not parent.cancelled
+    parent.check()  # the caller's token is untouched
+    other = parent.child()
+    parent.cancel()
+    assert other.cancelled
+    with pytest.raises(CancelledError):
+        other.check()
