@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypeAlias
 
@@ -273,7 +273,10 @@ def load_private_key(path: str | os.PathLike[str], passphrase: bytes | None = No
                 ) from None
             key = loader(data, None)  # a passphrase for an unencrypted key
     except ValueError as exc:
-        if "password" in str(exc).lower():
+        # A wrong passphrase usually fails the padding check ("bad decrypt ... password"), but about one in
+        # 256 decrypts to garbage with valid padding and fails to parse instead: still a wrong passphrase
+        # when the file is an encrypted key.
+        if "password" in str(exc).lower() or (passphrase and _is_encrypted_key(loader, data)):
             raise WrongPassphraseError(
                 f"wrong passphrase for the private key {path}", "check the passphrase"
             ) from None
@@ -283,6 +286,17 @@ def load_private_key(path: str | os.PathLike[str], passphrase: bytes | None = No
             f"{path} holds a key of an unsupported type", "use RSA or ECDSA P-256/P-384"
         ) from None
     return _check_key(key, f"the key in {path}")
+
+
+def _is_encrypted_key(loader: Callable[[bytes, bytes | None], object], data: bytes) -> bool:
+    """Whether ``data`` is an encrypted private key (its loader asks for a password), not a bad file."""
+    try:
+        loader(data, None)
+    except TypeError:
+        return True
+    except (ValueError, UnsupportedAlgorithm):
+        return False
+    return False
 
 
 def load_certificates(path: str | os.PathLike[str]) -> list[x509.Certificate]:

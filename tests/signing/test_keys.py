@@ -457,3 +457,34 @@ def test_an_endless_pipe_given_as_a_certificate_or_key_is_refused_at_the_limit()
         load_certificates("/dev/zero")
     with pytest.raises(SigningError, match="larger than"):
         load_private_key("/dev/zero")
+
+
+def test_a_wrong_passphrase_that_decrypts_with_valid_padding_is_still_a_wrong_passphrase(
+    tmp_path: Path,
+) -> None:
+    """About one wrong passphrase in 256 decrypts an OpenSSL "traditional" encrypted key (AES-CBC) to
+    garbage whose padding checks out; the parse then fails instead of the decrypt. It is still a wrong
+    passphrase, not an unreadable file (seen once in CI: the wizard closed its passphrase prompt)."""
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+    key = tmp_path / "key.pem"
+    openssl("genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", tmp_path / "k")
+    openssl("ec", "-in", tmp_path / "k", "-aes256", "-passout", f"file:{pass_file(tmp_path)}", "-out", key)
+    data = key.read_bytes()
+    collision = None
+    for i in range(20_000):  # one in ~256 has valid padding; the traditional KDF (one MD5) is cheap
+        guess = f"wrong-{i}".encode()
+        try:
+            load_pem_private_key(data, guess)
+        except ValueError as exc:
+            if "password" not in str(exc).lower():
+                collision = guess
+                break
+    assert collision is not None, "no wrong passphrase with valid padding in 20 000 tries"
+    with pytest.raises(WrongPassphraseError):
+        load_private_key(key, collision)
+    garbage = tmp_path / "garbage.pem"
+    garbage.write_bytes(b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n")
+    with pytest.raises(SigningError) as err:
+        load_private_key(garbage, b"any")
+    assert not isinstance(err.value, WrongPassphraseError)
