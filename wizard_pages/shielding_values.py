@@ -44,8 +44,9 @@ class ShieldingValuesPage(ShieldingPage):
         self.setTitle(self.tr("Specialization values"))
         self.setSubTitle(
             self.tr(
-                "The template's provisioning passphrase lets the fabric unlock the VM's disk once; the "
-                "other values configure the VM on first boot. All are encrypted: only guardians see them."
+                "The template's provisioning passphrase lets the fabric unlock the VM's disk once. The "
+                "other values travel with it for the VM's first boot; Shieldwright's own provisioning uses "
+                "only the passphrase so far. All are encrypted: only the owner and guardians see them."
             )
         )
         self._problem: ShieldwrightError | None = None
