@@ -41,6 +41,7 @@ from app.gui.diagnostics import default_bundle_name, write_diagnostics
 from app.gui.dialogs.about import AboutDialog, gather_versions_args
 from app.gui.dialogs.help import GuideWindow, ShortcutsDialog, user_guide_candidates, user_guide_path
 from app.gui.discard import ask_to_discard
+from app.gui.file_dialogs import open_file_dialog
 from app.gui.provision_wizard import ProvisionWizard
 from app.gui.settings import Settings
 from app.gui.shielding_wizard import ShieldingWizard
@@ -434,31 +435,12 @@ class MainWindow(QMainWindow):
         self, key: str, title: str, directory: Path, on_selected: Callable[[str], Any], *,
         filters: tuple[str, ...], save: bool = False, select: str | None = None, suffix: str | None = None,
     ) -> QFileDialog:  # fmt: skip
-        """A non-blocking file dialog, one per ``key`` (asking again raises it)."""
-        existing = self._dialogs.get(key)
-        if isinstance(existing, QFileDialog):
-            existing.raise_()
-            existing.activateWindow()
-            return existing
-        dialog = QFileDialog(self, title, str(directory))
-        dialog.setObjectName(f"{key}Dialog")
-        if save:
-            dialog.setAcceptMode(QFileDialog.AcceptMode.AcceptSave)
-            dialog.setFileMode(QFileDialog.FileMode.AnyFile)
-            dialog.setOption(QFileDialog.Option.DontConfirmOverwrite, True)  # asked below, non-blocking
-        else:
-            dialog.setFileMode(QFileDialog.FileMode.ExistingFile)
-        dialog.setNameFilters([self.tr(f) for f in filters])
-        if select:
-            dialog.selectFile(select)
-        if suffix:
-            dialog.setDefaultSuffix(suffix)
-        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
-        dialog.fileSelected.connect(on_selected)
-        dialog.finished.connect(lambda _result: self._dialogs.pop(key, None))
-        self._dialogs[key] = dialog
-        dialog.open()
-        return dialog
+        """A non-blocking file dialog, one per ``key`` (asking again raises it); the frame asks about
+        overwriting itself, non-blocking."""
+        return open_file_dialog(
+            self, self._dialogs, key, title, directory, on_selected, filters=filters, save=save,
+            select=select, suffix=suffix, confirm_overwrite=False,
+        )  # fmt: skip
 
     def open_dialog(self, key: str) -> QWidget | None:
         """The frame's ``key`` dialog while it is open (tests drive it): ``open-recipe``, ``save-recipe``,

@@ -14,10 +14,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import Qt, QUrl
+from PySide6.QtCore import QUrl
 from PySide6.QtWidgets import QFileDialog, QWidget, QWizardPage
 
 from app.errors import ShieldwrightError
+from app.gui.file_dialogs import open_file_dialog
 from app.gui.state import WizardState
 from app.gui.tasks import BackgroundTask, TaskRunner
 from app.gui.widgets.error_panel import ErrorPanel
@@ -139,33 +140,11 @@ class WizardPage(QWizardPage):
         select: str | None = None,
         confirm_overwrite: bool = True,
     ) -> QFileDialog:
-        """Open a non-blocking file dialog (never ``exec()``: no nested event loop inside an async slot).
-
-        One dialog per ``key``: asking again raises the open one. ``save`` asks for a new file name (the
-        dialog's own overwrite question unless ``confirm_overwrite`` is False, for pages that ask inline).
-        """
-        existing = self._dialogs.get(key)
-        if existing is not None:
-            existing.raise_()
-            return existing
-        dialog = QFileDialog(self, title, str(directory))
-        if save:
-            dialog.setAcceptMode(QFileDialog.AcceptMode.AcceptSave)
-            dialog.setFileMode(QFileDialog.FileMode.AnyFile)
-            if not confirm_overwrite:
-                dialog.setOption(QFileDialog.Option.DontConfirmOverwrite, True)
-        else:
-            dialog.setFileMode(QFileDialog.FileMode.ExistingFile)
-        if filters:
-            dialog.setNameFilters([self.tr(f) for f in filters])
-        if select:
-            dialog.selectFile(select)
-        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
-        dialog.fileSelected.connect(on_selected)
-        dialog.finished.connect(lambda _result: self._dialogs.pop(key, None))
-        self._dialogs[key] = dialog
-        dialog.open()
-        return dialog
+        """A non-blocking file dialog, one per ``key`` (:func:`app.gui.file_dialogs.open_file_dialog`)."""
+        return open_file_dialog(
+            self, self._dialogs, key, title, directory, on_selected, filters=filters, save=save,
+            select=select, confirm_overwrite=confirm_overwrite,
+        )  # fmt: skip
 
     def open_dialog(self, key: str) -> QFileDialog | None:
         """The ``key`` file dialog while it is open (tests drive it)."""
