@@ -246,3 +246,13 @@ def test_the_passphrase_can_come_from_shielding_data_made_for_this_template(
     part = extract_partition(out, ROOT, tmp_path / "root.luks")
     assert test_passphrase(part, PASSPHRASE, tmp_path) != 0  # provisioned: the passphrase slot is gone
     assert "0: systemd-tpm2" in luks_dump(part)
+    # The host name went into the ESP as a systemd credential beside each UKI (mtools reads the FAT), in
+    # systemd-creds' base64 text form, sealed to the TPM (CRED_AES256_GCM_BY_TPM2_HMAC), not in clear.
+    written = [line.split()[1] for line in done.stdout.splitlines() if line.startswith("Credential ")]
+    assert written and all(p.endswith(".efi.extra.d/tmpfiles.extra.cred") for p in map(str.lower, written))
+    esp = extract_partition(out, 1, tmp_path / "esp.img")
+    for path in written:
+        text = subprocess.run(["mtype", "-i", str(esp), f"::{path}"], capture_output=True, check=True,
+                              env={"MTOOLS_SKIP_CHECK": "1", "PATH": "/usr/bin:/bin"}).stdout  # fmt: skip
+        cred = base64.b64decode(text)
+        assert cred[:16] == bytes.fromhex("0c7cc07b117645919c4b0bea08bc20fe") and b"vm1" not in cred

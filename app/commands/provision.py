@@ -11,11 +11,16 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from typing import TYPE_CHECKING
 
 from app.commands._overwrite import add_force_option, check_output
 from app.commands._pcr_predict import add_firmware_options, profile_from_args
 from app.commands._trust import CHAIN_RULES, add_trust_options, signer_not_checked
 from app.commands._util import TerminalProgress, add_passphrase_options, read_passphrase_buffer
+
+if TYPE_CHECKING:
+    from app.shielding.payload import Payload
+    from app.tpm.srk import Srk
 
 DESCRIPTION = f"""\
 Write VM_DISK: TEMPLATE with, in every LUKS2 container, a keyslot that the VM's vTPM unlocks, bound by a
@@ -31,7 +36,14 @@ written. {CHAIN_RULES}
 
 --srk is the VM's Storage Root Key public key: DIR/srk.tpm2b_public from `shieldwright vtpm new DIR`,
 or `systemd-analyze srk` / `tpm2_readpublic -c 0x81000001 -f tss` run on the VM, or its PEM. Only the
-LUKS2 headers differ from TEMPLATE; VM_DISK appears only when complete; TEMPLATE is never written.
+LUKS2 headers differ from TEMPLATE (and, with specialization values, the ESP); VM_DISK appears only when
+complete; TEMPLATE is never written.
+
+With --shielding-data, its specialization values (host name, root's SSH keys and password hash, files)
+are delivered as systemd credentials sealed to the same vTPM under PCRs 4 and 7 (those of --pcrs), put
+beside the UKI in the ESP: systemd >= 255 in the VM applies them at boot (see docs/user-guide.md for what
+each needs). They are sealed to --credentials-key, DIR/credentials.tpm2b_public from `shieldwright vtpm
+new DIR` (the default when it lies beside --srk). Its cloud-init user-data is not delivered.
 """
 
 
@@ -52,6 +64,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )  # fmt: skip
     p.add_argument("--guardian-key", metavar="KEY", help="private key of a recipient of --shielding-data")
     p.add_argument("--guardian-cert", metavar="CERT", help="certificate of that recipient")
+    p.add_argument(
+        "--credentials-key", metavar="FILE",
+        help="the vTPM's credentials key (credentials.tpm2b_public; default: beside --srk) to seal the "
+        "shielding data's specialization values to",
+    )  # fmt: skip
     add_trust_options(p, "--trust", what="the template's UKIs and catalog", repeatable=True)
     p.add_argument(
         "--pcrs", default="4,7,11", metavar="LIST",
@@ -78,10 +95,10 @@ def _pcr_list(text: str) -> list[int]:
         raise ShieldwrightError(f"--pcrs {text!r} is not a list of PCRs", "e.g. --pcrs 4,7,11") from None
 
 
-def _from_shielding_data(args: argparse.Namespace) -> bytearray:
+def _from_shielding_data(args: argparse.Namespace) -> Payload:
     from app.errors import ShieldwrightError  # lazy
     from app.signing.keys import load_certificates, load_private_key
-    from app.template.provision import passphrase_from_shielding_data
+    from app.template.provision import payload_from_shielding_data
 
     if args.passphrase_file or args.passphrase_env:
         raise ShieldwrightError("give the passphrase or --shielding-data, not both", "drop one of them")
@@ -89,9 +106,22 @@ def _from_shielding_data(args: argparse.Namespace) -> bytearray:
         raise ShieldwrightError("--shielding-data needs --guardian-key and --guardian-cert",
                                 "give the key pair of a guardian (or owner) it was made for")  # fmt: skip
     cert = load_certificates(args.guardian_cert)[0]
-    return passphrase_from_shielding_data(
+    return payload_from_shielding_data(
         args.shielding_data, args.template, cert, load_private_key(args.guardian_key)
     )
+
+
+def _credentials_key(args: argparse.Namespace) -> Srk | None:
+    """--credentials-key, or the vTPM's file beside --srk; None when neither exists."""
+    from pathlib import Path
+
+    from app.tpm.srk import load_srk
+    from app.tpm.vtpm_dir import CREDENTIALS_KEY_FILE
+
+    if args.credentials_key:
+        return load_srk(args.credentials_key)
+    beside = Path(args.srk).parent / CREDENTIALS_KEY_FILE
+    return load_srk(beside) if beside.is_file() else None
 
 
 def cmd_provision(args: argparse.Namespace) -> int:
@@ -109,8 +139,10 @@ def cmd_provision(args: argparse.Namespace) -> int:
     trusted = [c for path in args.trust for c in load_certificates(path)] if args.trust else None
     profile = profile_from_args(args)
     passphrase: bytearray | None
+    payload = None
     if args.shielding_data:
-        passphrase = _from_shielding_data(args)
+        payload = _from_shielding_data(args)
+        passphrase = payload.provisioning_passphrase
     else:
         passphrase = read_passphrase_buffer(
             args, "passphrase", prompt="The template's provisioning passphrase: "
@@ -120,6 +152,7 @@ def cmd_provision(args: argparse.Namespace) -> int:
     request = ProvisionRequest(
         args.template, out, srk, profile, pcrs=pcrs, bank=args.bank, keep_passphrase=args.keep_passphrase,
         out_format=args.format, trusted=trusted, accept_any_signer=args.no_trust_check, overwrite=args.force,
+        specialization=payload, credentials_key=_credentials_key(args) if payload is not None else None,
     )  # fmt: skip
     progress = TerminalProgress()
     try:
@@ -140,4 +173,8 @@ def cmd_provision(args: argparse.Namespace) -> int:
     for c in result.containers:
         removed = "" if c.removed_keyslot is None else f"; provisioning keyslot {c.removed_keyslot} removed"
         print(f"Partition {c.partition}: TPM keyslot {c.tpm_keyslot}, token {c.token_id}{removed}")
+    for path in result.credentials:
+        print(f"Credential {path} (sealed to the vTPM's credentials key)")
+    for item in result.undelivered:
+        print(f"Not delivered: {item} (carried in the shielding data; no guest consumer for it)")
     return 0

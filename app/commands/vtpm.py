@@ -9,7 +9,9 @@ Create DIR as a new swtpm state directory (what libvirt keeps per VM; run it wit
 `swtpm socket --tpm2 --tpmstate dir=DIR ...`), create systemd's Storage Root Key in it and make it
 persistent at 0x81000001, as systemd-tpm2-setup would on the VM's first boot, and write its public key
 to DIR/srk.tpm2b_public. Give that file to `shieldwright provision --srk` to make a disk only this vTPM
-unlocks, before the VM ever boots. DIR must not exist or be empty: a vTPM is never overwritten.
+unlocks, before the VM ever boots. DIR/credentials.tpm2b_public is the public key of systemd's legacy
+primary (the parent of the credentials systemd-creds seals): provisioning seals shielding data's
+specialization values to it. DIR must not exist or be empty: a vTPM is never overwritten.
 """
 
 

@@ -22,6 +22,8 @@ _HOSTNAME = re.compile(
 #: crypt(3) hashes as /etc/shadow holds them: yescrypt, SHA-512, SHA-256, bcrypt.
 _CRYPT = re.compile(r"\$(y|gy|7|6|5|2[abxy])\$[./A-Za-z0-9$,=]{8,500}")
 PAYLOAD_VERSION = 1
+#: A file's path in the VM: absolute, and one tmpfiles.d field as it is (systemd writes the files).
+_FILE_PATH = re.compile(r"/[^\s\"'\\\0]*")
 
 
 class PayloadError(ShieldwrightError):
@@ -88,8 +90,11 @@ class Payload:
                 raise PayloadError("an SSH key is not one authorized_keys line", "give public keys (*.pub)")
         seen: set[str] = set()
         for f in self.files:
-            if not f.path.startswith("/") or "\0" in f.path or "/../" in f.path + "/" or f.path in seen:
-                raise PayloadError(f"{f.path!r} is not a usable absolute path", "give /path/in/the/vm, once")
+            if not _FILE_PATH.fullmatch(f.path) or "/../" in f.path + "/" or f.path in seen:
+                raise PayloadError(
+                    f"{f.path!r} is not a usable absolute path",
+                    "give /path/in/the/vm once, without spaces, quotes or backslashes",
+                )
             if not 0 <= f.mode <= 0o7777:
                 raise PayloadError(f"mode {f.mode:o} of {f.path} is not a file mode", "e.g. 0644")
             seen.add(f.path)

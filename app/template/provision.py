@@ -26,6 +26,7 @@ from pathlib import Path
 from cryptography import x509
 
 from app.boot.pcr import extend
+from app.disk.esp import list_esp, write_esp_files
 from app.disk.image import WRITE_FORMATS, DiskImage, open_image
 from app.disk.layout import layout_of
 from app.disk.writers import copy_raw, patch_file, write_image
@@ -44,12 +45,15 @@ from app.luks.kdf import PBKDF2_MIN_ITERATIONS, KdfParams
 from app.measure.predict import PREDICTED_PCRS, Prediction, predict_template
 from app.measure.profile import FirmwareProfile
 from app.progress import CancelToken, NullProgress, Progress, ProgressState
+from app.shielding.payload import Payload
 from app.shielding.qualifiers import applicability, load_signed_catalog
 from app.shielding.shd import load_shielding_data
+from app.shielding.specialize import specialization_credentials, undelivered_items
 from app.signing.keys import PrivateKey
 from app.template.build.export import check_format, export
 from app.template.build.staging import Staging
 from app.template.verify import TemplateReport, verify_template
+from app.tpm.credential import credential_text, encrypt_credential
 from app.tpm.policy import policy_pcr_digest
 from app.tpm.seal import seal_to_srk
 from app.tpm.srk import Srk
@@ -93,6 +97,10 @@ class ProvisionRequest:
     trusted: Sequence[x509.Certificate] | None = None
     accept_any_signer: bool = False
     overwrite: bool = False
+    #: The specialization values to deliver (from shielding data), sealed to ``credentials_key``: the
+    #: public key of systemd's legacy primary of the same vTPM (``vtpm new``'s credentials.tpm2b_public).
+    specialization: Payload | None = field(default=None, repr=False)
+    credentials_key: Srk | None = None
 
 
 @dataclass(frozen=True)
@@ -113,6 +121,9 @@ class ProvisionResult:
     containers: tuple[ProvisionedContainer, ...]
     verification: TemplateReport
     prediction: Prediction = field(repr=False)
+    #: ESP paths of the credentials written (the specialization values), and what was not delivered.
+    credentials: tuple[str, ...] = ()
+    undelivered: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, object]:
         """The ``provision --json`` document."""
@@ -123,16 +134,18 @@ class ProvisionResult:
             "pcrs": {str(n): v for n, v in sorted(self.pcr_values.items())},
             "bank": self.prediction.banks[0],
             "containers": [dataclasses.asdict(c) for c in self.containers],
+            "credentials": list(self.credentials),
+            "undelivered": list(self.undelivered),
         }
 
 
-def passphrase_from_shielding_data(
+def payload_from_shielding_data(
     shielding_data: str | Path, template: str | Path, certificate: x509.Certificate, key: PrivateKey
-) -> bytearray:
-    """The provisioning passphrase a ``.shd`` carries for ``template``: its owner signature verified, its
-    volume ID qualifiers checked against the template's signed catalog first (refused when none applies),
-    then opened with a recipient's certificate and key. The passphrase stays in memory (the caller wipes
-    it); nothing of the payload touches disk."""
+) -> Payload:
+    """What a ``.shd`` carries for ``template`` (the provisioning passphrase and the specialization
+    values): its owner signature verified, its volume ID qualifiers checked against the template's signed
+    catalog first (refused when none applies), then opened with a recipient's certificate and key. It
+    stays in memory (the caller wipes the passphrase); nothing of the payload touches disk in clear."""
     data = load_shielding_data(shielding_data)
     ok, reasons = applicability(data.qualifiers, load_signed_catalog(template))
     if not ok:
@@ -140,7 +153,14 @@ def passphrase_from_shielding_data(
             f"the shielding data does not apply to this template: {'; '.join(reasons)}",
             "use shielding data made for this template (`shieldwright shield test DATA.shd TEMPLATE`)",
         )
-    return data.open(certificate, key).provisioning_passphrase  # the specialization values are not used here
+    return data.open(certificate, key)
+
+
+def passphrase_from_shielding_data(
+    shielding_data: str | Path, template: str | Path, certificate: x509.Certificate, key: PrivateKey
+) -> bytearray:
+    """Only the provisioning passphrase of :func:`payload_from_shielding_data` (the caller wipes it)."""
+    return payload_from_shielding_data(shielding_data, template, certificate, key).provisioning_passphrase
 
 
 @dataclass(frozen=True)
@@ -246,12 +266,24 @@ def provision(
     fmt = check_format(request.out_format or (source_format if source_format in WRITE_FORMATS else "raw"))
     if output.exists() and not request.overwrite:
         raise ProvisionError(f"{output} already exists", "choose another output, or allow overwriting")
+    credentials = specialization_credentials(request.specialization) if request.specialization else {}
+    if credentials and request.credentials_key is None:
+        raise ProvisionError(
+            "the shielding data holds specialization values, but no credentials key was given",
+            "give the vTPM's credentials.tpm2b_public (`shieldwright vtpm new` writes it beside the SRK)",
+        )
+    if credentials and fmt not in ("raw", "qcow2"):
+        raise ProvisionError(
+            f"specialization values are written into the ESP of a raw or qcow2 disk, not {fmt}",
+            "provision to raw or qcow2 (convert afterwards with qemu-img if needed)",
+        )
     # Three things at once, each only reading the template: the verification (two hashing threads; since
     # they hash the page cache in place, two beat one beside the copy: 1.16-1.19x a sparse copy against
     # 1.43-1.54x, benchmarks/bench_provision.py), the copy of the disk (in
     # the kernel, for a raw template), and here the prediction and the new LUKS2 headers (their KDF work
     # releases the GIL). The output is published only if the template verified;
     # a failed verification stops the copy, and nothing is left.
+    written: tuple[str, ...] = ()
     stop = cancel.child()  # stops the copy when the verification fails, and both when the user cancels
     staging = Staging(output)
     pool = ThreadPoolExecutor(2, thread_name_prefix="provision")
@@ -278,6 +310,11 @@ def provision(
             if copying is not None:
                 copying.result()
                 patch_file(raw, patches)
+            if credentials:
+                assert request.credentials_key is not None
+                key = request.credentials_key
+                bank = request.bank
+                written = _deliver_credentials(template, raw, credentials, key, prediction, pcrs, bank, stop)
             if fmt == "qcow2":
                 export(raw, staged, fmt, progress=progress, cancel=stop)
         except BaseException as exc:  # reported after the verification's verdict, which comes first
@@ -299,7 +336,47 @@ def provision(
         stop.cancel()
         pool.shutdown(wait=True)
         staging.remove()
-    return ProvisionResult(output, fmt, policy.hex(), values, containers, report, prediction)
+    undelivered = tuple(undelivered_items(request.specialization)) if request.specialization else ()
+    return ProvisionResult(output, fmt, policy.hex(), values, containers, report, prediction, written,
+                           undelivered)  # fmt: skip
+
+
+#: PCRs a credential is bound to, of those the disk is sealed to: 4 and 7 hold from ExitBootServices on;
+#: PCR 11 moves with every boot phase before the services that read credentials run.
+CREDENTIAL_PCRS = (4, 7)
+
+
+def _deliver_credentials(
+    template: Path, raw: Path, credentials: dict[str, bytes], key: Srk, prediction: Prediction,
+    pcrs: tuple[int, ...], bank: str, cancel: CancelToken,
+) -> tuple[str, ...]:  # fmt: skip
+    """Seal each credential to ``key`` under the predicted PCRs 4/7 (those of ``pcrs``) and write it beside
+    every UKI of the ESP the firmware may start (``<uki>.efi.extra.d/<name>.cred``: systemd-stub passes the
+    files beside its own image). Returns the ESP paths written."""
+    values = {n: prediction.pcrs[bank][n] for n in pcrs if n in CREDENTIAL_PCRS}
+    with open_image(template) as image:
+        layout = layout_of(image)
+        esp = next((p for p in layout.partitions if p.role == "esp"), None)
+        if esp is None:
+            raise ProvisionError("the template has no ESP", "provision a template `shieldwright build` made")
+        ukis = [e.path for e in list_esp(image, esp, layout.sector_size) if not e.is_dir and _boots(e.path)]
+        if not ukis:
+            raise ProvisionError("the template's ESP holds no UKI to put the credentials beside",
+                                 "provision a template `shieldwright build` made")  # fmt: skip
+        files = {}
+        for name, plain in sorted(credentials.items()):
+            text = credential_text(encrypt_credential(plain, key, bank, values))
+            for uki in ukis:
+                files[f"{uki}.extra.d/{name}.cred"] = text
+        now = (image, esp.first_lba * layout.sector_size)  # the template's ESP: the output's before this
+        write_esp_files(raw, esp, layout.sector_size, files, cancel=cancel, fsync=False, current=now)
+    return tuple(sorted(files))
+
+
+def _boots(path: str) -> bool:
+    """An ESP file systemd-stub may run as: the removable path, or a UKI in /EFI/Linux."""
+    low = path.lower()
+    return low == "/efi/boot/bootx64.efi" or (low.startswith("/efi/linux/") and low.endswith(".efi"))
 
 
 def _relay_progress(job: Future[TemplateReport], state: ProgressState, progress: Progress) -> None:

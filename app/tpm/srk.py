@@ -29,6 +29,11 @@ SRK_ATTRIBUTES = (
     TPMA_OBJECT.FIXEDTPM | TPMA_OBJECT.FIXEDPARENT | TPMA_OBJECT.SENSITIVEDATAORIGIN
     | TPMA_OBJECT.USERWITHAUTH | TPMA_OBJECT.NODA | TPMA_OBJECT.RESTRICTED | TPMA_OBJECT.DECRYPT
 )  # fmt: skip
+#: systemd's "legacy" primary (tpm2-util.c ``tpm2_get_legacy_template``, "Do not modify"): the SRK's
+#: attributes without noDA. ``systemd-creds`` seals credentials under it, created transiently at every
+#: encrypt and decrypt, never under the persistent SRK (its ``tpm2_seal`` is called without ``ret_srk``).
+#: noDA is part of the template, so it is another key than the SRK from the same owner seed.
+LEGACY_ATTRIBUTES = SRK_ATTRIBUTES & ~TPMA_OBJECT.NODA
 #: The algorithm specs of systemd's two SRK templates (tpm2-pytss ``TPMT_PUBLIC.parse`` syntax).
 SRK_KINDS = {"ecc": "ecc256:aes128cfb", "rsa": "rsa2048:aes128cfb"}
 #: An SRK file is a few hundred bytes (an RSA 2048 TPM2B_PUBLIC is 282); refuse anything far larger.
@@ -43,6 +48,11 @@ class SrkError(ShieldwrightError):
 def srk_template(kind: str = "ecc") -> TPMT_PUBLIC:
     """systemd's SRK template (unique empty): what ``vtpm new`` creates and makes persistent."""
     return TPMT_PUBLIC.parse(SRK_KINDS[kind], objectAttributes=SRK_ATTRIBUTES)
+
+
+def legacy_primary_template(kind: str = "ecc") -> TPMT_PUBLIC:
+    """The template of systemd's legacy primary, the parent of a TPM-bound credential (unique empty)."""
+    return TPMT_PUBLIC.parse(SRK_KINDS[kind], objectAttributes=LEGACY_ATTRIBUTES)
 
 
 @dataclass(frozen=True)

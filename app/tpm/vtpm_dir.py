@@ -5,6 +5,9 @@
 persistent at 0x81000001 — exactly what ``systemd-tpm2-setup`` would do on the guest's first boot, done
 now so a disk can be provisioned for this VM before it ever runs (systemd unseals with the handle in the
 token and does not create a missing SRK at that point). Its public key goes to ``DIR/srk.tpm2b_public``.
+The public key of systemd's *legacy* primary, the parent of credentials ``systemd-creds`` seals (a
+transient key the TPM derives again from its owner seed), goes to ``DIR/credentials.tpm2b_public``: what
+a provisioning needs to seal the VM's specialization values as credentials only this vTPM opens.
 The TPM commands go through tpm2-pytss's ESAPI over swtpm's data channel (the way QEMU talks to it).
 """
 
@@ -24,9 +27,10 @@ from app.boot.vm import start_swtpm
 from app.boot.vtpm import VtpmError, data_channel, exchange, shutdown_swtpm
 from app.errors import ShieldwrightError
 from app.progress import CancelToken
-from app.tpm.srk import SRK_HANDLE, Srk, srk_template
+from app.tpm.srk import SRK_HANDLE, Srk, legacy_primary_template, srk_template
 
 SRK_FILE = "srk.tpm2b_public"
+CREDENTIALS_KEY_FILE = "credentials.tpm2b_public"
 
 
 class _ChannelTcti(PyTCTI):  # type: ignore[misc]
@@ -76,6 +80,10 @@ def create_vtpm(directory: str | Path, *, banks: Sequence[str] = ("sha256",), ki
                 esys.flush_context(handle)
                 persistent = esys.tr_from_tpmpublic(SRK_HANDLE)
                 public, _name, _qname = esys.read_public(persistent)
+                legacy, legacy_public, _data, _digest, _ticket = esys.create_primary(
+                    None, TPM2B_PUBLIC(publicArea=legacy_primary_template(kind)), ESYS_TR.OWNER
+                )
+                esys.flush_context(legacy)
                 esys.shutdown(TPM2_SU.CLEAR)  # an orderly shutdown: no dictionary-attack strike
             finally:
                 esys.close()
@@ -83,6 +91,7 @@ def create_vtpm(directory: str | Path, *, banks: Sequence[str] = ("sha256",), ki
         shutdown_swtpm(ctrl)
         proc.wait(timeout=10)
         (target / SRK_FILE).write_bytes(srk.public_bytes())
+        (target / CREDENTIALS_KEY_FILE).write_bytes(bytes(legacy_public.marshal()))
         return srk
     except BaseException as exc:
         if created:
@@ -104,3 +113,7 @@ def create_vtpm(directory: str | Path, *, banks: Sequence[str] = ("sha256",), ki
 
 def srk_path(directory: str | Path) -> Path:
     return Path(directory) / SRK_FILE
+
+
+def credentials_key_path(directory: str | Path) -> Path:
+    return Path(directory) / CREDENTIALS_KEY_FILE

@@ -57,6 +57,35 @@ sleep 30
 """
 #: The UKI's command line: no root= (gpt-auto finds it), our init, the serial console, reset on panic.
 CMDLINE = f"console=ttyS0 init={MARKER_INIT} panic=-1 systemd.show_status=1"
+#: The root booted by systemd itself (no init=), writable, first boot without prompts: the services that
+#: apply credentials run, then :data:`REPORT_UNIT` says what the VM was specialized with and powers off.
+SYSTEMD_CMDLINE = "console=ttyS0 rw panic=-1 systemd.show_status=1 systemd.firstboot=no"
+REPORT_DONE = "SHIELDWRIGHT-SPECIALIZED"
+REPORT_SCRIPT = f"""\
+#!/bin/sh
+{{
+echo "SW-SPEC hostname=$(cat /proc/sys/kernel/hostname) etc=$(cat /etc/hostname)"
+echo "SW-SPEC keys=$(base64 -w0 /root/.ssh/authorized_keys 2>/dev/null)"
+f=/etc/shieldwright/hello.txt
+echo "SW-SPEC file=$(base64 -w0 $f 2>/dev/null) mode=$(stat -c %a $f 2>/dev/null)"
+echo "SW-SPEC root=$(sed -n 's/^root:\\([^:]*\\):.*/\\1/p' /etc/shadow)"
+echo "SW-SPEC failed=$(systemctl --failed --no-legend --plain | cut -d' ' -f1 | tr '\\n' ' ')"
+echo "{REPORT_DONE}"
+}} > /dev/console 2>&1
+systemctl --no-block poweroff
+"""
+REPORT_UNIT = """\
+[Unit]
+Description=Shieldwright test: report the specialization values applied
+After=systemd-tmpfiles-setup.service systemd-firstboot.service systemd-user-sessions.service
+
+[Service]
+Type=oneshot
+ExecStart=/usr/local/sbin/shieldwright-report
+
+[Install]
+WantedBy=multi-user.target
+"""
 #: What systemd-cryptsetup shows when no token unlocked the volume and it falls back to a passphrase.
 PASSPHRASE_PROMPT = "Please enter passphrase for disk"
 #: What systemd shows when the TPM would not unseal and no passphrase keyslot is left to ask for (seen
@@ -65,7 +94,7 @@ CRYPTSETUP_FAILED = "Failed to start systemd-cryptsetup"
 ESP_SIZE = 100 * MiB
 ROOT_SIZE = 640 * MiB
 ROOT_NUMBER = 2
-_BUILDER_VERSION = "1"
+_BUILDER_VERSION = "3"
 
 
 @dataclass(frozen=True)
@@ -100,7 +129,7 @@ class TrixieGuest:
 def _key() -> str:
     h = hashlib.sha256()
     for part in (_BUILDER_VERSION, SUITE, MIRROR, " ".join(PACKAGES), DRACUT_CONF, MARKER_SCRIPT,
-                 str(ESP_SIZE), str(ROOT_SIZE)):  # fmt: skip
+                 REPORT_SCRIPT, REPORT_UNIT, str(ESP_SIZE), str(ROOT_SIZE)):  # fmt: skip
         h.update(part.encode() + b"\0")
     return h.hexdigest()[:16]
 
@@ -134,6 +163,9 @@ def _build(home: Path, guest: TrixieGuest) -> None:
     conf.write_text(DRACUT_CONF)
     marker = home / "marker.sh"
     marker.write_text(MARKER_SCRIPT)
+    report, unit = home / "report.sh", home / "report.service"
+    report.write_text(REPORT_SCRIPT)
+    unit.write_text(REPORT_UNIT)
     _run(
         "mmdebstrap", "--mode=auto", "--variant=minbase", f"--include={','.join(PACKAGES)}",
         "--customize-hook=chroot \"$1\" env INITRD=No DEBIAN_FRONTEND=noninteractive "
@@ -143,8 +175,17 @@ def _build(home: Path, guest: TrixieGuest) -> None:
         "chroot \"$1\" dracut --force --kver \"$kver\" /boot/initrd.img-$kver",
         f"--customize-hook=install -m 0755 {marker} \"$1{MARKER_INIT}\"",
         "--customize-hook=echo shieldwright-trixie > \"$1/etc/hostname\"",
+        f"--customize-hook=install -m 0755 {report} \"$1/usr/local/sbin/shieldwright-report\"",
+        f"--customize-hook=install -m 0644 {unit} \"$1/etc/systemd/system/shieldwright-report.service\"",
+        "--customize-hook=ln -s /etc/systemd/system/shieldwright-report.service "
+        "\"$1/etc/systemd/system/multi-user.target.wants/shieldwright-report.service\"",
+        # Prepared for first-boot provisioning (systemd-firstboot(1)): root unprovisioned, machine-id unset.
+        "--customize-hook=sed -i 's/^root:[^:]*:/root:!unprovisioned:/' \"$1/etc/shadow\"",
         SUITE, guest.rootfs, MIRROR,
     )  # fmt: skip
+    # After mmdebstrap, whose own clean-up empties /etc/machine-id after the hooks ran: "uninitialized"
+    # makes the first boot a first boot (machine-id(5)); an empty file does not.
+    (guest.rootfs / "etc" / "machine-id").write_text("uninitialized\n")
     boot = guest.rootfs / "boot"
     shutil.copyfile(next(boot.glob("vmlinuz-*")), guest.vmlinuz)
     shutil.copyfile(next(boot.glob("initrd.img-*")), guest.initrd)
