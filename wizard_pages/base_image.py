@@ -22,7 +22,6 @@ from PySide6.QtWidgets import (
     QSizePolicy,
     QStyle,
     QTableView,
-    QVBoxLayout,
     QWidget,
 )
 
@@ -39,6 +38,7 @@ from app.gui.tasks import TaskRunner
 from app.gui.widgets.busy import busy_bar
 from app.gui.widgets.disk_layout_bar import DiskLayoutBar
 from app.gui.widgets.disk_layout_legend import DiskLayoutLegend
+from app.gui.widgets.elided_label import StatusLine
 from app.gui.widgets.findings_list import FindingsList
 from app.gui.widgets.tables import one_tab_stop
 
@@ -73,6 +73,8 @@ class BaseImagePage(WizardPage):
             )
         )
         self._pending_path: Path | None = None
+        #: Where *Open…* starts before an image is open (the frame sets the folder of the last one).
+        self.image_directory: Path | None = None
         self._layout: DiskLayout | None = None
         self._syncing = False
         self.setAcceptDrops(True)
@@ -104,7 +106,7 @@ class BaseImagePage(WizardPage):
         top.addStretch(1)
 
         # File facts.
-        self.path_value = QLabel(self)
+        self.path_value = StatusLine(self, elide=Qt.TextElideMode.ElideMiddle, name="imagePath")  # long paths
         self.format_value = QLabel(self)
         self.size_value = QLabel(self)
         self.guid_value = QLabel(self)
@@ -112,10 +114,10 @@ class BaseImagePage(WizardPage):
         facts.setHorizontalSpacing(10)
         facts.setVerticalSpacing(4)
         pairs = [
-            (self.tr("File:"), self.path_value, 0, 0, 5),
+            (self.tr("File:"), self.path_value, 0, 0, 3),
             (self.tr("Format:"), self.format_value, 1, 0, 1),
             (self.tr("Virtual size:"), self.size_value, 1, 2, 1),
-            (self.tr("Disk GUID:"), self.guid_value, 1, 4, 1),
+            (self.tr("Disk GUID:"), self.guid_value, 2, 0, 3),  # a row of its own: 800 px is not enough
         ]
         for caption, value, row, col, span in pairs:
             label = QLabel(caption, self)
@@ -125,8 +127,7 @@ class BaseImagePage(WizardPage):
             value.setTextFormat(Qt.TextFormat.PlainText)
             facts.addWidget(value, row, col + 1, 1, span)
         facts.setColumnStretch(1, 1)
-        facts.setColumnStretch(3, 1)
-        facts.setColumnStretch(5, 2)
+        facts.setColumnStretch(3, 2)
 
         self.bar = DiskLayoutBar(self)
         self.bar.partitionSelected.connect(self._on_bar_selected)
@@ -160,7 +161,7 @@ class BaseImagePage(WizardPage):
         partitions_caption = QLabel(self.tr("&Partitions"), self)
         partitions_caption.setBuddy(self.table)
 
-        layout = QVBoxLayout(self)
+        layout = self.body_layout()
         layout.setSpacing(8)
         layout.addLayout(top)
         layout.addLayout(facts)
@@ -181,7 +182,7 @@ class BaseImagePage(WizardPage):
 
     def choose_image(self) -> None:
         """Show a non-blocking file dialog; the chosen file is opened when the dialog closes."""
-        start = self.state.image_path.parent if self.state.image_path else Path.home()
+        start = self.state.image_path.parent if self.state.image_path else self.image_directory or Path.home()
         self.file_dialog(
             IMAGE_DIALOG, self.tr("Open base image"), start, self.open_image, filters=IMAGE_FILTERS
         )

@@ -170,7 +170,7 @@ class BootImagePage(WizardPage):
         right.addWidget(self.sections_table, 1)
         right.addWidget(self.pcr_preview)
 
-        columns = QHBoxLayout(self)
+        columns = self.body_layout(QHBoxLayout)
         columns.setContentsMargins(0, 0, 0, 0)
         columns.setSpacing(14)
         columns.addLayout(left, 5)
@@ -227,7 +227,7 @@ class BootImagePage(WizardPage):
             self.source_box.set_found(found.kernels, found.ukis)
             self.source_box.select_kernel(options.kernel if options.kernel_from_image else None)
             self.source_box.select_uki(options.existing_uki)
-            self.source_box.set_source("image" if found.kernels else "existing" if found.ukis else "files")
+            self.source_box.set_source(_source_for(options.source, found))
         finally:
             self._syncing = False
         self._store_choice()
@@ -502,3 +502,11 @@ class BootImagePage(WizardPage):
 
     def isComplete(self) -> bool:
         return not self.is_busy() and self.state.uki.is_current(self.signer_id())
+
+
+def _source_for(chosen: str, found: ImageBootFiles) -> str:
+    """The UKI source to show once the image is scanned: the one already chosen (by the user, or by a
+    recipe being opened) while the image can serve it, else the image's kernel, its UKI, or files."""
+    if chosen == "files" or (chosen == "existing" and found.ukis) or (chosen == "image" and found.kernels):
+        return chosen
+    return "image" if found.kernels else "existing" if found.ukis else "files"

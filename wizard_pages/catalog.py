@@ -136,7 +136,7 @@ class CatalogPage(WizardPage):
 
         # The table takes what the panels that come and go (progress, error, result) need: the buttons and
         # the status line under them stay where they are.
-        layout = QVBoxLayout(self)
+        layout = self.body_layout()
         layout.setSpacing(6)
         layout.addWidget(self.form)
         layout.addWidget(self.note_stack)

@@ -36,6 +36,7 @@ from app.gui.dialogs.passphrase import PassphraseDialog
 from app.gui.page import WizardPage
 from app.gui.state import WizardState
 from app.gui.tasks import BackgroundTask, TaskRunner
+from app.gui.widgets.adaptive_box import AdaptiveBox
 from app.gui.widgets.busy import busy_bar
 from app.gui.widgets.certificate_details import CertificateDetails
 from app.gui.widgets.error_panel import ErrorPanel
@@ -409,14 +410,13 @@ class CertificatesPage(WizardPage):
             box.busyChanged.connect(self.completeChanged)
             box.loadFinished.connect(self.certificatesChanged)
 
-        row = QHBoxLayout()
-        row.setSpacing(10)
-        row.addWidget(self.uefi_box, 1)
-        row.addWidget(self.catalog_box, 1)
-        layout = QVBoxLayout(self)
+        row = AdaptiveBox(self, spacing=10)  # one role under the other when both do not fit side by side
+        row.box.addWidget(self.uefi_box, 1)
+        row.box.addWidget(self.catalog_box, 1)
+        layout = self.body_layout()
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.error_panel)  # a bug in a load; each role shows its own errors
-        layout.addLayout(row)
+        layout.addWidget(row)
 
         # Tab order: the UEFI role top to bottom, then the catalog role.
         chain: list[QWidget] = [

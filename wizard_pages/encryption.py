@@ -17,7 +17,7 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
-    QFormLayout,
+    QGridLayout,
     QGroupBox,
     QHBoxLayout,
     QLabel,
@@ -35,6 +35,7 @@ from app.gui.presentation import describe_kdf, human_size
 from app.gui.secret_clipboard import secret_clipboard
 from app.gui.state import EncryptionChoice, WizardState
 from app.gui.tasks import BackgroundTask, TaskRunner
+from app.gui.widgets.adaptive_box import AdaptiveBox
 from app.gui.widgets.busy import busy_bar
 from app.gui.widgets.luks_partition_list import LuksPartitionList, PartitionOption, plan
 from app.gui.widgets.luks_passphrase_box import LuksPassphraseBox
@@ -115,12 +116,11 @@ class EncryptionPage(WizardPage):
         keys_column.setSpacing(6)
         keys_column.addWidget(self.passphrase_box, 1)
         keys_column.addWidget(self.recovery_box)
-        columns = QHBoxLayout()
-        columns.setSpacing(10)
-        columns.addWidget(self.cipher_box, 5)
-        columns.addLayout(keys_column, 6)
+        columns = AdaptiveBox(self, spacing=10)  # in a narrow window the keys go under the cipher
+        columns.box.addWidget(self.cipher_box, 5)
+        columns.box.addLayout(keys_column, 6)
 
-        layout = QVBoxLayout(self)
+        layout = self.body_layout()
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(6)
         layout.addWidget(self.error_panel)
@@ -128,7 +128,7 @@ class EncryptionPage(WizardPage):
         layout.addWidget(self.tree)
         layout.addWidget(self.summary_label)
         layout.addSpacing(4)
-        layout.addLayout(columns, 1)
+        layout.addWidget(columns, 1)
 
         box = self.passphrase_box
         chain: list[QWidget] = [
@@ -195,18 +195,26 @@ class EncryptionPage(WizardPage):
         params_row.addWidget(self.params_value, 1)
         params_row.addWidget(self.stop_button)
 
-        form = QFormLayout(box)
-        form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
-        for caption, field_, buddy in (
+        # A grid, not a QFormLayout: in a box no taller than it needs (the keys under it in a narrow window)
+        # QFormLayout shares the height out by its rows' size hints, not the wrapped notes' heights, and
+        # cuts them.
+        form = QGridLayout(box)
+        form.setColumnStretch(1, 1)
+        rows: tuple[tuple[str, QWidget | QHBoxLayout, QWidget], ...] = (
             (self.tr("Cipher:"), self.cipher_value, self.cipher_value),
             (self.tr("&Sector size:"), self.sector_combo, self.sector_combo),
             (self.tr("Key &derivation:"), self.kdf_combo, self.kdf_combo),
             (self.tr("Unlock &time:"), iter_row, self.iter_spin),
             (self.tr("Parameters:"), params_row, self.params_value),
-        ):
+        )
+        for row, (caption, field_, buddy) in enumerate(rows):
             label = QLabel(caption, box)
             label.setBuddy(buddy)
-            form.addRow(label, field_)
+            form.addWidget(label, row, 0)
+            if isinstance(field_, QWidget):
+                form.addWidget(field_, row, 1)
+            else:
+                form.addLayout(field_, row, 1)
         self.kdf_note = NoteLabel(
             box,
             text=self.tr(
@@ -214,7 +222,8 @@ class EncryptionPage(WizardPage):
                 "too. It is measured on this computer, like cryptsetup's --iter-time."
             ),
         )
-        form.addRow(self.kdf_note)
+        form.addWidget(self.kdf_note, form.rowCount(), 0, 1, 2)
+        form.setRowStretch(form.rowCount(), 1)  # a taller box (beside the keys) leaves the room at the bottom
         return box
 
     def _recovery_box(self) -> QGroupBox:
@@ -245,8 +254,11 @@ class EncryptionPage(WizardPage):
         self.state.encryption = self.choice
         key = (id(self.state.layout), frozenset(self.state.protected))
         if key != self._synced_for:
+            # The first time, a subset already chosen (by a recipe being opened) stays; afterwards a
+            # change of image or of protected partitions re-applies the defaults.
+            first = self._synced_for is None
             self._synced_for = key
-            self._fill_partitions(reset=True)
+            self._fill_partitions(reset=not (first and self.options.partitions is not None))
         self.passphrase_box.ensure_generated()
         if not self.choice.kdf_ready and not self.is_calibrating() and not self._auto_calibrated:
             self._auto_calibrated = True

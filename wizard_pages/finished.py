@@ -32,7 +32,6 @@ from PySide6.QtWidgets import (
     QStyle,
     QTableWidget,
     QTableWidgetItem,
-    QVBoxLayout,
     QWidget,
 )
 
@@ -43,6 +42,7 @@ from app.gui.provision_state import ProvisionState, TrustedFile
 from app.gui.shielding_state import ShieldingState
 from app.gui.state import WizardState
 from app.gui.tasks import TaskRunner
+from app.gui.widgets.adaptive_box import AdaptiveBox
 from app.gui.widgets.certificate_details import thumbprint_hex
 from app.gui.widgets.progress_panel import ProgressPanel
 from app.gui.widgets.tables import setup_readonly_table
@@ -214,13 +214,17 @@ class FinishedPage(WizardPage):
         self.status_label.setObjectName("finishedStatus")
         self.status_label.setTextFormat(Qt.TextFormat.PlainText)
         self.status_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
-        buttons = QHBoxLayout()
-        buttons.addWidget(self.open_folder_button)
-        buttons.addWidget(self.open_report_button)
-        buttons.addWidget(self.verify_button)
-        buttons.addWidget(self.provision_button)
-        buttons.addWidget(self.shielding_button)
-        buttons.addStretch(1)
+        files, next_steps = QHBoxLayout(), QHBoxLayout()  # one row, or two in a narrow window
+        files.addWidget(self.open_folder_button)
+        files.addWidget(self.open_report_button)
+        files.addWidget(self.verify_button)
+        next_steps.addWidget(self.provision_button)
+        next_steps.addWidget(self.shielding_button)
+        buttons = AdaptiveBox(self)
+        for part in (files, next_steps):
+            part.addStretch(1)
+            buttons.box.addLayout(part)
+        buttons.box.addStretch(1)
 
         self.progress_panel = ProgressPanel(self)
         self.progress_panel.set_confirm_text(self.tr("Stop verifying?"))
@@ -238,11 +242,11 @@ class FinishedPage(WizardPage):
         self.checks.setSpacing(2)
         self.checks.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
 
-        layout = QVBoxLayout(self)
+        layout = self.body_layout()
         layout.setSpacing(6)
         layout.addWidget(self.identity_label)
         layout.addWidget(self.table)
-        layout.addLayout(buttons)
+        layout.addWidget(buttons)
         layout.addWidget(self.status_label)
         layout.addWidget(self.progress_panel)
         layout.addWidget(self.error_panel)

@@ -25,7 +25,6 @@ from PySide6.QtWidgets import (
     QPushButton,
     QSizePolicy,
     QStyle,
-    QVBoxLayout,
     QWidget,
 )
 
@@ -205,7 +204,7 @@ class GeneratePage(WizardPage):
         )
         self.log_view.reportFailed.connect(self.error_panel.show_error)
 
-        layout = QVBoxLayout(self)
+        layout = self.body_layout()
         layout.setSpacing(6)
         layout.addLayout(top)
         layout.addWidget(self.overall_bar)

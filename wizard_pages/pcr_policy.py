@@ -17,7 +17,7 @@ import logging
 from pathlib import Path
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtWidgets import QFileDialog, QHBoxLayout, QPushButton, QSizePolicy, QStyle, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QFileDialog, QHBoxLayout, QPushButton, QSizePolicy, QStyle, QWidget
 
 from app.errors import ShieldwrightError
 from app.gui.dialogs.test_boot import BootFunction, TestBootDialog
@@ -109,6 +109,8 @@ class PcrPolicyPage(WizardPage):
         self.checklist = PcrChecklist(PCR_MEANINGS, self)
         self.checklist.changed.connect(self._on_pcrs_changed)
         self.tree = PcrEventTree(self)
+        # A dozen rows at least: in a short window the page scrolls rather than squash the events to a slit.
+        self.tree.setMinimumHeight(self.tree.fontMetrics().lineSpacing() * 12)
 
         style = self.style()
         self.compare_button = QPushButton(
@@ -143,7 +145,7 @@ class PcrPolicyPage(WizardPage):
         actions.addWidget(self.busy_bar)
         actions.addWidget(self.summary_label, 1)
 
-        layout = QVBoxLayout(self)
+        layout = self.body_layout()
         layout.setSpacing(5)
         layout.addWidget(self.firmware)
         layout.addWidget(self.chain_label)

@@ -21,7 +21,6 @@ from PySide6.QtWidgets import (
     QStyle,
     QTableWidget,
     QTableWidgetItem,
-    QVBoxLayout,
     QWidget,
 )
 
@@ -100,7 +99,7 @@ class ProvisionDonePage(ProvisionPage):
 
         self.next_note = NoteLabel(self, name="nextSteps", selectable=True)
 
-        layout = QVBoxLayout(self)
+        layout = self.body_layout()
         layout.setSpacing(6)
         layout.addLayout(top)
         layout.addWidget(self.policy_caption)

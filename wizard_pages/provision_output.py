@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QCheckBox, QGridLayout, QLabel, QLineEdit, QVBoxLayout, QWidget, QWizard
+from PySide6.QtWidgets import QCheckBox, QGridLayout, QLabel, QLineEdit, QWidget, QWizard
 
 from app.gui.provision_state import ProvisionState
 from app.gui.tasks import TaskRunner
@@ -103,7 +103,7 @@ class ProvisionOutputPage(ProvisionPage):
         self.summary_label = NoteLabel(self, name="provisionSummary", selectable=True)
         self.summary_label.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
 
-        layout = QVBoxLayout(self)
+        layout = self.body_layout()
         layout.setSpacing(8)
         layout.addLayout(grid)
         layout.addSpacing(8)

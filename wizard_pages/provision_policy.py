@@ -23,7 +23,6 @@ from PySide6.QtWidgets import (
     QSizePolicy,
     QTableWidget,
     QTableWidgetItem,
-    QVBoxLayout,
     QWidget,
 )
 
@@ -129,7 +128,7 @@ class ProvisionPolicyPage(ProvisionPage):
         self.policy_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.problem_label = NoteLabel(self, name="policyProblem")
 
-        layout = QVBoxLayout(self)
+        layout = self.body_layout()
         layout.setSpacing(5)
         layout.addWidget(self.firmware)
         layout.addLayout(chain_row)

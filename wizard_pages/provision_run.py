@@ -25,7 +25,6 @@ from PySide6.QtWidgets import (
     QListWidgetItem,
     QPushButton,
     QStyle,
-    QVBoxLayout,
     QWidget,
 )
 
@@ -145,7 +144,7 @@ class ProvisionRunPage(ProvisionPage):
         failure_row.addWidget(self.nothing_written_label, 1)
         failure_row.addWidget(self.back_button, 0, Qt.AlignmentFlag.AlignTop)
 
-        layout = QVBoxLayout(self)
+        layout = self.body_layout()
         layout.setSpacing(6)
         layout.addLayout(top)
         layout.addWidget(self.progress_panel)

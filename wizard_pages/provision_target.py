@@ -22,7 +22,6 @@ from PySide6.QtWidgets import (
     QPushButton,
     QRadioButton,
     QStyle,
-    QVBoxLayout,
     QWidget,
 )
 
@@ -149,7 +148,7 @@ class ProvisionTargetPage(ProvisionPage):
         self.srk_caption.setFont(font)
         self.srk_label = NoteLabel(self, name="srkDescription", selectable=True)
 
-        layout = QVBoxLayout(self)
+        layout = self.body_layout()
         layout.setSpacing(6)
         layout.addLayout(grid)
         layout.addSpacing(10)

@@ -22,7 +22,6 @@ from PySide6.QtWidgets import (
     QPushButton,
     QSizePolicy,
     QStyle,
-    QVBoxLayout,
     QWidget,
 )
 
@@ -144,7 +143,7 @@ class ProvisionTemplatePage(ProvisionPage):
         self.checks.setAccessibleName(self.tr("Verification checks"))
         self.checks.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
 
-        layout = QVBoxLayout(self)
+        layout = self.body_layout()
         layout.setSpacing(6)
         layout.addLayout(grid)
         layout.addWidget(self.error_panel)

@@ -229,7 +229,7 @@ class ReviewPage(WizardPage):
 
         # Everything under the summary keeps its place: the panels that come and go sit right under the
         # summary (it gives them its room), the findings and the status lines keep a fixed height.
-        layout = QVBoxLayout(self)
+        layout = self.body_layout()
         layout.setSpacing(6)
         layout.addWidget(self.summary, 1)
         layout.addWidget(self.replace_panel)

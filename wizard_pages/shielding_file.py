@@ -16,7 +16,6 @@ from PySide6.QtWidgets import (
     QLineEdit,
     QPushButton,
     QRadioButton,
-    QVBoxLayout,
     QWidget,
 )
 
@@ -100,7 +99,7 @@ class ShieldingFilePage(ShieldingPage):
         font.setBold(True)
         policy_caption.setFont(font)
 
-        layout = QVBoxLayout(self)
+        layout = self.body_layout()
         layout.setSpacing(8)
         top = QHBoxLayout()
         top.addWidget(caption)

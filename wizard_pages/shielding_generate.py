@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import Signal
-from PySide6.QtWidgets import QHBoxLayout, QPlainTextEdit, QPushButton, QStyle, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QHBoxLayout, QPlainTextEdit, QPushButton, QStyle, QWidget
 
 from app.gui.shielding_state import ShieldingState
 from app.gui.tasks import TaskRunner
@@ -65,7 +65,7 @@ class ShieldingGeneratePage(ShieldingPage):
         buttons.addWidget(self.test_button)
         buttons.addWidget(self.retry_button)
         buttons.addStretch(1)
-        layout = QVBoxLayout(self)
+        layout = self.body_layout()
         layout.setSpacing(6)
         layout.addWidget(self.status)
         layout.addWidget(self.header_view, 1)

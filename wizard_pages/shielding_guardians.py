@@ -20,7 +20,6 @@ from PySide6.QtWidgets import (
     QSizePolicy,
     QTableWidget,
     QTableWidgetItem,
-    QVBoxLayout,
     QWidget,
 )
 
@@ -129,7 +128,7 @@ class ShieldingGuardiansPage(ShieldingPage):
 
         self.store_label = NoteLabel(self, name="guardianStore", selectable=True)
 
-        layout = QVBoxLayout(self)
+        layout = self.body_layout()
         layout.setSpacing(6)
         layout.addLayout(owner_grid)
         layout.addSpacing(6)

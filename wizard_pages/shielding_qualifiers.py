@@ -21,7 +21,6 @@ from PySide6.QtWidgets import (
     QStyle,
     QTableWidget,
     QTableWidgetItem,
-    QVBoxLayout,
     QWidget,
 )
 
@@ -95,7 +94,7 @@ class ShieldingQualifiersPage(ShieldingPage):
         buttons.addSpacing(8)
         buttons.addWidget(self.status, 1)
 
-        layout = QVBoxLayout(self)
+        layout = self.body_layout()
         layout.setSpacing(6)
         layout.addWidget(self.table, 1)
         layout.addLayout(buttons)

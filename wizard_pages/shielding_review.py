@@ -6,7 +6,7 @@ by its values. This is the commit page: *Generate* signs, encrypts and writes.
 
 from __future__ import annotations
 
-from PySide6.QtWidgets import QPlainTextEdit, QVBoxLayout, QWidget, QWizard
+from PySide6.QtWidgets import QPlainTextEdit, QWidget, QWizard
 
 from app.gui.shielding_state import ShieldingState, wipe_payload
 from app.gui.tasks import TaskRunner
@@ -42,7 +42,7 @@ class ShieldingReviewPage(ShieldingPage):
         note = NoteLabel(self, text=self.tr(
             "The header (policy, owner, guardians, qualifiers and the names of the values) is readable by "
             "anyone who has the file; the values themselves are not."))  # fmt: skip
-        layout = QVBoxLayout(self)
+        layout = self.body_layout()
         layout.addWidget(self.summary, 1)
         layout.addWidget(note)
         layout.addWidget(self.error_panel)

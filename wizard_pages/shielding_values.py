@@ -21,7 +21,6 @@ from PySide6.QtWidgets import (
     QSizePolicy,
     QTableWidget,
     QTableWidgetItem,
-    QVBoxLayout,
     QWidget,
 )
 
@@ -44,9 +43,9 @@ class ShieldingValuesPage(ShieldingPage):
         self.setTitle(self.tr("Specialization values"))
         self.setSubTitle(
             self.tr(
-                "The template's provisioning passphrase lets the fabric unlock the VM's disk once. The "
-                "other values travel with it for the VM's first boot; Shieldwright's own provisioning uses "
-                "only the passphrase so far. All are encrypted: only the owner and guardians see them."
+                "The provisioning passphrase lets the fabric unlock the VM's disk once; provisioning seals "
+                "the other values to the VM's vTPM for systemd to apply (not the user-data). Only the owner "
+                "and guardians see them."
             )
         )
         self._problem: ShieldwrightError | None = None
@@ -126,7 +125,7 @@ class ShieldingValuesPage(ShieldingPage):
         grid.setRowStretch(6, 1)
 
         self.verdict = NoteLabel(self, name="payloadVerdict")
-        layout = QVBoxLayout(self)
+        layout = self.body_layout()
         layout.setSpacing(6)
         layout.addLayout(grid, 1)
         layout.addWidget(self.verdict)

@@ -323,6 +323,7 @@ class MainWindow(QMainWindow):
             folder = self.settings.folder("certificates")
             if folder is not None:
                 wizard.certificates_page.key_directory = folder
+            wizard.base_image_page.image_directory = self.settings.folder("image")
         self.flow, self.flow_kind = wizard, kind
         self.stack.addWidget(wizard)
         self.stack.setCurrentWidget(wizard)

@@ -12,10 +12,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, overload
 
-from PySide6.QtCore import QUrl
-from PySide6.QtWidgets import QFileDialog, QWidget, QWizardPage
+from PySide6.QtCore import QEvent, QSize, Qt, QUrl
+from PySide6.QtWidgets import QBoxLayout, QFileDialog, QFrame, QScrollArea, QVBoxLayout, QWidget, QWizardPage
 
 from app.errors import ShieldwrightError
 from app.gui.file_dialogs import open_file_dialog
@@ -26,6 +26,67 @@ from app.gui.widgets.error_panel import ErrorPanel
 log = logging.getLogger(__name__)
 
 Slot = Callable[..., Any]
+BoxLayout = TypeVar("BoxLayout", bound=QBoxLayout)
+
+
+class _BodyContents(QWidget):
+    """What a :class:`PageBody` scrolls. QScrollArea makes a widget whose layout wraps text at least as tall
+    as its *preferred* height for the width; this one asks for its minimum height for the width, so tables
+    and text views shrink to their minimum before the page scrolls - as they did before it could."""
+
+    def heightForWidth(self, width: int) -> int:  # noqa: N802 - Qt's name
+        layout = self.layout()
+        if layout is None:
+            return super().heightForWidth(width)
+        return layout.totalMinimumHeightForWidth(width)
+
+
+class PageBody(QScrollArea):
+    """A page's contents, scrolling vertically when the window is too short for them (800×600, or a laptop
+    at 200 %) instead of making the window taller than the screen.
+
+    It looks like no scroll area at all: no frame, no background of its own, no Tab stop. It scrolls only
+    up and down: its minimum width is what the contents need, so a narrow window cuts nothing off at the
+    side - the wizard, and the window, cannot get narrower than that.
+    """
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("pageBody")
+        self.setFrameShape(QFrame.Shape.NoFrame)
+        self.setFocusPolicy(Qt.FocusPolicy.NoFocus)  # the page's own controls are the Tab stops
+        self.setWidgetResizable(True)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded)
+        #: The widget that scrolls: the page's widgets are laid out in it.
+        self.contents = _BodyContents(self)
+        self.contents.setObjectName("pageBodyContents")
+        self.setWidget(self.contents)
+        # Transparent: the page's background shows through, as before the page scrolled.
+        self.viewport().setAutoFillBackground(False)
+        self.contents.setAutoFillBackground(False)
+
+    def minimumSizeHint(self) -> QSize:  # noqa: N802 - Qt's name
+        """As wide as the contents need, with room for the vertical scroll bar; any height (it scrolls)."""
+        hint = super().minimumSizeHint()
+        need = self.contents.minimumSizeHint().expandedTo(self.contents.minimumSize()).width()
+        need += self.verticalScrollBar().sizeHint().width() + 2 * self.frameWidth()
+        return QSize(max(hint.width(), need), hint.height())
+
+    def sizeHint(self) -> QSize:  # noqa: N802 - Qt's name
+        """The contents' size hint as it is now (QScrollArea keeps the first one, and caps it)."""
+        hint = self.contents.sizeHint()
+        return QSize(
+            hint.width() + self.verticalScrollBar().sizeHint().width() + 2 * self.frameWidth(),
+            hint.height() + 2 * self.frameWidth(),
+        )
+
+    def event(self, event: QEvent) -> bool:
+        if event.type() == QEvent.Type.LayoutRequest:
+            # The contents' layout changed (a panel shown, a longer text): the page's layout must ask
+            # again how wide the body has to be.
+            self.updateGeometry()
+        return super().event(event)
 
 
 class WizardPage(QWizardPage):
@@ -44,6 +105,27 @@ class WizardPage(QWizardPage):
         self.error_panel = ErrorPanel(self)
         self._tasks: dict[str, BackgroundTask] = {}
         self._dialogs: dict[str, QFileDialog] = {}
+        self._body: PageBody | None = None
+
+    @overload
+    def body_layout(self) -> QVBoxLayout: ...
+    @overload
+    def body_layout(self, kind: Callable[[QWidget], BoxLayout]) -> BoxLayout: ...
+    def body_layout(self, kind: Callable[[QWidget], QBoxLayout] = QVBoxLayout) -> QBoxLayout:
+        """The layout of the page's contents (a new ``kind`` of box layout), inside a :class:`PageBody` that
+        scrolls when the window is short. Called once, where a page would lay itself out."""
+        if self._body is not None:
+            raise RuntimeError("the page's body is laid out already")
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(0, 0, 0, 0)
+        self._body = PageBody(self)
+        outer.addWidget(self._body)
+        return kind(self._body.contents)
+
+    @property
+    def body_area(self) -> PageBody | None:
+        """The scroll area holding the page's contents (None until :meth:`body_layout`)."""
+        return self._body
 
     # -- background tasks ---------------------------------------------------------------------------
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 from enum import StrEnum
 from pathlib import Path
 
-from PySide6.QtCore import QSize, Qt, Signal
-from PySide6.QtGui import QGuiApplication, QPalette
+from PySide6.QtCore import QEvent, QPointF, QSize, Qt, Signal
+from PySide6.QtGui import QColor, QGuiApplication, QIcon, QPainter, QPalette, QPixmap, QPolygonF
 from PySide6.QtWidgets import (
     QCommandLinkButton,
     QFrame,
@@ -99,10 +99,11 @@ class StartPage(QWidget):
             policy = QSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Maximum)
             policy.setHeightForWidth(True)
             button.setSizePolicy(policy)
-            button.setIconSize(QSize(24, 24))
+            button.setIconSize(QSize(ARROW_SIZE, ARROW_SIZE))
             button.clicked.connect(lambda _checked=False, f=flow: self.flowChosen.emit(f.value))
             self.flow_buttons[flow] = button
             flows.addWidget(button)
+        self._paint_arrows()
 
         line = QFrame(self)
         line.setFrameShape(QFrame.Shape.HLine)
@@ -166,6 +167,18 @@ class StartPage(QWidget):
         outer.addStretch(1)
         self.set_recent([])
 
+    def changeEvent(self, event: QEvent) -> None:
+        super().changeEvent(event)
+        if event.type() == QEvent.Type.PaletteChange:
+            self._paint_arrows()
+
+    def _paint_arrows(self) -> None:
+        """The flow buttons' arrows in the palette's text colour: Qt's own is a black picture that all but
+        disappears on a dark theme when the desktop has no icon theme to supply one."""
+        icon = arrow_icon(self.palette().color(QPalette.ColorRole.ButtonText))
+        for button in self.flow_buttons.values():
+            button.setIcon(icon)
+
     def set_recent(self, recipes: list[Path]) -> None:
         """List ``recipes`` (most recent first): the file name, its folder as a tooltip."""
         self.recent_list.clear()
@@ -197,6 +210,29 @@ class StartPage(QWidget):
 
     def _on_recent_activated(self, item: QListWidgetItem) -> None:
         self.recentRecipeChosen.emit(Path(item.data(Qt.ItemDataRole.UserRole)))
+
+
+#: The flow buttons' arrow, in logical pixels.
+ARROW_SIZE = 24
+
+
+def arrow_icon(colour: QColor) -> QIcon:
+    """A right-pointing arrow in ``colour``, drawn at 1x and 2x so it stays sharp at 200 %."""
+    icon = QIcon()
+    for scale in (1, 2):
+        side = ARROW_SIZE * scale
+        pixmap = QPixmap(side, side)
+        pixmap.fill(Qt.GlobalColor.transparent)
+        painter = QPainter(pixmap)
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+        painter.setPen(Qt.PenStyle.NoPen)
+        painter.setBrush(colour)
+        u = side / 24  # the arrow in a 24-unit box
+        points = [QPointF(8 * u, 5 * u), QPointF(18 * u, 12 * u), QPointF(8 * u, 19 * u)]
+        painter.drawPolygon(QPolygonF(points))
+        painter.end()
+        icon.addPixmap(pixmap)
+    return icon
 
 
 def _folder_text(folder: Path) -> str:

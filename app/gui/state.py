@@ -381,7 +381,9 @@ class WizardState:
             return EncryptionOptions()  # the Encryption page was never shown: the defaults
         o = self.encryption.options
         chosen = sorted(o.partitions if o.partitions is not None else protect)
-        recovery = default_recovery_key_file(output) if self.encryption.recovery_key else None
+        # A recipe opened with its own recovery key file keeps it; otherwise the file beside the output.
+        named = o.recovery_key_file
+        recovery = (named or default_recovery_key_file(output)) if self.encryption.recovery_key else None
         return EncryptionOptions(
             **{
                 **vars(o),

@@ -112,7 +112,8 @@ class ShieldwrightWizard(QWizard):
         self.setWizardStyle(QWizard.WizardStyle.ClassicStyle)
         self.setOption(QWizard.WizardOption.NoBackButtonOnStartPage, True)
         self.setOption(QWizard.WizardOption.NoDefaultButton, False)
-        self.setMinimumSize(960, 640)
+        # No minimum size set here: QWizard keeps it at what the pages need, and their bodies scroll.
+        # The window fits 800×600, and 1920×1080 at 200 % (tests/gui/test_geometry.py).
 
         self.base_image_page = BaseImagePage(self.state, runner, self)
         self.setPage(PageId.BASE_IMAGE, self.base_image_page)

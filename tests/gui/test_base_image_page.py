@@ -36,7 +36,8 @@ def test_starts_empty_and_incomplete(wizard):
     assert page.title() == "Base image"
     assert page.subTitle()
     assert wizard.windowTitle() == "Shieldwright — Template Disk Wizard"
-    assert wizard.minimumWidth() >= 960 and wizard.minimumHeight() >= 640
+    # As small as its pages let it be, and that fits an 800×600 screen (tests/gui/test_geometry.py).
+    assert 0 < wizard.minimumWidth() <= 800 and 0 < wizard.minimumHeight() <= 600
     assert not page.isComplete()
     assert not advance_button(wizard).isEnabled()
     assert page.model.rowCount() == 0
@@ -308,6 +309,17 @@ def test_open_dialog_is_non_blocking(qtbot, wizard):
     filters = " ".join(dialog.nameFilters())
     for pattern in ("*.img", "*.raw", "*.vhd", "*.vhdx", "*.qcow2", "(*)"):
         assert pattern in filters
+    dialog.reject()
+    qtbot.waitUntil(lambda: page.open_dialog(IMAGE_DIALOG) is None)
+
+
+def test_open_starts_in_the_folder_of_the_last_image(qtbot, wizard, tmp_path):
+    """The frame hands the page the folder of the image opened last (settings); Open… starts there."""
+    page = wizard.base_image_page
+    page.image_directory = tmp_path
+    qtbot.mouseClick(page.open_button, Qt.MouseButton.LeftButton)
+    dialog = page.open_dialog(IMAGE_DIALOG)
+    assert dialog is not None and Path(dialog.directory().absolutePath()) == tmp_path
     dialog.reject()
     qtbot.waitUntil(lambda: page.open_dialog(IMAGE_DIALOG) is None)
 

@@ -416,6 +416,7 @@ SECOND_INSTANCE = textwrap.dedent(
     from pathlib import Path
     from app.gui.application import create_application
     from app.gui.frame import MainWindow
+    from app.gui.start_page import Flow
     from app.gui.tasks import TaskRunner
 
     app = create_application()
@@ -438,6 +439,9 @@ SECOND_INSTANCE = textwrap.dedent(
             "start_recent": [str(p) for p in window.start_page.recent()],
             "image_folder": str(window.settings.folder("image")),
         }))
+        window.request_flow(Flow.TEMPLATE)
+        app.processEvents()
+        print(json.dumps({"open_starts_in": str(window.flow.base_image_page.image_directory)}))
         window.close()
     runner.shutdown()
     """
@@ -462,10 +466,12 @@ def test_settings_persist_across_two_app_instances(config_home, tmp_path):
     assert (config_home / "shieldwright" / "shieldwright.conf").is_file()
     second = subprocess.run([*run, "read"], env=env, capture_output=True, text=True, timeout=120)
     assert second.returncode == 0, second.stderr
-    seen = json.loads(second.stdout.strip().splitlines()[-1])
+    *_, shown, opened = second.stdout.strip().splitlines()
+    seen = json.loads(shown)
     assert seen["size"] == [777, 555]
     assert seen["recent"] == [str(recipe)] and seen["start_recent"] == [str(recipe)]
     assert seen["image_folder"] == str(tmp_path)
+    assert json.loads(opened)["open_starts_in"] == str(tmp_path)  # the Base image page's Open… starts there
 
 
 def test_geometry_is_restored_and_recent_recipes_are_kept_in_order(qtbot, runner, config_home, tmp_path):

@@ -43,6 +43,7 @@ from app.gui.dialogs.generate_certificate import GenerateCertificateDialog
 from app.gui.dialogs.passphrase import PassphraseDialog
 from app.gui.dialogs.recovery_key import RecoveryKeyDialog
 from app.gui.dialogs.test_boot import TestBootDialog
+from app.gui.page import PageBody
 from app.gui.provision_state import ProvisionState
 from app.gui.provision_wizard import ProvisionWizard
 from app.gui.shielding_wizard import ShieldingWizard
@@ -84,7 +85,8 @@ def settle() -> None:
 
 def geometry(root: QWidget, *, skip: tuple[QWidget, ...] = ()) -> dict[QWidget, QRect]:
     """Where every visible widget under ``root`` is, in ``root``'s coordinates - the insides of scroll areas
-    (viewports, scroll bars, headers) and the ``skip`` widgets with their children left out."""
+    (viewports, scroll bars, headers) and the ``skip`` widgets with their children left out. A page's body
+    is a scroll area too, but what is in it is the page: it counts."""
     out: dict[QWidget, QRect] = {}
     for w in root.findChildren(QWidget):
         if not w.isVisible() or any(s is w or s.isAncestorOf(w) for s in skip):
@@ -92,7 +94,7 @@ def geometry(root: QWidget, *, skip: tuple[QWidget, ...] = ()) -> dict[QWidget, 
         parent = w.parentWidget()
         inside_scroll = False
         while parent is not None and parent is not root:
-            if isinstance(parent, QAbstractScrollArea):
+            if isinstance(parent, QAbstractScrollArea) and not isinstance(parent, PageBody):
                 inside_scroll = True
                 break
             parent = parent.parentWidget()

@@ -14,6 +14,7 @@ UKI each ESP holds) and the catalogs' per-partition digests.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -357,3 +358,53 @@ def test_a_bad_recipe_is_refused_with_its_message_and_the_wizard_shown_stays(
     frame.open_recipe(gone)
     qtbot.waitUntil(lambda: frame.open_dialog("message") is not None, timeout=TASK_TIMEOUT_MS)
     assert gone not in frame.settings.recent_recipes()
+
+
+def test_open_recipe_keeps_the_choices_a_default_would_replace(
+    qtbot, frame, demo_image, signing_files, tmp_path
+):
+    """Three choices that the pages used to replace with their defaults when a recipe was opened: a UKI made
+    from kernel files (the scan of the image chose its kernel), encryption of only some protected partitions
+    (the Encryption page encrypted them all), a recovery key file of the recipe's own (written back as the
+    default file beside the output)."""
+    _, base = write_recipe(tmp_path, demo_image, signing_files)
+    layout = inspect_image(str(demo_image))
+    protectable = [p.number for p in layout.partitions if p.protectable]
+    root = base.protect[0]
+    kernel, initrd = tmp_path / "vmlinuz", tmp_path / "initrd.img"
+    kernel.write_bytes(b"MZ kernel stand-in")
+    initrd.write_bytes(b"initrd stand-in")
+    recovery = tmp_path / "vault" / "demo.recovery"
+    recipe = dataclasses.replace(
+        base,
+        protect=protectable,
+        uki=UkiOptions(source="files", kernel=str(kernel), initrds=[str(initrd)], cmdline=CMDLINE),
+        encryption=dataclasses.replace(base.encryption, partitions=[root], recovery_key_file=recovery),
+    )
+    path = tmp_path / "recipes" / "kept.recipe.toml"
+    save_recipe(recipe, path)
+    frame.resize(1000, 700)
+    wizard = open_recipe_in(qtbot, frame, path)
+
+    next_page(qtbot, wizard, PageId.CERTIFICATES)
+    next_page(qtbot, wizard, PageId.BOOT_IMAGE)
+    boot = wizard.boot_image_page
+    qtbot.waitUntil(lambda: not boot.is_busy(), timeout=TASK_TIMEOUT_MS)
+    assert boot.source_box.source() == "files"
+    assert boot.source_box.kernel_file() == kernel and boot.source_box.initrd_files() == [initrd]
+
+    wizard.setCurrentId(PageId.ENCRYPTION)
+    enc = wizard.encryption_page
+    qtbot.waitUntil(lambda: not enc.is_calibrating(), timeout=TASK_TIMEOUT_MS)
+    checked = [
+        n
+        for n in protectable
+        if enc.item(n) is not None and enc.item(n).checkState(0) == Qt.CheckState.Checked
+    ]
+    assert checked == [root] and enc.options.partitions == [root]
+
+    made = wizard.current_recipe()
+    assert made is not None
+    assert made.uki.source == "files" and made.uki.kernel == str(kernel)
+    assert made.encryption.partitions == [root]
+    assert made.encryption.recovery_key_file == recovery

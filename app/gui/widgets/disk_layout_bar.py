@@ -339,9 +339,7 @@ class DiskLayoutBar(QWidget):
         # Tab order follows disk order.
         for a, b in zip(self._segments, self._segments[1:], strict=False):
             QWidget.setTabOrder(a, b)
-        self.setAccessibleDescription(
-            self.tr("%n partition(s)", "", len(self._segments)) if layout else self.tr("No image opened")
-        )
+        self._describe()
         self._place_children()
         for w in self._widgets:
             w.show()
@@ -361,6 +359,26 @@ class DiskLayoutBar(QWidget):
         chosen = set(numbers)
         for seg in self._segments:
             seg.set_protected(seg.number in chosen)
+        self._describe()
+
+    def _describe(self) -> None:
+        """The accessible description says what the bar draws, in disk order: ``1: ESP 100 MiB,
+        2: root (LUKS2, protected) 1.5 GiB, unallocated 20 MiB``."""
+        if self._layout is None:
+            self.setAccessibleDescription(self.tr("No image opened"))
+            return
+        pieces = []
+        for w in self._widgets:
+            if isinstance(w, PartitionSegment):
+                p = w.partition
+                marks = [p.content.upper()] if p.encrypted else []
+                if w.protected:
+                    marks.append(self.tr("protected"))
+                text = f"{p.number}: {display_name(p)}" + (f" ({', '.join(marks)})" if marks else "")
+                pieces.append(f"{text} {human_size(p.size_bytes)}")
+            elif isinstance(w, FreeSegment):
+                pieces.append(self.tr("unallocated %1").replace("%1", human_size(w.size_bytes)))
+        self.setAccessibleDescription(", ".join(pieces) if self._segments else self.tr("No partitions"))
 
     def select_partition(self, number: int | None) -> None:
         """Highlight ``number`` without taking focus or emitting ``partitionSelected``."""

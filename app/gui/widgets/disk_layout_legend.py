@@ -8,37 +8,47 @@ from PySide6.QtWidgets import QHBoxLayout, QLabel, QWidget
 
 from app.disk.model import Role
 from app.gui.presentation import contrasting_text, free_color, role_color
+from app.gui.widgets.adaptive_box import AdaptiveBox
 from app.gui.widgets.disk_layout_glyphs import padlock_paths, shield_path
 
 
-class DiskLayoutLegend(QWidget):
-    """What the bar's non-colour cues mean: shield, padlock, hatching, grey."""
+class DiskLayoutLegend(AdaptiveBox):
+    """What the bar's non-colour cues mean: shield, padlock, hatching, grey (two by two when narrow)."""
 
     ICON = 16
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("diskLayoutLegend")
-        row = QHBoxLayout(self)
-        row.setContentsMargins(0, 0, 0, 0)
-        row.setSpacing(6)
+        pairs = (QHBoxLayout(), QHBoxLayout())
+        for pair in pairs:
+            pair.setSpacing(6)
+            self.box.addLayout(pair)
         entries = [
-            ("protected", self.tr("Protected (will be encrypted)")),
-            ("encrypted", self.tr("Already encrypted")),
-            ("unknown", self.tr("Unknown or empty content")),
-            ("free", self.tr("Unallocated")),
+            ("protected", self.tr("Shield"), self.tr("Protected (will be encrypted)")),
+            ("encrypted", self.tr("Padlock"), self.tr("Already encrypted")),
+            ("unknown", self.tr("Hatching"), self.tr("Unknown or empty content")),
+            ("free", self.tr("Grey, dashed"), self.tr("Unallocated")),
         ]
+        self.setAccessibleName(self.tr("Disk layout legend"))
+        self.setAccessibleDescription(
+            "; ".join(self.tr("%1: %2").replace("%1", cue).replace("%2", text) for _, cue, text in entries)
+        )
         self._icons: list[tuple[QLabel, str]] = []
-        for kind, text in entries:
+        for n, (kind, cue, text) in enumerate(entries):
+            row = pairs[n // 2]
             icon = QLabel(self)
             icon.setFixedSize(self.ICON, self.ICON)
+            icon.setAccessibleName(cue)  # a picture: say what it shows
             label = QLabel(text, self)
             label.setForegroundRole(QPalette.ColorRole.WindowText)
             self._icons.append((icon, kind))
             row.addWidget(icon)
             row.addWidget(label)
             row.addSpacing(12)
-        row.addStretch(1)
+        for pair in pairs:
+            pair.addStretch(1)  # stacked, each pair is as wide as the box: the entries stay on the left
+        self.box.addStretch(1)
         self._render_icons()
 
     def changeEvent(self, event: QEvent) -> None:

@@ -13,6 +13,7 @@ from pathlib import Path
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QCheckBox, QComboBox, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
+from app.gui.widgets.adaptive_box import AdaptiveBox
 from app.gui.widgets.elided_label import ElidedLabel
 from app.gui.widgets.pcr_preview import BANK_LABELS
 from app.template.options import OPTIONS, Option, option
@@ -79,25 +80,32 @@ class FirmwareProfileRow(QWidget):
 
         removable = option("boot.install_removable")
         self.removable_check = QCheckBox(
-            self.tr("&Install the UKI as \\EFI\\BOOT\\BOOTX64.EFI too (firmware then boots it directly; for "
-                    "images without shim)"), self,
-        )  # fmt: skip
+            self.tr("&Install the UKI as \\EFI\\BOOT\\BOOTX64.EFI too (for images without shim)"), self
+        )
         self.removable_check.setObjectName("installRemovable")
-        self.removable_check.setToolTip(_sentence(removable.help))
+        # The why in the tooltip: the checkbox cannot wrap, and must fit an 800 px window.
+        self.removable_check.setToolTip(
+            _sentence(removable.help) + self.tr(": the firmware then boots it directly")
+        )
         self.removable_check.toggled.connect(self._on_removable_toggled)
 
-        row = QHBoxLayout()
-        row.addWidget(profile_label)
-        row.addWidget(self.profile_combo)
-        row.addWidget(self.path_label, 1)
-        row.addWidget(self.choose_button)
-        row.addSpacing(12)
-        row.addWidget(bank_label)
-        row.addWidget(self.bank_combo)
+        profile_row = QHBoxLayout()
+        profile_row.addWidget(profile_label)
+        profile_row.addWidget(self.profile_combo)
+        profile_row.addWidget(self.path_label, 1)
+        profile_row.addWidget(self.choose_button)
+        bank_row = QHBoxLayout()
+        bank_row.setContentsMargins(12, 0, 0, 0)
+        bank_row.addWidget(bank_label)
+        bank_row.addWidget(self.bank_combo)
+        bank_row.addStretch(1)  # under the profile, the bank stays at the left, as narrow as its texts
+        row = AdaptiveBox(self)  # the bank goes under the profile in a narrow window
+        row.box.addLayout(profile_row, 1)
+        row.box.addLayout(bank_row)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(5)
-        layout.addLayout(row)
+        layout.addWidget(row)
         layout.addWidget(self.removable_check)
 
     def show_choice(self, kind: str | None, path: Path | None, bank: str, removable: bool) -> None:

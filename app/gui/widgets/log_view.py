@@ -81,6 +81,10 @@ class LogView(QWidget):
         self.toggle = QToolButton(self)
         self.toggle.setObjectName("logToggle")
         self.toggle.setText(title or self.tr("&Details"))
+        self.setAccessibleName(self.toggle.text().replace("&", ""))  # the title, without its mnemonic
+        self.setAccessibleDescription(
+            self.tr("The operation's log, one line per event, and Save report, which writes it to a file")
+        )
         self.toggle.setCheckable(True)
         self.toggle.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
         self.toggle.setAutoRaise(True)

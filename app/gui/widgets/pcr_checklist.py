@@ -6,12 +6,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtWidgets import QCheckBox, QHBoxLayout, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QCheckBox, QVBoxLayout, QWidget
 
+from app.gui.widgets.adaptive_box import AdaptiveBox
 from app.gui.widgets.status_note import NoteLabel
 
 
-class PcrChecklist(QWidget):
+class PcrChecklist(AdaptiveBox):
     """One column per PCR: "PCR 4 · Boot applications" and its explanation underneath."""
 
     #: The user ticked or unticked a PCR.
@@ -22,8 +23,7 @@ class PcrChecklist(QWidget):
         self.setObjectName("pcrChecklist")
         self.checks: dict[int, QCheckBox] = {}
         self.explanations: dict[int, NoteLabel] = {}
-        row = QHBoxLayout(self)
-        row.setContentsMargins(0, 0, 0, 0)
+        row = self.box  # side by side; one under the other in a narrow window
         row.setSpacing(16)
         for pcr, (name, meaning) in sorted(meanings.items()):
             text = meaning[:1].upper() + meaning[1:]

@@ -142,6 +142,7 @@ class PcrEventTree(QTreeWidget):
         self._collapsed: set[int] = set()
         self.itemCollapsed.connect(self._remember_collapsed)
         self.itemExpanded.connect(self._remember_expanded)
+        self._describe()
 
     # -- content ----------------------------------------------------------------------------------
 
@@ -167,6 +168,24 @@ class PcrEventTree(QTreeWidget):
         finally:
             self.setUpdatesEnabled(True)
         self.copy_action.setEnabled(bool(groups))
+        self._describe()
+
+    def _describe(self) -> None:
+        """The accessible description: which PCRs the rows are, and how a comparison came out."""
+        if not self._groups:
+            self.setAccessibleDescription(self.tr("No PCRs to show"))
+            return
+        text = self.tr("PCRs %1, each with its predicted value and, under it, the events that extend it")
+        text = text.replace("%1", ", ".join(str(g.pcr) for g in self._groups))
+        compared = [g for g in self._groups if g.status is not None]
+        if compared:
+            differ = ", ".join(str(g.pcr) for g in compared if g.status != "match")
+            text += ". " + (
+                self.tr("Compared with an event log, which differs in PCR %1").replace("%1", differ)
+                if differ
+                else self.tr("Compared with an event log: every PCR matches")
+            )
+        self.setAccessibleDescription(text)
 
     def _pcr_item(self, group: PcrGroup) -> QTreeWidgetItem:
         item = QTreeWidgetItem()

@@ -44,6 +44,7 @@ class PcrPreview(QWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("pcrPreview")
+        self.setAccessibleName(self.tr("PCR 11 prediction"))
         self._predictions: dict[str, dict[str, str]] = {}
         self._measured: list[str] | None = None
         self._unavailable: str | None = None
@@ -160,6 +161,21 @@ class PcrPreview(QWidget):
         self.note.setForegroundRole(
             QPalette.ColorRole.WindowText if stale else QPalette.ColorRole.PlaceholderText
         )
+        self._describe()
+
+    def _describe(self) -> None:
+        """The accessible description: what the table shows now (the bank and the boot phases, that the values
+        are stale), or why there are none."""
+        phases = [phase for phase, _value in self.shown_rows()]
+        if phases:
+            after = [phase.rpartition(":")[2] or self.tr("the stub only") for phase in phases]
+            text = self.tr("Predicted PCR 11 values of the UKI in the %1 bank, after: %2")
+            text = text.replace("%1", self.bank_combo.currentText()).replace("%2", ", ".join(after))
+            if self.stale:
+                text += ". " + self.tr("Out of date: rebuild the UKI")
+        else:
+            text = self._unavailable or self.tr("No predicted values yet: they come with the UKI")
+        self.setAccessibleDescription(text)
 
     def bank(self) -> str:
         return str(self.bank_combo.currentData())
@@ -243,6 +259,7 @@ class PcrPreview(QWidget):
 
     def _on_bank_changed(self) -> None:
         self._fill()
+        self._describe()
         self.bankChanged.emit(self.bank())
 
     def copy_selected(self) -> str:

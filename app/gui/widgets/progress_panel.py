@@ -61,6 +61,13 @@ class ProgressPanel(QFrame):
         super().__init__(parent)
         self.setObjectName("progressPanel")
         self.setFrameShape(QFrame.Shape.StyledPanel)
+        self.setAccessibleName(self.tr("Progress"))
+        self.setAccessibleDescription(
+            self.tr(
+                "The operation under way: its step, a progress bar, how much is done and the time left, "
+                "and Cancel, which asks before it stops"
+            )
+        )
         self._task: BackgroundTask | None = None
         self._unit = "bytes"
         self._stopping = False
@@ -76,6 +83,7 @@ class ProgressPanel(QFrame):
         self.bar = QProgressBar(self)
         self.bar.setRange(0, BAR_MAXIMUM)
         self.bar.setTextVisible(False)
+        self.bar.setAccessibleName(self.tr("Progress"))  # the operation's title once it starts
         self.bar.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
 
         self.detail_label = QLabel(self)

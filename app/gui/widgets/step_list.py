@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 
 from PySide6.QtCore import Qt
-from PySide6.QtGui import QFont, QPalette
+from PySide6.QtGui import QFont, QFontMetrics, QPalette
 from PySide6.QtWidgets import QFrame, QLabel, QVBoxLayout, QWidget
 
 
@@ -23,7 +23,6 @@ class StepList(QFrame):
         self.setFrameShape(QFrame.Shape.NoFrame)
         self.setAutoFillBackground(True)
         self.setBackgroundRole(QPalette.ColorRole.AlternateBase)
-        self.setMinimumWidth(170)
         self.setAccessibleName(self.tr("Steps"))
         layout = QVBoxLayout(self)
         layout.setContentsMargins(14, 16, 14, 16)
@@ -44,10 +43,27 @@ class StepList(QFrame):
             self.labels[page_id] = label
             layout.addWidget(label)
         layout.addStretch(1)
+        # As wide as the longest step when it is the current one (bold, marked) and no wider: the page beside
+        # it needs the room at 800×600, and it must not move when the current step changes.
+        bold = QFont(self.font())
+        bold.setBold(True)
+        widest = max((QFontMetrics(bold).horizontalAdvance(f"▸ {t}") for t in titles().values()), default=0)
+        margins = layout.contentsMargins()
+        self.setMinimumWidth(widest + margins.left() + margins.right() + 2)
         self.set_current(None, ())
 
     def set_current(self, current: int | None, visited: Iterable[int]) -> None:
         titles, done = self._titles(), set(visited)
+        order = list(self.labels)
+        if current in self.labels:
+            self.setAccessibleDescription(
+                self.tr("Step %1 of %2: %3")
+                .replace("%1", str(order.index(current) + 1))
+                .replace("%2", str(len(order)))
+                .replace("%3", titles[current])
+            )
+        else:
+            self.setAccessibleDescription(self.tr("%1 steps").replace("%1", str(len(order))))
         for page_id, label in self.labels.items():
             font = label.font()
             font.setBold(page_id == current)
