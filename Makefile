@@ -42,6 +42,7 @@ bench: setup
 
 screenshots: demo-image
 	@QT_QPA_PLATFORM=offscreen $(PY) -m app.gui.screenshots docs/screenshots $(DEMO)
+	@QT_QPA_PLATFORM=offscreen $(PY) -m app.gui.screenshots --theme dark docs/screenshots/dark $(DEMO)
 
 # Packages, into dist/: the sdist and the wheel (C extensions included) built from it; the Debian 12 package
 # (a private environment under /usr/lib/shieldwright, desktop file, metainfo, icons, man page). installer/.

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QCoreApplication, QEventLoop, QPoint
-from PySide6.QtGui import QPainter
+from PySide6.QtGui import QColor, QPainter, QPalette
 from PySide6.QtWidgets import QApplication, QWidget
 
 from app.disk.formats.raw import RawImage
@@ -50,6 +50,25 @@ SCREENSHOT_SIZE = (1000, 640)
 SAMPLE_EVENT_LOG = (
     Path(__file__).resolve().parents[2] / "tests" / "data" / "eventlogs" / "ovmf-snakeoil-uki.bin"
 )
+
+
+def dark_palette() -> QPalette:
+    """A dark palette as a dark desktop theme hands one to Qt (Fusion's usual dark colours): the window
+    follows whatever palette it is given, so the dark screenshots are taken with this one."""
+    palette = QPalette()
+    role, group = QPalette.ColorRole, QPalette.ColorGroup
+    for r, colour in {
+        role.Window: "#2b2b2b", role.WindowText: "#e6e6e6", role.Base: "#1e1e1e",
+        role.AlternateBase: "#262626", role.ToolTipBase: "#3a3a3a", role.ToolTipText: "#e6e6e6",
+        role.PlaceholderText: "#8c8c8c", role.Text: "#e6e6e6", role.Button: "#353535",
+        role.ButtonText: "#e6e6e6", role.BrightText: "#ff6b6b", role.Link: "#6cb4ff",
+        role.Highlight: "#2f65ca", role.HighlightedText: "#ffffff", role.Light: "#4a4a4a",
+        role.Midlight: "#404040", role.Mid: "#303030", role.Dark: "#202020", role.Shadow: "#101010",
+    }.items():  # fmt: skip
+        palette.setColor(r, QColor(colour))
+    for r in (role.WindowText, role.Text, role.ButtonText):
+        palette.setColor(group.Disabled, r, QColor("#7a7a7a"))
+    return palette
 
 
 def _spin_until(app: QApplication, done: Callable[[], bool], timeout: float) -> bool:
@@ -570,9 +589,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("outdir", type=Path, help="directory for the PNG files")
     parser.add_argument("image", type=Path, nargs="?", help="disk image to open on the Base image page")
+    parser.add_argument("--theme", choices=("light", "dark"), default="light",
+                        help="the palette: the platform's (light), or a dark desktop theme's")  # fmt: skip
     parser.add_argument("--frame-only", action="store_true",
                         help="only the window: start page, File menu, About (no IMAGE needed)")  # fmt: skip
     args = parser.parse_args(argv)
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    if args.theme == "dark":
+        create_application().setPalette(dark_palette())
     if args.frame_only:
         shots = take_frame_screenshots(args.outdir)
     elif args.image is None:
