@@ -1,7 +1,8 @@
 """The *Shielding Data* pages' base class, and the engine calls their background tasks run.
 
 Every rule is the engine's (:mod:`app.shielding`): guardians are :func:`~app.shielding.guardians.new_owner`,
-:func:`~app.shielding.guardians.import_guardian` and :func:`~app.shielding.guardians.list_guardians`; a
+:func:`~app.shielding.guardians.import_owner`, :func:`~app.shielding.guardians.import_guardian`,
+:func:`~app.shielding.guardians.remove_guardian` and :func:`~app.shielding.guardians.list_guardians`; a
 qualifier is read by :func:`~app.shielding.qualifiers.load_signed_catalog`; the payload is checked by
 :meth:`~app.shielding.payload.Payload.check`; the file is :func:`~app.shielding.shd.create_shielding_data`,
 written by :func:`~app.signing.output.write_output` and read back by
@@ -19,10 +20,20 @@ from typing import Any, cast
 from PySide6.QtWidgets import QWidget
 
 from app.errors import ShieldwrightError
+from app.gui.dialogs.import_owner import OwnerFiles
 from app.gui.page import WizardPage
 from app.gui.shielding_state import QualifierEntry, ShieldingState, wipe_payload
 from app.gui.tasks import TaskRunner
-from app.shielding.guardians import Guardian, import_guardian, list_guardians, new_owner
+from app.shielding.guardians import (
+    Guardian,
+    GuardianError,
+    import_guardian,
+    import_owner,
+    list_guardians,
+    load_guardian,
+    new_owner,
+    remove_guardian,
+)
 from app.shielding.payload import Payload, read_payload_file
 from app.shielding.qualifiers import Qualifier, applicability, load_signed_catalog, qualifier_from_catalog
 from app.shielding.shd import ShieldingData, create_shielding_data, read_shielding_data
@@ -57,6 +68,30 @@ def create_owner(name: str, signing: str, store: Path | None) -> Guardian:
 
 def import_fabric_guardian(name: str, certificate: Path, store: Path | None) -> Guardian:
     return import_guardian(name, certificate, store=store)
+
+
+def import_owner_files(files: OwnerFiles, store: Path | None) -> Guardian:
+    """An owner from its certificate and key files; the passphrase copy is wiped whatever happens."""
+    try:
+        return import_owner(
+            files.name, signing_cert=files.signing_cert, signing_key=files.signing_key,
+            encryption_cert=files.encryption_cert, encryption_key=files.encryption_key,
+            # cryptography takes any bytes-like passphrase: a bytearray can be wiped afterwards.
+            passphrase=cast(bytes, files.passphrase), store=store,
+        )  # fmt: skip
+    finally:
+        files.wipe()
+
+
+def remove_fabric_guardian(name: str, store: Path | None) -> Guardian:
+    """Remove a fabric's guardian (certificates only). An owner is refused: its private keys go with it,
+    which the wizard leaves to ``shieldwright shield guardian remove --yes``."""
+    if load_guardian(name, store=store).kind == "owner":
+        raise GuardianError(
+            f"{name!r} is an owner guardian: removing it deletes its private keys",
+            "remove it with `shieldwright shield guardian remove --yes` if that is what you want",
+        )
+    return remove_guardian(name, store=store)
 
 
 # -- qualifiers -------------------------------------------------------------------------------------------

@@ -1,8 +1,10 @@
 """Shielding Data wizard, page 2: the owner who signs the data, and the fabric guardians that may open it.
 
 The local guardians are listed from the guardian store (:func:`~app.shielding.guardians.list_guardians`);
-an owner is created here (its keys generated in the background) and a fabric's guardian imported from its
-encryption certificate. The engine's refusals (a name taken, an elliptic-curve certificate) show inline.
+an owner is created here (its keys generated in the background) or imported from its files (the
+:class:`~app.gui.dialogs.import_owner.ImportOwnerDialog`), and a fabric's guardian imported from its
+encryption certificate or removed. The engine's refusals (a name taken, an elliptic-curve certificate, a
+key that does not match its certificate) show inline. Owners are not removed here: they hold private keys.
 """
 
 from __future__ import annotations
@@ -11,11 +13,13 @@ from pathlib import Path
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
+    QAbstractButton,
     QComboBox,
     QGridLayout,
     QHBoxLayout,
     QLabel,
     QLineEdit,
+    QMessageBox,
     QPushButton,
     QSizePolicy,
     QTableWidget,
@@ -23,7 +27,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.errors import ShieldwrightError
+from app.errors import ShieldwrightError, WrongPassphraseError
+from app.gui.dialogs.import_owner import ImportOwnerDialog, OwnerFiles
 from app.gui.shielding_state import ShieldingState
 from app.gui.tasks import TaskRunner
 from app.gui.widgets.status_note import NoteLabel
@@ -34,11 +39,13 @@ from wizard_pages.shielding_common import (
     ShieldingPage,
     create_owner,
     import_fabric_guardian,
+    import_owner_files,
     list_store,
+    remove_fabric_guardian,
 )
 
 SIGNING_CHOICES = (("ECDSA P-256", "p256"), ("ECDSA P-384", "p384"), ("RSA 3072", "rsa3072"))
-LIST, CREATE, IMPORT = "list", "create", "import"
+LIST, CREATE, IMPORT, IMPORT_OWNER, REMOVE = "list", "create", "import", "import-owner", "remove"
 
 
 def _bold(label: QLabel) -> QLabel:
@@ -64,6 +71,10 @@ class ShieldingGuardiansPage(ShieldingPage):
             )
         )
         self._filling = False
+        #: The "Import owner" dialog while it is open.
+        self.import_owner_dialog: ImportOwnerDialog | None = None
+        #: The "Remove the guardian?" question while it is open.
+        self.remove_question: QMessageBox | None = None
         self._build_ui()
 
     def _build_ui(self) -> None:
@@ -85,6 +96,12 @@ class ShieldingGuardiansPage(ShieldingPage):
         self.create_button = QPushButton(self.tr("&Create owner"), self)
         self.create_button.setObjectName("createOwner")
         self.create_button.clicked.connect(lambda: self.create_owner(self.owner_name.text().strip()))
+        self.import_owner_button = QPushButton(self.tr("Im&port owner…"), self)
+        self.import_owner_button.setObjectName("importOwner")
+        self.import_owner_button.setToolTip(
+            self.tr("An owner you already have: its signing and encryption certificates and keys")
+        )
+        self.import_owner_button.clicked.connect(self.open_import_owner)
 
         owner_grid = QGridLayout()
         owner_grid.setHorizontalSpacing(8)
@@ -92,7 +109,8 @@ class ShieldingGuardiansPage(ShieldingPage):
         caption = QLabel(self.tr("&Owner:"), self)
         caption.setBuddy(self.owner_combo)
         owner_grid.addWidget(caption, 0, 0)
-        owner_grid.addWidget(self.owner_combo, 0, 1, 1, 3)
+        owner_grid.addWidget(self.owner_combo, 0, 1, 1, 2)
+        owner_grid.addWidget(self.import_owner_button, 0, 3)
         owner_grid.addWidget(self.owner_details, 1, 1, 1, 3)
         new_caption = QLabel(self.tr("Ne&w owner:"), self)
         new_caption.setBuddy(self.owner_name)
@@ -109,7 +127,20 @@ class ShieldingGuardiansPage(ShieldingPage):
         setup_readonly_table(self.table, 2)
         self.table.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
         self.table.itemChanged.connect(self._on_item_changed)
+        self.table.itemSelectionChanged.connect(self._update_remove)
         self.guardian_note = NoteLabel(self, name="guardianNote")
+        self.remove_button = QPushButton(self.tr("&Remove…"), self)
+        self.remove_button.setObjectName("removeGuardian")
+        self.remove_button.setToolTip(
+            self.tr(
+                "Remove the selected fabric guardian from this computer. Owners are not removed here: they "
+                "hold private keys (use shieldwright shield guardian remove)."
+            )
+        )
+        self.remove_button.clicked.connect(self.ask_remove)
+        note_row = QHBoxLayout()
+        note_row.addWidget(self.guardian_note, 1)
+        note_row.addWidget(self.remove_button, 0, Qt.AlignmentFlag.AlignTop)
 
         self.import_name = QLineEdit(self)
         self.import_name.setObjectName("importGuardianName")
@@ -134,7 +165,7 @@ class ShieldingGuardiansPage(ShieldingPage):
         layout.addSpacing(6)
         layout.addWidget(_bold(QLabel(self.tr("Guardians that may open the data"), self)))
         layout.addWidget(self.table, 1)
-        layout.addWidget(self.guardian_note)
+        layout.addLayout(note_row)
         layout.addLayout(import_row)
         layout.addWidget(self.error_panel)
         layout.addWidget(self.store_label)
@@ -193,9 +224,108 @@ class ShieldingGuardiansPage(ShieldingPage):
             self.state.guardians.append(guardian.name)  # imported to be used: checked
         self.refresh()
 
+    def open_import_owner(self) -> ImportOwnerDialog:
+        """Open (or raise) the non-blocking "Import owner" dialog."""
+        dialog = self.import_owner_dialog
+        if dialog is not None:
+            dialog.raise_()
+            dialog.activateWindow()
+            return dialog
+        dialog = ImportOwnerDialog(self)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.submitted.connect(self.import_owner)
+        dialog.finished.connect(lambda _result: setattr(self, "import_owner_dialog", None))
+        self.import_owner_dialog = dialog
+        dialog.open()
+        return dialog
+
+    def import_owner(self, files: OwnerFiles) -> None:
+        """Import an owner in the background; the dialog, while open, shows how it went."""
+        self.error_panel.clear()
+        self.run_task(IMPORT_OWNER, import_owner_files, files, self.state.store,
+                      on_success=self._on_owner_imported, on_failure=self._on_owner_import_failed,
+                      on_finished=self._on_owner_import_done)  # fmt: skip
+        self._update()
+
+    def _on_owner_imported(self, owner: Guardian) -> None:
+        if self.import_owner_dialog is not None:
+            self.import_owner_dialog.succeed()
+        self.state.owner = owner.name
+        self.refresh()
+
+    def _on_owner_import_failed(self, error: ShieldwrightError) -> None:
+        dialog = self.import_owner_dialog
+        if dialog is None:  # closed meanwhile: the page says it
+            self.show_error(error)
+            return
+        dialog.show_error(error.message, error.hint, wrong_passphrase=isinstance(error, WrongPassphraseError))
+
+    def _on_owner_import_done(self) -> None:
+        dialog = self.import_owner_dialog
+        if dialog is not None and dialog.is_busy():  # a bug, not the engine's refusal (see run_task)
+            dialog.show_error(
+                self.tr("The owner could not be imported because of an unexpected error."),
+                self.tr("The details were written to the log."),
+            )
+        self._update()
+
+    def selected_guardian(self) -> Guardian | None:
+        """The guardian of the table's selected row, if one is."""
+        rows = self.table.selectionModel().selectedRows()
+        item = self.table.item(rows[0].row(), 0) if rows else None
+        return self.state.guardian(item.data(Qt.ItemDataRole.UserRole)) if item is not None else None
+
+    def select_guardian(self, name: str) -> None:
+        """Select ``name``'s row, as a click does."""
+        for row in range(self.table.rowCount()):
+            item = self.table.item(row, 0)
+            if item is not None and item.data(Qt.ItemDataRole.UserRole) == name:
+                self.table.selectRow(row)
+
+    def ask_remove(self) -> QMessageBox | None:
+        """Ask (non-blocking) before removing the selected fabric guardian; owners are never offered."""
+        guardian = self.selected_guardian()
+        if guardian is None or guardian.kind != "guardian" or self.is_busy():
+            return None
+        if self.remove_question is not None:
+            self.remove_question.raise_()
+            return self.remove_question
+        question = self.tr("Remove the guardian '%1' from this computer?").replace("%1", guardian.name)
+        box = QMessageBox(QMessageBox.Icon.Question, self.tr("Remove guardian"), question, parent=self)
+        box.setObjectName("removeGuardianQuestion")
+        box.setInformativeText(self.tr("Shielding data already made for it still opens with its key."))
+        remove = box.addButton(self.tr("&Remove"), QMessageBox.ButtonRole.DestructiveRole)
+        keep = box.addButton(QMessageBox.StandardButton.Cancel)
+        box.setDefaultButton(keep)
+        box.setEscapeButton(keep)
+        self.remove_question = box
+
+        def answered(_result: int) -> None:
+            self.remove_question = None
+            clicked: QAbstractButton | None = box.clickedButton()
+            box.deleteLater()
+            if clicked is remove:
+                self.remove_guardian(guardian.name)
+
+        box.finished.connect(answered)
+        box.open()
+        return box
+
+    def remove_guardian(self, name: str) -> None:
+        """Remove the fabric guardian ``name`` in the background (the engine refuses an owner)."""
+        self.error_panel.clear()
+        self.run_task(REMOVE, remove_fabric_guardian, name, self.state.store, on_success=self._on_removed,
+                      on_finished=self._update)  # fmt: skip
+        self._update()
+
+    def _on_removed(self, guardian: Guardian) -> None:
+        self.state.guardians = [n for n in self.state.guardians if n != guardian.name]  # the others stay
+        self.refresh()
+
     # -- showing ----------------------------------------------------------------------------------
 
     def _fill(self) -> None:
+        selected = self.selected_guardian()
         self._filling = True
         try:
             self.owner_combo.clear()
@@ -207,7 +337,9 @@ class ShieldingGuardiansPage(ShieldingPage):
             self.table.setRowCount(len(others))
             for row, g in enumerate(others):
                 name = QTableWidgetItem(g.name if g.kind == "guardian" else f"{g.name} (owner)")
-                name.setFlags(Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsUserCheckable)
+                name.setFlags(
+                    Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable | Qt.ItemFlag.ItemIsUserCheckable
+                )
                 name.setData(Qt.ItemDataRole.UserRole, g.name)
                 checked = g.name in self.state.guardians
                 name.setCheckState(Qt.CheckState.Checked if checked else Qt.CheckState.Unchecked)
@@ -218,6 +350,9 @@ class ShieldingGuardiansPage(ShieldingPage):
                     "%1", g.encryption_sha256))  # fmt: skip
                 for col, item in enumerate((name, subject, sha)):
                     self.table.setItem(row, col, item)
+            self.table.clearSelection()
+            if selected is not None:
+                self.select_guardian(selected.name)  # still there after a refresh: still selected
         finally:
             self._filling = False
         self._show_owner()
@@ -282,11 +417,20 @@ class ShieldingGuardiansPage(ShieldingPage):
         self.create_button.setText(self.tr("Generating keys…") if creating else self.tr("&Create owner"))
         self.import_button.setEnabled(not busy)
         self.import_button.setText(self.tr("Importing…") if importing else self.tr("&Import certificate…"))
+        self.import_owner_button.setEnabled(not busy)
+        self._update_remove()
         where = self.state.store or default_store()
         self.store_label.set_note(self.tr("Local guardians are kept in %1.").replace("%1", str(where)))
         if not busy:
             self.guardiansChanged.emit()
         self.completeChanged.emit()
+
+    def _update_remove(self) -> None:
+        """Remove… acts on a selected fabric guardian, never on an owner."""
+        selected = self.selected_guardian()
+        self.remove_button.setEnabled(
+            not self.is_busy() and selected is not None and selected.kind == "guardian"
+        )
 
     def show_error(self, error: ShieldwrightError) -> None:
         self.error_panel.show_error(error.message, error.hint)

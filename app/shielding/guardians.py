@@ -26,7 +26,15 @@ from cryptography.x509.oid import NameOID
 from platformdirs import user_data_path
 
 from app.errors import ShieldwrightError
-from app.signing.keys import PrivateKey, generate_key, load_certificates, load_private_key, write_private_key
+from app.signing.keys import (
+    PrivateKey,
+    generate_key,
+    is_pkcs12_file,
+    load_certificates,
+    load_pkcs12,
+    load_private_key,
+    write_private_key,
+)
 
 #: Key types an owner may generate: encryption keys must be RSA (see the module doc).
 SIGNING_KEY_TYPES = ("rsa3072", "p256", "p384")
@@ -139,13 +147,14 @@ def new_owner(name: str, *, signing: str = "p256", store: Path | None = None, da
 
 
 def import_owner(
-    name: str, *, signing_cert: Path, signing_key: Path, encryption_cert: Path, encryption_key: Path,
-    passphrase: bytes | None = None, store: Path | None = None,
+    name: str, *, signing_cert: Path, signing_key: Path | None, encryption_cert: Path,
+    encryption_key: Path | None, passphrase: bytes | None = None, store: Path | None = None,
 ) -> Guardian:  # fmt: skip
-    """An owner guardian from existing PEM/DER/PKCS#12 files (keys stored unencrypted, 0600)."""
+    """An owner guardian from existing files (keys stored unencrypted, 0600): each certificate with its key
+    file (PEM or DER), or a PKCS#12 file holding both (its key file then None); one passphrase for all."""
     check_name(name)
-    s_cert, e_cert = _one_cert(signing_cert), _one_cert(encryption_cert)
-    s_key, e_key = load_private_key(signing_key, passphrase), load_private_key(encryption_key, passphrase)
+    s_cert, s_key = _cert_and_key(signing_cert, signing_key, passphrase, "signing")
+    e_cert, e_key = _cert_and_key(encryption_cert, encryption_key, passphrase, "encryption")
     for cert, key, what in ((s_cert, s_key, "signing"), (e_cert, e_key, "encryption")):
         if _spki(cert.public_key()) != _spki(key.public_key()):
             raise GuardianError(
@@ -168,6 +177,22 @@ def import_guardian(
 
 def _spki(key: object) -> bytes:
     return key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)  # type: ignore[attr-defined, no-any-return]
+
+
+def _cert_and_key(
+    cert_path: Path, key_path: Path | None, passphrase: bytes | None, what: str
+) -> tuple[x509.Certificate, PrivateKey]:
+    """A certificate and its key: from a PKCS#12 file, or a certificate file and a key file."""
+    if is_pkcs12_file(cert_path):
+        if key_path is not None:
+            raise GuardianError(f"the {what} certificate {cert_path} is a PKCS#12 file holding its key",
+                                "leave its key file empty")  # fmt: skip
+        key, cert, _chain = load_pkcs12(cert_path, passphrase)
+        return cert, key
+    if key_path is None:
+        raise GuardianError(f"no {what} key file given for {cert_path}",
+                            "give the key file, or a PKCS#12 file holding certificate and key")  # fmt: skip
+    return _one_cert(cert_path), load_private_key(key_path, passphrase)
 
 
 def _one_cert(path: Path) -> x509.Certificate:

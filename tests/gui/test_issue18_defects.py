@@ -40,6 +40,7 @@ from PySide6.QtWidgets import (
 
 from app.disk.layout import inspect_image
 from app.gui.dialogs.generate_certificate import GenerateCertificateDialog
+from app.gui.dialogs.import_owner import ImportOwnerDialog
 from app.gui.dialogs.passphrase import PassphraseDialog
 from app.gui.dialogs.recovery_key import RecoveryKeyDialog
 from app.gui.dialogs.test_boot import TestBootDialog
@@ -409,6 +410,7 @@ def all_dialogs(qtbot, runner, tmp_path: Path) -> list[QDialog]:
         PassphraseDialog("the private key uefi.key"),
         GenerateCertificateDialog(runner, directory=tmp_path),
         TestBootDialog(runner, tmp_path / "t.raw", boot=lambda *a, **k: None),
+        ImportOwnerDialog(),
     ]
     for d in made:
         qtbot.addWidget(d)
@@ -499,7 +501,7 @@ def test_mnemonics_are_unique_on_every_page_and_dialog(qtbot, runner, tmp_path):
         problems += [
             f"{type(dialog).__name__}: Alt+{k.upper()}: {v}" for k, v in owners.items() if len(v) > 1
         ]
-    assert pages >= 21 and len(dialogs) == 4
+    assert pages >= 21 and len(dialogs) == 5
     assert problems == [], "\n".join(problems)
 
 

@@ -17,7 +17,7 @@ from types import SimpleNamespace
 
 import pytest
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QWizard
+from PySide6.QtWidgets import QMessageBox, QWizard
 
 from app.gui.shielding_state import ShieldingState
 from app.gui.shielding_wizard import ShieldingPageId, ShieldingWizard
@@ -291,3 +291,130 @@ def test_the_finished_page_opens_the_wizard_with_the_qualifier_prefilled(qtbot, 
     qtbot.mouseClick(finished.shielding_button, Qt.MouseButton.LeftButton)
     assert wizard.shielding_wizard is sw
     sw.close()
+
+
+# -- importing an owner, removing a guardian (issue 16) ---------------------------------------------------
+
+
+def encrypted_rsa_cert(directory: Path, name: str, passphrase: str) -> Path:
+    """An RSA 3072 certificate whose key (``name``.key) is encrypted with ``passphrase``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    cert = directory / f"{name}.crt"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:3072", "-keyout", str(directory / f"{name}.key"),
+         "-passout", f"pass:{passphrase}", "-out", str(cert), "-subj", f"/CN={name}", "-days", "30"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return cert
+
+
+def guardians_page(qtbot, runner, store: Path, tmp_path: Path):
+    w = make_wizard(qtbot, runner, ShieldingState(store=store, output=tmp_path / "d.shd"))
+    next_page(qtbot, w, ShieldingPageId.GUARDIANS)
+    idle(qtbot, w.guardians_page)
+    return w, w.guardians_page
+
+
+def test_an_owner_is_imported_from_its_files_and_chosen(qtbot, runner, owner_store, tmp_path):
+    files = tmp_path / "owner-files"
+    signing = ec_cert(files, "signing")
+    other_signing = ec_cert(files / "other", "signing")
+    encryption = encrypted_rsa_cert(files, "encryption", "s3cret pass")
+    w, page = guardians_page(qtbot, runner, owner_store, tmp_path)
+    assert w.state.owner == "owner"
+
+    qtbot.mouseClick(page.import_owner_button, Qt.MouseButton.LeftButton)
+    dialog = page.import_owner_dialog
+    assert dialog is not None and dialog.isVisible() and not dialog.ok_button.isEnabled()
+    qtbot.keyClicks(dialog.name_edit, "imported")
+    # One file through the dialog's non-blocking file chooser, the others typed.
+    qtbot.mouseClick(dialog.browse_buttons["signing_cert"], Qt.MouseButton.LeftButton)
+    chooser = dialog.open_dialog("signing_cert")
+    assert chooser is not None
+    chooser.fileSelected.emit(str(signing))
+    chooser.close()
+    assert dialog.paths["signing_cert"].text() == str(signing)
+    dialog.paths["signing_key"].setText(str(other_signing.with_suffix(".key")))  # not this certificate's
+    dialog.paths["encryption_cert"].setText(str(encryption))
+    dialog.paths["encryption_key"].setText(str(encryption.with_suffix(".key")))
+    qtbot.keyClicks(dialog.passphrase_edit, "s3cret pass")
+    assert dialog.ok_button.isEnabled()
+
+    # A key that is not the certificate's: the engine's words in the dialog, which keeps everything.
+    qtbot.mouseClick(dialog.ok_button, Qt.MouseButton.LeftButton)
+    idle(qtbot, page)
+    assert dialog.isVisible() and page.import_owner_dialog is dialog
+    assert dialog.error_panel.isVisible()
+    assert "signing key does not match the signing certificate" in dialog.error_panel.message_label.text()
+    assert dialog.error_panel.hint_label.text() == "Give matching files"
+    assert dialog.name_edit.text() == "imported" and dialog.passphrase_edit.text() == "s3cret pass"
+    assert dialog.paths["signing_key"].text() == str(other_signing.with_suffix(".key"))
+    assert not (owner_store / "imported").exists() and error_text(page) == ""
+
+    # The right key: imported, the dialog closes, the new owner is listed and chosen.
+    dialog.paths["signing_key"].setText(str(signing.with_suffix(".key")))
+    qtbot.mouseClick(dialog.ok_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: page.import_owner_dialog is None, timeout=TASK_TIMEOUT_MS)  # closed (deleted)
+    idle(qtbot, page)
+    assert error_text(page) == ""
+    assert [page.owner_combo.itemData(i) for i in range(page.owner_combo.count())] == ["imported", "owner"]
+    assert page.owner_combo.currentData() == "imported" and w.state.owner == "imported"
+    assert "CN=signing guardian encryption" in page.owner_details.text()  # openssl_cert's subject
+    for key in ("signing.key", "encryption.key"):
+        path = owner_store / "imported" / key
+        assert path.stat().st_mode & 0o777 == 0o600, key
+        assert b"ENCRYPTED" not in path.read_bytes()  # stored unencrypted (and 0600)
+    assert page.isComplete()
+
+
+def test_a_fabric_guardian_is_removed_after_asking(qtbot, runner, owner_store, tmp_path):
+    new_owner("second-owner", store=owner_store)
+    w, page = guardians_page(qtbot, runner, owner_store, tmp_path)
+    for name in ("fabric-east", "fabric-west"):
+        page.import_name.setText(name)
+        page.import_certificate(str(rsa_cert(tmp_path / name, name)))
+        idle(qtbot, page)
+    assert w.state.guardians == ["fabric-east", "fabric-west"]
+    assert "owners are not removed here" in page.remove_button.toolTip().lower()
+
+    def row_of(name: str) -> int:
+        rows = [r for r in range(page.table.rowCount()) if page.table.item(r, 0).text() == name]
+        return rows[0]
+
+    def click_row(name: str) -> None:
+        rect = page.table.visualItemRect(page.table.item(row_of(name), 1))  # not the check box
+        qtbot.mouseClick(page.table.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
+
+    assert not page.remove_button.isEnabled()  # nothing selected
+    click_row("second-owner (owner)")
+    assert page.selected_guardian().name == "second-owner"
+    assert not page.remove_button.isEnabled()  # owners are not removed here
+    click_row("fabric-east")
+    assert page.remove_button.isEnabled()
+
+    # Cancelled: nothing removed.
+    qtbot.mouseClick(page.remove_button, Qt.MouseButton.LeftButton)
+    question = page.remove_question
+    assert question is not None and question.isVisible()
+    assert question.text() == "Remove the guardian 'fabric-east' from this computer?"
+    assert "still opens with its key" in question.informativeText()
+    qtbot.mouseClick(question.button(QMessageBox.StandardButton.Cancel), Qt.MouseButton.LeftButton)
+    assert page.remove_question is None and not page.is_busy()
+    assert (owner_store / "fabric-east").is_dir() and page.table.rowCount() == 3
+
+    # Accepted: gone from the list and the store; the other check marks stay.
+    qtbot.mouseClick(page.remove_button, Qt.MouseButton.LeftButton)
+    question = page.remove_question
+    assert question is not None
+    [remove] = [
+        b for b in question.buttons() if question.buttonRole(b) == QMessageBox.ButtonRole.DestructiveRole
+    ]
+    qtbot.mouseClick(remove, Qt.MouseButton.LeftButton)
+    idle(qtbot, page)
+    assert error_text(page) == ""
+    assert not (owner_store / "fabric-east").exists() and (owner_store / "fabric-west").is_dir()
+    names = [page.table.item(r, 0).text() for r in range(page.table.rowCount())]
+    assert names == ["fabric-west", "second-owner (owner)"]
+    assert page.table.item(row_of("fabric-west"), 0).checkState() == Qt.CheckState.Checked
+    assert w.state.guardians == ["fabric-west"] and w.state.owner == "owner"
+    assert not page.remove_button.isEnabled()  # the removed row was the selected one
