@@ -22,6 +22,7 @@ from app.boot import vm
 from app.tpm.token import TOKEN_TYPE
 from tests.build_helpers import PASSPHRASE, build, extract_partition, make_keys, make_recipe, sha256_file
 from tests.luks.cryptsetup import cryptsetup, luks_dump, test_passphrase
+from tests.shielding.keys import openssl_pair
 from tests.tpm.swtpm_tools import ToolsTpm, tools_tpm
 
 pytestmark = pytest.mark.slow
@@ -221,10 +222,7 @@ def test_the_passphrase_can_come_from_shielding_data_made_for_this_template(
     image = template[0]
     store = tmp_path / "guardians"
     owner = new_owner("owner", store=store)
-    key, crt = tmp_path / "fabric.key", tmp_path / "fabric.crt"
-    argv = ["openssl", "req", "-x509", "-newkey", "rsa:3072", "-nodes", "-keyout", str(key), "-out", str(crt),
-            "-subj", "/CN=fabric", "-days", "30"]  # fmt: skip
-    subprocess.run(argv, check=True, capture_output=True)
+    key, crt = openssl_pair(tmp_path, "fabric", "rsa:3072")
     fabric = import_guardian("fabric", crt, store=store)
     exact = qualifier_for(image)
     good, wrong = tmp_path / "good.shd", tmp_path / "wrong.shd"

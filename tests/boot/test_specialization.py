@@ -25,25 +25,13 @@ from app.shielding.guardians import import_guardian, new_owner
 from app.shielding.payload import Payload, PayloadFile
 from app.shielding.qualifiers import qualifier_for
 from app.shielding.shd import create_shielding_data
-from app.signing.keys import load_signer
-from app.template.pipeline import BuildInputs, run_build
-from app.template.recipe import (
-    BootOptions,
-    CatalogOptions,
-    EncryptionOptions,
-    OutputOptions,
-    PcrOptions,
-    Recipe,
-    SigningOptions,
-    UkiOptions,
-)
-from tests.boot.trixie_guest import REPORT_DONE, ROOT_NUMBER, SYSTEMD_CMDLINE, trixie_guest
-from tests.build_helpers import FAST_KDF, PASSPHRASE
+from tests.boot.trixie_guest import REPORT_DONE, SYSTEMD_CMDLINE, build_template, trixie_guest
+from tests.build_helpers import PASSPHRASE
+from tests.shielding.keys import openssl_pair
 
 pytestmark = [pytest.mark.vm, pytest.mark.slow]
 
 SNAKEOIL_VARS = vm.Firmware.snakeoil().vars_template
-MiB = 1024 * 1024
 #: TCG, a full systemd boot to multi-user on two shared cores.
 BOOT_TIMEOUT = 600.0
 HOSTNAME = "shielded-vm-7"
@@ -61,33 +49,11 @@ def _report(console: str) -> dict[str, str]:
 
 def test_the_guest_applies_the_specialization_values_sealed_to_its_vtpm(tmp_path: Path) -> None:
     guest = trixie_guest()
-    template = tmp_path / "template.raw"
-    recipe = Recipe(
-        base_image=guest.image,
-        protect=[ROOT_NUMBER],
-        signing=SigningOptions(uefi_cert=vm.SNAKEOIL_CERT, uefi_key=vm.SNAKEOIL_KEY),
-        uki=UkiOptions(
-            source="files",
-            kernel=str(guest.vmlinuz),
-            initrds=[str(guest.initrd)],
-            cmdline=SYSTEMD_CMDLINE,
-            stub=guest.stub,
-        ),  # fmt: skip
-        encryption=EncryptionOptions(kdf="pbkdf2", kdf_params=dict(FAST_KDF)),
-        catalog=CatalogOptions(name="Trixie specialized", version="1.0.0.0", block_size=MiB),
-        boot=BootOptions(install_removable=True),
-        output=OutputOptions(path=template, format="raw"),
-        pcr=PcrOptions(firmware_vars=SNAKEOIL_VARS),
-    )
-    signer = load_signer(vm.SNAKEOIL_CERT, vm.SNAKEOIL_KEY, passphrase=vm.SNAKEOIL_PASSPHRASE)
-    run_build(BuildInputs(recipe, signer, signer, bytearray(PASSPHRASE.encode())))
+    template = build_template(guest, tmp_path / "template.raw", SYSTEMD_CMDLINE, "Trixie specialized")
 
     store = tmp_path / "guardians"
     owner = new_owner("owner", store=store)
-    key, crt = tmp_path / "fabric.key", tmp_path / "fabric.crt"
-    req = ["openssl", "req", "-x509", "-newkey", "rsa:3072", "-nodes", "-keyout", str(key), "-out", str(crt),
-           "-subj", "/CN=fabric", "-days", "30"]  # fmt: skip
-    subprocess.run(req, check=True, capture_output=True)
+    key, crt = openssl_pair(tmp_path, "fabric", "rsa:3072")
     fabric = import_guardian("fabric", crt, store=store)
     hashed = subprocess.run(["openssl", "passwd", "-6", "-salt", "shieldwright", "a root password"],
                             check=True, capture_output=True, text=True).stdout.strip()  # fmt: skip

@@ -27,18 +27,6 @@ from pathlib import Path
 import pytest
 
 from app.boot import vm
-from app.signing.keys import load_signer
-from app.template.pipeline import BuildInputs, run_build
-from app.template.recipe import (
-    BootOptions,
-    CatalogOptions,
-    EncryptionOptions,
-    OutputOptions,
-    PcrOptions,
-    Recipe,
-    SigningOptions,
-    UkiOptions,
-)
 from tests.boot.trixie_guest import (
     CMDLINE,
     CRYPTSETUP_FAILED,
@@ -46,9 +34,10 @@ from tests.boot.trixie_guest import (
     ROOT_MARKER,
     ROOT_NUMBER,
     TrixieGuest,
+    build_template,
     trixie_guest,
 )
-from tests.build_helpers import FAST_KDF, PASSPHRASE, extract_partition
+from tests.build_helpers import PASSPHRASE, extract_partition
 from tests.luks.cryptsetup import test_passphrase
 
 pytestmark = [pytest.mark.vm, pytest.mark.slow]
@@ -80,26 +69,7 @@ def shieldwright(*args: object) -> subprocess.CompletedProcess[str]:
 def provisioned(tmp_path_factory: pytest.TempPathFactory) -> Provisioned:
     guest = trixie_guest()
     work = tmp_path_factory.mktemp("tpm-unlock")
-    template = work / "template.raw"
-    recipe = Recipe(
-        base_image=guest.image,
-        protect=[ROOT_NUMBER],
-        signing=SigningOptions(uefi_cert=vm.SNAKEOIL_CERT, uefi_key=vm.SNAKEOIL_KEY),
-        uki=UkiOptions(
-            source="files",
-            kernel=str(guest.vmlinuz),
-            initrds=[str(guest.initrd)],
-            cmdline=CMDLINE,
-            stub=guest.stub,
-        ),  # fmt: skip
-        encryption=EncryptionOptions(kdf="pbkdf2", kdf_params=dict(FAST_KDF)),
-        catalog=CatalogOptions(name="Trixie TPM unlock", version="1.0.0.0", block_size=MiB),
-        boot=BootOptions(install_removable=True),
-        output=OutputOptions(path=template, format="raw"),
-        pcr=PcrOptions(firmware_vars=SNAKEOIL_VARS),
-    )
-    signer = load_signer(vm.SNAKEOIL_CERT, vm.SNAKEOIL_KEY, passphrase=vm.SNAKEOIL_PASSPHRASE)
-    run_build(BuildInputs(recipe, signer, signer, bytearray(PASSPHRASE.encode())))
+    template = build_template(guest, work / "template.raw", CMDLINE, "Trixie TPM unlock")
     vtpm = work / "vm-tpm"
     made = shieldwright("vtpm", "new", vtpm)
     assert made.returncode == 0, made.stderr

@@ -209,3 +209,44 @@ def _build(home: Path, guest: TrixieGuest) -> None:
              "conv=notrunc,sparse", "status=none")  # fmt: skip
     esp.unlink()
     root.unlink()
+
+
+def build_template(guest: TrixieGuest, template: Path, cmdline: str, name: str) -> Path:
+    """A raw template of the guest by the build pipeline: root encrypted (a cheap KDF), the UKI from the
+    guest's kernel, initrd and trixie's stub with ``cmdline``, signed with the snakeoil key the snakeoil
+    variables trust, installed as ``\\EFI\\BOOT\\BOOTX64.EFI``, its PCRs predicted on those variables."""
+    from app.boot import vm
+    from app.signing.keys import load_signer
+    from app.template.pipeline import BuildInputs, run_build
+    from app.template.recipe import (
+        BootOptions,
+        CatalogOptions,
+        EncryptionOptions,
+        OutputOptions,
+        PcrOptions,
+        Recipe,
+        SigningOptions,
+        UkiOptions,
+    )
+    from tests.build_helpers import FAST_KDF, PASSPHRASE
+
+    recipe = Recipe(
+        base_image=guest.image,
+        protect=[ROOT_NUMBER],
+        signing=SigningOptions(uefi_cert=vm.SNAKEOIL_CERT, uefi_key=vm.SNAKEOIL_KEY),
+        uki=UkiOptions(
+            source="files",
+            kernel=str(guest.vmlinuz),
+            initrds=[str(guest.initrd)],
+            cmdline=cmdline,
+            stub=guest.stub,
+        ),  # fmt: skip
+        encryption=EncryptionOptions(kdf="pbkdf2", kdf_params=dict(FAST_KDF)),
+        catalog=CatalogOptions(name=name, version="1.0.0.0", block_size=MiB),
+        boot=BootOptions(install_removable=True),
+        output=OutputOptions(path=template, format="raw"),
+        pcr=PcrOptions(firmware_vars=vm.Firmware.snakeoil().vars_template),
+    )
+    signer = load_signer(vm.SNAKEOIL_CERT, vm.SNAKEOIL_KEY, passphrase=vm.SNAKEOIL_PASSPHRASE)
+    run_build(BuildInputs(recipe, signer, signer, bytearray(PASSPHRASE.encode())))
+    return template

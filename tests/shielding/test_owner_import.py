@@ -2,29 +2,18 @@
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from app.shielding.guardians import GuardianError, import_owner, load_guardian
 from app.signing.keys import load_certificate
-
-
-def openssl(*args: object) -> None:
-    subprocess.run(["openssl", *map(str, args)], check=True, capture_output=True)
-
-
-def pair(d: Path, name: str, newkey: str) -> tuple[Path, Path]:
-    key, crt = d / f"{name}.key", d / f"{name}.crt"
-    openssl("req", "-x509", "-newkey", newkey, "-nodes", "-keyout", key, "-out", crt, "-subj", f"/CN={name}",
-            "-days", "30", *(["-pkeyopt", "ec_paramgen_curve:P-256"] if newkey == "ec" else []))  # fmt: skip
-    return key, crt
+from tests.shielding.keys import openssl, openssl_pair
 
 
 def test_an_owner_is_imported_from_pkcs12_bundles(tmp_path: Path) -> None:
-    s_key, s_crt = pair(tmp_path, "owner signing", "ec")
-    e_key, e_crt = pair(tmp_path, "owner encryption", "rsa:3072")
+    s_key, s_crt = openssl_pair(tmp_path, "owner signing", "ec")
+    e_key, e_crt = openssl_pair(tmp_path, "owner encryption", "rsa:3072")
     s_p12, e_p12 = tmp_path / "signing.p12", tmp_path / "encryption.p12"
     for key, crt, out in ((s_key, s_crt, s_p12), (e_key, e_crt, e_p12)):
         openssl("pkcs12", "-export", "-inkey", key, "-in", crt, "-out", out, "-passout", "pass:bundle pw")
@@ -40,8 +29,8 @@ def test_an_owner_is_imported_from_pkcs12_bundles(tmp_path: Path) -> None:
 
 
 def test_what_is_missing_or_extra_is_named(tmp_path: Path) -> None:
-    s_key, s_crt = pair(tmp_path, "signing", "ec")
-    e_key, e_crt = pair(tmp_path, "encryption", "rsa:3072")
+    s_key, s_crt = openssl_pair(tmp_path, "signing", "ec")
+    e_key, e_crt = openssl_pair(tmp_path, "encryption", "rsa:3072")
     p12 = tmp_path / "signing.p12"
     openssl("pkcs12", "-export", "-inkey", s_key, "-in", s_crt, "-out", p12, "-passout", "pass:pw")
     store = tmp_path / "store"
