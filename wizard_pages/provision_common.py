@@ -4,12 +4,14 @@ Every rule is the engine's: the template's identity is its catalog as :func:`~ap
 extract_catalog` and :func:`~app.catalog.format.read_catalog` read it, the verification is
 :func:`~app.template.verify.verify_template`, the SRK :func:`~app.tpm.srk.load_srk` or
 :func:`~app.tpm.vtpm_dir.create_vtpm`, the PCR selection :func:`~app.template.provision.check_pcrs`, the
-sealed values :func:`~app.template.provision.sealed_values` and the provisioning itself
+sealed values :func:`~app.template.provision.sealed_values`, shielding data
+:func:`~app.template.provision.payload_from_shielding_data` and the provisioning itself
 :func:`~app.template.provision.provision`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,13 +22,13 @@ from PySide6.QtWidgets import QWidget
 from app.catalog.extract import extract_catalog
 from app.catalog.format import SignedCatalog, read_catalog
 from app.gui.page import WizardPage
-from app.gui.provision_state import ProvisionState, TrustedFile
+from app.gui.provision_state import ProvisionState, ShieldingSource, TrustedFile
 from app.gui.tasks import TaskRunner
 from app.measure.predict import Prediction, predict_template
 from app.measure.profile import FirmwareProfile, load_profile
 from app.progress import ProgressState
-from app.signing.keys import load_certificates
-from app.template.provision import ProvisionRequest, ProvisionResult, provision
+from app.signing.keys import load_certificates, load_private_key
+from app.template.provision import ProvisionRequest, ProvisionResult, payload_from_shielding_data, provision
 from app.template.verify import TemplateReport, verify_template
 from app.tpm.srk import Srk, load_srk
 from app.tpm.vtpm_dir import create_vtpm
@@ -106,4 +108,32 @@ def run_provision(request: ProvisionRequest, passphrase: bytearray, engine_progr
     try:
         return provision(request, passphrase, progress=engine_progress, cancel=cancel)
     finally:
+        passphrase[:] = bytes(len(passphrase))
+
+
+#: The step the Provision page lists while the shielding data is checked and opened.
+OPENING_SHIELDING_DATA = "Opening the shielding data"
+
+
+def run_provision_from_shielding_data(
+    request: ProvisionRequest, source: ShieldingSource, engine_progress: ProgressState, *,
+    progress: ProgressState, cancel: CancelToken,
+) -> ProvisionResult:  # fmt: skip
+    """Runs in the executor, as ``provision --shielding-data`` does: the shielding data is checked to apply
+    to the template and opened with the recipient's key pair, then its passphrase opens the containers and
+    its specialization values go to the vTPM's credentials key (when that file exists; the engine refuses
+    values it cannot deliver). The payload's passphrase is wiped whatever happens."""
+    engine_progress.begin(OPENING_SHIELDING_DATA, 0)
+    certificate = load_certificates(source.certificate)[0]
+    payload = payload_from_shielding_data(
+        source.shielding_data, request.template, certificate, load_private_key(source.key)
+    )
+    try:
+        cancel.check()
+        key_file = source.credentials_key
+        credentials_key = load_srk(key_file) if key_file is not None and key_file.is_file() else None
+        request = dataclasses.replace(request, specialization=payload, credentials_key=credentials_key)
+        return provision(request, payload.provisioning_passphrase, progress=engine_progress, cancel=cancel)
+    finally:
+        passphrase = payload.provisioning_passphrase
         passphrase[:] = bytes(len(passphrase))

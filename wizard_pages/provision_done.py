@@ -2,8 +2,9 @@
 
 Everything shown is the engine's :class:`~app.template.provision.ProvisionResult`: the output and its
 format, the policy hash, the sealed PCR values (PCR 11 at ``UNLOCK_PHASE``), and per container the TPM
-keyslot, its ``systemd-tpm2`` token, the removed provisioning keyslot and the keyslots left. *Open folder*
-hands the folder to the desktop (and says so, with the path, when no application opens it).
+keyslot, its ``systemd-tpm2`` token, the removed provisioning keyslot and the keyslots left; after shielding
+data, the credentials written into the ESP and, plainly, what was not delivered. *Open folder* hands the
+folder to the desktop (and says so, with the path, when no application opens it).
 """
 
 from __future__ import annotations
@@ -30,8 +31,11 @@ from app.gui.widgets.pcr_preview import BANK_LABELS
 from app.gui.widgets.status_note import NoteLabel
 from app.gui.widgets.tables import setup_readonly_table
 from app.template.pcr_policy import PCR_MEANINGS
-from app.template.provision import UNLOCK_PHASE, ProvisionResult
+from app.template.provision import CREDENTIAL_PCRS, UNLOCK_PHASE, ProvisionResult
 from wizard_pages.provision_common import ProvisionPage
+
+#: The payload items a provisioning may leave undelivered (``ProvisionResult.undelivered``), in words.
+UNDELIVERED_LABELS = {"user_data": "the cloud-init user-data"}
 
 
 class ContainerColumn:
@@ -97,6 +101,13 @@ class ProvisionDonePage(ProvisionPage):
         setup_readonly_table(self.containers, ContainerColumn.KEYSLOTS)
         self._mono = mono
 
+        self.credentials_caption = self._caption(self.tr("Specialization values"))
+        self.credentials_note = NoteLabel(self, name="credentialsNote", selectable=True)
+        self.credentials_label = NoteLabel(self, name="credentialsWritten", selectable=True)
+        self.credentials_label.setFont(mono)
+        self.credentials_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.undelivered_label = NoteLabel(self, name="notDelivered", selectable=True)
+
         self.next_note = NoteLabel(self, name="nextSteps", selectable=True)
 
         layout = self.body_layout()
@@ -108,6 +119,10 @@ class ProvisionDonePage(ProvisionPage):
         layout.addWidget(self.pcr_table)
         layout.addWidget(self.containers_caption)
         layout.addWidget(self.containers)
+        layout.addWidget(self.credentials_caption)
+        layout.addWidget(self.credentials_note)
+        layout.addWidget(self.credentials_label)
+        layout.addWidget(self.undelivered_label)
         layout.addWidget(self.next_note)
         layout.addWidget(self.error_panel)  # e.g. no application opens the folder (at the end: nothing moves)
         layout.addStretch(1)
@@ -153,6 +168,7 @@ class ProvisionDonePage(ProvisionPage):
         )
         self._fill_pcrs(result)
         self._fill_containers(result)
+        self._show_credentials(result)
         note = [self.tr("The template was verified first: all %1 checks passed.").replace(
             "%1", str(len(result.verification.checks)))]  # fmt: skip
         if state.srk_mode == CREATE_VTPM and state.vtpm_dir is not None:
@@ -161,6 +177,36 @@ class ProvisionDonePage(ProvisionPage):
                     "%1", str(state.vtpm_dir))
             )  # fmt: skip
         self.next_note.set_note(" ".join(note))
+
+    def _show_credentials(self, result: ProvisionResult) -> None:
+        """What the shielding data delivered (its ESP paths) and what it did not; hidden without any."""
+        shown = bool(result.credentials or result.undelivered)
+        for widget in (self.credentials_caption, self.credentials_note):
+            widget.setVisible(shown)
+        self.credentials_label.setVisible(bool(result.credentials))
+        self.undelivered_label.setVisible(bool(result.undelivered))
+        pcrs = ", ".join(str(n) for n in sorted(result.pcr_values) if n in CREDENTIAL_PCRS)
+        if result.credentials:
+            note = self.tr(
+                "From the shielding data, as systemd credentials sealed to the vTPM's credentials key under "
+                "PCRs %1, beside each UKI in the ESP; systemd (255 or later) applies them at boot:"
+            ).replace("%1", pcrs or self.tr("none"))
+        else:
+            note = self.tr("The shielding data held no value to deliver as a systemd credential.")
+        self.credentials_note.set_note(note)
+        self.credentials_label.set_note("\n".join(result.credentials), plain=True)
+        self.credentials_label.setToolTip("\n".join(result.credentials))
+        items = [self.tr(UNDELIVERED_LABELS.get(item, item)) for item in result.undelivered]
+        self.undelivered_label.set_note(
+            self.tr("Not delivered: %1 (carried in the shielding data; no guest consumer for it).").replace(
+                "%1", ", ".join(items)),
+            plain=True,
+        )  # fmt: skip
+
+    def credentials_written(self) -> list[str]:
+        """The credentials' ESP paths as the page lists them."""
+        text = self.credentials_label.text() if self.credentials_label.isVisibleTo(self) else ""
+        return [line for line in text.splitlines() if line]
 
     def _fill_pcrs(self, result: ProvisionResult) -> None:
         values = sorted(result.pcr_values.items())

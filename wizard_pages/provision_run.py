@@ -1,10 +1,13 @@
 """Provision wizard, page 5: the provisioning runs - steps, progress, a two-stage Cancel - like Generate.
 
 Entering the page runs :func:`~app.template.provision.provision` in the executor on the state's request and a
-*copy* of the passphrase (wiped when the run ends). The engine reports into its own progress object, which
-the page copies into the task's at the 10 Hz tick (steps whose work cannot be counted show a busy bar); every
-step it begins is listed. A refusal (a template that fails verification, a wrong passphrase, …) is shown
-inline with the engine's hint; a cancel or a failure leaves nothing behind, which the page checks and says.
+*copy* of the passphrase (wiped when the run ends) - or, with shielding data, on the passphrase and the
+specialization values the task opens from it (:func:`~wizard_pages.provision_common.
+run_provision_from_shielding_data`, which wipes that passphrase when the run ends). The engine reports into
+its own progress object, which the page copies into the task's at the 10 Hz tick (steps whose work cannot be
+counted show a busy bar); every step it begins is listed. A refusal (a template that fails verification, a
+wrong passphrase, shielding data made for another template, …) is shown inline with the engine's hint; a
+cancel or a failure leaves nothing behind, which the page checks and says.
 """
 
 from __future__ import annotations
@@ -29,12 +32,12 @@ from PySide6.QtWidgets import (
 )
 
 from app.errors import CancelledError, ShieldwrightError
-from app.gui.provision_state import ProvisionState
+from app.gui.provision_state import ProvisionState, ShieldingSource
 from app.gui.tasks import TaskRunner
 from app.gui.widgets.progress_panel import ProgressPanel, human_duration
 from app.progress import ProgressState
 from app.template.provision import ProvisionResult
-from wizard_pages.provision_common import ProvisionPage, run_provision
+from wizard_pages.provision_common import ProvisionPage, run_provision, run_provision_from_shielding_data
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +68,7 @@ class ProvisionRunPage(ProvisionPage):
     def __init__(
         self, state: ProvisionState, runner: TaskRunner, parent: QWidget | None = None, *,
         provisioner: Callable[..., Any] = run_provision,
+        shielded_provisioner: Callable[..., Any] = run_provision_from_shielding_data,
     ) -> None:  # fmt: skip
         super().__init__(state, runner, parent)
         self.setTitle(self.tr("Provision"))
@@ -75,6 +79,7 @@ class ProvisionRunPage(ProvisionPage):
             )
         )
         self._provisioner = provisioner
+        self._shielded_provisioner = shielded_provisioner
         self._engine: StepRecorder | None = None
         self._task_progress: ProgressState | None = None
         self._started = 0.0
@@ -183,6 +188,7 @@ class ProvisionRunPage(ProvisionPage):
         self._show_outcome(None)
         try:
             request = self.state.request()
+            source = self.state.shielding_source()
         except ShieldwrightError as exc:
             self._fail(exc)
             return
@@ -190,8 +196,16 @@ class ProvisionRunPage(ProvisionPage):
         self._existed_before = request.output.exists()
         self._engine = StepRecorder()
         self._started = time.monotonic()
-        log.info("provisioning %s from %s", request.output, request.template)
-        task = self.run_task(RUN, self._provisioner, request, self.state.passphrase_copy(), self._engine,
+        # Paths only: the passphrase and the shielding data's values are never logged.
+        secret: bytearray | ShieldingSource
+        if source is None:
+            log.info("provisioning %s from %s", request.output, request.template)
+            work, secret = self._provisioner, self.state.passphrase_copy()
+        else:
+            log.info("provisioning %s from %s, the passphrase from the shielding data %s", request.output,
+                     request.template, source.shielding_data)  # fmt: skip
+            work, secret = self._shielded_provisioner, source
+        task = self.run_task(RUN, work, request, secret, self._engine,
                              with_progress=True, on_success=self._on_succeeded, on_failure=self._on_failed,
                              on_finished=self._on_finished)  # fmt: skip
         self._task_progress = task.progress

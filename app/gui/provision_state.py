@@ -5,6 +5,11 @@ the trusted certificates, the VM's SRK, the firmware profile, the PCR selection 
 :class:`~app.template.recipe.PcrOptions` vocabulary —, keep-passphrase, the output and its format) plus what
 only a running wizard holds: the loaded certificates, SRK and firmware profile, the provisioning passphrase
 in memory, and the result. :meth:`ProvisionState.request` is the request the Provision page runs.
+
+The passphrase is typed, or comes from shielding data (``shieldwright provision --shielding-data``): then
+the state holds only the paths of the ``.shd`` and of the recipient's certificate and key
+(:meth:`ProvisionState.shielding_source`); the Provision page's task opens it and adds its specialization
+values to the request.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from typing import TYPE_CHECKING
 from app.errors import ShieldwrightError
 from app.template.provision import ProvisionRequest
 from app.template.recipe import PcrOptions
+from app.tpm.vtpm_dir import CREDENTIALS_KEY_FILE
 
 if TYPE_CHECKING:
     from cryptography import x509
@@ -28,6 +34,21 @@ if TYPE_CHECKING:
 
 #: How the VM's SRK is given: its public key file, or a vTPM the wizard creates.
 SRK_FILE, CREATE_VTPM = "file", "create"
+#: Where the provisioning passphrase comes from: typed, or shielding data made for the template.
+TYPED, SHIELDING_DATA = "typed", "shielding-data"
+
+
+@dataclass(frozen=True)
+class ShieldingSource:
+    """Shielding data to take the passphrase and specialization values from: paths only, opened by the
+    Provision page's task (the key file is read there, never held here)."""
+
+    shielding_data: Path
+    certificate: Path
+    key: Path
+    #: The vTPM's credentials key file (``credentials.tpm2b_public``) the values are sealed to; it may be
+    #: missing (the engine then refuses values it cannot deliver).
+    credentials_key: Path | None
 
 
 @dataclass
@@ -59,8 +80,14 @@ class ProvisionState:
     pcr: PcrOptions = field(default_factory=PcrOptions)
     profile: FirmwareProfile | None = field(default=None, repr=False)
 
+    #: ``TYPED`` or ``SHIELDING_DATA``: where the provisioning passphrase comes from.
+    passphrase_source: str = TYPED
     #: The template's provisioning passphrase, in memory only (wiped by :meth:`clear_secrets`).
     passphrase: bytearray | None = field(default=None, repr=False)
+    #: ``SHIELDING_DATA``: the ``.shd`` and the certificate and private key of a recipient it was made for.
+    shielding_data: Path | None = None
+    guardian_cert: Path | None = None
+    guardian_key: Path | None = None
     keep_passphrase: bool = False
     output: Path | None = None
     #: None: the engine's default (the template's format when it can be written, else raw).
@@ -104,6 +131,34 @@ class ProvisionState:
         if self.passphrase is not None:
             self.passphrase[:] = bytes(len(self.passphrase))
         self.passphrase = None
+
+    def passphrase_ready(self) -> bool:
+        """Whether the chosen source of the passphrase is complete (typed, or all three files chosen)."""
+        if self.passphrase_source == SHIELDING_DATA:
+            return None not in (self.shielding_data, self.guardian_cert, self.guardian_key)
+        return bool(self.passphrase)
+
+    def credentials_key_path(self) -> Path | None:
+        """Where ``vtpm new`` put the credentials key of the VM's vTPM: in the vTPM created here, or beside
+        the SRK file (as the CLI's default); None when no vTPM is known yet."""
+        if self.srk_mode == CREATE_VTPM:
+            directory = self.vtpm_dir
+        else:
+            directory = self.srk_path.parent if self.srk_path is not None else None
+        return directory / CREDENTIALS_KEY_FILE if directory is not None else None
+
+    def shielding_source(self) -> ShieldingSource | None:
+        """The shielding data to provision from; None when the passphrase is typed."""
+        if self.passphrase_source != SHIELDING_DATA:
+            return None
+        if self.shielding_data is None or self.guardian_cert is None or self.guardian_key is None:
+            raise ShieldwrightError(
+                "the shielding data, the certificate or the private key is not chosen yet",
+                "go back and choose all three",
+            )
+        return ShieldingSource(
+            self.shielding_data, self.guardian_cert, self.guardian_key, self.credentials_key_path()
+        )
 
     def request(self) -> ProvisionRequest:
         """The engine's request for the present choices (raises when something is still missing)."""

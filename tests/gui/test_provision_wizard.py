@@ -6,12 +6,16 @@ Graded by independent readers: the host's cryptsetup reads the written container
 and keyslot; the provisioning passphrase refused unless it was kept), and the file system says whether an
 output or a staging directory was left behind. Refusals (a wrong passphrase, a signer nobody trusts) come
 from the engine and must show inline on the Provision page with nothing written; a cancel stops the real
-engine while it writes (its progress is held at the write step until the page cancels).
+engine while it writes (its progress is held at the write step until the page cancels). Shielding data made by
+the engine for the template (an openssl-made fabric key pair opens it) gives the passphrase and a host name,
+which mtools finds in the written ESP as a TPM-sealed systemd credential.
 """
 
 from __future__ import annotations
 
+import base64
 import logging
+import subprocess
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,18 +26,23 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QWizard
 
 from app.boot import vm
-from app.gui.provision_state import CREATE_VTPM, ProvisionState, TrustedFile
+from app.gui.provision_state import CREATE_VTPM, SHIELDING_DATA, SRK_FILE, ProvisionState, TrustedFile
 from app.gui.provision_wizard import ProvisionPageId, ProvisionWizard
 from app.gui.state import CatalogChoice, OutputChoice, SigningChoice
 from app.progress import ProgressState
+from app.shielding.guardians import import_guardian, new_owner
+from app.shielding.payload import Payload
+from app.shielding.qualifiers import qualifier_for
+from app.shielding.shd import create_shielding_data
 from app.signing.certificates import describe_certificate
 from app.signing.keys import load_certificates
 from app.template.provision import NEVER_SEAL, UNLOCK_PHASE, provision
 from app.template.recipe import CatalogOptions, OutputOptions, PcrOptions
-from app.tpm.vtpm_dir import create_vtpm, srk_path
+from app.tpm.vtpm_dir import CREDENTIALS_KEY_FILE, create_vtpm, srk_path
 from tests.build_helpers import PASSPHRASE, build, extract_partition, make_keys, make_recipe, sha256_file
 from tests.gui.conftest import make_signing_files
 from tests.luks.cryptsetup import luks_dump, test_passphrase
+from tests.shielding.keys import openssl_pair
 
 pytestmark = pytest.mark.slow
 
@@ -58,6 +67,39 @@ def built(demo_image: Path, tmp_path_factory: pytest.TempPathFactory) -> Built:
     result = build(make_recipe(demo_image, work / "template.raw", keys, install_removable=True), keys)
     work.chmod(0o555)  # nothing may be written beside the template by these tests
     return Built(result.output, [keys.uefi_cert, keys.catalog.cert_path])
+
+
+@dataclass(frozen=True)
+class Shielding:
+    """Shielding data for the built template (and for another version of it), and the key pair of the
+    fabric it was made for."""
+
+    data: Path
+    other_version: Path
+    cert: Path
+    key: Path
+
+
+#: The systemd-creds header of a credential sealed to a TPM (CRED_AES256_GCM_BY_TPM2_HMAC).
+TPM_CREDENTIAL_MAGIC = bytes.fromhex("0c7cc07b117645919c4b0bea08bc20fe")
+HOSTNAME = "vm-gui"
+
+
+@pytest.fixture(scope="module")
+def shielding(built: Built, tmp_path_factory: pytest.TempPathFactory) -> Shielding:
+    d = tmp_path_factory.mktemp("shielding")
+    store = d / "guardians"
+    owner = new_owner("owner", store=store)
+    key, crt = openssl_pair(d, "fabric", "rsa:3072")
+    fabric = import_guardian("fabric", crt, store=store)
+    exact = qualifier_for(built.template)
+    other = type(exact)(exact.signer_sha256, exact.template_name, "9.9.9.9", "equals")
+    made = []
+    for name, qualifier in (("data.shd", exact), ("other.shd", other)):
+        payload = Payload(bytearray(PASSPHRASE.encode()), hostname=HOSTNAME, user_data=b"#cloud-config\n")
+        (d / name).write_bytes(create_shielding_data(owner, [fabric], [qualifier], "shielded", payload))
+        made.append(d / name)
+    return Shielding(made[0], made[1], crt, key)
 
 
 @pytest.fixture
@@ -170,6 +212,123 @@ def test_the_flow_writes_a_vm_disk_with_a_tpm_token(qtbot, pwizard, built, tmp_p
     assert f"  {container.tpm_keyslot}: luks2" in dump
     code = test_passphrase(part, PASSPHRASE, tmp_path)
     assert code == 0 if keep else code != 0
+
+
+def browse(qtbot, page, button, key: str, path: Path, filter_text: str) -> None:
+    """Click ``button`` and choose ``path`` in the non-blocking file dialog it opens, as a user does."""
+    qtbot.mouseClick(button, Qt.MouseButton.LeftButton)
+    dialog = page.open_dialog(key)
+    assert dialog is not None and dialog.isVisible() and filter_text in dialog.nameFilters()
+    dialog.selectFile(str(path))
+    dialog.accept()
+    qtbot.waitUntil(lambda: page.open_dialog(key) is None)
+
+
+def choose_shielding_data(qtbot, w: ProvisionWizard, shd: Path, shielding: Shielding) -> None:
+    page = w.output_page
+    assert not page.shd_button.isEnabled()  # typed is the default
+    page.shielding_radio.click()
+    assert w.state.passphrase_source == SHIELDING_DATA and page.shd_button.isEnabled()
+    assert not page.passphrase_edit.isEnabled() and not page.isComplete()
+    browse(qtbot, page, page.shd_button, "shielding-data", shd, "Shielding data (*.shd)")
+    certificates = "Certificates (*.crt *.pem *.cer *.der)"
+    browse(qtbot, page, page.cert_button, "guardian-cert", shielding.cert, certificates)
+    assert not page.isComplete()  # the key is still missing
+    browse(qtbot, page, page.key_button, "guardian-key", shielding.key, "Private keys (*.key *.pem *.der)")
+    assert (w.state.shielding_data, w.state.guardian_cert, w.state.guardian_key) == (
+        shd, shielding.cert, shielding.key)  # fmt: skip
+    assert page.shd_label.full_text() == str(shd)
+
+
+def commit_and_wait(qtbot, w: ProvisionWizard):
+    assert w.output_page.isComplete()
+    qtbot.mouseClick(w.button(QWizard.WizardButton.CommitButton), Qt.MouseButton.LeftButton)
+    assert w.currentId() == ProvisionPageId.PROVISION
+    run = w.run_page
+    qtbot.waitUntil(lambda: not run.is_running(), timeout=RUN_TIMEOUT_MS)
+    return run
+
+
+def test_the_passphrase_and_a_host_name_come_from_shielding_data(
+    qtbot, pwizard, built, shielding, tmp_path, caplog
+):
+    """The page's shielding data is opened with the fabric's key pair; its passphrase provisions the disk and
+    its host name is written into the ESP as a credential sealed to the vTPM the wizard created."""
+    caplog.set_level(logging.DEBUG)
+    w = pwizard
+    to_output_page(qtbot, w, built, tmp_path)
+    assert (tmp_path / "vm-tpm" / CREDENTIALS_KEY_FILE).is_file()
+    choose_shielding_data(qtbot, w, shielding.data, shielding)
+    summary = w.output_page.summary_label.text()
+    assert str(tmp_path / "vm-tpm" / CREDENTIALS_KEY_FILE) in summary
+    out = tmp_path / "vm.raw"
+    w.output_page.set_output(out)
+    run = commit_and_wait(qtbot, w)
+    assert run.result is not None, run.error_panel.message_label.text()
+    assert out.is_file() and run.steps_seen[0] == "Opening the shielding data"
+    part = extract_partition(out, ROOT, tmp_path / "root.luks")
+    assert test_passphrase(part, PASSPHRASE, tmp_path) != 0 and "systemd-tpm2" in luks_dump(part)
+
+    next_page(qtbot, w, ProvisionPageId.DONE)
+    done = w.done_page
+    written = done.credentials_written()
+    assert written == list(run.result.credentials) and done.credentials_label.isVisibleTo(done)
+    assert all(p.lower().endswith(".efi.extra.d/tmpfiles.extra.cred") for p in written)
+    assert "sealed to the vTPM's credentials key under PCRs 4, 7" in done.credentials_note.text()
+    assert done.undelivered_label.text() == (
+        "Not delivered: the cloud-init user-data (carried in the shielding data; no guest consumer for it)."
+    )
+    # mtools reads the written ESP: each credential is systemd-creds' base64 text of a TPM-sealed blob.
+    esp = extract_partition(out, 1, tmp_path / "esp.img")
+    for path in written:
+        text = subprocess.run(["mtype", "-i", str(esp), f"::{path}"], capture_output=True, check=True,
+                              env={"MTOOLS_SKIP_CHECK": "1", "PATH": "/usr/bin:/bin"}).stdout  # fmt: skip
+        cred = base64.b64decode(text)
+        assert cred[:16] == TPM_CREDENTIAL_MAGIC and HOSTNAME.encode() not in cred
+    # Nothing of the payload reached the log (the shielding data's path did).
+    assert PASSPHRASE not in caplog.text and HOSTNAME not in caplog.text
+    assert str(shielding.data) in caplog.text
+    assert w.state.passphrase is None and w.output_page.passphrase_edit.text() == ""
+
+
+def test_shielding_data_for_another_template_version_is_refused_inline(
+    qtbot, pwizard, built, shielding, tmp_path, caplog
+):
+    caplog.set_level(logging.DEBUG)
+    w = pwizard
+    to_output_page(qtbot, w, built, tmp_path)
+    choose_shielding_data(qtbot, w, shielding.other_version, shielding)
+    out = tmp_path / "vm.raw"
+    w.output_page.set_output(out)
+    run = commit_and_wait(qtbot, w)
+    assert run.result is None and run.error_panel.isVisible()
+    message = run.error_panel.message_label.text()
+    assert "does not apply" in message and "9.9.9.9" in message
+    assert "shield test" in run.error_panel.hint_label.text()
+    assert run.back_button.isVisible() and "Nothing was written" in run.nothing_written_label.text()
+    assert not out.exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".vm.raw")]
+    assert PASSPHRASE not in caplog.text
+
+
+def test_shielding_data_with_values_needs_the_credentials_key(qtbot, pwizard, built, shielding, tmp_path):
+    """An SRK file with no credentials.tpm2b_public beside it: the page says so before, the engine refuses
+    the host name it could not deliver, inline, and writes nothing."""
+    vtpm = tmp_path / "elsewhere"
+    create_vtpm(vtpm)
+    lone = tmp_path / "lone"
+    lone.mkdir()
+    (lone / "srk.tpm2b_public").write_bytes(srk_path(vtpm).read_bytes())
+    w = pwizard
+    to_output_page(qtbot, w, built, tmp_path, srk_file=lone / "srk.tpm2b_public")
+    assert w.state.srk_mode == SRK_FILE
+    choose_shielding_data(qtbot, w, shielding.data, shielding)
+    assert "No credentials key" in w.output_page.summary_label.text()
+    out = tmp_path / "vm.raw"
+    w.output_page.set_output(out)
+    run = commit_and_wait(qtbot, w)
+    assert run.result is None
+    assert "no credentials key was given" in run.error_panel.message_label.text()
+    assert not out.exists()
 
 
 def test_a_wrong_passphrase_is_refused_inline_and_nothing_is_written(qtbot, pwizard, built, tmp_path):
@@ -426,6 +585,23 @@ def test_the_state_builds_the_engines_request(tmp_path):
     copy = state.passphrase_copy()
     state.clear_secrets()
     assert held == bytearray(len(b"secret")) and state.passphrase is None and copy == bytearray(b"secret")
+
+
+def test_the_state_holds_the_shielding_data_choice_as_paths(tmp_path):
+    state = ProvisionState(template=tmp_path / "t.raw", srk_path=tmp_path / "tpm" / "srk.tpm2b_public")
+    assert state.shielding_source() is None and not state.passphrase_ready()
+    state.passphrase_source = SHIELDING_DATA
+    state.shielding_data, state.guardian_cert = tmp_path / "d.shd", tmp_path / "g.crt"
+    assert not state.passphrase_ready()
+    with pytest.raises(Exception, match="not chosen yet"):
+        state.shielding_source()
+    state.guardian_key = tmp_path / "g.key"
+    assert state.passphrase_ready()
+    source = state.shielding_source()
+    assert source is not None and source.key == tmp_path / "g.key"
+    assert source.credentials_key == tmp_path / "tpm" / CREDENTIALS_KEY_FILE  # beside the SRK file
+    state.srk_mode, state.vtpm_dir = CREATE_VTPM, tmp_path / "made"
+    assert state.credentials_key_path() == tmp_path / "made" / CREDENTIALS_KEY_FILE
 
 
 def test_the_encryption_page_points_to_the_provision_flow(wizard):
