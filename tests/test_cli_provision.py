@@ -254,3 +254,16 @@ def test_the_passphrase_can_come_from_shielding_data_made_for_this_template(
                               env={"MTOOLS_SKIP_CHECK": "1", "PATH": "/usr/bin:/bin"}).stdout  # fmt: skip
         cred = base64.b64decode(text)
         assert cred[:16] == bytes.fromhex("0c7cc07b117645919c4b0bea08bc20fe") and b"vm1" not in cred
+
+    # The recipient's key encrypted with a passphrase (openssl): asked for by flag, never from argv.
+    locked, secret = tmp_path / "fabric-locked.key", tmp_path / "key-passphrase"
+    subprocess.run(["openssl", "pkey", "-in", str(key), "-aes256", "-passout", "pass:fabric key pw", "-out",
+                    str(locked)], check=True, capture_output=True)  # fmt: skip
+    secret.write_text("fabric key pw\n")
+    argv = [a if a != key else locked for a in base]
+    refused = shieldwright(*argv, "--shielding-data", good, "-o", tmp_path / "no2.raw")
+    assert refused.returncode == 2 and "--guardian-key-passphrase-file" in refused.stderr, refused.stderr
+    assert not (tmp_path / "no2.raw").exists()
+    opened = shieldwright(*argv, "--guardian-key-passphrase-file", secret, "--shielding-data", good, "-o",
+                          tmp_path / "vm2.raw")  # fmt: skip
+    assert opened.returncode == 0, opened.stderr

@@ -124,10 +124,14 @@ def run_provision_from_shielding_data(
     its specialization values go to the vTPM's credentials key (when that file exists; the engine refuses
     values it cannot deliver). The payload's passphrase is wiped whatever happens."""
     engine_progress.begin(OPENING_SHIELDING_DATA, 0)
-    certificate = load_certificates(source.certificate)[0]
-    payload = payload_from_shielding_data(
-        source.shielding_data, request.template, certificate, load_private_key(source.key)
-    )
+    try:
+        certificate = load_certificates(source.certificate)[0]
+        secret = source.key_passphrase
+        key = load_private_key(source.key, bytes(secret) if secret else None)
+    finally:
+        if source.key_passphrase is not None:
+            source.key_passphrase[:] = bytes(len(source.key_passphrase))
+    payload = payload_from_shielding_data(source.shielding_data, request.template, certificate, key)
     try:
         cancel.check()
         key_file = source.credentials_key

@@ -102,6 +102,12 @@ class ProvisionOutputPage(ProvisionPage):
             "guardianKeyPath", "browseGuardianKey", self.tr("Choose the recipient's private key"),
             self.choose_guardian_key,
         )  # fmt: skip
+        self.key_passphrase_edit = QLineEdit(self)
+        self.key_passphrase_edit.setObjectName("guardianKeyPassphrase")
+        self.key_passphrase_edit.setEchoMode(QLineEdit.EchoMode.Password)
+        self.key_passphrase_edit.setPlaceholderText(self.tr("only if the private key is encrypted"))
+        self.key_passphrase_edit.setAccessibleName(self.tr("Passphrase of the private key"))
+        self.key_passphrase_edit.textChanged.connect(self.state.set_guardian_key_passphrase)
         self.shielding_hint = NoteLabel(
             self, name="shieldingDataHint",
             text=self.tr("The key pair (PEM or DER) of a guardian or of the owner it was made for. It must "
@@ -138,6 +144,7 @@ class ProvisionOutputPage(ProvisionPage):
             self._caption(self.tr("Sh&ielding data:"), self.shd_button),
             self._caption(self.tr("&Certificate:"), self.cert_button),
             self._caption(self.tr("Private ke&y:"), self.key_button),
+            self._caption(self.tr("K&ey passphrase:"), self.key_passphrase_edit),
         ]
         out_caption = QLabel(self.tr("VM &disk:"), self)
         out_caption.setBuddy(self.output_field.change_button)
@@ -157,14 +164,16 @@ class ProvisionOutputPage(ProvisionPage):
             grid.addWidget(self._file_captions[row - 5], row, 1)
             grid.addWidget(label, row, 2)
             grid.addWidget(button, row, 3)
-        grid.addWidget(self.shielding_hint, 8, 2, 1, 2)
-        grid.setRowMinimumHeight(9, 14)
-        grid.addWidget(self.keep_check, 10, 0, 1, 4)
-        grid.addWidget(self.keep_hint, 11, 0, 1, 4)
-        grid.setRowMinimumHeight(12, 14)
-        grid.addWidget(out_caption, 13, 0, 1, 2)
-        grid.addWidget(self.output_field, 13, 2, 1, 2)
-        grid.addWidget(self.replace_panel, 14, 2, 1, 2)
+        grid.addWidget(self._file_captions[3], 8, 1)
+        grid.addWidget(self.key_passphrase_edit, 8, 2, 1, 2)
+        grid.addWidget(self.shielding_hint, 9, 2, 1, 2)
+        grid.setRowMinimumHeight(10, 14)
+        grid.addWidget(self.keep_check, 11, 0, 1, 4)
+        grid.addWidget(self.keep_hint, 12, 0, 1, 4)
+        grid.setRowMinimumHeight(13, 14)
+        grid.addWidget(out_caption, 14, 0, 1, 2)
+        grid.addWidget(self.output_field, 14, 2, 1, 2)
+        grid.addWidget(self.replace_panel, 15, 2, 1, 2)
         grid.setColumnStretch(2, 1)
 
         self.summary_label = NoteLabel(self, name="provisionSummary", selectable=True)
@@ -285,8 +294,9 @@ class ProvisionOutputPage(ProvisionPage):
         self._show()
 
     def clear_secrets(self) -> None:
-        """Empty the password field (best effort: Qt keeps its own copies)."""
+        """Empty the password fields (best effort: Qt keeps its own copies)."""
         self.passphrase_edit.clear()
+        self.key_passphrase_edit.clear()
 
     # -- output -----------------------------------------------------------------------------------
 
@@ -367,7 +377,7 @@ class ProvisionOutputPage(ProvisionPage):
             label.set_full_text(str(path) if path is not None else none)
         widgets: list[QWidget] = [
             *self._file_captions, self.shd_label, self.cert_label, self.key_label, self.shd_button,
-            self.cert_button, self.key_button, self.shielding_hint,
+            self.cert_button, self.key_button, self.key_passphrase_edit, self.shielding_hint,
         ]  # fmt: skip
         for widget in widgets:
             widget.setEnabled(not typed)

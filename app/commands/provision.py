@@ -64,6 +64,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )  # fmt: skip
     p.add_argument("--guardian-key", metavar="KEY", help="private key of a recipient of --shielding-data")
     p.add_argument("--guardian-cert", metavar="CERT", help="certificate of that recipient")
+    add_passphrase_options(p, "guardian-key-passphrase", "--guardian-key, if it is encrypted")
     p.add_argument(
         "--credentials-key", metavar="FILE",
         help="the vTPM's credentials key (credentials.tpm2b_public; default: beside --srk) to seal the "
@@ -96,7 +97,7 @@ def _pcr_list(text: str) -> list[int]:
 
 
 def _from_shielding_data(args: argparse.Namespace) -> Payload:
-    from app.errors import ShieldwrightError  # lazy
+    from app.errors import ShieldwrightError, WrongPassphraseError  # lazy
     from app.signing.keys import load_certificates, load_private_key
     from app.template.provision import payload_from_shielding_data
 
@@ -106,9 +107,24 @@ def _from_shielding_data(args: argparse.Namespace) -> Payload:
         raise ShieldwrightError("--shielding-data needs --guardian-key and --guardian-cert",
                                 "give the key pair of a guardian (or owner) it was made for")  # fmt: skip
     cert = load_certificates(args.guardian_cert)[0]
-    return payload_from_shielding_data(
-        args.shielding_data, args.template, cert, load_private_key(args.guardian_key)
-    )
+    key_passphrase = read_passphrase_buffer(args, "guardian-key-passphrase")
+    try:
+        try:
+            key = load_private_key(args.guardian_key, bytes(key_passphrase) if key_passphrase else None)
+        except WrongPassphraseError as exc:
+            if key_passphrase is not None:
+                raise
+            if not sys.stdin.isatty():
+                raise WrongPassphraseError(
+                    exc.message, "give --guardian-key-passphrase-file or --guardian-key-passphrase-env"
+                ) from None
+            key_passphrase = read_passphrase_buffer(args, "guardian-key-passphrase",
+                                                    prompt="Passphrase of the guardian key: ")  # fmt: skip
+            key = load_private_key(args.guardian_key, bytes(key_passphrase) if key_passphrase else None)
+    finally:
+        if key_passphrase is not None:
+            key_passphrase[:] = bytes(len(key_passphrase))
+    return payload_from_shielding_data(args.shielding_data, args.template, cert, key)
 
 
 def _credentials_key(args: argparse.Namespace) -> Srk | None:

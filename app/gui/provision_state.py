@@ -49,6 +49,8 @@ class ShieldingSource:
     #: The vTPM's credentials key file (``credentials.tpm2b_public``) the values are sealed to; it may be
     #: missing (the engine then refuses values it cannot deliver).
     credentials_key: Path | None
+    #: A copy of the recipient key's passphrase, if it is encrypted (the task wipes it).
+    key_passphrase: bytearray | None = field(default=None, repr=False)
 
 
 @dataclass
@@ -88,6 +90,8 @@ class ProvisionState:
     shielding_data: Path | None = None
     guardian_cert: Path | None = None
     guardian_key: Path | None = None
+    #: The passphrase of ``guardian_key`` when it is encrypted, in memory only (wiped by clear_secrets).
+    guardian_key_passphrase: bytearray | None = field(default=None, repr=False)
     keep_passphrase: bool = False
     output: Path | None = None
     #: None: the engine's default (the template's format when it can be written, else raw).
@@ -119,18 +123,23 @@ class ProvisionState:
 
     def set_passphrase(self, text: str) -> None:
         """Hold ``text`` (UTF-8) as the provisioning passphrase, wiping the one held before."""
-        self.clear_secrets()
+        _wipe(self.passphrase)
         self.passphrase = bytearray(text.encode()) if text else None
+
+    def set_guardian_key_passphrase(self, text: str) -> None:
+        """Hold ``text`` as the recipient key's passphrase, wiping the one held before."""
+        _wipe(self.guardian_key_passphrase)
+        self.guardian_key_passphrase = bytearray(text.encode()) if text else None
 
     def passphrase_copy(self) -> bytearray:
         """A copy of the passphrase for one provisioning run (its caller wipes it); empty when none."""
         return bytearray(self.passphrase) if self.passphrase else bytearray()
 
     def clear_secrets(self) -> None:
-        """Overwrite and drop the passphrase (best effort: Python and Qt may hold copies)."""
-        if self.passphrase is not None:
-            self.passphrase[:] = bytes(len(self.passphrase))
-        self.passphrase = None
+        """Overwrite and drop the passphrases (best effort: Python and Qt may hold copies)."""
+        _wipe(self.passphrase)
+        _wipe(self.guardian_key_passphrase)
+        self.passphrase = self.guardian_key_passphrase = None
 
     def passphrase_ready(self) -> bool:
         """Whether the chosen source of the passphrase is complete (typed, or all three files chosen)."""
@@ -156,9 +165,11 @@ class ProvisionState:
                 "the shielding data, the certificate or the private key is not chosen yet",
                 "go back and choose all three",
             )
+        key_passphrase = bytearray(self.guardian_key_passphrase) if self.guardian_key_passphrase else None
         return ShieldingSource(
-            self.shielding_data, self.guardian_cert, self.guardian_key, self.credentials_key_path()
-        )
+            self.shielding_data, self.guardian_cert, self.guardian_key, self.credentials_key_path(),
+            key_passphrase,
+        )  # fmt: skip
 
     def request(self) -> ProvisionRequest:
         """The engine's request for the present choices (raises when something is still missing)."""
@@ -188,3 +199,8 @@ class ProvisionState:
             trusted=self.trusted_certificates() or None,
             overwrite=self.overwrite,
         )
+
+
+def _wipe(secret: bytearray | None) -> None:
+    if secret is not None:
+        secret[:] = bytes(len(secret))

@@ -291,6 +291,31 @@ def test_the_passphrase_and_a_host_name_come_from_shielding_data(
     assert w.state.passphrase is None and w.output_page.passphrase_edit.text() == ""
 
 
+def test_an_encrypted_recipient_key_is_opened_with_the_passphrase_typed(
+    qtbot, pwizard, built, shielding, tmp_path, caplog
+):
+    """The recipient's key encrypted by openssl: its passphrase is typed on the page, used in the task, and
+    wiped (in the state and the task's copy) once the disk is written; it never reaches the log."""
+    caplog.set_level(logging.DEBUG)
+    locked, secret = tmp_path / "fabric-locked.key", "recipient key passphrase"
+    subprocess.run(["openssl", "pkey", "-in", str(shielding.key), "-aes256", "-passout", f"pass:{secret}",
+                    "-out", str(locked)], check=True, capture_output=True)  # fmt: skip
+    w = pwizard
+    to_output_page(qtbot, w, built, tmp_path)
+    choose_shielding_data(qtbot, w, shielding.data, shielding)
+    page = w.output_page
+    page.set_guardian_key(locked)
+    assert page.key_passphrase_edit.isEnabled()
+    qtbot.keyClicks(page.key_passphrase_edit, secret)
+    assert bytes(w.state.guardian_key_passphrase) == secret.encode()
+    held = w.state.guardian_key_passphrase
+    page.set_output(tmp_path / "vm.raw")
+    run = commit_and_wait(qtbot, w)
+    assert run.result is not None, run.error_panel.message_label.text()
+    assert held == bytearray(len(secret)) and w.state.guardian_key_passphrase is None  # wiped when written
+    assert page.key_passphrase_edit.text() == "" and secret not in caplog.text
+
+
 def test_shielding_data_for_another_template_version_is_refused_inline(
     qtbot, pwizard, built, shielding, tmp_path, caplog
 ):
