@@ -31,7 +31,7 @@ from app.signing.keys import load_certificates, load_private_key
 from app.template.provision import ProvisionRequest, ProvisionResult, payload_from_shielding_data, provision
 from app.template.verify import TemplateReport, verify_template
 from app.tpm.srk import Srk, load_srk
-from app.tpm.vtpm_dir import create_vtpm
+from app.tpm.vtpm_dir import create_vtpm, find_credentials_key
 
 if TYPE_CHECKING:
     from cryptography import x509
@@ -134,8 +134,7 @@ def run_provision_from_shielding_data(
     payload = payload_from_shielding_data(source.shielding_data, request.template, certificate, key)
     try:
         cancel.check()
-        key_file = source.credentials_key
-        credentials_key = load_srk(key_file) if key_file is not None and key_file.is_file() else None
+        credentials_key = find_credentials_key(source.credentials_key)
         request = dataclasses.replace(request, specialization=payload, credentials_key=credentials_key)
         return provision(request, payload.provisioning_passphrase, progress=engine_progress, cancel=cancel)
     finally:

@@ -132,12 +132,11 @@ def _credentials_key(args: argparse.Namespace) -> Srk | None:
     from pathlib import Path
 
     from app.tpm.srk import load_srk
-    from app.tpm.vtpm_dir import CREDENTIALS_KEY_FILE
+    from app.tpm.vtpm_dir import credentials_key_path, find_credentials_key
 
     if args.credentials_key:
         return load_srk(args.credentials_key)
-    beside = Path(args.srk).parent / CREDENTIALS_KEY_FILE
-    return load_srk(beside) if beside.is_file() else None
+    return find_credentials_key(credentials_key_path(Path(args.srk).parent))
 
 
 def cmd_provision(args: argparse.Namespace) -> int:

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 from app.errors import ShieldwrightError
 from app.template.provision import ProvisionRequest
 from app.template.recipe import PcrOptions
-from app.tpm.vtpm_dir import CREDENTIALS_KEY_FILE
+from app.tpm.vtpm_dir import credentials_key_path
 
 if TYPE_CHECKING:
     from cryptography import x509
@@ -154,7 +154,7 @@ class ProvisionState:
             directory = self.vtpm_dir
         else:
             directory = self.srk_path.parent if self.srk_path is not None else None
-        return directory / CREDENTIALS_KEY_FILE if directory is not None else None
+        return credentials_key_path(directory) if directory is not None else None
 
     def shielding_source(self) -> ShieldingSource | None:
         """The shielding data to provision from; None when the passphrase is typed."""

@@ -23,7 +23,7 @@ _HOSTNAME = re.compile(
 _CRYPT = re.compile(r"\$(y|gy|7|6|5|2[abxy])\$[./A-Za-z0-9$,=]{8,500}")
 PAYLOAD_VERSION = 1
 #: A file's path in the VM: absolute, and one tmpfiles.d field as it is (systemd writes the files).
-_FILE_PATH = re.compile(r"/[^\s\"'\\\0]*")
+FILE_PATH = re.compile(r"/[^\s\"'\\\0]*")
 
 
 class PayloadError(ShieldwrightError):
@@ -90,7 +90,7 @@ class Payload:
                 raise PayloadError("an SSH key is not one authorized_keys line", "give public keys (*.pub)")
         seen: set[str] = set()
         for f in self.files:
-            if not _FILE_PATH.fullmatch(f.path) or "/../" in f.path + "/" or f.path in seen:
+            if not FILE_PATH.fullmatch(f.path) or "/../" in f.path + "/" or f.path in seen:
                 raise PayloadError(
                     f"{f.path!r} is not a usable absolute path",
                     "give /path/in/the/vm once, without spaces, quotes or backslashes",

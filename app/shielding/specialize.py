@@ -20,26 +20,19 @@ The cloud-init user-data is not delivered: no guest consumer of it has been show
 from __future__ import annotations
 
 import base64
-import re
 
 from app.shielding.payload import Payload
 
 TMPFILES_CREDENTIAL = "tmpfiles.extra"
 ROOT_PASSWORD_CREDENTIAL = "passwd.hashed-password.root"
-#: The payload's items a provisioning delivers (the passphrase opens the disk; user-data is not delivered).
-DELIVERED_ITEMS = ("hostname", "ssh_authorized_keys", "admin_password_hash", "files")
-#: Paths tmpfiles.d(5) reads as one field with no quoting or escapes ('%' is escaped as '%%').
-_PLAIN_PATH = re.compile(r"/[^\s\"'\\]*")
-
-
-def _path(path: str) -> str:
-    if not _PLAIN_PATH.fullmatch(path):
-        raise ValueError(f"{path!r} cannot be written by tmpfiles.d without quoting")
-    return path.replace("%", "%%")
 
 
 def tmpfiles_lines(payload: Payload) -> str:
-    """The ``tmpfiles.extra`` configuration that applies ``payload``'s host name, keys and files."""
+    """The ``tmpfiles.extra`` configuration that applies ``payload``'s host name, keys and files. The
+    payload's own rules (:meth:`Payload.check`: a host name, one-line keys, file paths without spaces or
+    quotes) make every value one tmpfiles.d field; they are checked again here, as a decrypted payload was
+    written by whoever made the shielding data. A '%' in a path is escaped (tmpfiles specifiers)."""
+    payload.check()
     lines = []
     if payload.hostname is not None:
         lines.append(f"f+ /etc/hostname 0644 root root - {payload.hostname}")
@@ -50,7 +43,7 @@ def tmpfiles_lines(payload: Payload) -> str:
         lines.append(f"f+~ /root/.ssh/authorized_keys 0600 root root - {base64.b64encode(keys).decode()}")
     for f in payload.files:
         data = base64.b64encode(f.data).decode()
-        lines.append(f"f+~ {_path(f.path)} {f.mode:04o} root root - {data}")
+        lines.append(f"f+~ {f.path.replace('%', '%%')} {f.mode:04o} root root - {data}")
     return "".join(line + "\n" for line in lines)
 
 

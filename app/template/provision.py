@@ -26,7 +26,7 @@ from pathlib import Path
 from cryptography import x509
 
 from app.boot.pcr import extend
-from app.disk.esp import list_esp, write_esp_files
+from app.disk.esp import normalize_path, write_esp_files
 from app.disk.image import WRITE_FORMATS, DiskImage, open_image
 from app.disk.layout import layout_of
 from app.disk.writers import copy_raw, patch_file, write_image
@@ -351,32 +351,22 @@ def _deliver_credentials(
     pcrs: tuple[int, ...], bank: str, cancel: CancelToken,
 ) -> tuple[str, ...]:  # fmt: skip
     """Seal each credential to ``key`` under the predicted PCRs 4/7 (those of ``pcrs``) and write it beside
-    every UKI of the ESP the firmware may start (``<uki>.efi.extra.d/<name>.cred``: systemd-stub passes the
-    files beside its own image). Returns the ESP paths written."""
+    the UKI of the predicted boot chain (``<uki>.extra.d/<name>.cred``: systemd-stub passes the files beside
+    its own image, and that UKI is the boot the PCR values are of). Returns the ESP paths written."""
     values = {n: prediction.pcrs[bank][n] for n in pcrs if n in CREDENTIAL_PCRS}
+    uki = normalize_path(prediction.chain.uki.path)
+    files = {
+        f"{uki}.extra.d/{name}.cred": credential_text(encrypt_credential(plain, key, bank, values))
+        for name, plain in sorted(credentials.items())
+    }
     with open_image(template) as image:
         layout = layout_of(image)
         esp = next((p for p in layout.partitions if p.role == "esp"), None)
         if esp is None:
             raise ProvisionError("the template has no ESP", "provision a template `shieldwright build` made")
-        ukis = [e.path for e in list_esp(image, esp, layout.sector_size) if not e.is_dir and _boots(e.path)]
-        if not ukis:
-            raise ProvisionError("the template's ESP holds no UKI to put the credentials beside",
-                                 "provision a template `shieldwright build` made")  # fmt: skip
-        files = {}
-        for name, plain in sorted(credentials.items()):
-            text = credential_text(encrypt_credential(plain, key, bank, values))
-            for uki in ukis:
-                files[f"{uki}.extra.d/{name}.cred"] = text
         now = (image, esp.first_lba * layout.sector_size)  # the template's ESP: the output's before this
         write_esp_files(raw, esp, layout.sector_size, files, cancel=cancel, fsync=False, current=now)
     return tuple(sorted(files))
-
-
-def _boots(path: str) -> bool:
-    """An ESP file systemd-stub may run as: the removable path, or a UKI in /EFI/Linux."""
-    low = path.lower()
-    return low == "/efi/boot/bootx64.efi" or (low.startswith("/efi/linux/") and low.endswith(".efi"))
 
 
 def _relay_progress(job: Future[TemplateReport], state: ProgressState, progress: Progress) -> None:

@@ -27,7 +27,7 @@ from app.boot.vm import start_swtpm
 from app.boot.vtpm import VtpmError, data_channel, exchange, shutdown_swtpm
 from app.errors import ShieldwrightError
 from app.progress import CancelToken
-from app.tpm.srk import SRK_HANDLE, Srk, legacy_primary_template, srk_template
+from app.tpm.srk import SRK_HANDLE, Srk, legacy_primary_template, load_srk, srk_template
 
 SRK_FILE = "srk.tpm2b_public"
 CREDENTIALS_KEY_FILE = "credentials.tpm2b_public"
@@ -116,4 +116,11 @@ def srk_path(directory: str | Path) -> Path:
 
 
 def credentials_key_path(directory: str | Path) -> Path:
+    """Where ``vtpm new`` writes the credentials key in ``directory`` (also: beside the SRK file given)."""
     return Path(directory) / CREDENTIALS_KEY_FILE
+
+
+def find_credentials_key(path: Path | None) -> Srk | None:
+    """The credentials key at ``path`` when that file exists (a vTPM made by other tools has none: the
+    provisioning then refuses specialization values it cannot seal)."""
+    return load_srk(path) if path is not None and path.is_file() else None
