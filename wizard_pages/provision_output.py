@@ -26,23 +26,20 @@ from PySide6.QtWidgets import (
     QWizard,
 )
 
+from app.gui.file_dialogs import CERT_FILTERS, KEY_FILTERS, SHD_FILTERS
 from app.gui.provision_state import SHIELDING_DATA, TYPED, ProvisionState
 from app.gui.tasks import TaskRunner
 from app.gui.widgets.elided_label import ElidedLabel
 from app.gui.widgets.review_inline_question import InlineQuestion
 from app.gui.widgets.review_output_field import OutputFileField
 from app.gui.widgets.status_note import NoteLabel
+from app.template.provision import CREDENTIAL_FORMATS
 from app.template.recipe import OUTPUT_FORMATS
 from wizard_pages.provision_common import ProvisionPage
 from wizard_pages.review_summary import extension, format_for_path, format_label, with_format_suffix
 
 #: The format list's first entry: the engine's default (the template's format when it can be written).
 SAME_FORMAT = ""
-SHD_FILTERS = ("Shielding data (*.shd)", "All files (*)")
-CERT_FILTERS = ("Certificates (*.crt *.pem *.cer *.der)", "All files (*)")
-KEY_FILTERS = ("Private keys (*.key *.pem *.der)", "All files (*)")
-#: Formats whose ESP the engine writes specialization values into.
-CREDENTIAL_FORMATS = ("raw", "qcow2")
 
 
 class ProvisionOutputPage(ProvisionPage):

@@ -30,6 +30,7 @@ from PySide6.QtWidgets import (
 
 from app.errors import ShieldwrightError
 from app.findings import Finding, Severity, has_errors
+from app.gui.file_dialogs import RECIPE_FILTERS
 from app.gui.page import WizardPage
 from app.gui.state import OutputChoice, WizardState
 from app.gui.tasks import TaskRunner
@@ -59,7 +60,6 @@ from wizard_pages.review_summary import (
 
 log = logging.getLogger(__name__)
 
-RECIPE_FILTERS = ("Shieldwright recipes (*.toml)", "All files (*)")
 PASSPHRASE_FILTERS = ("All files (*)",)
 #: The wizard field (QWizard.field) holding "publish private host files"; the Generate page reads it.
 ALLOW_PRIVATE_FIELD = "allowPrivateInputs"

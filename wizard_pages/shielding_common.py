@@ -39,9 +39,7 @@ from app.shielding.qualifiers import Qualifier, applicability, load_signed_catal
 from app.shielding.shd import ShieldingData, create_shielding_data, read_shielding_data
 from app.signing.output import write_output
 
-CERT_FILTERS = ("Certificates (*.crt *.pem *.cer *.der)", "All files (*)")
 QUALIFIER_FILTERS = ("Catalogs and templates (*.vsc *.raw *.img *.qcow2 *.vhdx *.vhd)", "All files (*)")
-SHD_FILTERS = ("Shielding data (*.shd)", "All files (*)")
 
 
 class ShieldingPage(WizardPage):

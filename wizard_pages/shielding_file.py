@@ -19,12 +19,13 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.gui.file_dialogs import SHD_FILTERS
 from app.gui.shielding_state import ShieldingState
 from app.gui.tasks import TaskRunner
 from app.gui.widgets.review_inline_question import InlineQuestion
 from app.gui.widgets.status_note import NoteLabel
 from app.shielding.shd import POLICIES
-from wizard_pages.shielding_common import SHD_FILTERS, ShieldingPage
+from wizard_pages.shielding_common import ShieldingPage
 
 
 class ShieldingFilePage(ShieldingPage):

@@ -29,13 +29,13 @@ from PySide6.QtWidgets import (
 
 from app.errors import ShieldwrightError, WrongPassphraseError
 from app.gui.dialogs.import_owner import ImportOwnerDialog, OwnerFiles
+from app.gui.file_dialogs import CERT_FILTERS
 from app.gui.shielding_state import ShieldingState
 from app.gui.tasks import TaskRunner
 from app.gui.widgets.status_note import NoteLabel
 from app.gui.widgets.tables import setup_readonly_table
 from app.shielding.guardians import Guardian, default_store
 from wizard_pages.shielding_common import (
-    CERT_FILTERS,
     ShieldingPage,
     create_owner,
     import_fabric_guardian,

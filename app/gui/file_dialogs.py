@@ -14,6 +14,12 @@ from typing import Any
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QFileDialog, QWidget
 
+#: File dialog filters used by more than one page or window (the first entry is the one selected).
+RECIPE_FILTERS = ("Shieldwright recipes (*.toml)", "All files (*)")
+CERT_FILTERS = ("Certificates (*.crt *.pem *.cer *.der)", "All files (*)")
+KEY_FILTERS = ("Private keys (*.key *.pem *.der)", "All files (*)")
+SHD_FILTERS = ("Shielding data (*.shd)", "All files (*)")
+
 
 def open_file_dialog(
     parent: QWidget,

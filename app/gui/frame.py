@@ -41,7 +41,7 @@ from app.gui.diagnostics import default_bundle_name, write_diagnostics
 from app.gui.dialogs.about import AboutDialog, gather_versions_args
 from app.gui.dialogs.help import GuideWindow, ShortcutsDialog, user_guide_candidates, user_guide_path
 from app.gui.discard import ask_to_discard
-from app.gui.file_dialogs import open_file_dialog
+from app.gui.file_dialogs import RECIPE_FILTERS, open_file_dialog
 from app.gui.provision_wizard import ProvisionWizard
 from app.gui.settings import Settings
 from app.gui.shielding_wizard import ShieldingWizard
@@ -56,7 +56,6 @@ from wizard_pages.review_summary import default_output_path, safe_stem
 
 log = logging.getLogger(__name__)
 
-RECIPE_FILTERS = ("Shieldwright recipes (*.toml)", "All files (*)")
 DIAGNOSTICS_FILTERS = ("Zip archives (*.zip)", "All files (*)")
 #: File › Open recipe (except on the Base image page, where Ctrl+O opens the image).
 OPEN_KEYS = QKeySequence("Ctrl+O")

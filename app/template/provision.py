@@ -272,7 +272,7 @@ def provision(
             "the shielding data holds specialization values, but no credentials key was given",
             "give the vTPM's credentials.tpm2b_public (`shieldwright vtpm new` writes it beside the SRK)",
         )
-    if credentials and fmt not in ("raw", "qcow2"):
+    if credentials and fmt not in CREDENTIAL_FORMATS:
         raise ProvisionError(
             f"specialization values are written into the ESP of a raw or qcow2 disk, not {fmt}",
             "provision to raw or qcow2 (convert afterwards with qemu-img if needed)",
@@ -341,6 +341,8 @@ def provision(
                            undelivered)  # fmt: skip
 
 
+#: Output formats whose ESP the credentials are written into (a raw file, or raw first then qemu-img).
+CREDENTIAL_FORMATS = ("raw", "qcow2")
 #: PCRs a credential is bound to, of those the disk is sealed to: 4 and 7 hold from ExitBootServices on;
 #: PCR 11 moves with every boot phase before the services that read credentials run.
 CREDENTIAL_PCRS = (4, 7)

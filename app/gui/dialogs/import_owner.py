@@ -27,11 +27,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.gui.file_dialogs import open_file_dialog
+from app.gui.file_dialogs import KEY_FILTERS, open_file_dialog
 from app.gui.widgets.error_panel import ErrorPanel
 
 CERT_FILTERS = ("Certificates and PKCS#12 (*.crt *.pem *.cer *.der *.p12 *.pfx)", "All files (*)")
-KEY_FILTERS = ("Private keys (*.key *.pem *.der)", "All files (*)")
 
 #: The four files, in the order asked: (field, caption, accessible name, file dialog title).
 FILES = (
