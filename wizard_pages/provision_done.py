@@ -3,8 +3,8 @@
 Everything shown is the engine's :class:`~app.template.provision.ProvisionResult`: the output and its
 format, the policy hash, the sealed PCR values (PCR 11 at ``UNLOCK_PHASE``), and per container the TPM
 keyslot, its ``systemd-tpm2`` token, the removed provisioning keyslot and the keyslots left; after shielding
-data, the credentials written into the ESP and, plainly, what was not delivered. *Open folder* hands the
-folder to the desktop (and says so, with the path, when no application opens it).
+data, the credentials written into the ESP. *Open folder* hands the folder to the desktop (and says so,
+with the path, when no application opens it).
 """
 
 from __future__ import annotations
@@ -33,9 +33,6 @@ from app.gui.widgets.tables import setup_readonly_table
 from app.template.pcr_policy import PCR_MEANINGS
 from app.template.provision import CREDENTIAL_PCRS, UNLOCK_PHASE, ProvisionResult
 from wizard_pages.provision_common import ProvisionPage
-
-#: The payload items a provisioning may leave undelivered (``ProvisionResult.undelivered``), in words.
-UNDELIVERED_LABELS = {"user_data": "the cloud-init user-data"}
 
 
 class ContainerColumn:
@@ -106,7 +103,6 @@ class ProvisionDonePage(ProvisionPage):
         self.credentials_label = NoteLabel(self, name="credentialsWritten", selectable=True)
         self.credentials_label.setFont(mono)
         self.credentials_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
-        self.undelivered_label = NoteLabel(self, name="notDelivered", selectable=True)
 
         self.next_note = NoteLabel(self, name="nextSteps", selectable=True)
 
@@ -122,7 +118,6 @@ class ProvisionDonePage(ProvisionPage):
         layout.addWidget(self.credentials_caption)
         layout.addWidget(self.credentials_note)
         layout.addWidget(self.credentials_label)
-        layout.addWidget(self.undelivered_label)
         layout.addWidget(self.next_note)
         layout.addWidget(self.error_panel)  # e.g. no application opens the folder (at the end: nothing moves)
         layout.addStretch(1)
@@ -179,29 +174,18 @@ class ProvisionDonePage(ProvisionPage):
         self.next_note.set_note(" ".join(note))
 
     def _show_credentials(self, result: ProvisionResult) -> None:
-        """What the shielding data delivered (its ESP paths) and what it did not; hidden without any."""
-        shown = bool(result.credentials or result.undelivered)
-        for widget in (self.credentials_caption, self.credentials_note):
-            widget.setVisible(shown)
-        self.credentials_label.setVisible(bool(result.credentials))
-        self.undelivered_label.setVisible(bool(result.undelivered))
+        """What the shielding data delivered (its ESP paths); hidden when nothing was."""
+        for widget in (self.credentials_caption, self.credentials_note, self.credentials_label):
+            widget.setVisible(bool(result.credentials))
         pcrs = ", ".join(str(n) for n in sorted(result.pcr_values) if n in CREDENTIAL_PCRS)
-        if result.credentials:
-            note = self.tr(
+        self.credentials_note.set_note(
+            self.tr(
                 "From the shielding data, as systemd credentials sealed to the vTPM's credentials key under "
-                "PCRs %1, beside each UKI in the ESP; systemd (255 or later) applies them at boot:"
+                "PCRs %1, beside each UKI in the ESP; systemd (256 or later) applies them at boot:"
             ).replace("%1", pcrs or self.tr("none"))
-        else:
-            note = self.tr("The shielding data held no value to deliver as a systemd credential.")
-        self.credentials_note.set_note(note)
+        )
         self.credentials_label.set_note("\n".join(result.credentials), plain=True)
         self.credentials_label.setToolTip("\n".join(result.credentials))
-        items = [self.tr(UNDELIVERED_LABELS.get(item, item)) for item in result.undelivered]
-        self.undelivered_label.set_note(
-            self.tr("Not delivered: %1 (carried in the shielding data; no guest consumer for it).").replace(
-                "%1", ", ".join(items)),
-            plain=True,
-        )  # fmt: skip
 
     def credentials_written(self) -> list[str]:
         """The credentials' ESP paths as the page lists them."""

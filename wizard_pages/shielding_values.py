@@ -44,8 +44,8 @@ class ShieldingValuesPage(ShieldingPage):
         self.setSubTitle(
             self.tr(
                 "The provisioning passphrase lets the fabric unlock the VM's disk once; provisioning seals "
-                "the other values to the VM's vTPM for systemd to apply (not the user-data). Only the owner "
-                "and guardians see them."
+                "the other values to the VM's vTPM for systemd and cloud-init to apply. Only the owner and "
+                "guardians see them."
             )
         )
         self._problem: ShieldwrightError | None = None

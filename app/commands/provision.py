@@ -39,11 +39,11 @@ or `systemd-analyze srk` / `tpm2_readpublic -c 0x81000001 -f tss` run on the VM,
 LUKS2 headers differ from TEMPLATE (and, with specialization values, the ESP); VM_DISK appears only when
 complete; TEMPLATE is never written.
 
-With --shielding-data, its specialization values (host name, root's SSH keys and password hash, files)
-are delivered as systemd credentials sealed to the same vTPM under PCRs 4 and 7 (those of --pcrs), put
-beside the UKI in the ESP: systemd >= 255 in the VM applies them at boot (see docs/user-guide.md for what
-each needs). They are sealed to --credentials-key, DIR/credentials.tpm2b_public from `shieldwright vtpm
-new DIR` (the default when it lies beside --srk). Its cloud-init user-data is not delivered.
+With --shielding-data, its specialization values (host name, root's SSH keys and password hash, files,
+cloud-init user-data) are delivered as systemd credentials sealed to the same vTPM under PCRs 4 and 7
+(those of --pcrs), put beside the UKI in the ESP: systemd >= 256 in the VM applies them at boot (see
+docs/user-guide.md for what each needs). They are sealed to --credentials-key,
+DIR/credentials.tpm2b_public from `shieldwright vtpm new DIR` (the default when it lies beside --srk).
 """
 
 
@@ -190,6 +190,4 @@ def cmd_provision(args: argparse.Namespace) -> int:
         print(f"Partition {c.partition}: TPM keyslot {c.tpm_keyslot}, token {c.token_id}{removed}")
     for path in result.credentials:
         print(f"Credential {path} (sealed to the vTPM's credentials key)")
-    for item in result.undelivered:
-        print(f"Not delivered: {item} (carried in the shielding data; no guest consumer for it)")
     return 0

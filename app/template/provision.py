@@ -48,7 +48,7 @@ from app.progress import CancelToken, NullProgress, Progress, ProgressState
 from app.shielding.payload import Payload
 from app.shielding.qualifiers import applicability, load_signed_catalog
 from app.shielding.shd import load_shielding_data
-from app.shielding.specialize import specialization_credentials, undelivered_items
+from app.shielding.specialize import BINARY_CREDENTIALS, instance_id_for, specialization_credentials
 from app.signing.keys import PrivateKey
 from app.template.build.export import check_format, export
 from app.template.build.staging import Staging
@@ -121,9 +121,8 @@ class ProvisionResult:
     containers: tuple[ProvisionedContainer, ...]
     verification: TemplateReport
     prediction: Prediction = field(repr=False)
-    #: ESP paths of the credentials written (the specialization values), and what was not delivered.
+    #: ESP paths of the credentials written (the specialization values).
     credentials: tuple[str, ...] = ()
-    undelivered: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, object]:
         """The ``provision --json`` document."""
@@ -135,7 +134,6 @@ class ProvisionResult:
             "bank": self.prediction.banks[0],
             "containers": [dataclasses.asdict(c) for c in self.containers],
             "credentials": list(self.credentials),
-            "undelivered": list(self.undelivered),
         }
 
 
@@ -266,7 +264,7 @@ def provision(
     fmt = check_format(request.out_format or (source_format if source_format in WRITE_FORMATS else "raw"))
     if output.exists() and not request.overwrite:
         raise ProvisionError(f"{output} already exists", "choose another output, or allow overwriting")
-    credentials = specialization_credentials(request.specialization) if request.specialization else {}
+    credentials = _credentials(request)
     if credentials and request.credentials_key is None:
         raise ProvisionError(
             "the shielding data holds specialization values, but no credentials key was given",
@@ -336,9 +334,16 @@ def provision(
         stop.cancel()
         pool.shutdown(wait=True)
         staging.remove()
-    undelivered = tuple(undelivered_items(request.specialization)) if request.specialization else ()
-    return ProvisionResult(output, fmt, policy.hex(), values, containers, report, prediction, written,
-                           undelivered)  # fmt: skip
+    return ProvisionResult(output, fmt, policy.hex(), values, containers, report, prediction, written)
+
+
+def _credentials(request: ProvisionRequest) -> dict[str, bytes]:
+    """The specialization credentials' plaintext (none without specialization values); the VM's cloud-init
+    instance ID comes from its vTPM's credentials key."""
+    if request.specialization is None:
+        return {}
+    key = request.credentials_key.public_bytes() if request.credentials_key is not None else b""
+    return specialization_credentials(request.specialization, instance_id_for(key))
 
 
 #: Output formats whose ESP the credentials are written into (a raw file, or raw first then qemu-img).
@@ -357,10 +362,11 @@ def _deliver_credentials(
     its own image, and that UKI is the boot the PCR values are of). Returns the ESP paths written."""
     values = {n: prediction.pcrs[bank][n] for n in pcrs if n in CREDENTIAL_PCRS}
     uki = normalize_path(prediction.chain.uki.path)
-    files = {
-        f"{uki}.extra.d/{name}.cred": credential_text(encrypt_credential(plain, key, bank, values))
-        for name, plain in sorted(credentials.items())
-    }
+    files: dict[str, bytes] = {}
+    for name, plain in sorted(credentials.items()):
+        sealed = encrypt_credential(plain, key, bank, values)
+        binary = name in BINARY_CREDENTIALS  # read by a generator (see specialize)
+        files[f"{uki}.extra.d/{name}.cred"] = sealed if binary else credential_text(sealed)
     with open_image(template) as image:
         layout = layout_of(image)
         esp = next((p for p in layout.partitions if p.role == "esp"), None)

@@ -36,8 +36,14 @@ SUITE = "trixie"
 PACKAGES = (
     "systemd", "systemd-sysv", "udev", "kmod", "e2fsprogs", "systemd-cryptsetup", "cryptsetup", "dracut",
     "systemd-boot-efi", "libtss2-esys-3.0.2-0t64", "libtss2-rc0t64", "libtss2-mu-4.0.1-0t64",
-    "libtss2-tcti-device0t64", "tpm2-tools", "zstd",
+    "libtss2-tcti-device0t64", "tpm2-tools", "zstd", "cloud-init",
 )  # fmt: skip
+#: cloud-init as an image made for NoCloud has it: NoCloud first (ds-identify then enables cloud-init
+#: without looking, as the seed is written later in the boot), no network to render (the VM has none).
+CLOUD_CFG = """\
+datasource_list: [ NoCloud, None ]
+network: {config: disabled}
+"""
 DRACUT_CONF = """\
 hostonly="no"
 add_dracutmodules+=" systemd crypt systemd-cryptsetup tpm2-tss systemd-pcrphase "
@@ -68,16 +74,28 @@ echo "SW-SPEC hostname=$(cat /proc/sys/kernel/hostname) etc=$(cat /etc/hostname)
 echo "SW-SPEC keys=$(base64 -w0 /root/.ssh/authorized_keys 2>/dev/null)"
 f=/etc/shieldwright/hello.txt
 echo "SW-SPEC file=$(base64 -w0 $f 2>/dev/null) mode=$(stat -c %a $f 2>/dev/null)"
+s=/var/lib/cloud/seed/nocloud
+echo "SW-SPEC seed=$(stat -c %a $s $s/user-data $s/meta-data 2>/dev/null | tr '\\n' ' ')"
+echo "SW-SPEC cloudinit=$(base64 -w0 /run/cloud-init/result.json 2>/dev/null)"
+f=/etc/shieldwright/from-cloud-init.txt
+echo "SW-SPEC cloudfile=$(base64 -w0 $f 2>/dev/null)"
+echo "SW-SPEC iid=$(cat /var/lib/cloud/data/instance-id 2>/dev/null)"
+echo "SW-SPEC cycles=$(journalctl -b -q --no-pager | grep -c 'ordering cycle')"
+u=cloud-init-local.service
+echo "SW-SPEC order=$(systemctl show -P DropInPaths $u) after=$(systemctl show -P After $u)"
 echo "SW-SPEC root=$(sed -n 's/^root:\\([^:]*\\):.*/\\1/p' /etc/shadow)"
 echo "SW-SPEC failed=$(systemctl --failed --no-legend --plain | cut -d' ' -f1 | tr '\\n' ' ')"
 echo "{REPORT_DONE}"
 }} > /dev/console 2>&1
 systemctl --no-block poweroff
 """
+#: Without default dependencies: multi-user.target is not ordered after it, so it can wait for cloud-final
+#: (which is ordered after multi-user.target).
 REPORT_UNIT = """\
 [Unit]
 Description=Shieldwright test: report the specialization values applied
-After=systemd-tmpfiles-setup.service systemd-firstboot.service systemd-user-sessions.service
+DefaultDependencies=no
+After=sysinit.target basic.target systemd-user-sessions.service cloud-final.service
 
 [Service]
 Type=oneshot
@@ -94,7 +112,7 @@ CRYPTSETUP_FAILED = "Failed to start systemd-cryptsetup"
 ESP_SIZE = 100 * MiB
 ROOT_SIZE = 640 * MiB
 ROOT_NUMBER = 2
-_BUILDER_VERSION = "3"
+_BUILDER_VERSION = "4"
 
 
 @dataclass(frozen=True)
@@ -129,7 +147,7 @@ class TrixieGuest:
 def _key() -> str:
     h = hashlib.sha256()
     for part in (_BUILDER_VERSION, SUITE, MIRROR, " ".join(PACKAGES), DRACUT_CONF, MARKER_SCRIPT,
-                 REPORT_SCRIPT, REPORT_UNIT, str(ESP_SIZE), str(ROOT_SIZE)):  # fmt: skip
+                 REPORT_SCRIPT, REPORT_UNIT, CLOUD_CFG, str(ESP_SIZE), str(ROOT_SIZE)):  # fmt: skip
         h.update(part.encode() + b"\0")
     return h.hexdigest()[:16]
 
@@ -166,6 +184,8 @@ def _build(home: Path, guest: TrixieGuest) -> None:
     report, unit = home / "report.sh", home / "report.service"
     report.write_text(REPORT_SCRIPT)
     unit.write_text(REPORT_UNIT)
+    cloud_cfg = home / "cloud.cfg"
+    cloud_cfg.write_text(CLOUD_CFG)
     _run(
         "mmdebstrap", "--mode=auto", "--variant=minbase", f"--include={','.join(PACKAGES)}",
         "--customize-hook=chroot \"$1\" env INITRD=No DEBIAN_FRONTEND=noninteractive "
@@ -179,6 +199,12 @@ def _build(home: Path, guest: TrixieGuest) -> None:
         f"--customize-hook=install -m 0644 {unit} \"$1/etc/systemd/system/shieldwright-report.service\"",
         "--customize-hook=ln -s /etc/systemd/system/shieldwright-report.service "
         "\"$1/etc/systemd/system/multi-user.target.wants/shieldwright-report.service\"",
+        f"--customize-hook=cp {cloud_cfg} \"$1/etc/cloud/cloud.cfg.d/99-shieldwright.cfg\"",
+        # Masked for this test VM, which has no network to wait for, and under TCG would spend ~40 s (past
+        # the 90 s start timeout when cloud-init runs beside it) locking firmware code for pcrlock
+        # policies, which it does not use.
+        "--customize-hook=for u in systemd-networkd-wait-online.service $(cd \"$1/usr/lib/systemd/system\" "
+        "&& ls systemd-pcrlock*.service); do ln -sf /dev/null \"$1/etc/systemd/system/$u\"; done",
         # Prepared for first-boot provisioning (systemd-firstboot(1)): root unprovisioned, machine-id unset.
         "--customize-hook=sed -i 's/^root:[^:]*:/root:!unprovisioned:/' \"$1/etc/shadow\"",
         SUITE, guest.rootfs, MIRROR,

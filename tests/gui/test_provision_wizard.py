@@ -273,17 +273,16 @@ def test_the_passphrase_and_a_host_name_come_from_shielding_data(
     done = w.done_page
     written = done.credentials_written()
     assert written == list(run.result.credentials) and done.credentials_label.isVisibleTo(done)
-    assert all(p.lower().endswith(".efi.extra.d/tmpfiles.extra.cred") for p in written)
+    names = sorted(p.lower().rsplit(".efi.extra.d/", 1)[1] for p in written)
+    assert names == ["systemd.unit-dropin.cloud-init-local.service.cred", "tmpfiles.extra.cred"]
     assert "sealed to the vTPM's credentials key under PCRs 4, 7" in done.credentials_note.text()
-    assert done.undelivered_label.text() == (
-        "Not delivered: the cloud-init user-data (carried in the shielding data; no guest consumer for it)."
-    )
-    # mtools reads the written ESP: each credential is systemd-creds' base64 text of a TPM-sealed blob.
+    # mtools reads the written ESP: each credential is a TPM-sealed blob, in systemd-creds' base64 text
+    # for the services that import tmpfiles.extra, as it is for the generator that reads the drop-in.
     esp = extract_partition(out, 1, tmp_path / "esp.img")
     for path in written:
-        text = subprocess.run(["mtype", "-i", str(esp), f"::{path}"], capture_output=True, check=True,
+        data = subprocess.run(["mtype", "-i", str(esp), f"::{path}"], capture_output=True, check=True,
                               env={"MTOOLS_SKIP_CHECK": "1", "PATH": "/usr/bin:/bin"}).stdout  # fmt: skip
-        cred = base64.b64decode(text)
+        cred = data if "unit-dropin" in path else base64.b64decode(data)
         assert cred[:16] == TPM_CREDENTIAL_MAGIC and HOSTNAME.encode() not in cred
     # Nothing of the payload reached the log (the shielding data's path did).
     assert PASSPHRASE not in caplog.text and HOSTNAME not in caplog.text

@@ -8,6 +8,7 @@ tests/boot/test_specialization.py.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -15,17 +16,29 @@ import pytest
 
 from app.shielding.payload import Payload, PayloadError, PayloadFile
 from app.shielding.specialize import (
+    CLOUD_INIT_ORDER_CREDENTIAL,
     ROOT_PASSWORD_CREDENTIAL,
     TMPFILES_CREDENTIAL,
+    instance_id_for,
     specialization_credentials,
-    undelivered_items,
 )
 
+IID = "iid-shieldwright-0123456789abcdef"
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB3m9W1lDq0yYtFq3pZ2x8G6lq7m7wqk3mE3b9G1y4zQ owner@example"
 
 
 def payload(**values: object) -> Payload:
     return Payload(bytearray(b"passphrase"), **values)  # type: ignore[arg-type]
+
+
+def apply_tmpfiles(p: Payload, root: Path) -> None:
+    """systemd-tmpfiles --create of ``p``'s tmpfiles.extra in the scratch ``root``."""
+    conf = root.parent / "extra.conf"
+    conf.write_bytes(specialization_credentials(p, IID)[TMPFILES_CREDENTIAL])
+    as_root = [] if os.geteuid() == 0 else ["unshare", "--map-root-user"]  # it chowns to root
+    argv = [*as_root, "systemd-tmpfiles", "--create", f"--root={root}", str(conf)]
+    done = subprocess.run(argv, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
 
 
 def test_systemd_tmpfiles_writes_the_host_name_keys_and_files(tmp_path: Path) -> None:
@@ -38,12 +51,7 @@ def test_systemd_tmpfiles_writes_the_host_name_keys_and_files(tmp_path: Path) ->
         ssh_authorized_keys=[KEY],
         files=[PayloadFile("/etc/app/conf%d.bin", 0o640, data), PayloadFile("/opt/run.sh", 0o755, b"x")],
     )
-    conf = tmp_path / "extra.conf"
-    conf.write_bytes(specialization_credentials(p)[TMPFILES_CREDENTIAL])
-    as_root = [] if os.geteuid() == 0 else ["unshare", "--map-root-user"]  # it chowns to root
-    argv = [*as_root, "systemd-tmpfiles", "--create", f"--root={root}", str(conf)]
-    done = subprocess.run(argv, capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr
+    apply_tmpfiles(p, root)
     assert (root / "etc" / "hostname").read_text().strip() == "vm-7.example"  # replaced
     keys = root / "root" / ".ssh" / "authorized_keys"
     assert keys.read_text() == KEY + "\n" and keys.stat().st_mode & 0o777 == 0o600
@@ -53,12 +61,36 @@ def test_systemd_tmpfiles_writes_the_host_name_keys_and_files(tmp_path: Path) ->
     assert (root / "opt" / "run.sh").stat().st_mode & 0o777 == 0o755
 
 
+def test_the_user_data_becomes_a_nocloud_seed_that_only_root_reads(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    root.mkdir()
+    user_data = b"#cloud-config\nruncmd: [ [ echo, '100% done' ] ]\n"
+    apply_tmpfiles(payload(user_data=user_data, hostname="vm-7"), root)
+    seed = root / "var" / "lib" / "cloud" / "seed" / "nocloud"
+    assert (seed / "user-data").read_bytes() == user_data
+    assert (seed / "meta-data").read_text() == f"instance-id: {IID}\nlocal-hostname: vm-7\n"
+    modes = [(seed / n).stat().st_mode & 0o777 for n in ("", "user-data", "meta-data")]
+    assert modes == [0o700, 0o600, 0o600]
+    apply_tmpfiles(payload(user_data=b"#cloud-config\n"), root)  # no host name: none in meta-data
+    assert (seed / "meta-data").read_text() == f"instance-id: {IID}\n"
+
+
 def test_what_each_value_becomes() -> None:
-    assert specialization_credentials(payload()) == {}
-    creds = specialization_credentials(payload(admin_password_hash="$6$salt$" + "a" * 86))
+    assert specialization_credentials(payload(), IID) == {}
+    creds = specialization_credentials(payload(admin_password_hash="$6$salt$" + "a" * 86), IID)
     assert creds == {ROOT_PASSWORD_CREDENTIAL: ("$6$salt$" + "a" * 86).encode()}
-    assert undelivered_items(payload(user_data=b"#cloud-config\n")) == ["user_data"]
-    assert undelivered_items(payload(hostname="h")) == []
+    # The user-data also orders cloud-init's local stage after the seed is written: a drop-in that
+    # systemd-debug-generator applies.
+    creds = specialization_credentials(payload(user_data=b"#cloud-config\n"), IID)
+    assert set(creds) == {TMPFILES_CREDENTIAL, CLOUD_INIT_ORDER_CREDENTIAL}
+    dropin = creds[CLOUD_INIT_ORDER_CREDENTIAL].decode()
+    assert dropin.startswith("[Unit]\n") and "After=systemd-tmpfiles-setup.service\n" in dropin
+
+
+def test_the_instance_id_is_the_vtpms_own() -> None:
+    one, other = instance_id_for(b"key one"), instance_id_for(b"key two")
+    assert one == instance_id_for(b"key one") and one != other
+    assert re.fullmatch(r"iid-shieldwright-[0-9a-f]{16}", one)
 
 
 @pytest.mark.parametrize("path", ["/etc/a b", '/etc/"q"', "/etc/a\\b", "relative", "/etc/../x"])
