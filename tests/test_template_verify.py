@@ -18,6 +18,7 @@ from app.template.verify import verify_template
 from tests import template_helpers as th
 from tests.catalog.helpers import writable_copy
 from tests.conftest import qemu_convert, require_tool, run
+from tests.signing.pe_helpers import osslsigncode_calculated_digest
 from tests.template_helpers import ALL_CHECKS, UKI_CHECK, Template
 
 
@@ -39,10 +40,21 @@ def test_a_fresh_template_passes_every_check(template: Template) -> None:
     assert "primary and backup valid" in details["GPT"]
     assert "fsck.fat -n finds no problems" in details["ESP"]
     assert "signed by CN=template-signer (trusted)" in details[UKI_CHECK]
+    assert details["ESP"].startswith("partition 1: ")
     assert "Verify test 1.2.3.4" in details["Catalog"] and "partition(s) 3 match" in details["Catalog"]
     assert "both header copies valid" in details["LUKS2 partition 3"]
     assert progress.step  # the steps were reported
     assert report.to_dict()["ok"] is True and len(report.to_dict()["checks"]) == 5
+
+
+def test_the_uki_check_states_the_authenticode_digest_osslsigncode_calculates(
+    template: Template, tmp_path: Path
+) -> None:
+    uki = tmp_path / "uki.efi"
+    uki.write_bytes(template.uki)
+    report = verify_template(template.path, trusted=[template.key.cert])
+    detail = {c.name: c.detail for c in report.checks}[UKI_CHECK]
+    assert detail.endswith(f"Authenticode SHA-256 {osslsigncode_calculated_digest(uki).hex()}")
 
 
 def test_without_trusted_certificates_signatures_are_checked_but_not_their_signer(template: Template) -> None:

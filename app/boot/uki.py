@@ -239,12 +239,26 @@ class UkiInfo:
         }
 
 
+def _uki_pe(data: bytes) -> PeImage:
+    pe = read_pe(data)
+    if pe.section(".linux") is None:
+        raise UkiError("not a UKI: the image has no .linux section", "give a unified kernel image (.efi)")
+    return pe
+
+
+def uki_uname(data: bytes) -> str | None:
+    """A UKI's ``.uname`` (None without one), with :func:`inspect_uki`'s errors but none of its hashing:
+    what a check that verifies the signature anyway needs (``shieldwright verify``)."""
+    pe = _uki_pe(data)
+    s = pe.section(".uname")
+    return pe.file_data_of(s).decode("utf-8", errors="replace") if s else None
+
+
 def inspect_uki(data: bytes) -> UkiInfo:
     """Describe a UKI; PeFormatError for a broken PE, UkiError for a PE without ``.linux``."""
-    pe = read_pe(data)
+    pe = _uki_pe(data)
     linux = pe.section(".linux")
-    if linux is None:
-        raise UkiError("not a UKI: the image has no .linux section", "give a unified kernel image (.efi)")
+    assert linux is not None
     stub = detect_stub(pe)
     measured: tuple[str, ...] | None = None
     if stub is not None and stub.kind == "systemd-stub":

@@ -101,13 +101,19 @@ def copy_partition(
     return dst
 
 
+def readable_in_place(image: DiskImage) -> bool:
+    """Whether tools read ``image``'s partitions in the file itself (a raw image whose path mtools can
+    take with an offset), so :func:`partition_file` copies nothing."""
+    return image.format == "raw" and not any(s in str(image.path) for s in _SPECIAL)
+
+
 @contextlib.contextmanager
 def partition_file(
     image: DiskImage, part: Partition, sector_size: int, cancel: CancelToken | None = None
 ) -> Iterator[tuple[Path, int]]:
     """``(path, offset)`` where the partition's bytes can be read by a tool, valid inside the ``with``."""
     offset, size = partition_range(part, sector_size)
-    if image.format == "raw" and not any(s in str(image.path) for s in _SPECIAL):
+    if readable_in_place(image):
         yield image.path, offset
         return
     with tempfile.TemporaryDirectory(prefix="shieldwright-part-") as tmp:

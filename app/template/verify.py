@@ -24,7 +24,7 @@ from pathlib import Path
 
 from cryptography import x509
 
-from app.boot.uki import inspect_uki
+from app.boot.uki import uki_uname
 from app.catalog.extract import vhdx_catalog
 from app.catalog.format import ESP_CATALOG_PATH
 from app.catalog.verify import verify_catalog
@@ -34,12 +34,12 @@ from app.disk.formats.raw import RawImage
 from app.disk.image import DiskImage, open_image
 from app.disk.layout import layout_of
 from app.disk.model import DiskLayout, Partition, Role
-from app.disk.partfile import copy_partition
+from app.disk.partfile import copy_partition, readable_in_place
 from app.errors import ShieldwrightError
 from app.findings import Severity
 from app.luks.container import read_header
 from app.progress import CancelToken, NullProgress, Progress
-from app.signing.authenticode import verify_pe
+from app.signing.authenticode import authenticode_digest, verify_pe
 from app.tools import require_tool
 
 MiB = 1024 * 1024
@@ -111,28 +111,35 @@ def verify_template(
         cancel.check()
         copies: Check | None = None
         with tempfile.TemporaryDirectory(prefix="shieldwright-verify-") as tmp:
-            esp, esp_check = _copy_esp(image, layout, Path(tmp), progress, cancel)
+            # A raw template's ESP is read where it lies, and its copy for fsck.fat is made while the
+            # catalog is hashed; any other format's ESP is copied out first, as every read needs it.
+            esp, esp_check = _find_esp(image, layout)
+            if esp is not None and not readable_in_place(image):
+                esp, esp_check = _copy_esp(image, esp, Path(tmp), progress, cancel)
             try:
-                checks.append(esp_check)
                 if catalog_der is None:
                     catalog_der, where, copies = _catalog_from_image(image, esp)
                 else:
                     where = f"from {vsc}"
-                # The catalog (every protected block, all cores) runs while the UKIs are checked here, so
-                # the small checks add nothing to a verify's time (benchmarks/bench_vsc.py).
+                # The catalog (every protected block, all cores) runs while the ESP and the UKIs are
+                # checked here, so the small checks add little to a verify's time (benchmarks/bench_vsc.py).
                 hashing = cancel.child()
                 with ThreadPoolExecutor(1, thread_name_prefix="verify-catalog") as pool:
                     catalog = pool.submit(
                         _check_catalog, image, catalog_der, where, trusted, progress, hashing, jobs
                     )
                     try:
+                        if esp_check is None:  # a raw template's ESP, not yet checked
+                            assert esp is not None
+                            esp_check = _fsck_esp(esp, Path(tmp), cancel)
+                        checks.append(esp_check)
                         checks += _check_ukis(esp, trusted, cancel)
                     except BaseException:
                         hashing.cancel()
                         raise
                     catalog_check = catalog.result()
             finally:
-                if esp is not None:
+                if esp is not None and esp.image is not image:
                     esp.image.close()
         checks.append(catalog_check)
         if copies is not None:
@@ -193,32 +200,50 @@ def _check_gpt(image: DiskImage, layout: DiskLayout) -> Check:
 
 
 @dataclass(frozen=True)
-class _EspCopy:
-    """The ESP copied out into a plain file, opened as a raw image whose one partition starts at 0, so
-    the :mod:`app.disk.esp` readers use the copy directly (no second copy per file read)."""
+class _Esp:
+    """Where the ESP is read: in the template itself (raw), or in a plain copy opened as a raw image
+    whose one partition starts at 0, so the :mod:`app.disk.esp` readers use the copy directly."""
 
     image: DiskImage
     part: Partition
     sector_size: int
 
 
-def _copy_esp(
-    image: DiskImage, layout: DiskLayout, tmp: Path, progress: Progress, cancel: CancelToken
-) -> tuple[_EspCopy | None, Check]:
+def _find_esp(image: DiskImage, layout: DiskLayout) -> tuple[_Esp | None, Check | None]:
+    """The one ESP (its check still to run: None), or None and the failed check."""
     esps = [p for p in layout.partitions if p.role is Role.ESP]
     if len(esps) != 1:
         what = "no EFI System Partition" if not esps else f"{len(esps)} EFI System Partitions"
         return None, Check("ESP", False, f"the template has {what}; it needs exactly one")
     esp, ss = esps[0], layout.sector_size
-    offset = esp.first_lba * ss
-    if offset + esp.size_bytes > image.virtual_size:
+    if esp.first_lba * ss + esp.size_bytes > image.virtual_size:
         return None, Check("ESP", False, f"partition {esp.number} extends past the end of the disk")
-    progress.begin(f"Checking the ESP (partition {esp.number})", 1)
-    copy = copy_partition(image, offset, esp.size_bytes, tmp / "esp.img", cancel)
-    clean, said = _fsck_fat(copy)
+    return _Esp(image, esp, ss), None
+
+
+def _copy_esp(
+    image: DiskImage, esp: _Esp, tmp: Path, progress: Progress, cancel: CancelToken
+) -> tuple[_Esp, Check]:
+    """The ESP copied out of a non-raw template (read from the copy from then on), and its check."""
+    progress.begin(f"Checking the ESP (partition {esp.part.number})", 1)
+    copy, check = _copy_and_fsck(esp, tmp, cancel)
     progress.update(1)
-    moved = dataclasses.replace(esp, first_lba=0, last_lba=esp.last_lba - esp.first_lba)
-    return _EspCopy(RawImage(copy), moved, ss), Check("ESP", clean, f"partition {esp.number}: {said}")
+    moved = dataclasses.replace(esp.part, first_lba=0, last_lba=esp.part.last_lba - esp.part.first_lba)
+    return _Esp(RawImage(copy), moved, esp.sector_size), check
+
+
+def _fsck_esp(esp: _Esp, tmp: Path, cancel: CancelToken) -> Check:
+    """The check of an ESP read in place: fsck.fat of a copy, removed after."""
+    copy, check = _copy_and_fsck(esp, tmp, cancel)
+    copy.unlink()
+    return check
+
+
+def _copy_and_fsck(esp: _Esp, tmp: Path, cancel: CancelToken) -> tuple[Path, Check]:
+    offset = esp.part.first_lba * esp.sector_size
+    copy = copy_partition(esp.image, offset, esp.part.size_bytes, tmp / "esp.img", cancel)
+    clean, said = _fsck_fat(copy)
+    return copy, Check("ESP", clean, f"partition {esp.part.number}: {said}")
 
 
 def _fsck_fat(path: Path) -> tuple[bool, str]:
@@ -247,7 +272,7 @@ def _fsck_fat(path: Path) -> tuple[bool, str]:
 
 
 def _check_ukis(
-    esp: _EspCopy | None, trusted: Sequence[x509.Certificate] | None, cancel: CancelToken
+    esp: _Esp | None, trusted: Sequence[x509.Certificate] | None, cancel: CancelToken
 ) -> list[Check]:
     if esp is None:
         return [Check("UKI", False, "no ESP to read UKIs from")]
@@ -275,7 +300,7 @@ def _check_ukis(
 
 def _uki_verdict(data: bytes, trusted: Sequence[x509.Certificate] | None) -> tuple[bool, str]:
     try:
-        info = inspect_uki(data)
+        kernel = uki_uname(data)
         results = verify_pe(data, trusted)
     except ShieldwrightError as exc:
         return False, exc.message
@@ -284,16 +309,20 @@ def _uki_verdict(data: bytes, trusted: Sequence[x509.Certificate] | None) -> tup
     valid = [r for r in results if r.valid]
     if not valid:
         return False, f"signature does not verify: {results[0].reason}"
-    signer = valid[0].info.subject or "an unnamed signer"
+    first = valid[0].info
+    signer = first.subject or "an unnamed signer"
     trust = "trusted" if trusted is not None else "signer not checked: no trusted certificate given"
-    uname = f", kernel {info.uname}" if info.uname else ""
-    return True, f"signed by {signer} ({trust}){uname}, Authenticode SHA-256 {info.authenticode_sha256}"
+    uname = f", kernel {kernel}" if kernel else ""
+    # A valid signature's digest is the image's own, computed once by verify_pe.
+    digest = first.signed_digest if first.digest_algorithm == "sha256" else None
+    sha256 = (digest or authenticode_digest(data)).hex()
+    return True, f"signed by {signer} ({trust}){uname}, Authenticode SHA-256 {sha256}"
 
 
 # --- catalog ----------------------------------------------------------------------------------------------
 
 
-def _catalog_from_image(image: DiskImage, esp: _EspCopy | None) -> tuple[bytes | None, str, Check | None]:
+def _catalog_from_image(image: DiskImage, esp: _Esp | None) -> tuple[bytes | None, str, Check | None]:
     """The catalog to check, where it came from, and a failed :data:`CATALOG_COPIES_CHECK` when the VHDX
     metadata's copy is damaged or differs from the ESP's."""
     esp_der, esp_where = _catalog_from_esp(esp)
@@ -317,7 +346,7 @@ def _catalog_from_image(image: DiskImage, esp: _EspCopy | None) -> tuple[bytes |
     return der, "from the VHDX metadata", differ
 
 
-def _catalog_from_esp(esp: _EspCopy | None) -> tuple[bytes | None, str]:
+def _catalog_from_esp(esp: _Esp | None) -> tuple[bytes | None, str]:
     if esp is None:
         return None, "no ESP to read the catalog from; give the catalog file"
     try:
