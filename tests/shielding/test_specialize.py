@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from app.shielding.payload import Payload, PayloadError, PayloadFile
+from app.shielding.payload import MAX_PAYLOAD, Payload, PayloadError, PayloadFile
 from app.shielding.specialize import (
     CLOUD_INIT_ORDER_CREDENTIAL,
     ROOT_PASSWORD_CREDENTIAL,
@@ -97,3 +97,18 @@ def test_the_instance_id_is_the_vtpms_own() -> None:
 def test_paths_tmpfiles_cannot_take_as_they_are_are_refused(path: str) -> None:
     with pytest.raises(PayloadError, match="not a usable absolute path"):
         payload(files=[PayloadFile(path, 0o644, b"x")]).check()
+
+
+def test_the_largest_payload_fits_systemds_credential_bounds() -> None:
+    """systemd 257 imports a credential from the ESP only up to 1 MiB, and all of them together up to
+    1 MiB (src/core/import-creds.c, CREDENTIAL_SIZE_MAX and CREDENTIALS_TOTAL_SIZE_MAX): the largest
+    payload the shielding data takes stays within both once sealed (headers, TPM blob and GCM tag, under
+    4 KiB) and in systemd-creds' base64 text."""
+    p = payload(user_data=b"", files=[PayloadFile("/srv/blob", 0o600, b"")])
+    room = MAX_PAYLOAD - len(p.to_json())
+    raw = (room // 8) * 3  # base64 in the JSON: half of the room each for user-data and the file
+    p = payload(user_data=b"\xff" * raw, files=[PayloadFile("/srv/blob", 0o600, b"\xfe" * raw)])
+    p.check()  # the largest the shielding data carries
+    creds = specialization_credentials(p, IID)
+    text_sizes = [((len(plain) + 4096 + 2) // 3 * 4) * 80 // 79 for plain in creds.values()]
+    assert max(text_sizes) <= 1024 * 1024 and sum(text_sizes) <= 1024 * 1024, text_sizes
