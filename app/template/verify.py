@@ -115,7 +115,7 @@ def verify_template(
             # catalog is hashed; any other format's ESP is copied out first, as every read needs it.
             esp, esp_check = _find_esp(image, layout)
             if esp is not None and not readable_in_place(image):
-                esp, esp_check = _copy_esp(image, esp, Path(tmp), progress, cancel)
+                esp, esp_check = _copy_esp(esp, Path(tmp), progress, cancel)
             try:
                 if catalog_der is None:
                     catalog_der, where, copies = _catalog_from_image(image, esp)
@@ -221,9 +221,7 @@ def _find_esp(image: DiskImage, layout: DiskLayout) -> tuple[_Esp | None, Check 
     return _Esp(image, esp, ss), None
 
 
-def _copy_esp(
-    image: DiskImage, esp: _Esp, tmp: Path, progress: Progress, cancel: CancelToken
-) -> tuple[_Esp, Check]:
+def _copy_esp(esp: _Esp, tmp: Path, progress: Progress, cancel: CancelToken) -> tuple[_Esp, Check]:
     """The ESP copied out of a non-raw template (read from the copy from then on), and its check."""
     progress.begin(f"Checking the ESP (partition {esp.part.number})", 1)
     copy, check = _copy_and_fsck(esp, tmp, cancel)
