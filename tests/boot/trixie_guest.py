@@ -8,7 +8,9 @@ systemd, systemd-cryptsetup, cryptsetup, tpm2-tss and tpm2-tools (dracut's tpm2-
 empty ESP and a discoverable x86-64 root (ext4 of the tree), so the UKI needs no root= on its command
 line: systemd-stub sets LoaderDevicePartUUID, systemd-gpt-auto-generator finds the root, sees LUKS and
 unlocks it with ``tpm2-device=auto``. The root's init (``init=`` :data:`MARKER_INIT`) prints
-:data:`ROOT_MARKER` with the device it was mounted from, then powers the machine off.
+:data:`ROOT_MARKER` with the device it was mounted from, then powers the machine off. Booted by systemd
+instead (:data:`SYSTEMD_CMDLINE`), the root applies specialization credentials, runs Debian's cloud-init
+with NoCloud (:data:`CLOUD_CFG`) and :data:`REPORT_UNIT` says what the VM got.
 
 Built once as root (``mmdebstrap --mode=auto``: root here, unshare otherwise; ~35 s plus the image) and
 cached under ~/.cache/shieldwright/fixtures keyed by every input below. The trixie tree is kept too:
