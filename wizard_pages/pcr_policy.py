@@ -20,6 +20,7 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QFileDialog, QHBoxLayout, QPushButton, QSizePolicy, QStyle, QWidget
 
 from app.errors import ShieldwrightError
+from app.gui.dialogs.new_test_store import NewStoreRequest, NewTestStoreDialog
 from app.gui.dialogs.test_boot import BootFunction, TestBootDialog
 from app.gui.page import WizardPage
 from app.gui.state import WizardState
@@ -31,6 +32,7 @@ from app.gui.widgets.pcr_event_tree import PcrEventTree
 from app.gui.widgets.pcr_preview import BANK_LABELS
 from app.gui.widgets.status_note import NoteLabel
 from app.measure.testboot import run_test_boot
+from app.measure.teststore import write_test_store
 from app.template.pcr_policy import PCR_MEANINGS, PolicyPrediction, predict_planned
 from wizard_pages.pcr_policy_tasks import (
     LogComparison,
@@ -44,7 +46,7 @@ from wizard_pages.pcr_policy_tasks import (
 log = logging.getLogger(__name__)
 
 #: Task keys and file dialog keys.
-PREDICT, COMPARE = "predict-pcrs", "compare-log"
+PREDICT, COMPARE, NEW_STORE = "predict-pcrs", "compare-log", "new-store"
 PROFILE_DIALOG, LOG_DIALOG, TEMPLATE_DIALOG = "firmware-profile", "event-log", "test-boot-template"
 PROFILE_FILTERS = {
     "vars": ("OVMF variable stores (*.fd)", "All files (*)"),
@@ -86,6 +88,7 @@ class PcrPolicyPage(WizardPage):
         #: profile and bank is compared again; another profile or bank drops the comparison.
         self._log: tuple[Path, object] | None = None
         self.test_boot_dialog: TestBootDialog | None = None
+        self.new_store_dialog: NewTestStoreDialog | None = None
         self._build_ui()
         self._load_choice()
         self._show()
@@ -96,11 +99,13 @@ class PcrPolicyPage(WizardPage):
         self.firmware = FirmwareProfileRow(self)
         self.firmware.kindActivated.connect(self._on_kind_activated)
         self.firmware.chooseClicked.connect(lambda: self.choose_profile_file())
+        self.firmware.newStoreClicked.connect(self.open_new_store_dialog)
         self.firmware.bankChosen.connect(self._on_bank_chosen)
         self.firmware.removableToggled.connect(self._on_removable_toggled)
         # The inputs, as tests and the screenshot tool reach them.
         self.profile_combo, self.bank_combo = self.firmware.profile_combo, self.firmware.bank_combo
         self.path_label, self.choose_button = self.firmware.path_label, self.firmware.choose_button
+        self.new_store_button = self.firmware.new_store_button
         self.removable_check = self.firmware.removable_check
         self.chain_label = NoteLabel(self, name="chainNote", selectable=True)
         self.chain_label.setFixedHeight(self.chain_label.fontMetrics().lineSpacing() * 2 + 2)
@@ -156,8 +161,9 @@ class PcrPolicyPage(WizardPage):
         layout.addLayout(actions)
 
         chain: list[QWidget] = [
-            self.profile_combo, self.choose_button, self.bank_combo, self.removable_check,
-            *self.checklist.checks.values(), self.tree, self.compare_button, self.test_boot_button,
+            self.profile_combo, self.choose_button, self.new_store_button, self.bank_combo,
+            self.removable_check, *self.checklist.checks.values(), self.tree, self.compare_button,
+            self.test_boot_button,
         ]  # fmt: skip
         for first, second in zip(chain, chain[1:], strict=False):
             QWidget.setTabOrder(first, second)
@@ -217,6 +223,57 @@ class PcrPolicyPage(WizardPage):
             dialog.setOption(QFileDialog.Option.ShowDirsOnly, True)
         # Closed without a choice: the combo shows the profile that is still in force.
         dialog.finished.connect(lambda _result: self._load_choice())
+
+    # -- a new variable store -----------------------------------------------------------------------
+
+    def open_new_store_dialog(self) -> NewTestStoreDialog:
+        """Open (or raise) the non-blocking "New OVMF variable store" dialog, offering the Signing
+        certificates page's UEFI certificate for db."""
+        dialog = self.new_store_dialog
+        if dialog is not None:
+            dialog.raise_()
+            dialog.activateWindow()
+            return dialog
+        uefi = self.state.uefi_signing
+        certificate = uefi.signer.certificate if uefi is not None and uefi.signer is not None else None
+        current = self._paths.get("vars")
+        image = self.state.image_path
+        directory = current.parent if current else image.parent if image else Path.home()
+        dialog = NewTestStoreDialog(certificate, directory, self)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.submitted.connect(self.write_new_store)
+        dialog.finished.connect(lambda _result: setattr(self, "new_store_dialog", None))
+        self.new_store_dialog = dialog
+        dialog.open()
+        return dialog
+
+    def write_new_store(self, request: NewStoreRequest) -> None:
+        """Write the store in the background; once written it is the policy's firmware profile."""
+        add_db = [request.add_db] if request.add_db is not None else []
+        self.run_task(NEW_STORE, write_test_store, request.base, request.output, add_db=add_db,
+                      overwrite=request.overwrite, on_success=lambda _made: self._on_store_written(request),
+                      on_failure=self._on_store_failed, on_finished=self._on_store_done)  # fmt: skip
+
+    def _on_store_written(self, request: NewStoreRequest) -> None:
+        if self.new_store_dialog is not None:
+            self.new_store_dialog.succeed()
+        log.info("wrote the OVMF variable store %s (%s keys)", request.output, request.base)
+        self.set_profile("vars", request.output)
+
+    def _on_store_failed(self, error: ShieldwrightError) -> None:
+        dialog = self.new_store_dialog
+        if dialog is None:  # closed meanwhile: the page says it
+            self.show_error(error)
+            return
+        dialog.show_error(error.message, error.hint)
+
+    def _on_store_done(self) -> None:
+        dialog = self.new_store_dialog
+        if dialog is not None and dialog.is_busy():  # a bug, not the engine's refusal (see run_task)
+            dialog.show_error(
+                self.tr("The variable store could not be written because of an unexpected error."),
+                self.tr("The details were written to the log."),
+            )
 
     def _on_bank_chosen(self, bank: str) -> None:
         self.state.pcr.bank = bank

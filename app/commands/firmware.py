@@ -13,9 +13,8 @@ import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from app.commands._overwrite import add_force_option, check_output, write_new
-from app.commands._util import same_file
-from app.errors import ShieldwrightError
+from app.commands._overwrite import add_force_option
+from app.errors import OutputExistsError, ShieldwrightError
 from app.untrusted import printable
 
 if TYPE_CHECKING:
@@ -133,22 +132,18 @@ def _owner(text: str) -> uuid.UUID:
 
 def cmd_vars(args: argparse.Namespace) -> int:
     # lazy: app.measure and app.signing load cryptography; the parser (and `--help`) must not
-    from app.boot.vm import OVMF_DIR, VARS_TEMPLATES
-    from app.measure.teststore import build_test_store
+    from app.measure.teststore import write_test_store
     from app.signing.keys import load_certificates
 
     owner = _owner(args.owner)
-    base, out = OVMF_DIR / VARS_TEMPLATES[args.base], Path(args.output)
-    if same_file(base, out):
-        raise ShieldwrightError("the output is the installed OVMF store", "give a different -o path")
-    check_output(out, args.force)
-    made = build_test_store(
-        args.base,
-        add_db=[c for path in args.add_db for c in load_certificates(path)],
-        add_kek=[c for path in args.add_kek for c in load_certificates(path)],
-        owner=owner,
-    )
-    write_new(out, made.data, args.force)
+    out = Path(args.output)
+    add_db = [c for path in args.add_db for c in load_certificates(path)]
+    add_kek = [c for path in args.add_kek for c in load_certificates(path)]
+    try:
+        made = write_test_store(args.base, out, add_db=add_db, add_kek=add_kek, owner=owner,
+                                overwrite=args.force)  # fmt: skip
+    except OutputExistsError as exc:
+        raise OutputExistsError(exc.message, "give --force to replace it, or choose another path") from None
     print(out)
     for var, cert in made.added:
         print(f"added to {var}: {printable(cert.subject.rfc4514_string())} (owner {owner})")

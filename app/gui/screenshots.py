@@ -38,7 +38,6 @@ from app.gui.settings import Settings
 from app.gui.state import OutputChoice
 from app.gui.tasks import TaskRunner
 from app.gui.wizard import PageId, ShieldwrightWizard
-from app.measure.teststore import build_test_store
 from app.signing import keys
 from app.signing.signer import KeySigner
 from app.template.recipe import OutputOptions
@@ -249,13 +248,16 @@ def _pcr_policy_screenshot(
     page = wizard.pcr_policy_page
     if wizard.currentId() != PageId.PCR_POLICY:
         raise SystemExit("screenshots: the wizard did not move to the PCR policy page")
-    signer = wizard.state.uefi_signing.signer if wizard.state.uefi_signing is not None else None
-    if signer is None:
-        raise SystemExit("screenshots: no UEFI signing key is loaded")
-    store = store_dir / "target-vars.fd"
-    store.write_bytes(build_test_store("microsoft", add_db=[signer.certificate]).data)
+    if wizard.state.uefi_signing is None:
+        raise SystemExit("screenshots: no UEFI signing certificate is chosen")
     page.removable_check.setChecked(True)  # the demo ESP starts systemd-boot: firmware must find the UKI
-    page.set_profile("vars", store)
+    # The store made as a user makes it: New store…, Microsoft's keys + the template's certificate.
+    dialog = page.open_new_store_dialog()
+    _spin_until(app, lambda: False, 0.3)
+    _grab(dialog, outdir / "new-store.png")
+    dialog._submit(str(store_dir / "target-vars.fd"))
+    if not _spin_until(app, lambda: page.new_store_dialog is None, timeout):
+        raise SystemExit(f"screenshots: the store was not written: {dialog.error_panel.message_label.text()}")
     if not _spin_until(app, lambda: not page.is_busy(), timeout):
         raise SystemExit("screenshots: the PCR prediction did not finish")
     if page.prediction() is None:

@@ -7,9 +7,11 @@ enrolled would have). The installed OVMF files are read, never written.
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
@@ -20,6 +22,10 @@ from app.measure.events import EFI_GLOBAL_VARIABLE, EFI_IMAGE_SECURITY_DATABASE
 from app.measure.secureboot import SecureBootVariables
 from app.measure.siglist import SHIELDWRIGHT_OWNER_GUID, x509_signature_list
 from app.measure.varstore import VarStore, read_varstore, secure_boot_state
+from app.signing.output import write_output
+
+#: The stores a test store starts from that boot with Secure Boot on (``empty`` has no PK: setup mode).
+SECURE_BOOT_BASES = ("microsoft", "snakeoil")
 
 
 @dataclass(frozen=True)
@@ -57,3 +63,23 @@ def build_test_store(
     data = store.to_bytes()
     state = secure_boot_state(read_varstore(data))  # what we write must read back
     return TestStore(data, store, state, added)
+
+
+def write_test_store(
+    base: str,
+    output: str | os.PathLike[str],
+    *,
+    add_db: Sequence[x509.Certificate] = (),
+    add_kek: Sequence[x509.Certificate] = (),
+    owner: uuid.UUID | None = None,
+    overwrite: bool = False,
+) -> TestStore:
+    """:func:`build_test_store`, written to ``output`` atomically: an existing file is replaced only with
+    ``overwrite``, the installed OVMF store never."""
+    out = Path(output)
+    installed = OVMF_DIR / VARS_TEMPLATES[base]
+    if out.exists() and installed.exists() and os.path.samefile(out, installed):
+        raise ShieldwrightError("the output is the installed OVMF store", "choose a different file")
+    made = build_test_store(base, add_db=add_db, add_kek=add_kek, owner=owner)
+    write_output(out, made.data, overwrite=overwrite)
+    return made

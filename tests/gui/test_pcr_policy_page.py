@@ -47,13 +47,17 @@ SNAKEOIL_LOG = EVENTLOGS / "ovmf-snakeoil-uki.bin"
 # -- fixtures and helpers ---------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def demo(demo_image: Path) -> tuple[Path, DiskLayout, bytes]:
+def demo_with_uki(demo_image: Path) -> tuple[Path, DiskLayout, bytes]:
     """The demo image, its layout, and a UKI of its newest kernel signed with the snakeoil key."""
     layout = inspect_image(demo_image)
     signer = load_signer(vm.SNAKEOIL_CERT, vm.SNAKEOIL_KEY, vm.SNAKEOIL_PASSPHRASE)
     built = preview_uki(UkiOptions(), demo_image, layout, signer, cancel=CancelToken()).built
     return demo_image, layout, built.data
+
+
+@pytest.fixture(scope="module")
+def demo(demo_image: Path) -> tuple[Path, DiskLayout, bytes]:
+    return demo_with_uki(demo_image)
 
 
 def make_state(demo: tuple[Path, DiskLayout, bytes], *, removable: bool = True) -> WizardState:

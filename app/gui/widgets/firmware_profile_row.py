@@ -32,12 +32,15 @@ def _sentence(text: str) -> str:
 
 
 class FirmwareProfileRow(QWidget):
-    """``Target firmware: [kind ▾] path [Choose…]  Bank: [▾]`` and the install-removable checkbox."""
+    """``Target firmware: [kind ▾] path [Choose…] [New store…]  Bank: [▾]`` and the install-removable
+    checkbox."""
 
     #: The user picked a profile kind in the combo (None: no profile).
     kindActivated = Signal(object)
     #: Choose… was clicked.
     chooseClicked = Signal()
+    #: New store… was clicked.
+    newStoreClicked = Signal()
     #: The user chose another bank.
     bankChosen = Signal(str)
     #: The user ticked or unticked "install the UKI at the removable path".
@@ -67,6 +70,12 @@ class FirmwareProfileRow(QWidget):
         self.choose_button = QPushButton(self.tr("C&hoose…"), self)
         self.choose_button.setToolTip(self.tr("Choose the file (or folder) of the firmware profile"))
         self.choose_button.clicked.connect(self.chooseClicked)
+        self.new_store_button = QPushButton(self.tr("Ne&w store…"), self)
+        self.new_store_button.setObjectName("newStore")
+        self.new_store_button.setToolTip(
+            self.tr("Make an OVMF variable store with the template's certificate in db, and predict on it")
+        )
+        self.new_store_button.clicked.connect(self.newStoreClicked)
 
         self.bank_combo = QComboBox(self)
         self.bank_combo.setObjectName("pcrBank")
@@ -89,18 +98,24 @@ class FirmwareProfileRow(QWidget):
         )
         self.removable_check.toggled.connect(self._on_removable_toggled)
 
-        profile_row = QHBoxLayout()
-        profile_row.addWidget(profile_label)
-        profile_row.addWidget(self.profile_combo)
-        profile_row.addWidget(self.path_label, 1)
-        profile_row.addWidget(self.choose_button)
+        kind_part = QHBoxLayout()
+        kind_part.addWidget(profile_label)
+        kind_part.addWidget(self.profile_combo)
+        kind_part.addWidget(self.path_label, 1)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.choose_button)
+        buttons.addWidget(self.new_store_button)
+        buttons.addStretch(1)  # under the file, the buttons stay at the left
+        profile_row = AdaptiveBox(self)  # the buttons go under the file in a narrow window
+        profile_row.box.addLayout(kind_part, 1)
+        profile_row.box.addLayout(buttons)
         bank_row = QHBoxLayout()
         bank_row.setContentsMargins(12, 0, 0, 0)
         bank_row.addWidget(bank_label)
         bank_row.addWidget(self.bank_combo)
         bank_row.addStretch(1)  # under the profile, the bank stays at the left, as narrow as its texts
         row = AdaptiveBox(self)  # the bank goes under the profile in a narrow window
-        row.box.addLayout(profile_row, 1)
+        row.box.addWidget(profile_row, 1)
         row.box.addLayout(bank_row)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
