@@ -24,8 +24,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol, cast
 
-from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QAction, QCloseEvent, QKeySequence, QShortcut
+from PySide6.QtCore import QSize, Qt, Signal
+from PySide6.QtGui import QAction, QCloseEvent, QKeySequence, QScreen, QShortcut
 from PySide6.QtWidgets import (
     QFileDialog,
     QMainWindow,
@@ -61,6 +61,15 @@ DIAGNOSTICS_FILTERS = ("Zip archives (*.zip)", "All files (*)")
 OPEN_KEYS = QKeySequence("Ctrl+O")
 #: The window's size the first time (later: the size it had when it was closed).
 DEFAULT_SIZE = (1040, 740)
+
+
+def first_size(screen: QScreen | None) -> QSize:
+    """:data:`DEFAULT_SIZE`, made to fit the screen's free area (an 800×600 screen, a panel)."""
+    width, height = DEFAULT_SIZE
+    if screen is not None:
+        free = screen.availableGeometry()
+        width, height = min(width, free.width()), min(height, free.height())
+    return QSize(width, height)
 
 
 class FlowWizard(Protocol):
@@ -127,7 +136,7 @@ class MainWindow(QMainWindow):
 
         geometry = self.settings.window_geometry()
         if geometry is None or not self.restoreGeometry(geometry):
-            self.resize(*DEFAULT_SIZE)
+            self.resize(first_size(self.screen()))
         self.show_start_page()
 
     # -- menus ------------------------------------------------------------------------------------

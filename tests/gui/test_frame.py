@@ -474,6 +474,18 @@ def test_settings_persist_across_two_app_instances(config_home, tmp_path):
     assert json.loads(opened)["open_starts_in"] == str(tmp_path)  # the Base image page's Open… starts there
 
 
+def test_the_first_window_fits_the_screen(qtbot, runner, config_home):
+    """Without a saved geometry the window opens at its default size, or the screen's free area if that is
+    smaller (the offscreen screen is 800 wide, the default 1040)."""
+    window = MainWindow(runner, Settings())
+    qtbot.addWidget(window)
+    window.show()
+    free = window.screen().availableGeometry()
+    assert free.width() < 1040  # what makes this test mean something
+    assert window.width() <= free.width() and window.height() <= free.height()
+    assert window.width() >= 780 and window.height() >= min(700, free.height() - 40)
+
+
 def test_geometry_is_restored_and_recent_recipes_are_kept_in_order(qtbot, runner, config_home, tmp_path):
     settings = Settings()
     paths = [tmp_path / f"r{i}.toml" for i in range(10)]
