@@ -8,7 +8,10 @@ that prints such text passes it through :func:`printable` first.
 
 from __future__ import annotations
 
+import os
 import unicodedata
+
+from app.errors import ShieldwrightError
 
 #: Unicode categories that do not draw a glyph: controls, format characters (bidi overrides among them),
 #: unassigned, private use, surrogates, and the line/paragraph separators.
@@ -43,3 +46,18 @@ def has_type(value: object, kind: type | tuple[type, ...]) -> bool:
     """``isinstance`` for a value whose annotation its source may not have honoured (a decoded header, a
     caller's argument): statically the check looks redundant, at run time it is the check."""
     return isinstance(value, kind)
+
+
+def read_bounded(
+    path: str | os.PathLike[str], limit: int, error: type[ShieldwrightError], hint: str, *, what: str = ""
+) -> bytes:
+    """At most ``limit + 1`` bytes of ``path``: one byte past the limit tells the caller the file is too
+    large, whatever ``st_size`` says (a pipe, ``/dev/zero`` and securityfs report no size to trust), and a
+    huge file is never read whole. An unreadable path raises ``error("cannot read [WHAT ]PATH: REASON",
+    hint)``."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(limit + 1)
+    except OSError as exc:
+        named = f"{what} {os.fspath(path)}" if what else os.fspath(path)
+        raise error(f"cannot read {named}: {exc.strerror or exc}", hint) from None

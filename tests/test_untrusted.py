@@ -1,4 +1,5 @@
-"""Untrusted text is printed with every non-printing character escaped (issue 17, item 10)."""
+"""Untrusted text is printed with every non-printing character escaped (issue 17, item 10); untrusted files
+are read only up to their bound."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from app.untrusted import printable
+from app.errors import ShieldwrightError
+from app.untrusted import printable, read_bounded
 
 
 @pytest.mark.parametrize(
@@ -38,3 +40,29 @@ def test_newlines_kept_only_on_request() -> None:
 def test_output_has_no_control_or_format_characters(text: str) -> None:
     out = printable(text)
     assert all(unicodedata.category(ch) not in {"Cc", "Cf", "Cn", "Co", "Cs", "Zl", "Zp"} for ch in out)
+
+
+# -- read_bounded -------------------------------------------------------------------------------------
+
+
+class _ReadError(ShieldwrightError):
+    pass
+
+
+def test_read_bounded_reads_one_byte_past_the_limit_and_no_more(tmp_path):
+    small, big = tmp_path / "small", tmp_path / "big"
+    small.write_bytes(b"abc")
+    big.write_bytes(b"x" * 1000)
+    assert read_bounded(small, 10, _ReadError, "hint") == b"abc"
+    assert read_bounded(big, 10, _ReadError, "hint") == b"x" * 11
+    # A device that never ends and reports no size: still only limit + 1 bytes.
+    assert read_bounded("/dev/zero", 4096, _ReadError, "hint") == bytes(4097)
+
+
+def test_read_bounded_turns_os_errors_into_the_callers_one_line_error(tmp_path):
+    with pytest.raises(_ReadError) as missing:
+        read_bounded(tmp_path / "nope", 10, _ReadError, "check the path", what="the key file")
+    assert missing.value.message == f"cannot read the key file {tmp_path / 'nope'}: No such file or directory"
+    assert missing.value.hint == "check the path"
+    with pytest.raises(_ReadError, match="Is a directory"):
+        read_bounded(tmp_path, 10, _ReadError, "give a file")

@@ -44,6 +44,7 @@ from app.measure.siglist import (
     x509_signature_list,
 )
 from app.signing.keys import load_certificates
+from app.untrusted import read_bounded
 
 OWNER_FILE = "owner.txt"
 CERT_SUFFIXES = (".pem", ".crt", ".cer", ".der")
@@ -121,11 +122,7 @@ def _read_owner(path: Path) -> uuid.UUID:
 
 
 def _read(path: Path, limit: int) -> bytes:
-    try:
-        with open(path, "rb") as f:
-            data = f.read(limit + 1)
-    except OSError as exc:
-        raise MeasureError(f"cannot read {path}: {exc.strerror or exc}", "check the path") from None
+    data = read_bounded(path, limit, MeasureError, "check the path")
     if len(data) > limit:
         raise MeasureError(f"{path} is larger than {limit} bytes", LAYOUT)
     return data

@@ -31,7 +31,7 @@ from app.measure.events import (
     Source,
     event_type_name,
 )
-from app.untrusted import printable
+from app.untrusted import printable, read_bounded
 
 #: Refuse logs and event counts beyond these: real boot logs are tens of KiB with a few hundred events.
 MAX_LOG_SIZE = 64 * 1024 * 1024
@@ -531,11 +531,7 @@ def _describe_no_action(data: bytes) -> str:
 
 def read_event_log(path: str | os.PathLike[str]) -> EventLog:
     """Parse the log at ``path``, reading no more than a log can be (so a huge file is refused, not read)."""
-    try:
-        with open(path, "rb") as f:  # securityfs reports size 0: read, do not stat
-            data = f.read(MAX_LOG_SIZE + 1)
-    except IsADirectoryError:
-        raise MeasureError(f"{path} is a directory, not an event log", "give a file") from None
-    except OSError as exc:
-        raise MeasureError(f"cannot read {path}: {exc.strerror or exc}", "check the path") from None
-    return parse_event_log(data)
+    if os.path.isdir(path):
+        raise MeasureError(f"{os.fspath(path)} is a directory, not an event log", "give a file")
+    # securityfs reports size 0: read, do not stat
+    return parse_event_log(read_bounded(path, MAX_LOG_SIZE, MeasureError, "check the path"))

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 from app.measure.events import EFI_IMAGE_SECURITY_DATABASE, MeasureError
 from app.measure.secureboot import OPTIONAL_DATABASES, POLICY_VARIABLES, SecureBootVariables
+from app.untrusted import read_bounded
 
 #: FileSystemGuid of a variable store FV (edk2 MdePkg/Include/Guid/SystemNvDataGuid.h).
 EFI_SYSTEM_NV_DATA_FV_GUID = uuid.UUID("fff12b8d-7696-4c8b-a985-2747075b4f50")
@@ -304,14 +305,7 @@ def read_varstore(source: bytes | str | os.PathLike[str]) -> VarStore:
 
 
 def _read(path: str | os.PathLike[str]) -> bytes:
-    try:
-        with open(path, "rb") as f:
-            data = f.read(MAX_FILE_SIZE + 1)
-    except OSError as exc:
-        raise MeasureError(
-            f"cannot read {os.fspath(path)}: {exc.strerror or exc}", "check the path"
-        ) from None
-    return data
+    return read_bounded(path, MAX_FILE_SIZE, MeasureError, "check the path")
 
 
 def _check_block_map(image: bytes, header_length: int, fv_length: int, label: str) -> None:

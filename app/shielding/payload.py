@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from app.errors import ShieldwrightError
+from app.untrusted import read_bounded
 
 MAX_PAYLOAD = 384 * 1024
 _HOSTNAME = re.compile(
@@ -33,11 +34,7 @@ class PayloadError(ShieldwrightError):
 def read_payload_file(path: str | Path, what: str = "the file") -> bytes:
     """A file for the payload, read at most one byte past the payload's bound (:meth:`Payload.check`
     refuses more), so a huge file never fills memory."""
-    try:
-        with open(path, "rb") as f:
-            return f.read(MAX_PAYLOAD + 1)
-    except OSError as exc:
-        raise PayloadError(f"cannot read {what} {path}: {exc.strerror}", "choose a readable file") from None
+    return read_bounded(path, MAX_PAYLOAD, PayloadError, "choose a readable file", what=what)
 
 
 def read_ssh_keys(path: str | Path) -> list[str]:

@@ -16,6 +16,7 @@ from pathlib import Path
 from app.catalog.extract import extract_catalog
 from app.catalog.format import SignedCatalog, check_template_name, parse_version, read_catalog
 from app.errors import ShieldwrightError
+from app.untrusted import read_bounded
 
 RULES = ("equals", "greater-than", "greater-or-equal")
 #: How a verdict says it, for each rule: (when it holds, when it does not).
@@ -87,13 +88,7 @@ def load_signed_catalog(source: str | Path) -> SignedCatalog:
     signature is checked (the signer's identity is what a qualifier names, so no trust anchor is needed
     here)."""
     path = Path(source)
-    try:
-        with open(path, "rb") as f:
-            head = f.read(MAX_VSC_FILE + 1)
-    except OSError as exc:
-        raise QualifierError(
-            f"cannot read {path}: {exc.strerror}", "give a .vsc file or a template"
-        ) from None
+    head = read_bounded(path, MAX_VSC_FILE, QualifierError, "give a .vsc file or a template")
     if head[:1] == b"\x30" and len(head) <= MAX_VSC_FILE:  # a DER SEQUENCE: a .vsc
         try:
             return read_catalog(head)

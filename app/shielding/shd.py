@@ -34,6 +34,7 @@ from app.signing import der
 from app.signing.cms import OID_DATA, sign_cms, verify_cms
 from app.signing.keys import PrivateKey
 from app.signing.signer import KeySigner
+from app.untrusted import read_bounded
 
 MAGIC = b"SWSHD1\n"
 FORMAT_VERSION = 1
@@ -176,11 +177,7 @@ def read_shielding_data(data: bytes, *, where: str = "the shielding data") -> Sh
 
 def load_shielding_data(path: str | Path) -> ShieldingData:
     path = Path(path)
-    try:
-        with open(path, "rb") as f:
-            data = f.read(MAX_FILE + 1)
-    except OSError as exc:
-        raise ShieldingDataError(f"cannot read {path}: {exc.strerror}", "give a .shd file") from None
+    data = read_bounded(path, MAX_FILE, ShieldingDataError, "give a .shd file")
     return read_shielding_data(data, where=str(path))
 
 

@@ -29,7 +29,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from app.errors import KeyMismatchError, SigningError, WrongPassphraseError
 from app.signing.output import write_output
 from app.signing.signer import KeySigner
-from app.untrusted import printable
+from app.untrusted import printable, read_bounded
 
 PrivateKey: TypeAlias = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
 
@@ -185,12 +185,7 @@ def generate_self_signed(
 
 def _read(path: str | os.PathLike[str], what: str) -> bytes:
     p = Path(path)
-    try:
-        # Read at most one byte past the limit whatever st_size says: a pipe or /dev/zero reports 0.
-        with open(p, "rb") as f:
-            data = f.read(_MAX_FILE_SIZE + 1)
-    except OSError as exc:
-        raise SigningError(f"cannot read {p}: {exc.strerror or exc}", "check the path") from None
+    data = read_bounded(p, _MAX_FILE_SIZE, SigningError, "check the path")
     if len(data) > _MAX_FILE_SIZE:
         raise SigningError(f"{p} is larger than {_MAX_FILE_SIZE} bytes: not {what}", "check the file name")
     if not data.strip():

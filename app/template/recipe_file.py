@@ -36,6 +36,7 @@ from app.template.recipe import (
     UkiOptions,
     short_repr,
 )
+from app.untrusted import read_bounded
 
 #: A recipe is a few KiB of TOML: a larger file (or an endless pipe) is not one, and is not read further.
 MAX_RECIPE_BYTES = 1 << 20
@@ -371,13 +372,9 @@ _HEADER_COMMENT = (
 def load_recipe(path: str | os.PathLike[str]) -> Recipe:
     """Read and check a recipe file; relative paths in it are taken from its directory."""
     path = Path(path)
-    try:
-        with open(path, "rb") as f:
-            data = f.read(MAX_RECIPE_BYTES + 1)  # bounded: a pipe or /dev/zero has no st_size to trust
-    except IsADirectoryError:
-        raise RecipeError(f"{path} is a directory, not a recipe", "give the .toml file") from None
-    except OSError as exc:
-        raise RecipeError(f"cannot read recipe {path}: {exc.strerror or exc}", "check the path") from None
+    if path.is_dir():
+        raise RecipeError(f"{path} is a directory, not a recipe", "give the .toml file")
+    data = read_bounded(path, MAX_RECIPE_BYTES, RecipeError, "check the path", what="recipe")
     if len(data) > MAX_RECIPE_BYTES:
         raise RecipeError(f"{path} is larger than {MAX_RECIPE_BYTES} bytes: not a recipe", "check the path")
     try:

@@ -21,6 +21,7 @@ from tpm2_pytss.constants import TPM2_ALG, TPMA_OBJECT
 from tpm2_pytss.types import TPM2B_PUBLIC, TPMT_PUBLIC
 
 from app.errors import ShieldwrightError
+from app.untrusted import read_bounded
 
 #: Where systemd keeps its SRK (TPM2_SRK_HANDLE; TCG "Provisioning Guidance" §7.8 reserves it).
 SRK_HANDLE = 0x81000001
@@ -115,13 +116,7 @@ def srk_from_bytes(data: bytes, where: str = "the SRK") -> Srk:
 
 def load_srk(path: str | Path) -> Srk:
     path = Path(path)
-    try:
-        with open(path, "rb") as f:
-            data = f.read(MAX_SRK_FILE + 1)
-    except OSError as exc:
-        raise SrkError(
-            f"cannot read {path}: {exc.strerror}", "give the target's SRK public key file"
-        ) from None
+    data = read_bounded(path, MAX_SRK_FILE, SrkError, "give the target's SRK public key file")
     if len(data) > MAX_SRK_FILE:
         raise SrkError(f"{path} is too large for an SRK public key", "give the target's srk.tpm2b_public")
     return srk_from_bytes(data, str(path))
