@@ -117,6 +117,7 @@ class FirmwareProfileRow(QWidget):
         row = AdaptiveBox(self)  # the bank goes under the profile in a narrow window
         row.box.addWidget(profile_row, 1)
         row.box.addLayout(bank_row)
+        row.box.setAlignment(bank_row, Qt.AlignmentFlag.AlignTop)  # level with the profile's first line
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(5)
