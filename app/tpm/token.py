@@ -74,27 +74,75 @@ class Tpm2TokenInfo:
 
 
 def read_systemd_tpm2_token(token: Mapping[str, Any]) -> Tpm2TokenInfo:
-    """Decode a ``systemd-tpm2`` token; :class:`TokenError` for one systemd would not read either."""
+    """Decode a ``systemd-tpm2`` token; :class:`TokenError` for one systemd would not read either.
+
+    The token comes from a disk, so every field is checked for the JSON type systemd's
+    ``tpm2_parse_luks2_json`` expects (systemd 257 tpm2-util.c): PCRs as unsigned numbers below 24, the
+    blob base64 text (or a list of them), the policy hash hex (or a list), ``tpm2_srk`` base64.
+    """
     if token.get("type") != TOKEN_TYPE:
         raise TokenError(f"not a {TOKEN_TYPE} token", "")
+    keyslots = _numbers(token.get("keyslots", []), "keyslots", MAX_KEYSLOT, text_too=True)
+    pcrs = _numbers(token.get("tpm2-pcrs", []), "tpm2-pcrs", MAX_PCR)
+    bank, alg = token.get("tpm2-pcr-bank", "sha256"), token.get("tpm2-primary-alg", "ecc")
+    if not isinstance(bank, str) or not isinstance(alg, str):
+        raise _malformed("tpm2-pcr-bank or tpm2-primary-alg")
+    size = sum(len(_base64(blob, "tpm2-blob")) for blob in _texts(token.get("tpm2-blob"), "tpm2-blob"))
+    policies = _texts(token.get("tpm2-policy-hash", ""), "tpm2-policy-hash")
+    for policy in policies:
+        _hex(policy, "tpm2-policy-hash")
+    handle = name = None
+    srk = token.get("tpm2_srk")
+    if srk is not None:
+        if not isinstance(srk, str):
+            raise _malformed("tpm2_srk")
+        raw = _base64(srk, "tpm2_srk")
+        if len(raw) >= 6:
+            handle = int.from_bytes(raw[:4], "big")
+            size_name = int.from_bytes(raw[4:6], "big")
+            name = raw[6 : 6 + size_name].hex()
+    return Tpm2TokenInfo(keyslots, pcrs, bank, alg, ",".join(policies), handle, name, size)
+
+
+#: The highest keyslot number LUKS2 has (cryptsetup's LUKS2_KEYSLOTS_MAX is 32) and PCR number a TPM has.
+MAX_KEYSLOT, MAX_PCR = 31, 23
+
+
+def _malformed(field: str) -> TokenError:
+    return TokenError(f"the systemd-tpm2 token's {field} is malformed", "systemd did not write this token")
+
+
+def _numbers(value: object, field: str, highest: int, *, text_too: bool = False) -> tuple[int, ...]:
+    """A JSON list of numbers 0..``highest`` (LUKS2 keyslot lists hold them as decimal strings)."""
+    if not isinstance(value, list):
+        raise _malformed(field)
+    out = []
+    for item in value:
+        if text_too and isinstance(item, str) and item.isascii() and item.isdecimal() and len(item) <= 3:
+            item = int(item)
+        if isinstance(item, bool) or not isinstance(item, int) or not 0 <= item <= highest:
+            raise _malformed(field)
+        out.append(item)
+    return tuple(out)
+
+
+def _texts(value: object, field: str) -> list[str]:
+    """A string, or a non-empty list of strings (systemd ≥ 257 may write several blobs and policies)."""
+    items = value if isinstance(value, list) else [value]
+    if not items or not all(isinstance(item, str) for item in items):
+        raise _malformed(field)
+    return [str(item) for item in items]
+
+
+def _base64(text: str, field: str) -> bytes:
     try:
-        keyslots = tuple(int(k) for k in token.get("keyslots", []))
-        pcrs = tuple(int(n) for n in token.get("tpm2-pcrs", []))
-        bank = str(token.get("tpm2-pcr-bank", "sha256"))
-        alg = str(token.get("tpm2-primary-alg", "ecc"))
-        blob = token.get("tpm2-blob")
-        blobs = blob if isinstance(blob, list) else [blob]
-        size = sum(len(base64.b64decode(str(b), validate=True)) for b in blobs)
-        policy = token.get("tpm2-policy-hash", "")
-        policy_hex = ",".join(policy) if isinstance(policy, list) else str(policy)
-        handle = name = None
-        srk = token.get("tpm2_srk")
-        if srk is not None:
-            raw = base64.b64decode(str(srk), validate=True)
-            if len(raw) >= 6:
-                handle = int.from_bytes(raw[:4], "big")
-                size_name = int.from_bytes(raw[4:6], "big")
-                name = raw[6 : 6 + size_name].hex()
-    except (TypeError, ValueError):
-        raise TokenError("the systemd-tpm2 token has a malformed field", "systemd did not write it") from None
-    return Tpm2TokenInfo(keyslots, pcrs, bank, alg, policy_hex, handle, name, size)
+        return base64.b64decode(text, validate=True)
+    except ValueError:  # binascii.Error is a ValueError
+        raise _malformed(field) from None
+
+
+def _hex(text: str, field: str) -> bytes:
+    try:
+        return bytes.fromhex(text)
+    except ValueError:
+        raise _malformed(field) from None

@@ -8,6 +8,7 @@ whose keyslot names its own KDF costs. Checksums are made valid so the readers g
 
 from __future__ import annotations
 
+import base64
 import os
 import struct
 import uuid
@@ -16,7 +17,7 @@ from pathlib import Path
 
 from app.disk.crc32c import crc32c
 from app.disk.formats import vhdx
-from app.luks.container import LuksParams, create_header
+from app.luks.container import LuksParams, add_token, create_header
 from app.luks.header import build_metadata, read_metadata
 from app.luks.kdf import KdfParams
 from tests.conftest import MiB, run
@@ -246,10 +247,17 @@ def expanding_qcow2(path: Path, virtual_size: int, *, cluster_bits: int = 21) ->
 # --- LUKS2 -----------------------------------------------------------------------------------------------
 
 
-def cheap_luks_area(passphrase: bytes = b"hostile") -> bytes:
-    """A complete LUKS2 header area from our writer, one cheap pbkdf2 keyslot, 16 KiB metadata."""
+def cheap_luks_area(passphrase: bytes = b"hostile", *, tpm2_token: bool = False) -> bytes:
+    """A complete LUKS2 header area from our writer, one cheap pbkdf2 keyslot, 16 KiB metadata; with
+    ``tpm2_token`` a systemd-tpm2 token (fields as systemd writes them) bound to the keyslot."""
     params = LuksParams(metadata_size=16384, data_offset=2 * 16384 + 512 * 1024, digest_iterations=1000)
-    return create_header(os.urandom(64), params, [(passphrase, KdfParams.pbkdf2(1000))])
+    area = create_header(os.urandom(64), params, [(passphrase, KdfParams.pbkdf2(1000))])
+    if tpm2_token:
+        token = {"type": "systemd-tpm2", "tpm2-blob": base64.b64encode(bytes(200)).decode(),
+                 "tpm2-pcrs": [4, 7, 11], "tpm2-pcr-bank": "sha256", "tpm2-primary-alg": "ecc",
+                 "tpm2-policy-hash": "ab" * 32, "tpm2_srk": base64.b64encode(bytes(10)).decode()}  # fmt: skip
+        area = add_token(area, token, [0])[0]
+    return area
 
 
 def with_keyslot_kdf(area: bytes, kdf: dict[str, object]) -> bytes:

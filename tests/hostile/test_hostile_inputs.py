@@ -359,7 +359,8 @@ def test_hostile_gpt(worker: Worker, tmp_path: Path, gpt_seed: Seed, data, resea
 #: JSON values that are valid JSON but hostile LUKS2: huge, negative, wrong types, deep.
 JSON_VALUES = st.sampled_from(
     [0, 1, -1, 2**31 - 1, 2**31, 2**32 - 1, 2**32, 2**63, 2**64, 2**200, "18446744073709551615", "-5", "1e9",
-     "", None, True, [], {}, [[[[[[[[]]]]]]]], "x" * 3000, 1.5]
+     "", None, True, [], {}, [[[[[[[[]]]]]]]], "x" * 3000, 1.5, float("inf"), float("nan"), "\u00b2",
+     ["\u00b2"], [float("inf")], [24], [-1]]
 ) | st.integers() | st.text(max_size=20)  # fmt: skip
 JSON_PATHS = (
     "keyslots.0.key_size", "keyslots.0.area.offset", "keyslots.0.area.size", "keyslots.0.area.key_size",
@@ -368,6 +369,8 @@ JSON_PATHS = (
     "digests.0.hash", "digests.0.keyslots", "digests.0.segments", "digests.0.salt", "digests.0.digest",
     "segments.0.offset", "segments.0.size", "segments.0.sector_size", "segments.0.encryption",
     "segments.0.iv_tweak", "config.keyslots_size", "config.json_size", "tokens.0", "keyslots.31", "keyslots",
+    "tokens.0.keyslots", "tokens.0.tpm2-pcrs", "tokens.0.tpm2-blob", "tokens.0.tpm2-policy-hash",
+    "tokens.0.tpm2_srk", "tokens.0.tpm2-pcr-bank",
 )  # fmt: skip
 
 
@@ -395,7 +398,7 @@ def _luks_reseal(buf: bytearray) -> None:
 
 @pytest.fixture(scope="module")
 def luks_seeds(tmp_path_factory: pytest.TempPathFactory) -> list[Seed]:
-    ours = samples.cheap_luks_area()
+    ours = samples.cheap_luks_area(tpm2_token=True)
     path = tmp_path_factory.mktemp("luks") / "seed.img"
     with open(path, "wb") as f:
         f.truncate(4 * MiB)
@@ -425,6 +428,8 @@ def _json_mutated(area: bytes, changes: list[tuple[str, object]]) -> bytes | Non
 @given(data=st.data())
 @example(data=[("digests.0.iterations", 2**31)])  # a Rust panic in PBKDF2 (OpenSSL takes a C int)
 @example(data=[("digests.0.iterations", 2**31 - 1)])  # ten minutes of PBKDF2, not interruptible
+@example(data=[("tokens.0.tpm2-pcrs", [float("inf")])])  # an OverflowError in `luks dump`'s token decoding
+@example(data=[("tokens.0.tpm2-blob", None)])  # read as the base64 of "None"
 def test_hostile_luks2(worker: Worker, tmp_path: Path, luks_seeds: list[Seed], data) -> None:
     """read_header, then unlock when the keyslots are cheap, on headers edited as JSON or as bytes."""
     if isinstance(data, list):

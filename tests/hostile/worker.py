@@ -68,12 +68,17 @@ def parse_disk(path: Path) -> None:
 
 
 def parse_luks2(path: Path) -> None:
-    """``luks dump``'s parse, then an unlock attempt when the keyslots' KDFs are cheap."""
+    """``luks dump``'s parse and its decoding of systemd-tpm2 tokens, then an unlock attempt when the
+    keyslots' KDFs are cheap."""
     # lazy: each parser loads only its own modules into the measured child
     from app.luks.container import read_header, unlock
+    from app.tpm.token import TOKEN_TYPE, read_systemd_tpm2_token
 
     area = path.read_bytes()
     header = read_header(lambda offset, length: area[offset : offset + length])
+    for token in header.tokens.values():
+        if token.get("type") == TOKEN_TYPE:
+            read_systemd_tpm2_token(token)
     for slot in header.keyslots.values():
         kdf = slot.kdf
         if kdf.type == "pbkdf2" and kdf.time > CHEAP_PBKDF2:
