@@ -117,9 +117,14 @@ def generate_recovery_key() -> str:
 # --- parsed view ---------------------------------------------------------------------------------------
 
 
+def _decimal(text: str) -> bool:
+    """ASCII digits only: ``"²".isdigit()`` is true, and int() refuses it."""
+    return text.isascii() and text.isdigit()
+
+
 def _u64(value: Any, what: str) -> int:
     """A LUKS2 string-uint64 (a decimal JSON string)."""
-    if not isinstance(value, str) or not value.isdigit() or len(value) > 20 or int(value) >= 2**64:
+    if not isinstance(value, str) or not _decimal(value) or len(value) > 20 or int(value) >= 2**64:
         raise LuksHeaderError(f"LUKS2 {what} is not a uint64 string")
     return int(value)
 
@@ -139,14 +144,14 @@ def _obj(value: Any, what: str) -> dict[str, Any]:
 def _ids(obj: dict[str, Any], what: str, limit: int) -> dict[int, dict[str, Any]]:
     out: dict[int, dict[str, Any]] = {}
     for key, value in _obj(obj, what).items():
-        if not key.isdigit() or int(key) >= limit:
+        if not _decimal(key) or int(key) >= limit:
             raise LuksHeaderError(f"LUKS2 {what} id {key!r} is invalid")
         out[int(key)] = _obj(value, f"{what} {key}")
     return out
 
 
 def _id_list(value: Any, what: str) -> list[int]:
-    if not isinstance(value, list) or not all(isinstance(v, str) and v.isdigit() for v in value):
+    if not isinstance(value, list) or not all(isinstance(v, str) and _decimal(v) for v in value):
         raise LuksHeaderError(f"LUKS2 {what} is not a list of id strings")
     return [int(v) for v in value]
 

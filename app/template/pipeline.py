@@ -195,7 +195,7 @@ def run_build(
 def _source_date_epoch() -> float | None:
     """SOURCE_DATE_EPOCH (reproducible-builds.org) stamps the new ESP files; unset or invalid means "now"."""
     value = os.environ.get("SOURCE_DATE_EPOCH", "")
-    return float(value) if value.isdigit() else None
+    return float(value) if value.isascii() and value.isdigit() else None
 
 
 class _Build:

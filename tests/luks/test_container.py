@@ -365,3 +365,24 @@ def test_mutated_json_with_valid_checksums_raises_only_shieldwright_errors(
     blob = build_metadata(Metadata(json=meta.json, hdr_size=meta.hdr_size, seqid=meta.seqid + 1))
     with contextlib.suppress(ShieldwrightError):
         read_header(reader(blob))
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "message"),
+    [
+        (("keyslots", "\u00b2"), {}, "keyslot id '²' is invalid"),
+        (("config", "keyslots_size"), "\u00b2", "keyslots_size is not a uint64 string"),
+        (("digests", "0", "segments"), ["\u00b2"], "segments is not a list of id strings"),
+    ],
+)
+def test_digits_int_cannot_read_are_named(small_header: bytes, path, value, message) -> None:
+    """``"²".isdigit()`` is true and ``int("²")`` fails: such ids and sizes were refused only as
+    "malformed LUKS2 JSON metadata (ValueError)"; now as what they are."""
+    meta = read_metadata(reader(small_header))
+    target = meta.json
+    for step in path[:-1]:
+        target = target[step]
+    target[path[-1]] = value
+    blob = build_metadata(Metadata(json=meta.json, hdr_size=meta.hdr_size, seqid=meta.seqid + 1))
+    with pytest.raises(LuksHeaderError, match=re.escape(message)):
+        read_header(reader(blob))

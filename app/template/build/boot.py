@@ -116,7 +116,8 @@ def ref_of(f: BootFile) -> str:
 def version_key(version: str | None) -> tuple[tuple[int, int | str], ...]:
     """Compare versions number by number (``6.1.0-28`` > ``6.1.0-9``); text parts compare as text."""
     parts = re.findall(r"\d+|[^\d]+", version or "")
-    return tuple((1, int(p)) if p.isdigit() else (0, p) for p in parts)
+    # isdecimal, not isdigit: "²" is a digit int() cannot read (a file name in a hostile image)
+    return tuple((1, int(p)) if p.isdecimal() else (0, p) for p in parts)
 
 
 def newest_kernel(entries: Sequence[KernelEntry[BootFile]]) -> KernelEntry[BootFile]:
