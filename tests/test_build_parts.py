@@ -166,7 +166,7 @@ def test_newest_kernel_compares_versions_number_by_number() -> None:
     assert version_key("6.1.0-28-cloud-amd64") > version_key("6.1.0-9-cloud-amd64")
     assert version_key("6.10.2") > version_key("6.9.12") > version_key(None)
     # A file name in a hostile image: "²" is a digit to str.isdigit() that int() cannot read.
-    assert version_key("6.1.\u00b2") < version_key("6.1.2") and version_key("\u00b2") == ((0, "\u00b2"),)
+    assert version_key("\u00b2") == ((0, "\u00b2"),) and version_key("6-\u00b2")[0] == (1, 6)
 
     class Entry:
         def __init__(self, version: str | None) -> None:
