@@ -21,7 +21,9 @@ from dataclasses import dataclass
 
 from cryptography import x509
 
+from app.errors import SigningError
 from app.measure.events import MeasureError
+from app.signing.certificates import parsed_certificate
 
 # -- signature types (UEFI 2.10 §32.4.1; edk2 MdePkg/Include/Guid/ImageAuthentication.h) -----------------
 EFI_CERT_SHA256_GUID = uuid.UUID("c1c41626-504c-4092-aca9-41f936934328")
@@ -94,14 +96,15 @@ class SignatureEntry:
 
     @functools.cached_property
     def certificate(self) -> x509.Certificate | None:
-        """The X.509 certificate of an EFI_CERT_X509 entry, else None. MeasureError when it is not DER."""
+        """The X.509 certificate of an EFI_CERT_X509 entry, else None. MeasureError when it is not DER or
+        cannot be read completely (parsed now, so no later use of a field raises cryptography's errors)."""
         if self.type_guid != EFI_CERT_X509_GUID:
             return None
         try:
-            return x509.load_der_x509_certificate(self.data)
-        except ValueError:
+            return parsed_certificate(self.data, "the certificate")
+        except SigningError as exc:
             raise MeasureError(
-                "an EFI_CERT_X509 signature holds no readable DER certificate",
+                f"an EFI_CERT_X509 signature holds no readable DER certificate ({exc.message})",
                 "the signature database is corrupt",
             ) from None
 

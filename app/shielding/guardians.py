@@ -20,12 +20,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 from cryptography.x509.oid import NameOID
 from platformdirs import user_data_path
 
-from app.errors import ShieldwrightError
+from app.errors import ShieldwrightError, SigningError
 from app.signing.keys import (
     PrivateKey,
     generate_key,
@@ -156,7 +158,7 @@ def import_owner(
     s_cert, s_key = _cert_and_key(signing_cert, signing_key, passphrase, "signing")
     e_cert, e_key = _cert_and_key(encryption_cert, encryption_key, passphrase, "encryption")
     for cert, key, what in ((s_cert, s_key, "signing"), (e_cert, e_key, "encryption")):
-        if _spki(cert.public_key()) != _spki(key.public_key()):
+        if _spki(_public_key(cert, f"the {what} certificate")) != _spki(key.public_key()):
             raise GuardianError(
                 f"the {what} key does not match the {what} certificate", "give matching files"
             )
@@ -202,8 +204,17 @@ def _one_cert(path: Path) -> x509.Certificate:
     return certs[0]
 
 
+def _public_key(cert: x509.Certificate, where: str) -> CertificatePublicKeyTypes:
+    """The certificate's public key; the loaders parse it up front, this keeps any other caller typed."""
+    try:
+        return cert.public_key()
+    except (ValueError, UnsupportedAlgorithm):
+        raise GuardianError(f"{where} has an unreadable or unsupported public key",
+                            "use an RSA or ECDSA certificate") from None  # fmt: skip
+
+
 def _check_encryption_cert(cert: x509.Certificate, where: str) -> None:
-    key = cert.public_key()
+    key = _public_key(cert, where)
     if not isinstance(key, rsa.RSAPublicKey):
         what = "an elliptic-curve" if isinstance(key, ec.EllipticCurvePublicKey) else "a non-RSA"
         raise GuardianError(f"{where} has {what} key; shielding data is encrypted to RSA keys only",
@@ -256,7 +267,7 @@ def load_guardian(name: str, *, store: Path | None = None) -> Guardian:
         raise GuardianError(
             f"no guardian named {name!r}", "see `shieldwright shield guardian list`"
         ) from None
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, SigningError):  # SigningError: a certificate that does not load
         raise GuardianError(f"guardian {name!r} is damaged", f"look at {target}") from None
     if kind == "owner" and sign is None:
         raise GuardianError(f"owner guardian {name!r} has no signing certificate", f"look at {target}")

@@ -9,6 +9,7 @@ INFO is context (self-signed).
 from __future__ import annotations
 
 import datetime as dt
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -18,9 +19,20 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
+from app.errors import SigningError
 from app.findings import Finding, Severity, has_errors
 
 Purpose = Literal["uefi", "catalog"]
+
+#: What cryptography raises for a damaged or unsupported certificate: it parses lazily, field by field,
+#: and not all of these are ValueErrors.
+CERT_ERRORS = (
+    ValueError,
+    UnsupportedAlgorithm,
+    x509.InvalidVersion,
+    x509.DuplicateExtension,
+    x509.UnsupportedGeneralNameType,
+)
 
 #: A certificate expiring sooner than this gets a warning: templates outlive a month.
 EXPIRY_WARNING = dt.timedelta(days=30)
@@ -93,6 +105,39 @@ class CertificateInfo:
         }
 
 
+_DAMAGED = "the certificate is damaged or of a kind not supported"
+
+
+def parsed_certificate(cert: x509.Certificate | bytes, what: str, hint: str = _DAMAGED) -> x509.Certificate:
+    """``cert`` (a certificate object, or DER bytes to load) with every field we read parsed now.
+
+    cryptography decodes names, the key and extensions only when first used, so a damaged certificate from
+    outside would otherwise raise its own exceptions wherever that happens to be: after an output was
+    written, after a guardian was stored. Here it is one SigningError, ``"{what} is malformed or
+    unsupported: reason"``, before anything is done with it. The one owner of that check for every
+    certificate that comes from a file, a signature or a signature database.
+    """
+    try:
+        with warnings.catch_warnings():  # e.g. a non-positive serial: not for the user's terminal
+            warnings.simplefilter("ignore")
+            if isinstance(cert, bytes):
+                cert = x509.load_der_x509_certificate(cert)
+            cert.subject.rfc4514_string(), cert.issuer.rfc4514_string(), cert.serial_number  # noqa: B018
+            cert.not_valid_before_utc, cert.not_valid_after_utc  # noqa: B018
+            cert.public_key()
+            for extension in cert.extensions:
+                extension.value  # noqa: B018
+    except CERT_ERRORS as exc:
+        raise SigningError(f"{what} is malformed or unsupported: {error_reason(exc)}", hint) from None
+    return cert
+
+
+def error_reason(exc: Exception) -> str:
+    """The first line of cryptography's message (cut short), or the exception's name when it has none."""
+    text = str(exc).strip()
+    return text.splitlines()[0][:120] if text else type(exc).__name__
+
+
 def _key_facts(cert: x509.Certificate) -> tuple[str, int | None, str | None]:
     try:
         key = cert.public_key()
@@ -116,7 +161,7 @@ def _extension(cert: x509.Certificate, kind: type[x509.ExtensionType]) -> Any | 
         return cert.extensions.get_extension_for_class(kind).value
     except x509.ExtensionNotFound:
         return None
-    except ValueError:  # a malformed or duplicated extension; cryptography parses lazily
+    except CERT_ERRORS:  # a malformed or duplicated extension; cryptography parses lazily
         return None
 
 
@@ -132,11 +177,11 @@ def _key_usage_names(ku: x509.KeyUsage) -> list[str]:
 
 
 def _is_self_signed(cert: x509.Certificate) -> bool:
-    if cert.subject != cert.issuer:
-        return False
     try:
+        if cert.subject != cert.issuer:  # decodes both names: may fail on a damaged certificate
+            return False
         cert.verify_directly_issued_by(cert)
-    except (InvalidSignature, ValueError, TypeError, UnsupportedAlgorithm):
+    except (InvalidSignature, TypeError, *CERT_ERRORS):
         return False
     return True
 
@@ -152,7 +197,10 @@ def _common_name(cert: x509.Certificate) -> str | None:
 def describe_certificate(
     cert: x509.Certificate, *, purpose: Purpose | None = None, now: dt.datetime | None = None
 ) -> CertificateInfo:
-    """Fields and findings of ``cert``; ``purpose`` adds role-specific checks ("uefi": ECDSA warning)."""
+    """Fields and findings of ``cert``; ``purpose`` adds role-specific checks ("uefi": ECDSA warning).
+
+    A certificate that cannot be read completely is a SigningError (:func:`parsed_certificate`)."""
+    cert = parsed_certificate(cert, "the certificate")
     now = now or dt.datetime.now(dt.UTC)
     if now.tzinfo is None:
         now = now.replace(tzinfo=dt.UTC)

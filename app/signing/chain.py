@@ -12,11 +12,11 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from cryptography import x509
-from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.x509 import verification as xv
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from app.errors import SignatureError
+from app.signing.certificates import CERT_ERRORS
 from app.untrusted import printable
 
 #: How many intermediate certificates a path may have between the signer and the trust anchor.
@@ -36,7 +36,7 @@ def _name(cert: x509.Certificate) -> str:
     """The subject as text, raw: everything that reaches a message goes through printable() once."""
     try:
         return cert.subject.rfc4514_string() or "(empty subject)"
-    except ValueError:
+    except CERT_ERRORS:
         return "(unreadable subject)"
 
 
@@ -146,7 +146,7 @@ def check_chain(
         try:
             verifier.verify(cert, list(pool))
             return
-        except (xv.VerificationError, ValueError, UnsupportedAlgorithm) as exc:  # ValueError: malformed field
+        except (xv.VerificationError, *CERT_ERRORS) as exc:  # a damaged field, an unsupported name form
             reasons.append(_reason(exc))
     timeless = [r for r in reasons if _NOT_VALID_AT not in r]
     reason = timeless[0] if timeless else _NO_COMMON_MOMENT

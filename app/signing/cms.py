@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
 from app.errors import SignatureError, SigningError
 from app.signing import der
+from app.signing.certificates import CERT_ERRORS, parsed_certificate
 from app.signing.chain import check_chain
 from app.signing.signer import HashName, Signer, hash_algorithm
 
@@ -57,9 +58,6 @@ _ECDSA_WITH = {
     "1.2.840.10045.4.3.4": "sha512",
 }
 _ECDSA_OID = {v: k for k, v in _ECDSA_WITH.items()}
-
-#: What cryptography raises for a damaged certificate (not all are ValueErrors).
-_CERT_ERRORS = (ValueError, UnsupportedAlgorithm, x509.InvalidVersion, x509.DuplicateExtension)
 
 
 def _hash(hash_name: str, data: bytes) -> bytes:
@@ -336,16 +334,9 @@ def _load_certificate(raw: bytes, index: int) -> x509.Certificate:
     """An embedded certificate, with every field we later use parsed now (cryptography parses lazily),
     so a damaged certificate is one clear SignatureError here rather than a ValueError somewhere later."""
     try:
-        with warnings.catch_warnings():  # e.g. a non-positive serial: not for the user's terminal
-            warnings.simplefilter("ignore")
-            cert = x509.load_der_x509_certificate(raw)
-            cert.subject.rfc4514_string(), cert.issuer.rfc4514_string(), cert.serial_number  # noqa: B018
-            cert.public_key()
-            list(cert.extensions)
-        return cert
-    except _CERT_ERRORS as exc:
-        reason = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
-        raise SignatureError(f"embedded certificate {index} is malformed or unsupported: {reason}") from None
+        return parsed_certificate(raw, f"embedded certificate {index}")
+    except SigningError as exc:
+        raise SignatureError(exc.message, exc.hint) from None
 
 
 def _load_crl(el: der.Element) -> None:
@@ -585,7 +576,7 @@ def find_signer_certificate(
         if si.sid_key_id is not None:
             try:
                 ski = cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest
-            except (x509.ExtensionNotFound, *_CERT_ERRORS):
+            except (x509.ExtensionNotFound, *CERT_ERRORS):
                 continue
             if ski == si.sid_key_id:
                 return cert

@@ -27,6 +27,7 @@ from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from app.errors import KeyMismatchError, SigningError, WrongPassphraseError
+from app.signing.certificates import CERT_ERRORS, parsed_certificate
 from app.signing.output import write_output
 from app.signing.signer import KeySigner
 from app.untrusted import printable, read_bounded
@@ -295,15 +296,18 @@ def _is_encrypted_key(loader: Callable[[bytes, bytes | None], object], data: byt
 
 
 def load_certificates(path: str | os.PathLike[str]) -> list[x509.Certificate]:
-    """All certificates in a PEM bundle (in file order), or the single certificate of a DER file."""
+    """All certificates in a PEM bundle (in file order), or the single certificate of a DER file, each read
+    completely now (:func:`~app.signing.certificates.parsed_certificate`): a damaged one is refused here,
+    before any caller has written or stored anything."""
     data = _read(path, "a certificate")
     if is_pkcs12(data):
         raise SigningError(f"{path} is a PKCS#12 file, not a bare certificate", "open it with its passphrase")
     try:
         if _is_pem(data):
-            return x509.load_pem_x509_certificates(data)
-        return [x509.load_der_x509_certificate(data)]
-    except ValueError:
+            certs = x509.load_pem_x509_certificates(data)
+        else:
+            certs = [x509.load_der_x509_certificate(data)]
+    except CERT_ERRORS:  # not only ValueError: e.g. InvalidVersion for a version field of 3
         if _is_pem(data) and b"PRIVATE KEY-----" in data:
             raise SigningError(
                 f"{path} holds a private key, not a certificate", "give the certificate"
@@ -311,6 +315,10 @@ def load_certificates(path: str | os.PathLike[str]) -> list[x509.Certificate]:
         raise SigningError(
             f"{path} is not a readable X.509 certificate (PEM or DER)", "check the file"
         ) from None
+    if len(certs) == 1:
+        return [parsed_certificate(certs[0], f"the certificate in {path}", "check the file")]
+    return [parsed_certificate(c, f"certificate {i} of {len(certs)} in {path}", "check the file")
+            for i, c in enumerate(certs, 1)]  # fmt: skip
 
 
 def load_certificate(path: str | os.PathLike[str]) -> x509.Certificate:
@@ -337,6 +345,8 @@ def load_pkcs12(
             raise SigningError(
                 f"{path} uses an unsupported PKCS#12 encryption", "re-export it with AES-256 (openssl pkcs12)"
             ) from None
+        except CERT_ERRORS:  # a certificate inside that cryptography refuses outright (InvalidVersion)
+            raise SigningError(f"{path} is not a readable PKCS#12 file", "check the file") from None
     if loaded is None:
         if passphrase:
             raise WrongPassphraseError(
@@ -348,9 +358,12 @@ def load_pkcs12(
         raise SigningError(f"the PKCS#12 file {path} holds no certificate", "export it with its certificate")
     if key is None:
         raise SigningError(f"the PKCS#12 file {path} holds no private key", "export it with its private key")
+    cert = parsed_certificate(cert, f"the certificate in the PKCS#12 file {path}", "check the file")
+    extra = [parsed_certificate(c, f"additional certificate {i} in the PKCS#12 file {path}", "check the file")
+             for i, c in enumerate(extra, 1)]  # fmt: skip
     key = _check_key(key, f"the key in {path}")
     _check_match(key, cert, path)
-    return key, cert, list(extra)
+    return key, cert, extra
 
 
 def _check_match(key: PrivateKey, cert: x509.Certificate, where: str | os.PathLike[str]) -> None:

@@ -15,6 +15,7 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from tpm2_pytss.constants import TPM2_ALG, TPMA_OBJECT
@@ -127,6 +128,10 @@ def _from_pem(data: bytes, where: str) -> Srk:
         key = serialization.load_pem_public_key(data)
     except ValueError:
         raise SrkError(f"{where} is not a PEM public key", "give the SRK's public key") from None
+    except UnsupportedAlgorithm:  # a key type or curve cryptography does not know: not an SRK either
+        raise SrkError(
+            f"{where} is a public key of an unsupported type", "systemd's SRK is NIST P-256 or RSA 2048"
+        ) from None
     if isinstance(key, ec.EllipticCurvePublicKey) and key.curve.name == "secp256r1":
         kind = "ecc"
     elif isinstance(key, rsa.RSAPublicKey) and key.key_size == 2048:
