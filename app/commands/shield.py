@@ -184,7 +184,7 @@ def cmd_create(args: argparse.Namespace) -> int:
         payload = Payload(
             passphrase,
             hostname=args.hostname,
-            admin_password_hash=bytes(hash_buf).decode().strip() if hash_buf is not None else None,
+            admin_password_hash=_password_hash(hash_buf, args.password_hash_file),
             ssh_authorized_keys=[key for path in args.ssh_key for key in read_ssh_keys(path)],
             user_data=read_payload_file(args.user_data, "--user-data") if args.user_data else None,
             files=files,
@@ -197,6 +197,26 @@ def cmd_create(args: argparse.Namespace) -> int:
     print(out)
     print(f"for {len(qualifiers)} template(s), opened by {', '.join([*args.guardian, args.owner])}")
     return 0
+
+
+def _password_hash(buf: bytearray | None, path: str | None) -> str | None:
+    """The hash read from ``--password-hash-file`` as text; bytes that are not UTF-8 are a one-line error
+    (decoded outside the ``except`` so no exception keeps a copy of the bytes; the caller wipes ``buf``)."""
+    from app.shielding.payload import PayloadError  # lazy
+
+    if buf is None:
+        return None
+    text: str | None
+    try:
+        text = buf.decode("utf-8")
+    except UnicodeDecodeError:
+        text = None
+    if text is None:
+        raise PayloadError(
+            f"--password-hash-file {printable(str(path))!r} is not UTF-8 text",
+            "give the crypt(3) hash, e.g. from `openssl passwd -6`, never the password",
+        )
+    return text.strip()
 
 
 def cmd_show(args: argparse.Namespace) -> int:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from app.errors import ShieldwrightError
-from app.untrusted import read_bounded
+from app.untrusted import printable, read_bounded
 
 MAX_PAYLOAD = 384 * 1024
 _HOSTNAME = re.compile(
@@ -123,24 +123,77 @@ class Payload:
 
     @classmethod
     def from_json(cls, data: bytes) -> Payload:
+        """The payload of :meth:`to_json`. It was decrypted from a file anyone may have made, so every field's
+        JSON type and range is checked here: a wrong one is a :class:`PayloadError` naming it, never a
+        ``TypeError`` later in :meth:`check` or in the provisioning."""
         try:
             doc = json.loads(data.decode("utf-8"))
-            if not isinstance(doc, dict) or doc.get("format_version") != PAYLOAD_VERSION:
-                raise ValueError("format_version")
-            b64 = base64.b64decode
-            payload = cls(
-                bytearray(b64(doc["provisioning_passphrase"], validate=True)),
-                doc.get("hostname"),
-                doc.get("admin_password_hash"),
-                list(doc.get("ssh_authorized_keys", [])),
-                b64(doc["user_data"], validate=True) if "user_data" in doc else None,
-                [
-                    PayloadFile(f["path"], int(f["mode"]), b64(f["data"], validate=True))
-                    for f in doc.get("files", [])
-                ],
-            )
-        except (ValueError, KeyError, TypeError, UnicodeDecodeError):
-            raise PayloadError(
-                "the decrypted payload is malformed", "it was not written by Shieldwright"
-            ) from None
-        return payload
+        except (UnicodeDecodeError, ValueError, RecursionError):  # ValueError: JSON, and huge integers
+            raise _malformed("is not UTF-8 JSON") from None
+        if not isinstance(doc, dict):
+            raise _malformed("is not a JSON object")
+        unknown = sorted(set(doc) - _PAYLOAD_KEYS)
+        if unknown:
+            raise _malformed(f"has an unknown field {printable(unknown[0][:64])!r}")
+        version = doc.get("format_version")
+        if not _is_int(version) or version != PAYLOAD_VERSION:
+            raise _malformed("has no format_version 1")
+        hostname = _optional_str(doc, "hostname")
+        password_hash = _optional_str(doc, "admin_password_hash")
+        keys = doc.get("ssh_authorized_keys", [])
+        if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
+            raise _malformed("field 'ssh_authorized_keys' is not a list of strings")
+        files = doc.get("files", [])
+        if not isinstance(files, list):
+            raise _malformed("field 'files' is not a list")
+        passphrase = bytearray(_base64(doc, "provisioning_passphrase"))
+        user_data = _base64(doc, "user_data") if "user_data" in doc else None
+        return cls(passphrase, hostname, password_hash, list(keys), user_data, [_file(f) for f in files])
+
+
+_PAYLOAD_KEYS = frozenset({"format_version", "provisioning_passphrase", "hostname", "admin_password_hash",
+                           "ssh_authorized_keys", "user_data", "files"})  # fmt: skip
+_FILE_KEYS = frozenset({"path", "mode", "data"})
+
+
+def _malformed(what: str) -> PayloadError:
+    return PayloadError(f"the decrypted payload {what}", "it was not written by Shieldwright")
+
+
+def _is_int(value: object) -> bool:
+    """A JSON integer (``True`` is an int to Python, not to the format)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _optional_str(doc: dict[str, object], key: str) -> str | None:
+    if key not in doc:
+        return None
+    value = doc[key]
+    if not isinstance(value, str):
+        raise _malformed(f"field {key!r} is not a string")
+    return value
+
+
+def _base64(doc: dict[str, object], key: str, name: str = "") -> bytes:
+    """``doc[key]``: base64 text (``name``, else ``key``, in the message); missing, not a string or not
+    base64 is refused."""
+    name = name or key
+    value = doc.get(key)
+    if not isinstance(value, str):
+        raise _malformed(f"field {name!r} is not base64 text")
+    try:
+        return base64.b64decode(value, validate=True)
+    except ValueError:  # binascii.Error, and non-ASCII text
+        raise _malformed(f"field {name!r} is not base64 text") from None
+
+
+def _file(entry: object) -> PayloadFile:
+    """One ``files`` entry: exactly path (string), mode (integer 0..0o7777) and data (base64)."""
+    if not isinstance(entry, dict) or set(entry) != _FILE_KEYS:
+        raise _malformed("has a 'files' entry without exactly path, mode and data")
+    path, mode = entry["path"], entry["mode"]
+    if not isinstance(path, str):
+        raise _malformed("has a file whose field 'path' is not a string")
+    if not _is_int(mode) or not 0 <= mode <= 0o7777:
+        raise _malformed("has a file whose field 'mode' is not an integer from 0 to 0o7777")
+    return PayloadFile(path, mode, _base64(entry, "data", "files[].data"))

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.ciphers import algorithms
@@ -46,6 +47,18 @@ MAX_GUARDIANS = 64
 MAX_QUALIFIERS = 256
 OID_ENVELOPED_DATA = "1.2.840.113549.1.7.3"
 HEADER_KEYS = ("format_version", "created", "policy", "owner", "guardians", "qualifiers", "payload_items")
+#: The keys of the header's owner and of each guardian entry (all strings), as the writer makes them.
+OWNER_KEYS = frozenset({"name", "subject", "signing_sha256", "encryption_sha256"})
+GUARDIAN_KEYS = frozenset({"name", "subject", "sha256"})
+#: Content encryption algorithms ``cryptography`` decrypts (AES-128/256-CBC), and names for others met.
+OID_AES_CBC = frozenset({"2.16.840.1.101.3.4.1.2", "2.16.840.1.101.3.4.1.42"})
+_CIPHER_NAMES = {
+    "1.2.840.113549.3.7": "3DES (des-ede3-cbc)",
+    "2.16.840.1.101.3.4.1.22": "AES-192-CBC",
+    "1.2.392.200011.61.1.1.1.2": "Camellia-128-CBC",
+    "1.2.392.200011.61.1.1.1.3": "Camellia-192-CBC",
+    "1.2.392.200011.61.1.1.1.4": "Camellia-256-CBC",
+}
 
 
 class ShieldingDataError(ShieldwrightError):
@@ -72,8 +85,13 @@ class ShieldingData:
         """The payload, decrypted with a recipient's certificate and RSA private key."""
         if not isinstance(key, rsa.RSAPrivateKey):
             raise ShieldingDataError("shielding data opens with an RSA key only", "give the encryption key")
+        cipher = _content_cipher(self.enveloped)
+        if cipher is not None and cipher not in OID_AES_CBC:
+            raise _unsupported_cipher(cipher)
         try:
             plain = pkcs7.pkcs7_decrypt_der(self.enveloped, certificate, key, [])
+        except UnsupportedAlgorithm:  # another algorithm cryptography does not take (e.g. key transport)
+            raise _unsupported_cipher(cipher) from None
         except ValueError:
             raise ShieldingDataError(
                 "this certificate and key cannot open the shielding data",
@@ -188,9 +206,10 @@ def _header(raw: bytes, where: str) -> dict[str, object]:
         raise ShieldingDataError(f"{where} has a malformed header", "the file is damaged") from None
     if not isinstance(header, dict) or tuple(header) != HEADER_KEYS:
         raise ShieldingDataError(f"{where}'s header does not have the version 1 keys", "the file is damaged")
-    if header["format_version"] != FORMAT_VERSION:
-        raise ShieldingDataError(f"{where} is format version {header['format_version']!r}",
-                                 "this Shieldwright reads version 1")  # fmt: skip
+    version = header["format_version"]
+    if not _is_int(version) or version != FORMAT_VERSION:
+        shown = version if _is_int(version) and abs(version) < 10**9 else "unknown"
+        raise ShieldingDataError(f"{where} is format version {shown}", "this Shieldwright reads version 1")
     owner, guardians, qualifiers = header["owner"], header["guardians"], header["qualifiers"]
     shapes = (isinstance(owner, dict), isinstance(guardians, list), isinstance(qualifiers, list),
               header["policy"] in POLICIES, isinstance(header["payload_items"], list))  # fmt: skip
@@ -198,6 +217,16 @@ def _header(raw: bytes, where: str) -> dict[str, object]:
         raise ShieldingDataError(f"{where} has a malformed header", "the file is damaged")
     if len(guardians) > MAX_GUARDIANS or len(qualifiers) > MAX_QUALIFIERS:
         raise ShieldingDataError(f"{where} lists too many guardians or qualifiers", "the file is damaged")
+    # Every reader (show, test, provision) indexes these without looking: the shapes are checked here once.
+    if not isinstance(header["created"], str):
+        raise ShieldingDataError(f"{where}'s header has no creation time", "the file is damaged")
+    if not _entry_ok(owner, OWNER_KEYS, ("signing_sha256", "encryption_sha256")):
+        raise ShieldingDataError(f"{where}'s header has a malformed owner", "the file is damaged")
+    for g in guardians:
+        if not _entry_ok(g, GUARDIAN_KEYS, ("sha256",)):
+            raise ShieldingDataError(f"{where}'s header has a malformed guardian", "the file is damaged")
+    if not all(isinstance(item, str) for item in header["payload_items"]):
+        raise ShieldingDataError(f"{where}'s header has a malformed payload item", "the file is damaged")
     try:
         for q in qualifiers:
             Qualifier.from_dict(q)
@@ -206,6 +235,49 @@ def _header(raw: bytes, where: str) -> dict[str, object]:
             f"{where} has a bad qualifier: {exc.message}", "the file is damaged"
         ) from None
     return header
+
+
+def _is_int(value: object) -> bool:
+    """A JSON integer (``True`` is an int to Python, not to the format)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_sha256(value: object) -> bool:
+    return isinstance(value, str) and len(value) == 64 and all(c in "0123456789abcdef" for c in value)
+
+
+def _entry_ok(entry: object, keys: frozenset[str], digests: tuple[str, ...]) -> bool:
+    """An owner or guardian entry as the writer makes it: exactly ``keys``, all strings, ``digests`` hex."""
+    return (
+        isinstance(entry, dict)
+        and set(entry) == keys
+        and all(isinstance(entry[k], str) for k in keys)
+        and all(_is_sha256(entry[k]) for k in digests)
+    )
+
+
+def _content_cipher(enveloped: bytes) -> str | None:
+    """The content encryption algorithm's OID of a ContentInfo(EnvelopedData), or None when it cannot be
+    found (the decryption library then judges the structure)."""
+    try:
+        fields = der.decode(enveloped).children[1].children[0].children
+        after = fields[[i for i, f in enumerate(fields) if f.is_(der.SET)][0] + 1 :]
+        info = next(f for f in after if f.is_(der.SEQUENCE))  # EncryptedContentInfo
+        return info.children[1].children[0].as_oid()
+    except (ShieldwrightError, ValueError, IndexError, StopIteration):
+        return None
+
+
+def _unsupported_cipher(oid: str | None) -> ShieldingDataError:
+    """The refusal of an envelope ``cryptography`` cannot decrypt: by its content encryption algorithm when
+    that is the cause, else (e.g. an RSA-OAEP recipient) in general terms."""
+    hint = "only AES-CBC envelopes to RSA keys open; make the data again with `shieldwright shield create`"
+    if oid is None or oid in OID_AES_CBC:
+        return ShieldingDataError("the shielding data's envelope uses an unsupported algorithm", hint)
+    name = _CIPHER_NAMES.get(oid, oid[:64])
+    return ShieldingDataError(
+        f"the shielding data's content encryption algorithm {name} is not supported", hint
+    )
 
 
 def _check_envelope(enveloped: bytes, where: str) -> None:
