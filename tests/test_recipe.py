@@ -478,3 +478,35 @@ def test_the_documented_examples_are_valid_and_every_key_is_documented(tmp_path:
         for key, value in recipe_to_dict(r, tmp_path).items():
             written |= set(value) if isinstance(value, dict) else {key}
     assert written - documented == set()
+
+
+def test_overlong_paths_are_recipe_problems_not_an_oserror(tmp_path: Path) -> None:
+    """Regression: ``Path.is_dir()`` re-raises ENAMETOOLONG, so ``firmware_certs = "a" * 5000`` or an
+    output path under an overlong directory ended ``build`` with "cannot continue: File name too long"
+    instead of naming the recipe key."""
+    import subprocess
+    import sys
+
+    d = {**valid_dict(), "format_version": 2, "pcr": {"firmware_certs": "a" * 5000}}
+    d["output"] = {"path": "b" * 5000 + "/out.raw"}
+    r = recipe_from_dict(d, tmp_path)
+    errors = [f.message for f in validate_recipe(r) if f.severity is Severity.ERROR]
+    for key in ("pcr.firmware_certs", "output.path"):
+        line = next(m for m in errors if m.startswith(f"{key}: "))
+        assert "File name too long" in line and len(line) < 300, line
+    d["output"] = {"path": "c" * 5000}  # the file name itself too long, its directory fine
+    findings = validate_recipe(recipe_from_dict(d, tmp_path))
+    errors = [f.message for f in findings if f.severity is Severity.ERROR]
+    assert any(m.startswith("output.path: ") and "File name too long" in m for m in errors), errors
+
+    recipe = tmp_path / "long.toml"
+    recipe.write_text(toml_writer.dumps(d))
+    proc = subprocess.run(
+        [sys.executable, "-m", "app", "build", str(recipe)],
+        cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True, timeout=120,
+        stdin=subprocess.DEVNULL, env={**os.environ, "QT_QPA_PLATFORM": "offscreen"},
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("shieldwright: error: the recipe cannot be built"), lines
+    assert "Traceback" not in proc.stderr and "details in" not in proc.stderr

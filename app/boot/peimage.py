@@ -28,6 +28,12 @@ _SECTION = struct.Struct("<8sIIIIIIHHI")
 #: every reader to hash (or allocate) 96 x 4 GiB of zeros.
 MAX_ZERO_FILL = 64 * 1024 * 1024
 _ZEROS = bytes(1024 * 1024)
+#: PE/COFF optional header: FileAlignment "should be a power of 2 between 512 and 64 K, inclusive";
+#: a SectionAlignment below the page size must equal FileAlignment.
+_MIN_FILE_ALIGNMENT, _MAX_FILE_ALIGNMENT, _PAGE_SIZE = 512, 64 * 1024, 4096
+#: Largest value of the u32 header fields (addresses, sizes, file offsets) the writer fills in.
+_U32_MAX = 0xFFFFFFFF
+_BROKEN_STUB_HINT = "the stub is damaged or not a real systemd-stub; use the one systemd installs"
 
 
 def round_up(value: int, alignment: int) -> int:
@@ -211,6 +217,7 @@ def append_sections(
     if stub.signed:
         raise UkiError("the stub is signed; refusing to add sections to it",
                        "use the unsigned stub: the finished UKI is signed as a whole")  # fmt: skip
+    check_stub_layout(stub)
     sa = stub.section_alignment
     slots: list[_Slot | None] = [
         _Slot(s.name, s.virtual_address, s.virtual_size,
@@ -250,6 +257,39 @@ def append_sections(
     return _write(stub, kept, added=[s for s in kept if s.template is None])
 
 
+def check_stub_layout(stub: PeImage) -> None:
+    """Refuse a stub whose alignments or section addresses the writer cannot lay out in bounded memory.
+
+    :func:`parse_layout` only checks file offsets; the writer also pads the headers and every section to
+    FileAlignment and places new sections after the highest address. A 1 KiB stub claiming a FileAlignment
+    of 1 GiB would make it allocate a gigabyte per section, one with a section near 4 GiB would push ours
+    past what the 32-bit header fields hold. Bounds from the PE/COFF specification (optional header,
+    Windows-specific fields): FileAlignment a power of two from 512 to 64 KiB; SectionAlignment a power of
+    two at least FileAlignment, and equal to it when below the 4 KiB page size; every section inside
+    SizeOfImage (the image's size in memory).
+    """
+    fa, sa = stub.file_alignment, stub.section_alignment
+    if not (_power_of_two(fa) and _MIN_FILE_ALIGNMENT <= fa <= _MAX_FILE_ALIGNMENT):
+        raise UkiError(f"the stub's FileAlignment {fa:#x} is not a power of two from 512 to 64 KiB (PE/COFF)",
+                       _BROKEN_STUB_HINT)  # fmt: skip
+    if not (_power_of_two(sa) and sa >= fa and (sa >= _PAGE_SIZE or sa == fa)):
+        raise UkiError(f"the stub's SectionAlignment {sa:#x} does not fit its FileAlignment {fa:#x}",
+                       _BROKEN_STUB_HINT)  # fmt: skip
+    for s in stub.sections:
+        holds = bool(s.virtual_size or s.size_of_raw_data)
+        low = holds and s.virtual_address < stub.size_of_headers  # would overlap the mapped headers
+        if low or s.virtual_address + s.virtual_size > stub.size_of_image:
+            raise UkiError(
+                f"the stub's section {s.name!r} at {s.virtual_address:#x} ({s.virtual_size} bytes) lies "
+                f"outside its image (headers {stub.size_of_headers:#x}, SizeOfImage {stub.size_of_image:#x})",
+                _BROKEN_STUB_HINT,
+            )
+
+
+def _power_of_two(value: int) -> bool:
+    return value > 0 and value & (value - 1) == 0
+
+
 def _next_address(slots: Sequence[_Slot | None], slot: _Slot) -> int:
     later = [s.virtual_address for s in slots if s is not None and s.virtual_address > slot.virtual_address]
     return min(later, default=slot.virtual_address + max(slot.virtual_size, len(slot.data)))
@@ -273,6 +313,15 @@ def _write(stub: PeImage, slots: list[_Slot], added: list[_Slot]) -> bytes:
             pos = ptr + round_up(len(s.data), fa)
         else:
             pointers.append(0)
+    # Addresses and file offsets are u32 fields (PE/COFF section table, SizeOfImage): refuse a layout
+    # that does not fit before any byte is allocated for it.
+    image_end = round_up(
+        max((s.virtual_address + (s.virtual_size or len(s.data)) for s in slots), default=0), sa
+    )
+    if image_end > _U32_MAX or pos > _U32_MAX:
+        raise UkiError(f"the UKI would not fit the 4 GiB a PE image can address (it would end at "
+                       f"{image_end:#x} in memory, {pos:#x} in the file)",
+                       "use a stub whose sections start low (as systemd's do) and smaller parts")  # fmt: skip
     _, debug_size = stub.data_directory(DEBUG_DIR)
     moved = any(s.original_pointer not in (None, p) for s, p in zip(slots, pointers, strict=True))
     if debug_size and moved:
@@ -299,8 +348,7 @@ def _write(stub: PeImage, slots: list[_Slot], added: list[_Slot]) -> bytes:
     (initialized,) = struct.unpack_from("<I", out, opt + 8)
     initialized = min(initialized + sum(s.virtual_size for s in added), 0xFFFFFFFF)
     struct.pack_into("<I", out, opt + 8, initialized)
-    image_end = max(s.virtual_address + (s.virtual_size or len(s.data)) for s in slots)
-    struct.pack_into("<II", out, opt + 56, round_up(image_end, sa), size_of_headers)
+    struct.pack_into("<II", out, opt + 56, image_end, size_of_headers)
 
     for s, ptr in zip(slots, pointers, strict=True):
         if not s.data:

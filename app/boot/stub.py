@@ -12,8 +12,17 @@ from dataclasses import dataclass
 from app.boot.errors import PcrPredictionError
 from app.boot.peimage import PeImage
 
+#: Longest version text a marker may carry. Real ones are short (``257.9-1~bpo12+1``, a distro's
+#: ``252-46.el9_5.2``); a longer one is not taken as a marker, so a hostile stub cannot make us convert
+#: thousands of digits (int() refuses more than 4300) or print kilobytes of "version".
+MAX_VERSION_LENGTH = 64
+#: Digits of a major version we convert; systemd's are three digits, this leaves room without overflow.
+_MAJOR_DIGITS = 9
 #: The ``.sdmagic`` marker (src/boot/efi/stub.c): ``#### LoaderInfo: systemd-stub 252.39-1~deb12u2 ####``.
-MAGIC = re.compile(rb"#### LoaderInfo: (?P<kind>systemd-(?:stub|boot|addon)) (?P<version>[^ \0]+) ####")
+MAGIC = re.compile(
+    rb"#### LoaderInfo: (?P<kind>systemd-(?:stub|boot|addon)) (?P<version>[^ \0]{1,%d}) ####"
+    % MAX_VERSION_LENGTH
+)
 
 _BASE = (".linux", ".osrel", ".cmdline", ".initrd", ".splash", ".dtb")
 #: (first systemd version, measured sections in measurement order), newest last. The order is the stub's
@@ -44,8 +53,8 @@ class StubInfo:
 
     @property
     def major(self) -> int | None:
-        m = re.match(r"\d+", self.version)
-        return int(m.group()) if m else None
+        """The leading number of the version, None when there is none (or it is absurdly long)."""
+        return _major(self.version, allow_prefix=False)
 
     def to_dict(self) -> dict[str, object]:
         return {"kind": self.kind, "version": self.version, "major": self.major}
@@ -72,15 +81,30 @@ def measured_sections(version: str | int) -> tuple[str, ...]:
     """
     major = version if isinstance(version, int) else _major(version)
     if major is None:
-        raise PcrPredictionError(f"cannot read a systemd version from {version!r}", "give e.g. 252 or 255")
+        raise PcrPredictionError(
+            f"cannot read a systemd version from {_cut(repr(version))}", "give e.g. 252 or 255"
+        )
     if major < MEASURED_SECTIONS[0][0]:
         raise PcrPredictionError(
-            f"systemd-stub {version} measures no UKI sections into PCR 11 (that began with systemd 252)",
+            f"systemd-stub {_cut(str(version))} measures no UKI sections into PCR 11 "
+            "(that began with systemd 252)",
             "build the UKI with systemd-stub 252 or newer",
         )
     return [sections for first, sections in MEASURED_SECTIONS if first <= major][-1]
 
 
-def _major(version: str) -> int | None:
-    m = re.match(r"\s*v?(\d+)", version)
-    return int(m.group(1)) if m else None
+def _major(version: str, *, allow_prefix: bool = True) -> int | None:
+    """The leading major number (``"v255"``, ``" 252.39-1"`` when ``allow_prefix``), else None.
+
+    At most :data:`_MAJOR_DIGITS` digits: ``--stub-version`` is user text and a marker's version is the
+    input's, and int() of 5000 digits is a ValueError (Python's 4300-digit limit), not "unknown"."""
+    pattern = r"\s*v?(\d+)" if allow_prefix else r"(\d+)"
+    m = re.match(pattern, version)
+    if m is None or len(m.group(1)) > _MAJOR_DIGITS:
+        return None
+    return int(m.group(1))
+
+
+def _cut(text: str) -> str:
+    """``text`` for a one-line message, cut so a hostile version string cannot flood it."""
+    return text if len(text) <= MAX_VERSION_LENGTH else text[: MAX_VERSION_LENGTH - 3] + "..."

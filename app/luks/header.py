@@ -68,13 +68,74 @@ def _field(text: str, size: int, what: str) -> bytes:
     return raw.ljust(size, b"\0")
 
 
+#: Header checksum algorithms, as cryptsetup names them (its crypto backends' hash tables, e.g.
+#: lib/crypto_backend/crypto_openssl.c), with hashlib's name. Only fixed-size digests that fit the 64-byte
+#: checksum field: hashlib.new() would also take an extendable-output "shake_128", whose digest() needs a
+#: length (a TypeError), or anything else OpenSSL happens to offer.
+CHECKSUM_ALGORITHMS = {
+    "md5": "md5",  # not in the table, but its OpenSSL backend falls back to EVP_get_digestbyname
+    "sha1": "sha1",
+    "sha224": "sha224",
+    "sha256": "sha256",  # what cryptsetup writes
+    "sha384": "sha384",
+    "sha512": "sha512",
+    "sha3-224": "sha3_224",
+    "sha3-256": "sha3_256",
+    "sha3-384": "sha3_384",
+    "sha3-512": "sha3_512",
+    "ripemd160": "ripemd160",
+    "sm3": "sm3",
+    "blake2b-512": "blake2b",
+    "blake2s-256": "blake2s",
+    "whirlpool": "whirlpool",
+    "stribog256": "stribog256",
+    "stribog512": "stribog512",
+}
+#: Deepest JSON nesting (objects and arrays) a LUKS2 metadata area may have. cryptsetup parses it with
+#: json-c's default tokener (json_tokener_parse_verbose, JSON_TOKENER_DEFAULT_DEPTH = 32), so a deeper
+#: header does not open there either; real ones nest 4 or 5 levels. Bounding it here keeps every consumer
+#: of the parsed JSON (deepcopy in ``luks dump``, comparing the two copies) clear of RecursionError.
+MAX_JSON_DEPTH = 32
+
+
 def _checksum(alg: str, data: bytes | bytearray) -> bytes:
+    name = CHECKSUM_ALGORITHMS.get(alg)
+    if name is None:
+        raise LuksHeaderError(
+            f"LUKS2 checksum algorithm {_short(alg)} is not a fixed-size hash cryptsetup knows",
+            "the header is damaged or was not written by cryptsetup",
+        )
     try:
-        h = hashlib.new(alg)
+        h = hashlib.new(name)
     except ValueError:
         raise LuksUnsupportedError(f"LUKS2 checksum algorithm {alg!r} is not supported") from None
+    if h.digest_size > _CSUM_SIZE:  # none of the above; a guard should the table grow
+        raise LuksHeaderError(f"LUKS2 checksum algorithm {alg!r} does not fit the checksum field")
     h.update(data)
     return h.digest()
+
+
+def _short(text: str) -> str:
+    """``repr(text)`` cut for a one-line message."""
+    shown = repr(text)
+    return shown if len(shown) <= 40 else shown[:37] + "..."
+
+
+def _json_depth_ok(obj: object, limit: int = MAX_JSON_DEPTH) -> bool:
+    """True when ``obj`` nests at most ``limit`` objects/arrays deep (walked without recursion)."""
+    stack: list[tuple[object, int]] = [(obj, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict):
+            children: list[object] | tuple[object, ...] = list(node.values())
+        elif isinstance(node, list):
+            children = node
+        else:
+            continue
+        if depth > limit:
+            return False
+        stack.extend((child, depth + 1) for child in children)
+    return True
 
 
 def encode_json(obj: dict[str, Any], hdr_size: int) -> bytes:
@@ -168,6 +229,11 @@ def _parse_copy(read: Reader, offset: int, secondary: bool) -> _Copy:
         raise LuksHeaderError(f"{which} LUKS2 JSON metadata is not valid JSON") from None
     if not isinstance(obj, dict):
         raise LuksHeaderError(f"{which} LUKS2 JSON metadata is not an object")
+    if not _json_depth_ok(obj):
+        raise LuksHeaderError(
+            f"{which} LUKS2 JSON metadata nests deeper than {MAX_JSON_DEPTH} levels",
+            "cryptsetup refuses such a header too; it is damaged or hostile",
+        )
     meta = Metadata(
         json=obj,
         hdr_size=hdr_size,

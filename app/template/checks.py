@@ -8,6 +8,7 @@ directory, KDF limits) it is asked rather than copied, so "valid" has one defini
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 from dataclasses import dataclass
@@ -490,10 +491,11 @@ def _files(out: _Problems, r: Recipe) -> None:
         if path is not None:
             _input_file(out, key, Path(path))
     certs = r.pcr.firmware_certs
-    if certs is not None and not Path(certs).is_dir():
-        out.add(
-            "pcr.firmware_certs", f"{certs} is not a directory", "give the directory holding PK, KEK, db, dbx"
-        )
+    if certs is not None:
+        is_dir = _is_dir(out, "pcr.firmware_certs", Path(certs))
+        if is_dir is False:
+            out.add("pcr.firmware_certs", f"{_shown(certs)} is not a directory",
+                    "give the directory holding PK, KEK, db, dbx")  # fmt: skip
     for key, out_path in (
         ("output.path", r.output.path),
         ("encryption.recovery_key_file", e.recovery_key_file),
@@ -501,20 +503,50 @@ def _files(out: _Problems, r: Recipe) -> None:
         if out_path is None:
             continue
         parent = Path(os.path.abspath(out_path)).parent
-        if not parent.is_dir():
-            out.add(key, f"the directory {parent} does not exist", "create it first")
-        elif Path(out_path).is_dir():
-            out.add(key, f"{out_path} is a directory", "give a file name")
+        parent_is_dir = _is_dir(out, key, parent)
+        if parent_is_dir is False:
+            out.add(key, f"the directory {_shown(parent)} does not exist", "create it first")
+        elif parent_is_dir and _is_dir(out, key, Path(out_path)):
+            out.add(key, f"{_shown(out_path)} is a directory", "give a file name")
+
+
+#: errnos that mean "nothing is there" to a directory test, as :meth:`pathlib.Path.is_dir` ignores them.
+_NOT_THERE = (errno.ENOENT, errno.ENOTDIR, errno.EBADF, errno.ELOOP)
+
+
+def _is_dir(out: _Problems, key: str, path: Path) -> bool | None:
+    """Whether ``path`` is a directory; None (and a problem under ``key``) when the system refuses to look.
+
+    :meth:`pathlib.Path.is_dir` re-raises every other OSError, so a recipe value of 5000 characters
+    (ENAMETOOLONG) or a path through an unreadable directory (EACCES) ended the build with an OSError
+    instead of naming the recipe key at fault.
+    """
+    try:
+        return stat.S_ISDIR(os.stat(path).st_mode)
+    except ValueError:  # an embedded NUL: no such path (as Path.is_dir says)
+        return False
+    except OSError as exc:
+        if exc.errno in _NOT_THERE:
+            return False
+        out.add(key, f"{_shown(path)}: {exc.strerror or type(exc).__name__}", "check the path")
+        return None
+
+
+def _shown(path: Path | str) -> str:
+    """``path`` for a one-line message, its middle cut when it is absurdly long (a hostile recipe)."""
+    text = str(path)
+    return text if len(text) <= 160 else f"{text[:100]}...{text[-57:]}"
 
 
 def _input_file(out: _Problems, key: str, path: Path) -> None:
     try:
         st = path.stat()
     except FileNotFoundError:
-        out.add(key, f"{path}: no such file", "relative paths start at the recipe's directory")
+        out.add(key, f"{_shown(path)}: no such file", "relative paths start at the recipe's directory")
         return
-    except OSError as exc:
-        out.add(key, f"{path}: {exc.strerror}", "check the path")
+    except (OSError, ValueError) as exc:  # ValueError: an embedded NUL
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "not a usable path"
+        out.add(key, f"{_shown(path)}: {reason}", "check the path")
         return
     if stat.S_ISDIR(st.st_mode):
         out.add(key, f"{path} is a directory", "give a file")
