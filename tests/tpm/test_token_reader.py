@@ -3,8 +3,8 @@
 
 A token's JSON comes from the disk being inspected. Python's JSON parser accepts ``Infinity`` and
 ``NaN`` and numbers of any size, and ``"²".isdigit()`` is true while ``int("²")`` fails: before this
-reader checked each field's type, ``"tpm2-pcrs": [Infinity]`` escaped as an OverflowError (a traceback in
-``luks dump`` and in ``test-boot --vtpm``'s policy check).
+reader checked each field's type, ``"tpm2-pcrs": [Infinity]`` escaped as an OverflowError (``luks dump`` and
+``test-boot --vtpm``'s policy check ended on the CLI's generic "cannot be processed" line, not our error).
 """
 
 from __future__ import annotations
