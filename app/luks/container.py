@@ -373,6 +373,10 @@ def _meta_of(header_area: bytes | bytearray | memoryview) -> tuple[Metadata, Luk
 # --- keyslot crypto ------------------------------------------------------------------------------------
 
 
+#: The sizes of a volume key digest cryptsetup reads (luks2_digest_pbkdf2.c).
+DIGEST_MIN_SIZE, DIGEST_MAX_SIZE = 20, 64
+
+
 def _check_volume_key(header: LuksHeader, key: bytes | bytearray, segment: int = 0) -> bool:
     """Does ``key`` match the digest bound to ``segment``?"""
     for d in header.digests.values():
@@ -385,8 +389,16 @@ def _check_volume_key(header: LuksHeader, key: bytes | bytearray, segment: int =
             algo = digest_hash(str(d["hash"]))
         except KeyError:
             raise LuksHeaderError("LUKS2 digest is missing a field") from None
-        if not 1 <= iterations < 2**32 or len(salt) == 0 or len(expected) == 0:
+        if not 1 <= iterations < 2**32 or len(salt) == 0:
             raise LuksHeaderError("LUKS2 digest parameters are out of range")
+        # PBKDF2 runs all its iterations once per hash-sized block of output: a digest of a megabyte would
+        # cost 30 000 times the iterations. cryptsetup reads 20 bytes (LUKS1's size) up to 64
+        # (luks2_digest_pbkdf2.c: checkHashBuf[64]), so a longer one is not a LUKS2 digest.
+        if not DIGEST_MIN_SIZE <= len(expected) <= DIGEST_MAX_SIZE:
+            raise LuksHeaderError(
+                f"LUKS2 digest is {len(expected)} bytes, not {DIGEST_MIN_SIZE} to {DIGEST_MAX_SIZE}",
+                "the header is damaged or was not written by cryptsetup",
+            )
         if iterations > MAX_PBKDF2_ITERATIONS:  # a foreign header's cost: bounded like a keyslot's
             raise LuksUnsupportedError(
                 f"the volume key digest asks for {iterations} pbkdf2 iterations, more than the "

@@ -4,17 +4,19 @@ metadata nested hundreds of levels deep. Both are LuksHeaderErrors when read, so
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from app.luks.container import read_header
+from app.luks.container import read_header, unlock
 from app.luks.errors import LuksHeaderError
 from app.luks.header import CHECKSUM_ALGORITHMS, MAX_JSON_DEPTH, build_copy, build_metadata, read_metadata
 from tests.conftest import MiB, run
@@ -173,3 +175,23 @@ def test_luks_dump_refuses_hostile_headers_cleanly(area: bytes, tmp_path: Path) 
     assert "nests deeper than" in _clean_refusal(_dump(deep))
     shake = _disk(tmp_path / "shake.img", _shake_area(area))
     assert "not a fixed-size hash" in _clean_refusal(_dump(shake))
+
+
+# --- the volume key digest's size --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("size", [1, 19, 65, 6 * 1024])
+def test_a_digest_cryptsetup_would_not_read_is_refused_before_pbkdf2(area: bytes, size: int) -> None:
+    """PBKDF2 runs its iterations once per 32-byte block of output: a 6 KiB digest (what fits this 16 KiB
+    header) was 192 times the header's iterations, and a 4 MiB JSON area holds megabytes. cryptsetup reads
+    20 to 64 bytes."""
+    long_digest = base64.b64encode(bytes(size)).decode()
+    changed = _with_json(area, lambda j: j["digests"]["0"].__setitem__("digest", long_digest))
+    started = time.monotonic()
+    with pytest.raises(LuksHeaderError, match=f"digest is {size} bytes, not 20 to 64"):
+        unlock(changed, b"hostile")
+    assert time.monotonic() - started < 5
+
+
+def test_a_real_digest_still_unlocks(area: bytes) -> None:
+    assert len(unlock(area, b"hostile")) == 64
