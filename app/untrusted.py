@@ -42,6 +42,20 @@ def _escape(code: int) -> str:
     return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
 
 
+def shortened(text: str, limit: int, *, keep_end: int = 0) -> str:
+    """``text`` for a one-line message: cut to ``limit`` characters with "..." (after its first part, and
+    before its last ``keep_end`` characters), so a hostile value cannot flood the line."""
+    if len(text) <= limit:
+        return text
+    head = text[: limit - 3 - keep_end]
+    return f"{head}...{text[-keep_end:]}" if keep_end else f"{head}..."
+
+
+def is_json_int(value: object) -> bool:
+    """A JSON integer: ``True`` is an int to Python, not to JSON."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def has_type(value: object, kind: type | tuple[type, ...]) -> bool:
     """``isinstance`` for a value whose annotation its source may not have honoured (a decoded header, a
     caller's argument): statically the check looks redundant, at run time it is the check."""

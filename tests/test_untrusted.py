@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from app.errors import ShieldwrightError
-from app.untrusted import printable, read_bounded
+from app.untrusted import is_json_int, printable, read_bounded, shortened
 
 
 @pytest.mark.parametrize(
@@ -66,3 +66,15 @@ def test_read_bounded_turns_os_errors_into_the_callers_one_line_error(tmp_path):
     assert missing.value.hint == "check the path"
     with pytest.raises(_ReadError, match="Is a directory"):
         read_bounded(tmp_path, 10, _ReadError, "give a file")
+
+
+def test_shortened_keeps_short_text_and_cuts_long_text_to_the_limit() -> None:
+    assert shortened("abc", 5) == "abc"
+    assert shortened("x" * 100, 40) == "x" * 37 + "..."
+    cut = shortened("a" * 100 + "/name.toml", 40, keep_end=10)
+    assert len(cut) == 40 and cut.endswith(".../name.toml")
+
+
+def test_json_int_is_not_a_bool() -> None:
+    assert is_json_int(0) and is_json_int(-(10**30))
+    assert not any(is_json_int(v) for v in (True, False, 1.0, "1", None))

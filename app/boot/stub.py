@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from app.boot.errors import PcrPredictionError
 from app.boot.peimage import PeImage
+from app.untrusted import shortened
 
 #: Longest version text a marker may carry. Real ones are short (``257.9-1~bpo12+1``, a distro's
 #: ``252-46.el9_5.2``); a longer one is not taken as a marker, so a hostile stub cannot make us convert
@@ -80,14 +81,15 @@ def measured_sections(version: str | int) -> tuple[str, ...]:
     version explicitly instead of the one :func:`detect_stub` found.
     """
     major = version if isinstance(version, int) else _major(version)
+    shown = shortened(str(version), MAX_VERSION_LENGTH)
     if major is None:
         raise PcrPredictionError(
-            f"cannot read a systemd version from {_cut(repr(version))}", "give e.g. 252 or 255"
+            f"cannot read a systemd version from {shortened(repr(version), MAX_VERSION_LENGTH)}",
+            "give e.g. 252 or 255",
         )
     if major < MEASURED_SECTIONS[0][0]:
         raise PcrPredictionError(
-            f"systemd-stub {_cut(str(version))} measures no UKI sections into PCR 11 "
-            "(that began with systemd 252)",
+            f"systemd-stub {shown} measures no UKI sections into PCR 11 (that began with systemd 252)",
             "build the UKI with systemd-stub 252 or newer",
         )
     return [sections for first, sections in MEASURED_SECTIONS if first <= major][-1]
@@ -103,8 +105,3 @@ def _major(version: str, *, allow_prefix: bool = True) -> int | None:
     if m is None or len(m.group(1)) > _MAJOR_DIGITS:
         return None
     return int(m.group(1))
-
-
-def _cut(text: str) -> str:
-    """``text`` for a one-line message, cut so a hostile version string cannot flood it."""
-    return text if len(text) <= MAX_VERSION_LENGTH else text[: MAX_VERSION_LENGTH - 3] + "..."

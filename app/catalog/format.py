@@ -32,7 +32,7 @@ from app.disk.image import SECTOR_SIZES
 from app.errors import ShieldwrightError, SignatureError
 from app.signing.cms import OID_DATA
 from app.signing.signer import Signer
-from app.untrusted import has_type
+from app.untrusted import has_type, is_json_int
 
 MAGIC = b"SWVSC1\n"
 FORMAT_VERSION = 1
@@ -254,28 +254,26 @@ class SignedCatalog:
 # --- validation shared by encoder and decoder -----------------------------------------------------------
 
 
-def _is_int(v: object) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
 def _check_partition(p: CatalogPartition, block_size: int, where: str) -> None:
     def need(ok: bool, what: str) -> None:
         if not ok:
             raise CatalogError(f"{where}: {what}", "the catalog is malformed")
 
-    need(_is_int(p.number) and 1 <= p.number < 2**32, f"number {p.number!r} is not a GPT entry number")
+    need(is_json_int(p.number) and 1 <= p.number < 2**32, f"number {p.number!r} is not a GPT entry number")
     for key in ("partition_guid", "type_guid"):
         value = getattr(p, key)
         need(isinstance(value, str) and _GUID.fullmatch(value) is not None, f"{key} {value!r} is not a GUID")
-    need(_is_int(p.first_lba) and p.first_lba >= 1, f"first_lba {p.first_lba!r} is not a valid LBA")
-    need(_is_int(p.last_lba) and p.last_lba >= p.first_lba, f"last_lba {p.last_lba!r} is before first_lba")
+    need(is_json_int(p.first_lba) and p.first_lba >= 1, f"first_lba {p.first_lba!r} is not a valid LBA")
+    need(
+        is_json_int(p.last_lba) and p.last_lba >= p.first_lba, f"last_lba {p.last_lba!r} is before first_lba"
+    )
     sectors = p.last_lba - p.first_lba + 1
     need(
-        _is_int(p.size_bytes) and any(p.size_bytes == sectors * ss for ss in SECTOR_SIZES),
+        is_json_int(p.size_bytes) and any(p.size_bytes == sectors * ss for ss in SECTOR_SIZES),
         f"size_bytes {p.size_bytes!r} is not (last_lba - first_lba + 1) x 512 or x 4096",
     )
     need(
-        _is_int(p.block_count) and p.block_count == block_count(p.size_bytes, block_size),
+        is_json_int(p.block_count) and p.block_count == block_count(p.size_bytes, block_size),
         f"block_count {p.block_count!r} does not cover {p.size_bytes} bytes in {block_size}-byte blocks",
     )
     need(has_type(p.digest, str) and _HEX64.fullmatch(p.digest) is not None, "digest is not 64 hex digits")
@@ -375,7 +373,7 @@ def decode_content(data: bytes) -> Catalog:
     header = _header_json(data)
     _need_keys(header, _HEADER_KEYS, "the header")
     version = header["format_version"]
-    if not _is_int(version) or version != FORMAT_VERSION:
+    if not is_json_int(version) or version != FORMAT_VERSION:
         raise CatalogError(
             f"catalog format_version {version!r} is not supported (this reader knows {FORMAT_VERSION})",
             "use a newer Shieldwright",
@@ -383,7 +381,7 @@ def decode_content(data: bytes) -> Catalog:
     for key in ("template_name", "template_version", "created", "disk_guid", "hash"):
         if not isinstance(header[key], str):
             raise CatalogError(f"header key {key} must be a string", "the catalog is malformed")
-    if not _is_int(header["block_size"]):
+    if not is_json_int(header["block_size"]):
         raise CatalogError("header key block_size must be an integer", "the catalog is malformed")
     if not isinstance(header["partitions"], list):
         raise CatalogError("header key partitions must be a list", "the catalog is malformed")
@@ -396,7 +394,7 @@ def decode_content(data: bytes) -> Catalog:
             raise CatalogError(f"{where} is not an object", "the catalog is malformed")
         _need_keys(entry, _PARTITION_KEYS, where)
         count = entry["block_count"]
-        if not _is_int(count) or count < 0:
+        if not is_json_int(count) or count < 0:
             raise CatalogError(
                 f"{where}: block_count must be a non-negative integer", "the catalog is malformed"
             )

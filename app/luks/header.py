@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from app.luks.errors import LuksHeaderError, LuksUnsupportedError
+from app.untrusted import shortened
 
 MAGIC_PRIMARY = b"LUKS\xba\xbe"
 MAGIC_SECONDARY = b"SKUL\xba\xbe"
@@ -102,7 +103,7 @@ def _checksum(alg: str, data: bytes | bytearray) -> bytes:
     name = CHECKSUM_ALGORITHMS.get(alg)
     if name is None:
         raise LuksHeaderError(
-            f"LUKS2 checksum algorithm {_short(alg)} is not a fixed-size hash cryptsetup knows",
+            f"LUKS2 checksum algorithm {shortened(repr(alg), 40)} is not a fixed-size hash cryptsetup knows",
             "the header is damaged or was not written by cryptsetup",
         )
     try:
@@ -113,12 +114,6 @@ def _checksum(alg: str, data: bytes | bytearray) -> bytes:
         raise LuksHeaderError(f"LUKS2 checksum algorithm {alg!r} does not fit the checksum field")
     h.update(data)
     return h.digest()
-
-
-def _short(text: str) -> str:
-    """``repr(text)`` cut for a one-line message."""
-    shown = repr(text)
-    return shown if len(shown) <= 40 else shown[:37] + "..."
 
 
 def _json_depth_ok(obj: object, limit: int = MAX_JSON_DEPTH) -> bool:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from app.errors import ShieldwrightError
-from app.untrusted import printable, read_bounded
+from app.untrusted import is_json_int, printable, read_bounded
 
 MAX_PAYLOAD = 384 * 1024
 _HOSTNAME = re.compile(
@@ -136,7 +136,7 @@ class Payload:
         if unknown:
             raise _malformed(f"has an unknown field {printable(unknown[0][:64])!r}")
         version = doc.get("format_version")
-        if not _is_int(version) or version != PAYLOAD_VERSION:
+        if not is_json_int(version) or version != PAYLOAD_VERSION:
             raise _malformed("has no format_version 1")
         hostname = _optional_str(doc, "hostname")
         password_hash = _optional_str(doc, "admin_password_hash")
@@ -158,11 +158,6 @@ _FILE_KEYS = frozenset({"path", "mode", "data"})
 
 def _malformed(what: str) -> PayloadError:
     return PayloadError(f"the decrypted payload {what}", "it was not written by Shieldwright")
-
-
-def _is_int(value: object) -> bool:
-    """A JSON integer (``True`` is an int to Python, not to the format)."""
-    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _optional_str(doc: dict[str, object], key: str) -> str | None:
@@ -194,6 +189,6 @@ def _file(entry: object) -> PayloadFile:
     path, mode = entry["path"], entry["mode"]
     if not isinstance(path, str):
         raise _malformed("has a file whose field 'path' is not a string")
-    if not _is_int(mode) or not 0 <= mode <= 0o7777:
+    if not is_json_int(mode) or not 0 <= mode <= 0o7777:
         raise _malformed("has a file whose field 'mode' is not an integer from 0 to 0o7777")
     return PayloadFile(path, mode, _base64(entry, "data", "files[].data"))

@@ -35,7 +35,7 @@ from app.signing import der
 from app.signing.cms import OID_DATA, sign_cms, verify_cms
 from app.signing.keys import PrivateKey
 from app.signing.signer import KeySigner
-from app.untrusted import read_bounded
+from app.untrusted import is_json_int, read_bounded
 
 MAGIC = b"SWSHD1\n"
 FORMAT_VERSION = 1
@@ -207,8 +207,8 @@ def _header(raw: bytes, where: str) -> dict[str, object]:
     if not isinstance(header, dict) or tuple(header) != HEADER_KEYS:
         raise ShieldingDataError(f"{where}'s header does not have the version 1 keys", "the file is damaged")
     version = header["format_version"]
-    if not _is_int(version) or version != FORMAT_VERSION:
-        shown = version if _is_int(version) and abs(version) < 10**9 else "unknown"
+    if not is_json_int(version) or version != FORMAT_VERSION:
+        shown = version if is_json_int(version) and abs(version) < 10**9 else "unknown"
         raise ShieldingDataError(f"{where} is format version {shown}", "this Shieldwright reads version 1")
     owner, guardians, qualifiers = header["owner"], header["guardians"], header["qualifiers"]
     shapes = (isinstance(owner, dict), isinstance(guardians, list), isinstance(qualifiers, list),
@@ -235,11 +235,6 @@ def _header(raw: bytes, where: str) -> dict[str, object]:
             f"{where} has a bad qualifier: {exc.message}", "the file is damaged"
         ) from None
     return header
-
-
-def _is_int(value: object) -> bool:
-    """A JSON integer (``True`` is an int to Python, not to the format)."""
-    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _is_sha256(value: object) -> bool:

@@ -45,6 +45,7 @@ from app.template.recipe import (
     parse_image_ref,
     short_repr,
 )
+from app.untrusted import is_json_int, shortened
 
 ERROR, WARNING = Severity.ERROR, Severity.WARNING
 _ENV_NAME_HINT = "letters, digits and _, not starting with a digit"
@@ -71,10 +72,6 @@ class _Problems(list[Problem]):
     def choice(self, key: str, value: Any, allowed: tuple[Any, ...]) -> None:
         if value not in allowed or isinstance(value, bool):
             self.add(key, f"{short_repr(value)} is not one of " + ", ".join(repr(a) for a in allowed))
-
-
-def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
 
 
 def recipe_problems(r: Recipe, *, check_files: bool) -> list[Problem]:
@@ -109,7 +106,7 @@ def _numbers(out: _Problems, key: str, numbers: Any, what: str) -> None:
         return
     seen: set[int] = set()
     for i, n in enumerate(numbers):
-        if not _is_int(n) or not 1 <= n <= 1024:
+        if not is_json_int(n) or not 1 <= n <= 1024:
             out.add(f"{key}[{i}]", f"{short_repr(n)} is not a GPT partition number (1-1024)")
         elif n in seen:
             out.add(key, f"partition {n} is listed twice")
@@ -218,7 +215,7 @@ def _encryption(out: _Problems, e: EncryptionOptions, protect: Any) -> None:
     if partitions is not None:
         _numbers(out, "encryption.partitions", partitions, "the partitions to encrypt")
         if isinstance(partitions, list | tuple) and isinstance(protect, list | tuple):
-            extra = sorted(n for n in set(partitions) - set(protect) if _is_int(n))
+            extra = sorted(n for n in set(partitions) - set(protect) if is_json_int(n))
             if extra:
                 out.add(
                     "encryption.partitions",
@@ -227,7 +224,7 @@ def _encryption(out: _Problems, e: EncryptionOptions, protect: Any) -> None:
                 )
     out.choice("encryption.sector_size", e.sector_size, SECTOR_SIZES)
     out.choice("encryption.kdf", e.kdf, KDF_KINDS)
-    if not _is_int(e.iter_time_ms) or not 1 <= e.iter_time_ms <= MAX_ITER_TIME_MS:
+    if not is_json_int(e.iter_time_ms) or not 1 <= e.iter_time_ms <= MAX_ITER_TIME_MS:
         out.add(
             "encryption.iter_time_ms", f"{short_repr(e.iter_time_ms)} is not between 1 and {MAX_ITER_TIME_MS}"
         )
@@ -269,7 +266,7 @@ def _kdf_params(out: _Problems, kdf: str, p: Any) -> None:
         elif k not in p:
             out.add(f"{key}.{k}", "required key is missing", takes)
             numbers_ok = False
-        elif not _is_int(p[k]) or not 1 <= p[k] < 2**32:
+        elif not is_json_int(p[k]) or not 1 <= p[k] < 2**32:
             out.add(f"{key}.{k}", f"{short_repr(p[k])} is not a positive integer")
             numbers_ok = False
     if not numbers_ok:
@@ -455,7 +452,7 @@ def _pcr(out: _Problems, p: PcrOptions) -> None:
         return
     seen: set[int] = set()
     for i, n in enumerate(p.pcrs):
-        if not _is_int(n) or n not in POLICY_PCRS:
+        if not is_json_int(n) or n not in POLICY_PCRS:
             out.add(f"pcr.pcrs[{i}]", f"{short_repr(n)} is not a PCR the policy can bind",
                     f"choose from {list(POLICY_PCRS)}: the PCRs Shieldwright predicts")  # fmt: skip
         elif n in seen:
@@ -494,7 +491,7 @@ def _files(out: _Problems, r: Recipe) -> None:
     if certs is not None:
         is_dir = _is_dir(out, "pcr.firmware_certs", Path(certs))
         if is_dir is False:
-            out.add("pcr.firmware_certs", f"{_shown(certs)} is not a directory",
+            out.add("pcr.firmware_certs", f"{_path_text(certs)} is not a directory",
                     "give the directory holding PK, KEK, db, dbx")  # fmt: skip
     for key, out_path in (
         ("output.path", r.output.path),
@@ -505,9 +502,14 @@ def _files(out: _Problems, r: Recipe) -> None:
         parent = Path(os.path.abspath(out_path)).parent
         parent_is_dir = _is_dir(out, key, parent)
         if parent_is_dir is False:
-            out.add(key, f"the directory {_shown(parent)} does not exist", "create it first")
+            out.add(key, f"the directory {_path_text(parent)} does not exist", "create it first")
         elif parent_is_dir and _is_dir(out, key, Path(out_path)):
-            out.add(key, f"{_shown(out_path)} is a directory", "give a file name")
+            out.add(key, f"{_path_text(out_path)} is a directory", "give a file name")
+
+
+def _path_text(path: Path | str) -> str:
+    """``path`` for a one-line message, its middle cut when it is absurdly long (a hostile recipe)."""
+    return shortened(str(path), 160, keep_end=57)
 
 
 #: errnos that mean "nothing is there" to a directory test, as :meth:`pathlib.Path.is_dir` ignores them.
@@ -528,25 +530,19 @@ def _is_dir(out: _Problems, key: str, path: Path) -> bool | None:
     except OSError as exc:
         if exc.errno in _NOT_THERE:
             return False
-        out.add(key, f"{_shown(path)}: {exc.strerror or type(exc).__name__}", "check the path")
+        out.add(key, f"{_path_text(path)}: {exc.strerror or type(exc).__name__}", "check the path")
         return None
-
-
-def _shown(path: Path | str) -> str:
-    """``path`` for a one-line message, its middle cut when it is absurdly long (a hostile recipe)."""
-    text = str(path)
-    return text if len(text) <= 160 else f"{text[:100]}...{text[-57:]}"
 
 
 def _input_file(out: _Problems, key: str, path: Path) -> None:
     try:
         st = path.stat()
     except FileNotFoundError:
-        out.add(key, f"{_shown(path)}: no such file", "relative paths start at the recipe's directory")
+        out.add(key, f"{_path_text(path)}: no such file", "relative paths start at the recipe's directory")
         return
     except (OSError, ValueError) as exc:  # ValueError: an embedded NUL
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "not a usable path"
-        out.add(key, f"{_shown(path)}: {reason}", "check the path")
+        out.add(key, f"{_path_text(path)}: {reason}", "check the path")
         return
     if stat.S_ISDIR(st.st_mode):
         out.add(key, f"{path} is a directory", "give a file")

@@ -19,6 +19,7 @@ from typing import Any
 from app.errors import ShieldwrightError
 from app.tpm.seal import SealedSecret
 from app.tpm.srk import Srk
+from app.untrusted import is_json_int
 
 TOKEN_TYPE = "systemd-tpm2"
 
@@ -120,7 +121,7 @@ def _numbers(value: object, field: str, highest: int, *, text_too: bool = False)
     for item in value:
         if text_too and isinstance(item, str) and item.isascii() and item.isdecimal() and len(item) <= 3:
             item = int(item)
-        if isinstance(item, bool) or not isinstance(item, int) or not 0 <= item <= highest:
+        if not is_json_int(item) or not 0 <= item <= highest:
             raise _malformed(field)
         out.append(item)
     return tuple(out)
