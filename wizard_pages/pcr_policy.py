@@ -22,6 +22,7 @@ from PySide6.QtWidgets import QFileDialog, QHBoxLayout, QPushButton, QSizePolicy
 from app.errors import ShieldwrightError
 from app.gui.dialogs.new_test_store import NewStoreRequest, NewTestStoreDialog
 from app.gui.dialogs.test_boot import BootFunction, TestBootDialog
+from app.gui.file_dialogs import VARS_FILTERS
 from app.gui.page import WizardPage
 from app.gui.state import WizardState
 from app.gui.tasks import TaskRunner
@@ -49,7 +50,7 @@ log = logging.getLogger(__name__)
 PREDICT, COMPARE, NEW_STORE = "predict-pcrs", "compare-log", "new-store"
 PROFILE_DIALOG, LOG_DIALOG, TEMPLATE_DIALOG = "firmware-profile", "event-log", "test-boot-template"
 PROFILE_FILTERS = {
-    "vars": ("OVMF variable stores (*.fd)", "All files (*)"),
+    "vars": VARS_FILTERS,
     "log": ("TCG event logs (binary_bios_measurements *.bin *.log)", "All files (*)"),
 }
 LOG_FILTERS = PROFILE_FILTERS["log"]

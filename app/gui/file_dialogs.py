@@ -19,6 +19,7 @@ RECIPE_FILTERS = ("Shieldwright recipes (*.toml)", "All files (*)")
 CERT_FILTERS = ("Certificates (*.crt *.pem *.cer *.der)", "All files (*)")
 KEY_FILTERS = ("Private keys (*.key *.pem *.der)", "All files (*)")
 SHD_FILTERS = ("Shielding data (*.shd)", "All files (*)")
+VARS_FILTERS = ("OVMF variable stores (*.fd)", "All files (*)")
 
 
 def open_file_dialog(

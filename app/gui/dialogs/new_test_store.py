@@ -30,7 +30,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.gui.file_dialogs import open_file_dialog
+from app.gui.file_dialogs import VARS_FILTERS, open_file_dialog
 from app.gui.widgets.error_panel import ErrorPanel
 from app.gui.widgets.status_note import NoteLabel
 from app.measure.teststore import SECURE_BOOT_BASES
@@ -39,7 +39,6 @@ from app.untrusted import printable
 SAVE_DIALOG = "new-store"
 #: The dialog's width, and the indent of the texts under a radio button or checkbox.
 WIDTH, INDENT = 560, 24
-STORE_FILTERS = ("OVMF variable stores (*.fd)", "All files (*)")
 
 #: What each base store holds, for people (Debian's OVMF_VARS_4M.ms.fd and OVMF_VARS_4M.snakeoil.fd).
 BASE_TEXTS = {
@@ -159,7 +158,7 @@ class NewTestStoreDialog(QDialog):
             return
         open_file_dialog(
             self, self._dialogs, SAVE_DIALOG, self.tr("Save the OVMF variable store"), self.directory,
-            self._submit, filters=STORE_FILTERS, save=True, suffix="fd",
+            self._submit, filters=VARS_FILTERS, save=True, suffix="fd",
             select=str(self.directory / f"ovmf-vars-{self.base()}.fd"),
         )  # fmt: skip
 
