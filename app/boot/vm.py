@@ -15,6 +15,8 @@ or ``"guest-shutdown"`` (ACPI power-off). :func:`boot` with ``resets`` boots aga
 
 from __future__ import annotations
 
+import codecs
+import collections
 import contextlib
 import dataclasses
 import functools
@@ -36,6 +38,16 @@ from app.progress import CancelToken
 from app.tools import require_tool, run_tool
 
 MiB = 1024 * 1024
+#: How much of one run's console is kept in memory (characters): its start and its end. A boot to a
+#: systemd root prints ~100 K; a guest that floods its serial port must not fill the host's memory.
+CONSOLE_HEAD_CHARS = 2 * MiB
+CONSOLE_TAIL_CHARS = 6 * MiB
+#: The console file is read in pieces of at most this many bytes; a line longer than this many characters
+#: reaches an ``on_console`` callback in pieces.
+_CONSOLE_READ = MiB
+_CONSOLE_LINE_CHARS = 64 * 1024
+#: An escape sequence is held back for its end at most this long (OSC strings are the long ones).
+_ESCAPE_HOLD = 256
 
 #: Debian 12 ``ovmf`` files (package ``ovmf``): the 4 MiB builds, the only ones trixie still ships.
 OVMF_DIR = Path("/usr/share/OVMF")
@@ -125,6 +137,8 @@ class BootRun:
     ``"guest-panic"``; None when QEMU did not exit by itself (killed at a stop text or timeout) or sent no
     event. ``stopped_by``: the ``stop_on`` text that ended the run — also when the guest printed it and
     exited before the next look at the console (``ended`` is then ``"stop"`` and ``exit_reason`` is set).
+    ``console`` is the run's console as :class:`BoundedConsole` keeps it: whole unless the guest printed
+    more than :data:`CONSOLE_HEAD_CHARS` + :data:`CONSOLE_TAIL_CHARS` characters.
     """
 
     started: float
@@ -226,8 +240,68 @@ def reset_line(number: int) -> str:
 
 def console_text(raw: bytes) -> str:
     """Serial bytes as plain text: UTF-8 (errors replaced), CRLF → LF, terminal escapes removed."""
-    text = raw.decode("utf-8", errors="replace").replace("\r\n", "\n").replace("\r", "\n")
-    return _ANSI.sub("", text)
+    decoder = ConsoleDecoder()
+    return decoder.feed(raw, final=True)
+
+
+class ConsoleDecoder:
+    """:func:`console_text` for a console that arrives in pieces: each piece is turned into text as it
+    comes, and what could still change meaning - a cut UTF-8 character, a CR that may be a CRLF's first
+    half, an escape sequence not yet ended (up to :data:`_ESCAPE_HOLD` characters) - waits for the next.
+    The pieces' texts joined equal :func:`console_text` of the bytes joined."""
+
+    def __init__(self) -> None:
+        self._utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._held = ""
+
+    def feed(self, data: bytes, *, final: bool = False) -> str:
+        text = self._held + self._utf8.decode(data, final)
+        cut = len(text)
+        if not final:
+            if text.endswith("\r"):
+                cut -= 1
+            esc = text.rfind("\x1b", max(cut - _ESCAPE_HOLD, 0), cut)
+            if esc >= 0 and not _ANSI.match(text[:cut], esc):
+                cut = esc
+        self._held = text[cut:]
+        return _ANSI.sub("", text[:cut].replace("\r\n", "\n").replace("\r", "\n"))
+
+
+class BoundedConsole:
+    """A run's console text, kept within ``head + tail`` characters however much the guest prints: the
+    first ``head`` (the firmware's lines), a line saying how much was dropped, and the last ``tail``."""
+
+    def __init__(self, head: int = CONSOLE_HEAD_CHARS, tail: int = CONSOLE_TAIL_CHARS) -> None:
+        self.head_limit, self.tail_limit = head, tail
+        self.head = ""
+        self.tail: collections.deque[str] = collections.deque()
+        self.tail_chars = 0
+        self.dropped = 0
+
+    def append(self, text: str) -> None:
+        room = self.head_limit - len(self.head)
+        if room > 0:
+            self.head += text[:room]
+            text = text[room:]
+        if not text:
+            return
+        self.tail.append(text)
+        self.tail_chars += len(text)
+        while self.tail_chars > self.tail_limit:
+            over = self.tail_chars - self.tail_limit
+            first = self.tail[0]
+            if len(first) <= over:
+                self.tail.popleft()
+                self.tail_chars -= len(first)
+                self.dropped += len(first)
+            else:
+                self.tail[0] = first[over:]
+                self.tail_chars -= over
+                self.dropped += over
+
+    def text(self) -> str:
+        gap = f"\n[… {self.dropped} characters of console output not kept …]\n" if self.dropped else ""
+        return self.head + gap + "".join(self.tail)
 
 
 def make_esp_image(path: Path, files: dict[str, bytes], *, cancel: CancelToken | None = None) -> Path:
@@ -600,20 +674,25 @@ class _ConsoleFeed:
 
     def __init__(self, sink: ConsoleSink | None) -> None:
         self.sink = sink
-        self.sent = 0  # characters of the current run's console already handed over
+        self.pending = ""  # the current run's last line, not yet ended
+        self.ended = True  # what was handed over last ended a line
 
-    def feed(self, text: str, *, final: bool = False) -> None:
+    def feed(self, new: str, *, final: bool = False) -> None:
+        """Take the text the console grew by; at a run's end (``final``) its last line is ended."""
         if self.sink is None:
             return
-        new = text[self.sent :]
-        cut = len(new) if final else new.rfind("\n") + 1
+        text = self.pending + new
+        cut = len(text) if final else text.rfind("\n") + 1
+        if len(text) - cut > _CONSOLE_LINE_CHARS:  # a "line" that never ends is handed over as it grows
+            cut = len(text)
         if cut:
-            self.sink(new[:cut])
-            self.sent += cut
+            self.sink(text[:cut])
+            self.ended = text[cut - 1] == "\n"
+        self.pending = text[cut:]
         if final:
-            if text and not text.endswith("\n"):
+            if not self.ended:
                 self.sink("\n")
-            self.sent = 0
+            self.ended = True
 
     def line(self, text: str) -> None:
         if self.sink is not None:
@@ -655,8 +734,22 @@ class _Watch:
         start = time.monotonic()
         stop_on = self.stop_on
         watched = [*stop_on, FIRMWARE_NO_BOOT_OPTION, FIRMWARE_STARTING_IMAGE, KERNEL_BANNER]
+        overlap = max(map(len, watched)) - 1  # a marker may straddle two looks
         seen: dict[str, float] = {}
-        raw = b""
+        kept, decoder = BoundedConsole(), ConsoleDecoder()
+        read, recent = 0, ""
+
+        def take(text: str) -> None:
+            nonlocal recent
+            kept.append(text)
+            self.console.feed(text)
+            now = round(time.monotonic() - start, 1)
+            window = recent + text
+            for marker in watched:
+                if marker not in seen and marker in window:
+                    seen[marker] = now
+            recent = window[-overlap:]
+
         ended, stopped_by = "timeout", None
         while True:
             exited = qemu.poll() is not None  # read the console *after* this, so nothing printed is missed
@@ -665,15 +758,14 @@ class _Watch:
                 qemu.kill()  # at once: the guest must not run on past the measurement
             if console_path.exists():
                 with open(console_path, "rb") as f:
-                    f.seek(len(raw))
-                    raw += f.read()
-            text = console_text(raw)
-            self.console.feed(text)
+                    f.seek(read)
+                    while chunk := f.read(_CONSOLE_READ):
+                        read += len(chunk)
+                        take(decoder.feed(chunk))
+            if exited:  # the console is complete: nothing held back waits for more
+                take(decoder.feed(b"", final=True))
             now = time.monotonic() - start
-            for marker in watched:
-                if marker not in seen and marker in text:
-                    seen[marker] = round(now, 1)
-            hit = next((m for m in stop_on if m in text), None)
+            hit = next((m for m in stop_on if m in seen), None)
             if extend_hit is not None:
                 seen.setdefault(extend_hit, round(now, 1))
                 ended, stopped_by = "stop", extend_hit
@@ -681,7 +773,7 @@ class _Watch:
                 ended, stopped_by = "stop", hit
             elif exited:
                 ended = "exited"
-            elif FIRMWARE_NO_BOOT_OPTION in text:
+            elif FIRMWARE_NO_BOOT_OPTION in seen:
                 ended = "no-boot-option"
             elif now > timeout:
                 ended = "timeout"
@@ -696,8 +788,9 @@ class _Watch:
         if qemu.poll() is None:
             qemu.kill()
         qemu.wait()
-        self.console.feed(text, final=True)
+        take(decoder.feed(b"", final=True))
+        self.console.feed("", final=True)
         qmp.poll()  # what QEMU said before it exited is still in the socket
         reason = qmp.shutdown_reason if exited else None
         elapsed = round(time.monotonic() - start, 1)
-        return BootRun(round(started, 1), elapsed, ended, reason, stopped_by, seen, text)
+        return BootRun(round(started, 1), elapsed, ended, reason, stopped_by, seen, kept.text())

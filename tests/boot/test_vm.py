@@ -12,9 +12,12 @@ import sys
 import tempfile
 import threading
 import time
+import tracemalloc
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from app import tools as app_tools
 from app.boot import vm
@@ -24,7 +27,7 @@ from app.progress import CancelToken
 from app.signing.keys import load_signer
 from tests.boot import qemu_harness as harness
 from tests.boot.uki_helpers import kernel
-from tests.conftest import require_tool, run
+from tests.conftest import MiB, require_tool, run
 
 #: What OVMF (Debian 12, Secure Boot build) really printed on the serial console for an unsigned UKI.
 REFUSED_CONSOLE = (
@@ -94,6 +97,78 @@ def test_a_stop_text_printed_just_before_power_off_still_counts(tmp_path: Path) 
     console.write_bytes(b"booting\r\nreboot: Power down\r\n")
     run = watch.run(_ExitedQemu(), _PoweredOffQmp(), console, 5.0, CancelToken())  # type: ignore[arg-type]
     assert (run.ended, run.stopped_by, run.exit_reason) == ("exited", None, "guest-shutdown")
+
+
+#: Bytes a serial console mixes: text, CR/LF, escape sequences' parts, a two-byte and a three-byte character.
+_CONSOLE_BYTES = st.lists(
+    st.sampled_from([b"a", b"Z", b" ", b"\r", b"\n", b"\x1b", b"[", b"]", b"0", b";", b"!", b"p", b"m", b"(",
+                     b"B", b"=", b"\x07", b"\\", b"\xc3\xa9", b"\xe2\x80\xa6", b"\xff"]),
+    max_size=120,
+).map(b"".join)  # fmt: skip
+
+
+@settings(max_examples=400, deadline=None)
+@given(raw=_CONSOLE_BYTES, cuts=st.lists(st.integers(min_value=0, max_value=200), max_size=8))
+def test_a_console_read_in_pieces_reads_as_the_whole(raw: bytes, cuts: list[int]) -> None:
+    """Wherever the 0.1 s looks cut the serial bytes (inside a UTF-8 character, between CR and LF, inside
+    an escape sequence), the text is that of the whole."""
+    decoder = vm.ConsoleDecoder()
+    points = sorted({min(c, len(raw)) for c in cuts})
+    pieces = [raw[a:b] for a, b in zip([0, *points], [*points, len(raw)], strict=True)]
+    text = "".join(decoder.feed(piece) for piece in pieces) + decoder.feed(b"", final=True)
+    assert text == vm.console_text(raw)
+
+
+FLOOD = 48 * MiB
+
+
+def test_a_flooded_console_keeps_its_start_and_end_in_bounded_memory(tmp_path: Path) -> None:
+    """A guest that prints 48 MiB (a loop on its serial port) costs what the run keeps, not the flood: the
+    run keeps the start and the end, says how much it dropped, still sees a stop text cut by a read, and
+    hands every character to the live view."""
+    console = tmp_path / "console-0.log"
+    line = b"\x1b[0;31mflood\x1b[0m " + b"x" * 100 + b"\r\n"
+    marker = b"ROOT from /dev/mapper/root"
+    with open(console, "wb") as f:
+        f.write(b"BdsDxe: starting Boot0001\r\n")
+        for _ in range(FLOOD // len(line)):
+            f.write(line)
+        f.seek(3 * MiB - 10)  # the marker straddles the end of the third 1 MiB read
+        f.write(marker)
+        f.seek(0, os.SEEK_END)
+        f.write(b"last line\r\n")
+    handed: list[int] = []
+    watch = vm._Watch([marker.decode()], None, None, vm._ConsoleFeed(lambda text: handed.append(len(text))))
+    tracemalloc.start()
+    try:
+        run = watch.run(_ExitedQemu(), _PoweredOffQmp(), console, 5.0, CancelToken())  # type: ignore[arg-type]
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert (run.ended, run.stopped_by) == ("stop", marker.decode())
+    assert vm.FIRMWARE_STARTING_IMAGE in run.seen
+    whole = vm.console_text(console.read_bytes())
+    head, tail = vm.CONSOLE_HEAD_CHARS, vm.CONSOLE_TAIL_CHARS
+    gap = f"\n[… {len(whole) - head - tail} characters of console output not kept …]\n"
+    assert run.console == whole[:head] + gap + whole[-tail:]
+    assert run.console.startswith("BdsDxe: starting Boot0001\nflood xxx")
+    assert run.console.endswith("xxx\nlast line\n")
+    assert sum(handed) == len(whole)
+    # What is kept, one 1 MiB read and its copies: 34 MiB whether the flood is 24, 48 or 96 MiB. Reading the
+    # whole console at each look, as before, peaked at 236 MiB for these 48.
+    assert peak < FLOOD, f"{peak / MiB:.0f} MiB"
+
+
+def test_a_console_line_that_never_ends_reaches_the_live_view_in_pieces() -> None:
+    handed: list[str] = []
+    feed = vm._ConsoleFeed(handed.append)
+    feed.feed("a" * 40_000)
+    assert handed == []  # a line still being printed waits for its end...
+    feed.feed("b" * 40_000)
+    assert [len(t) for t in handed] == [80_000]  # ...unless it grows past the bound
+    feed.feed("c\nd")
+    feed.feed("", final=True)
+    assert handed[1:] == ["c\n", "d", "\n"]
 
 
 def test_refusal_is_recognised_and_the_shell_alone_does_not_count() -> None:
