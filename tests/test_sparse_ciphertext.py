@@ -22,6 +22,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import shutil
 import struct
 import subprocess
 import sys
@@ -42,6 +43,9 @@ pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
 UNIT = 64 * 1024  # the granularity the manifest's unit_bytes must report for these sizes
+#: What the 64 GiB tests hold on disk at once, at most: two templates, one converted to raw, and its
+#: decrypted root (7.3 GiB seen).
+BIG_PEAK = 8 * GiB
 
 
 @pytest.fixture(scope="module")
@@ -237,6 +241,10 @@ def test_sparse_off_and_unknown_filesystems_are_encrypted_in_full_and_say_so(
 def big(keys: BuildKeys, tmp_path_factory: pytest.TempPathFactory):
     base = sparse_base(64, formats=("vhdx", "qcow2"))
     work = tmp_path_factory.mktemp("sparse-64g")
+    free = shutil.disk_usage(work).free
+    assert free > BIG_PEAK, (  # say so at once, not as an out-of-space error in the middle of a build
+        f"these tests write up to {BIG_PEAK / GiB:.0f} GiB under {work}; {free / GiB:.1f} GiB is free"
+    )
     results = {fmt: sparse_build(base.images[fmt], work / fmt / "template.vhdx", keys, fmt="vhdx")
                for fmt in ("vhdx", "qcow2")}  # fmt: skip
     yield base, results, work
