@@ -1,9 +1,9 @@
 """The *Provision a VM disk* wizard: a template, the VM's vTPM, the PCR policy, the passphrase and output,
 then the provisioning with progress and Cancel, and the result - ``shieldwright provision`` as a wizard.
 
-Modelled on :class:`app.gui.wizard.ShieldwrightWizard` (ClassicStyle, pages by id, a step list on the side).
-It shares the application's :class:`TaskRunner` but stops only its own pages' tasks; the template wizard's
-Finished page opens it non-modally on the template just built, and it is constructible on its own.
+A :class:`app.gui.step_wizard.StepWizard` (its look, step list and close rules), pages by id. It shares the
+application's :class:`TaskRunner` but stops only its own pages' tasks; the template wizard's Finished page
+opens it non-modally on the template just built, and it is constructible on its own.
 """
 
 from __future__ import annotations
@@ -11,12 +11,11 @@ from __future__ import annotations
 from enum import IntEnum
 
 from PySide6.QtCore import QCoreApplication
-from PySide6.QtWidgets import QWidget, QWizard
+from PySide6.QtWidgets import QWidget
 
-from app.gui.discard import ask_to_discard
 from app.gui.provision_state import ProvisionState
+from app.gui.step_wizard import StepWizard
 from app.gui.tasks import TaskRunner
-from app.gui.widgets.step_list import StepList
 from wizard_pages.provision_done import ProvisionDonePage
 from wizard_pages.provision_output import ProvisionOutputPage
 from wizard_pages.provision_policy import ProvisionPolicyPage
@@ -54,24 +53,15 @@ def step_titles() -> dict[int, str]:
     }
 
 
-class ProvisionWizard(QWizard):
+class ProvisionWizard(StepWizard):
     """Provision a VM disk from a template. Pages share one :class:`ProvisionState`."""
 
     def __init__(
         self, runner: TaskRunner, state: ProvisionState | None = None, parent: QWidget | None = None
     ) -> None:
-        super().__init__(parent)
-        self.runner = runner
+        title = QCoreApplication.translate("ProvisionWizard", "Shieldwright — Provision a VM Disk")
+        super().__init__(runner, "provisionWizard", title, parent)
         self.state = state or ProvisionState()
-        #: Cancel, Escape and the close button ask before discarding choices (see :meth:`unsaved_work`).
-        self.confirm_discard = True
-        self.setObjectName("provisionWizard")
-        self.setWindowTitle(self.tr("Shieldwright — Provision a VM Disk"))
-        self.setWizardStyle(QWizard.WizardStyle.ClassicStyle)
-        self.setOption(QWizard.WizardOption.NoBackButtonOnStartPage, True)
-        self.setOption(QWizard.WizardOption.NoDefaultButton, False)
-        # No minimum size set here: QWizard keeps it at what the pages need, and their bodies scroll.
-        # The window fits 800×600, and 1920×1080 at 200 % (tests/gui/test_geometry.py).
 
         self.template_page = ProvisionTemplatePage(self.state, runner, self)
         self.setPage(ProvisionPageId.TEMPLATE, self.template_page)
@@ -88,14 +78,9 @@ class ProvisionWizard(QWizard):
         self.run_page.closeRequested.connect(self._close_after_run)
         self.run_page.provisionFinished.connect(self._on_provision_finished)
         self.setStartId(ProvisionPageId.TEMPLATE)
+        self.show_steps(step_titles)
 
-        self.steps = StepList(step_titles, self)
-        self.setSideWidget(self.steps)
-        self.currentIdChanged.connect(self._on_page_changed)
-
-    def _on_page_changed(self, page_id: int) -> None:
-        visited = [i for i in self.visitedIds() if i != page_id]
-        self.steps.set_current(page_id if page_id != -1 else None, visited)
+    def page_shown(self, page_id: int) -> None:
         if page_id == ProvisionPageId.PROVISION:
             # Provisioning verifies the template itself: a verification still running would only compete.
             self.template_page.stop_verifying()
@@ -108,37 +93,23 @@ class ProvisionWizard(QWizard):
     def is_running(self) -> bool:
         return self.run_page.is_running()
 
-    def request_close(self) -> bool:
-        """Whether the wizard may close now; during a run it asks first, inline, and closes once stopped."""
-        return self.run_page.request_close()
-
     def unsaved_work(self) -> list[str]:
         """What closing now would lose, in words (empty: nothing)."""
         if self.state.result is None and len(self.visitedIds()) > 1:
             return [self.tr("your choices in Provision a VM disk (nothing was provisioned yet)")]
         return []
 
-    def reject(self) -> None:
-        # Cancel, Escape and the close button: a running provisioning must not just vanish, and choices
-        # made on several pages are not dropped without asking.
-        if not self.run_page.request_close():
-            return
-        if not self.confirm_discard:
-            super().reject()
-            return
-        ask_to_discard(self, self.unsaved_work(), self.discard, action=self.tr("Close this wizard"))
-
-    def discard(self) -> None:
-        """Close without asking (the caller asked); a running provisioning must have been stopped first."""
-        super().reject()
+    def run_may_close(self) -> bool:
+        """No provisioning runs; during one the Provision page asks (inline) and closes us once stopped."""
+        return self.run_page.request_close()
 
     def terminate(self) -> None:
         """Close for a stop signal: a run is cancelled without asking; we close once it has cleaned up."""
         if self.run_page.stop_and_close():
-            super().reject()
+            self.discard()
 
     def _close_after_run(self) -> None:
-        super().reject()
+        self.discard()
 
     def done(self, result: int) -> None:
         # Stop this wizard's own work only: the runner is shared with the template wizard.

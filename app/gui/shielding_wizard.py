@@ -2,10 +2,9 @@
 specialization values, a review, then the generation - ``shieldwright shield create`` as a wizard, after
 Microsoft's Shielding Data File wizard.
 
-Modelled on :class:`app.gui.provision_wizard.ProvisionWizard` (ClassicStyle, pages by id, a step list on the
-side). It shares the application's :class:`TaskRunner` but stops only its own pages' tasks; the template
-wizard's Finished page opens it non-modally with the template just built as a qualifier, and it is
-constructible on its own.
+A :class:`app.gui.step_wizard.StepWizard` (its look, step list and close rules), pages by id. It shares the
+application's :class:`TaskRunner` but stops only its own pages' tasks; the template wizard's Finished page
+opens it non-modally with the template just built as a qualifier, and it is constructible on its own.
 """
 
 from __future__ import annotations
@@ -13,12 +12,11 @@ from __future__ import annotations
 from enum import IntEnum
 
 from PySide6.QtCore import QCoreApplication
-from PySide6.QtWidgets import QWidget, QWizard
+from PySide6.QtWidgets import QWidget
 
-from app.gui.discard import ask_to_discard
 from app.gui.shielding_state import ShieldingState
+from app.gui.step_wizard import StepWizard
 from app.gui.tasks import TaskRunner
-from app.gui.widgets.step_list import StepList
 from wizard_pages.shielding_common import ShieldingPage
 from wizard_pages.shielding_file import ShieldingFilePage
 from wizard_pages.shielding_generate import ShieldingGeneratePage
@@ -55,24 +53,15 @@ def step_titles() -> dict[int, str]:
     }
 
 
-class ShieldingWizard(QWizard):
+class ShieldingWizard(StepWizard):
     """Create shielding data. Pages share one :class:`ShieldingState`."""
 
     def __init__(
         self, runner: TaskRunner, state: ShieldingState | None = None, parent: QWidget | None = None
     ) -> None:
-        super().__init__(parent)
-        self.runner = runner
+        title = QCoreApplication.translate("ShieldingWizard", "Shieldwright — Shielding Data")
+        super().__init__(runner, "shieldingWizard", title, parent)
         self.state = state or ShieldingState()
-        #: Cancel, Escape and the close button ask before discarding choices (see :meth:`unsaved_work`).
-        self.confirm_discard = True
-        self.setObjectName("shieldingWizard")
-        self.setWindowTitle(self.tr("Shieldwright — Shielding Data"))
-        self.setWizardStyle(QWizard.WizardStyle.ClassicStyle)
-        self.setOption(QWizard.WizardOption.NoBackButtonOnStartPage, True)
-        self.setOption(QWizard.WizardOption.NoDefaultButton, False)
-        # No minimum size set here: QWizard keeps it at what the pages need, and their bodies scroll.
-        # The window fits 800×600, and 1920×1080 at 200 % (tests/gui/test_geometry.py).
 
         self.file_page = ShieldingFilePage(self.state, runner, self)
         self.setPage(ShieldingPageId.FILE, self.file_page)
@@ -89,18 +78,11 @@ class ShieldingWizard(QWizard):
         self.generate_page.generateFinished.connect(self._on_generated)
         self.setStartId(ShieldingPageId.FILE)
         self.qualifiers_page.take_prefill()  # the template's catalog is read while the user starts
-
-        self.steps = StepList(step_titles, self)
-        self.setSideWidget(self.steps)
-        self.currentIdChanged.connect(self._on_page_changed)
+        self.show_steps(step_titles)
 
     def pages(self) -> tuple[ShieldingPage, ...]:
         return (self.file_page, self.guardians_page, self.qualifiers_page, self.values_page, self.review_page,
                 self.generate_page)  # fmt: skip
-
-    def _on_page_changed(self, page_id: int) -> None:
-        visited = [i for i in self.visitedIds() if i != page_id]
-        self.steps.set_current(page_id if page_id != -1 else None, visited)
 
     def _on_generated(self) -> None:
         if self.state.written is not None:  # the passphrase did its work
@@ -117,20 +99,9 @@ class ShieldingWizard(QWizard):
             return [self.tr("your choices in Shielding Data (no file was generated yet)")]
         return []
 
-    def reject(self) -> None:
-        # Cancel, Escape and the close button: choices made on several pages are not dropped unasked.
-        if not self.confirm_discard:
-            super().reject()
-            return
-        ask_to_discard(self, self.unsaved_work(), self.discard, action=self.tr("Close this wizard"))
-
-    def discard(self) -> None:
-        """Close without asking (the caller asked)."""
-        super().reject()
-
     def terminate(self) -> None:
         """Close for a stop signal: whatever runs is cancelled (done() does it), without asking."""
-        super().reject()
+        self.discard()
 
     def done(self, result: int) -> None:
         # Stop this wizard's own work only: the runner may be shared with the template wizard.

@@ -19,13 +19,13 @@ from PySide6.QtCore import QCoreApplication, Signal
 from PySide6.QtWidgets import QWidget, QWizard
 
 from app.errors import ShieldwrightError
-from app.gui.discard import ask_to_discard
 from app.gui.provision_state import ProvisionState
 from app.gui.provision_wizard import ProvisionWizard
 from app.gui.recipe_state import state_from_recipe
 from app.gui.shielding_state import ShieldingState
 from app.gui.shielding_wizard import ShieldingWizard
 from app.gui.state import WizardState
+from app.gui.step_wizard import StepWizard
 from app.gui.tasks import TaskRunner
 from app.gui.widgets.step_list import StepList
 from app.template.recipe import Recipe, RecipeError, SecretSource, read_secret
@@ -77,7 +77,7 @@ def step_titles() -> dict[int, str]:
     }
 
 
-class ShieldwrightWizard(QWizard):
+class ShieldwrightWizard(StepWizard):
     """The template disk wizard. Pages share one :class:`WizardState` and one :class:`TaskRunner`."""
 
     #: *Start over* on the Summary page (shown when :attr:`offer_start_over`): the frame shows its start page.
@@ -91,11 +91,9 @@ class ShieldwrightWizard(QWizard):
     def __init__(
         self, runner: TaskRunner, state: WizardState | None = None, parent: QWidget | None = None
     ) -> None:
-        super().__init__(parent)
-        self.runner = runner
+        title = QCoreApplication.translate("ShieldwrightWizard", "Shieldwright — Template Disk Wizard")
+        super().__init__(runner, "shieldwrightWizard", title, parent)
         self.state = state or WizardState()
-        #: Cancel, Escape and the close button ask before discarding (see :meth:`unsaved_work`).
-        self.confirm_discard = True
         #: Show *Start over* and *Build another* on the Summary page (the frame handles them).
         self.offer_start_over = False
         #: The recipe file this wizard was filled from, if any, and the recipe it held.
@@ -106,14 +104,6 @@ class ShieldwrightWizard(QWizard):
         #: The recipe last saved from the frame's File menu (the Review page tracks its own button).
         self.saved_recipe: Recipe | None = None
         self._recipe_steps: set[str] = set()
-        self.setObjectName("shieldwrightWizard")
-        self.setWindowTitle(self.tr("Shieldwright — Template Disk Wizard"))
-        # ClassicStyle keeps the native look on Linux (Picard uses ModernStyle only on Windows).
-        self.setWizardStyle(QWizard.WizardStyle.ClassicStyle)
-        self.setOption(QWizard.WizardOption.NoBackButtonOnStartPage, True)
-        self.setOption(QWizard.WizardOption.NoDefaultButton, False)
-        # No minimum size set here: QWizard keeps it at what the pages need, and their bodies scroll.
-        # The window fits 800×600, and 1920×1080 at 200 % (tests/gui/test_geometry.py).
 
         self.base_image_page = BaseImagePage(self.state, runner, self)
         self.setPage(PageId.BASE_IMAGE, self.base_image_page)
@@ -157,9 +147,7 @@ class ShieldwrightWizard(QWizard):
         )
         self.customButtonClicked.connect(self._on_custom_button)
 
-        self.steps = StepList(step_titles, self)
-        self.setSideWidget(self.steps)
-        self.currentIdChanged.connect(self._on_page_changed)
+        self.show_steps(step_titles)
 
     # -- opening ----------------------------------------------------------------------------------
 
@@ -268,9 +256,7 @@ class ShieldwrightWizard(QWizard):
         """Open ``path`` on the Base image page (used for the command-line argument)."""
         self.base_image_page.open_image(path)
 
-    def _on_page_changed(self, page_id: int) -> None:
-        visited = [i for i in self.visitedIds() if i != page_id]
-        self.steps.set_current(page_id if page_id != -1 else None, visited)
+    def page_shown(self, page_id: int) -> None:
         summary = page_id == PageId.SUMMARY and self.offer_start_over
         self.setOption(QWizard.WizardOption.HaveCustomButton1, summary)
         self.setOption(QWizard.WizardOption.HaveCustomButton2, summary)
@@ -318,7 +304,7 @@ class ShieldwrightWizard(QWizard):
         provision = self.provision_wizard
         if provision is None or not provision.is_running():
             return True
-        provision.request_close()
+        provision.run_may_close()
         provision.raise_()
         provision.activateWindow()
         return False
@@ -362,19 +348,9 @@ class ShieldwrightWizard(QWizard):
         current = self.current_recipe()
         return current is not None and current in (self.saved_recipe, self.opened_recipe)
 
-    def reject(self) -> None:
-        # Cancel, Escape and the window's close button all come here: a running build must not just vanish,
-        # and nothing that only lives in this wizard (a generated passphrase, unsaved choices) goes unasked.
-        if not self.generate_page.request_close() or not self._provisioning_may_close():
-            return
-        if not self.confirm_discard:
-            super().reject()
-            return
-        ask_to_discard(self, self.unsaved_work(), self.discard, action=self.tr("Close this wizard"))
-
-    def discard(self) -> None:
-        """Close without asking (the caller asked); a running build must have been stopped first."""
-        super().reject()
+    def run_may_close(self) -> bool:
+        """No build or provisioning runs; else the one running asks (inline) and closes once stopped."""
+        return self.generate_page.request_close() and self._provisioning_may_close()
 
     def accept(self) -> None:
         if not self._provisioning_may_close():
@@ -387,10 +363,10 @@ class ShieldwrightWizard(QWizard):
         if self.provision_wizard is not None:
             self.provision_wizard.terminate()
         if self.generate_page.stop_and_close():
-            super().reject()
+            self.discard()
 
     def _close_after_build(self) -> None:
-        super().reject()
+        self.discard()
 
     def done(self, result: int) -> None:
         # Closing the wizard stops whatever it started; the application shuts the executor down.
