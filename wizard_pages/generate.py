@@ -29,7 +29,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.errors import CancelledError, ShieldwrightError
-from app.gui.page import WizardPage
+from app.gui.run_page import RunPage
 from app.gui.state import WizardState
 from app.gui.tasks import TaskRunner
 from app.gui.widgets.build_step_panel import BuildStepPanel
@@ -95,13 +95,13 @@ def run_generate(request: GenerateRequest, build_progress: Any, *, cancel: Cance
 # -- the page -------------------------------------------------------------------------------------------
 
 
-class GeneratePage(WizardPage):
+class GeneratePage(RunPage):
     """Runs the build on entry; shows the steps, the current step's progress, the log, and the outcome."""
 
     #: The build ended (succeeded, failed or cancelled) and the outcome is shown.
     buildFinished = Signal()
-    #: The user asked to close the wizard during the build, confirmed, and the build has now stopped.
-    closeRequested = Signal()
+    RUN_TASK = "build"
+    progress_panel: BuildStepPanel
 
     def __init__(
         self,
@@ -126,7 +126,6 @@ class GeneratePage(WizardPage):
         self._output: Path | None = None
         self._recovery_file: Path | None = None
         self._existing_before: set[Path] = set()
-        self._close_when_stopped = False
         self.result: Any = None
         self.error: ShieldwrightError | None = None
         #: Every step (k, name) the page has shown, in order (for tests and the report).
@@ -167,9 +166,9 @@ class GeneratePage(WizardPage):
         self.overall_bar.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
 
         self.progress_panel = BuildStepPanel(self)
-        self.progress_panel.set_confirm_text(self.tr("Stop generating? Nothing will be kept."))
+        self.progress_panel.set_confirm_text(self.stop_question(closing=False))
         self.progress_panel.cancelRequested.connect(self.cancel)
-        self.progress_panel.keep_button.clicked.connect(self._keep_running)
+        self.progress_panel.keep_button.clicked.connect(self.keep_running)
 
         self.result_label = QLabel(self)
         self.result_label.setObjectName("buildResult")
@@ -228,9 +227,6 @@ class GeneratePage(WizardPage):
     def isComplete(self) -> bool:
         return not self.is_running() and self.result is not None
 
-    def is_running(self) -> bool:
-        return self.task("build") is not None
-
     # -- running ----------------------------------------------------------------------------------
 
     def _request(self) -> GenerateRequest:
@@ -257,7 +253,6 @@ class GeneratePage(WizardPage):
         self.steps_seen = []
         self._shown_step = 0
         self._log_seen = 0
-        self._close_when_stopped = False
         self.log_view.clear()
         self.error_panel.clear()
         self._show_outcome(None)
@@ -278,47 +273,21 @@ class GeneratePage(WizardPage):
         self._started = time.monotonic()
         self._elapsed = 0.0
         log.info("generating the template %s", request.output)
-        task = self.run_task("build", self._builder, request, self._build_progress, with_progress=True,
+        task = self.run_task(self.RUN_TASK, self._builder, request, self._build_progress, with_progress=True,
                              on_success=self._on_succeeded, on_failure=self._on_failed,
                              on_finished=self._on_finished)  # fmt: skip
         self._progress_state = task.progress
         # Ours first: it copies the engine's step into task.progress before the panel reads it.
         task.progressChanged.connect(self._on_progress)
-        self.progress_panel.set_confirm_text(self.tr("Stop generating? Nothing will be kept."))
+        self.ask_before_stop()
         self.progress_panel.start(task, self.tr("Preparing…"))
         self.step_label.setText(self.tr("Starting…"))
         self.overall_bar.setRange(0, 0)
 
-    def cancel(self) -> None:
-        """Ask the build to stop (cooperative: it ends at its next check and removes what it wrote)."""
-        task = self.task("build")
-        if task is not None:
-            log.info("cancelling the build")
-            task.cancel()
-
-    def request_close(self) -> bool:
-        """The wizard wants to close: True if it may now; else ask inline (two-stage) and close later."""
-        if not self.is_running():
-            return True
-        panel = self.progress_panel
-        if not panel.stopping:
-            panel.set_confirm_text(self.tr("Stop generating and close? Nothing will be kept."))
-            panel.request_cancel()
-        self._close_when_stopped = True
-        return False
-
-    def stop_and_close(self) -> bool:
-        """A stop signal (SIGTERM, SIGHUP): cancel without asking. True if the wizard may close now; else
-        ``closeRequested`` follows once the build has stopped and removed what it wrote."""
-        if not self.is_running():
-            return True
-        self._close_when_stopped = True
-        self.cancel()
-        return False
-
-    def _keep_running(self) -> None:
-        self._close_when_stopped = False
-        self.progress_panel.set_confirm_text(self.tr("Stop generating? Nothing will be kept."))
+    def stop_question(self, closing: bool) -> str:
+        if closing:
+            return self.tr("Stop generating and close? Nothing will be kept.")
+        return self.tr("Stop generating? Nothing will be kept.")
 
     def _on_progress(self, state: ProgressState) -> None:
         """10 Hz: copy the engine's step into the task's state (the panel shows it), the steps, the log."""
@@ -378,10 +347,8 @@ class GeneratePage(WizardPage):
             self._succeed()
         else:
             self._fail(self.error or ShieldwrightError("the build ended without a result"))
-        close, self._close_when_stopped = self._close_when_stopped, False
         self.buildFinished.emit()
-        if close:
-            self.closeRequested.emit()
+        self.close_if_asked()
 
     # -- outcome ----------------------------------------------------------------------------------
 

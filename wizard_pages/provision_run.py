@@ -33,6 +33,7 @@ from PySide6.QtWidgets import (
 
 from app.errors import CancelledError, ShieldwrightError
 from app.gui.provision_state import ProvisionState, ShieldingSource
+from app.gui.run_page import RunPage
 from app.gui.tasks import TaskRunner
 from app.gui.widgets.progress_panel import ProgressPanel, human_duration
 from app.progress import ProgressState
@@ -40,8 +41,6 @@ from app.template.provision import ProvisionResult
 from wizard_pages.provision_common import ProvisionPage, run_provision, run_provision_from_shielding_data
 
 log = logging.getLogger(__name__)
-
-RUN = "provision"
 
 
 class StepRecorder(ProgressState):
@@ -57,13 +56,12 @@ class StepRecorder(ProgressState):
         self.begun.append(step)  # one writer thread; list.append is atomic
 
 
-class ProvisionRunPage(ProvisionPage):
+class ProvisionRunPage(RunPage, ProvisionPage):
     """Runs the provisioning on entry; shows its steps, the current one's progress, and the outcome."""
 
     #: The run ended (succeeded, failed or cancelled) and the outcome is shown.
     provisionFinished = Signal()
-    #: The user asked to close the wizard during the run, confirmed, and the run has now stopped.
-    closeRequested = Signal()
+    RUN_TASK = "provision"
 
     def __init__(
         self, state: ProvisionState, runner: TaskRunner, parent: QWidget | None = None, *,
@@ -85,7 +83,6 @@ class ProvisionRunPage(ProvisionPage):
         self._started = 0.0
         self._output: Path | None = None
         self._existed_before = False
-        self._close_when_stopped = False
         self.result: ProvisionResult | None = None
         self.error: ShieldwrightError | None = None
         #: Every step the engine began, in order.
@@ -111,7 +108,7 @@ class ProvisionRunPage(ProvisionPage):
 
         self.progress_panel = ProgressPanel(self)
         self.progress_panel.cancelRequested.connect(self.cancel)
-        self.progress_panel.keep_button.clicked.connect(self._keep_running)
+        self.progress_panel.keep_button.clicked.connect(self.keep_running)
 
         self.steps = QListWidget(self)
         self.steps.setObjectName("provisionSteps")
@@ -171,9 +168,6 @@ class ProvisionRunPage(ProvisionPage):
     def isComplete(self) -> bool:
         return not self.is_running() and self.result is not None
 
-    def is_running(self) -> bool:
-        return self.task(RUN) is not None
-
     # -- running ----------------------------------------------------------------------------------
 
     def start(self) -> None:
@@ -181,7 +175,7 @@ class ProvisionRunPage(ProvisionPage):
         if self.is_running():
             return
         self.result, self.error, self.state.result = None, None, None
-        self.steps_seen, self._close_when_stopped = [], False
+        self.steps_seen = []
         self.steps.clear()
         self.error_panel.clear()
         self.elapsed_label.clear()
@@ -205,44 +199,19 @@ class ProvisionRunPage(ProvisionPage):
             log.info("provisioning %s from %s, the passphrase from the shielding data %s", request.output,
                      request.template, source.shielding_data)  # fmt: skip
             work, secret = self._shielded_provisioner, source
-        task = self.run_task(RUN, work, request, secret, self._engine,
+        task = self.run_task(self.RUN_TASK, work, request, secret, self._engine,
                              with_progress=True, on_success=self._on_succeeded, on_failure=self._on_failed,
                              on_finished=self._on_finished)  # fmt: skip
         self._task_progress = task.progress
         task.progressChanged.connect(self._on_progress)  # first: the panel reads what this copies
-        self.progress_panel.set_confirm_text(self.tr("Stop provisioning? Nothing will be kept."))
+        self.ask_before_stop()
         self.progress_panel.start(task, self.tr("Starting…"))
         self.step_label.setText(self.tr("Provisioning the VM disk…"))
 
-    def cancel(self) -> None:
-        """Ask the run to stop (it ends at its next check and removes what it wrote)."""
-        task = self.task(RUN)
-        if task is not None:
-            log.info("cancelling the provisioning")
-            task.cancel()
-
-    def request_close(self) -> bool:
-        """The wizard wants to close: True if it may now; else ask inline (two-stage) and close later."""
-        if not self.is_running():
-            return True
-        panel = self.progress_panel
-        if not panel.stopping:
-            panel.set_confirm_text(self.tr("Stop provisioning and close? Nothing will be kept."))
-            panel.request_cancel()
-        self._close_when_stopped = True
-        return False
-
-    def stop_and_close(self) -> bool:
-        """Cancel without asking; True if the wizard may close now, else ``closeRequested`` follows."""
-        if not self.is_running():
-            return True
-        self._close_when_stopped = True
-        self.cancel()
-        return False
-
-    def _keep_running(self) -> None:
-        self._close_when_stopped = False
-        self.progress_panel.set_confirm_text(self.tr("Stop provisioning? Nothing will be kept."))
+    def stop_question(self, closing: bool) -> str:
+        if closing:
+            return self.tr("Stop provisioning and close? Nothing will be kept.")
+        return self.tr("Stop provisioning? Nothing will be kept.")
 
     def _on_progress(self, state: ProgressState) -> None:
         """10 Hz: the engine's step into the task's state (uncountable steps as busy) and the step list."""
@@ -302,10 +271,8 @@ class ProvisionRunPage(ProvisionPage):
             self._succeed(self.result)
         else:
             self._fail(self.error or ShieldwrightError("the provisioning ended without a result"))
-        close, self._close_when_stopped = self._close_when_stopped, False
         self.provisionFinished.emit()
-        if close:
-            self.closeRequested.emit()
+        self.close_if_asked()
 
     # -- outcome ----------------------------------------------------------------------------------
 
