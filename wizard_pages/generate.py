@@ -214,19 +214,6 @@ class GeneratePage(RunPage):
         layout.addWidget(self.log_view, 1)
         self._show_outcome(None)
 
-    # -- QWizardPage ------------------------------------------------------------------------------
-
-    def initializePage(self) -> None:
-        """Entering the page (after Generate on Review): start the build."""
-        self.start()
-
-    def cleanupPage(self) -> None:
-        """Going back to Review (only after a failure or a cancel): nothing is running any more."""
-        self.cancel()
-
-    def isComplete(self) -> bool:
-        return not self.is_running() and self.result is not None
-
     # -- running ----------------------------------------------------------------------------------
 
     def _request(self) -> GenerateRequest:

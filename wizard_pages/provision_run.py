@@ -157,17 +157,6 @@ class ProvisionRunPage(RunPage, ProvisionPage):
         layout.addStretch(1)
         self._show_outcome(None)
 
-    # -- QWizardPage ------------------------------------------------------------------------------
-
-    def initializePage(self) -> None:
-        self.start()
-
-    def cleanupPage(self) -> None:
-        self.cancel()
-
-    def isComplete(self) -> bool:
-        return not self.is_running() and self.result is not None
-
     # -- running ----------------------------------------------------------------------------------
 
     def start(self) -> None:

@@ -10,7 +10,7 @@ dialog's own event loop must not run inside an async slot (qasync#59).
 from __future__ import annotations
 
 import logging
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from PySide6.QtCore import Signal
 
@@ -23,21 +23,37 @@ log = logging.getLogger(__name__)
 class RunPage(WizardPage):
     """A :class:`WizardPage` whose :attr:`progress_panel` shows the task named :attr:`RUN_TASK`.
 
-    A page sets the panel's question with :meth:`ask_before_stop` as it starts the task, connects the
-    panel's *Keep running* to :meth:`keep_running`, and calls :meth:`close_if_asked` last when the task
-    has finished."""
+    Entering the page starts the run (:meth:`start`); going back, which the page allows only after a
+    failure or a cancel, stops it; Next is enabled once the run has left a :attr:`result`. A page sets the
+    panel's question with :meth:`ask_before_stop` as it starts the task, connects the panel's *Keep
+    running* to :meth:`keep_running`, and calls :meth:`close_if_asked` last when the task has finished."""
 
     #: The user asked to close the wizard during the run, confirmed, and the run has now stopped.
     closeRequested = Signal()
     #: The task's name in the page's runner.
     RUN_TASK: ClassVar[str]
     progress_panel: ProgressPanel
+    #: What the last run produced (None: none yet, or it failed).
+    result: Any = None
     _close_when_stopped = False
+
+    def start(self) -> None:
+        """Start the run on a snapshot of the choices (nothing while one runs)."""
+        raise NotImplementedError
 
     def stop_question(self, closing: bool) -> str:
         """The panel's question before Stop (``closing``: the wizard is closing), e.g. "Stop generating?
         Nothing will be kept."."""
         raise NotImplementedError
+
+    def initializePage(self) -> None:  # noqa: N802 - Qt's name
+        self.start()
+
+    def cleanupPage(self) -> None:  # noqa: N802 - Qt's name
+        self.cancel()
+
+    def isComplete(self) -> bool:  # noqa: N802 - Qt's name
+        return not self.is_running() and self.result is not None
 
     def is_running(self) -> bool:
         return self.task(self.RUN_TASK) is not None
