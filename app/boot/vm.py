@@ -76,6 +76,8 @@ KERNEL_BANNER = "Linux version "
 #: ECMA-48 control sequences (CSI with intermediates, e.g. systemd's soft reset ``ESC [ ! p``), OSC strings
 #: (``ESC ] 104 BEL``) and the two-byte charset/keypad escapes.
 _ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[()][A-Za-z0-9]|\x1b[=>]")
+#: The start of one of those that more text could still complete (a stray ESC before plain text is not).
+_ANSI_OPEN = re.compile(r"\x1b(?:\[[0-?]*[ -/]*|\][^\x07\x1b]*\x1b?|[()])?")
 #: A test of each PCR extend the vTPM received: a text (why to stop the run there) or None to go on.
 ExtendStop = Callable[[int, dict[str, bytes]], str | None]
 #: Receives the console as it grows, in whole lines.
@@ -248,7 +250,9 @@ class ConsoleDecoder:
     """:func:`console_text` for a console that arrives in pieces: each piece is turned into text as it
     comes, and what could still change meaning - a cut UTF-8 character, a CR that may be a CRLF's first
     half, an escape sequence not yet ended (up to :data:`_ESCAPE_HOLD` characters) - waits for the next.
-    The pieces' texts joined equal :func:`console_text` of the bytes joined."""
+    The pieces' texts joined equal :func:`console_text` of the bytes joined (but for an OSC string longer
+    than that, whose start is then shown as text). Text after a stray ESC does not wait: a stop text
+    there is seen when it arrives."""
 
     def __init__(self) -> None:
         self._utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
@@ -260,8 +264,10 @@ class ConsoleDecoder:
         if not final:
             if text.endswith("\r"):
                 cut -= 1
-            esc = text.rfind("\x1b", max(cut - _ESCAPE_HOLD, 0), cut)
-            if esc >= 0 and not _ANSI.match(text[:cut], esc):
+            esc = text.find("\x1b", max(cut - _ESCAPE_HOLD, 0), cut)
+            while esc >= 0 and not _ANSI_OPEN.fullmatch(text, esc, cut):
+                esc = text.find("\x1b", esc + 1, cut)
+            if esc >= 0:  # the first escape that more text could still complete
                 cut = esc
         self._held = text[cut:]
         return _ANSI.sub("", text[:cut].replace("\r\n", "\n").replace("\r", "\n"))

@@ -16,7 +16,7 @@ import tracemalloc
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from app import tools as app_tools
@@ -107,8 +107,11 @@ _CONSOLE_BYTES = st.lists(
 ).map(b"".join)  # fmt: skip
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=1000, deadline=None)
 @given(raw=_CONSOLE_BYTES, cuts=st.lists(st.integers(min_value=0, max_value=200), max_size=8))
+@example(raw=b"a\x1b]104\x1b\\b", cuts=[7])  # an OSC string cut between its terminator's two bytes
+@example(raw=b"a\x1b]0;t\x1b[0mb\x07c", cuts=[9])  # an OSC string that looks as if a CSI ends it
+@example(raw=b"a\xe2\x80\xa6\r\nb", cuts=[2, 5])  # a character, then a CRLF, each cut
 def test_a_console_read_in_pieces_reads_as_the_whole(raw: bytes, cuts: list[int]) -> None:
     """Wherever the 0.1 s looks cut the serial bytes (inside a UTF-8 character, between CR and LF, inside
     an escape sequence), the text is that of the whole."""
@@ -157,6 +160,16 @@ def test_a_flooded_console_keeps_its_start_and_end_in_bounded_memory(tmp_path: P
     # What is kept, one 1 MiB read and its copies: 34 MiB whether the flood is 24, 48 or 96 MiB. Reading the
     # whole console at each look, as before, peaked at 236 MiB for these 48.
     assert peak < FLOOD, f"{peak / MiB:.0f} MiB"
+
+
+def test_text_after_a_stray_escape_is_not_held_back() -> None:
+    """Only what more bytes could still turn into an escape sequence waits: a stop text printed after a
+    stray ESC is seen at once, not when the guest prints again (it may not)."""
+    decoder = vm.ConsoleDecoder()
+    assert decoder.feed(b"\x1bROOT from /dev/mapper/root\r") == "\x1bROOT from /dev/mapper/root"
+    assert decoder.feed(b"\nok \x1b[0") == "\nok "  # a CSI still open waits for its end...
+    assert decoder.feed(b"1;32mgreen\x1b") == "green"  # ...and so does a lone ESC at the end
+    assert decoder.feed(b"", final=True) == "\x1b"
 
 
 def test_a_console_line_that_never_ends_reaches_the_live_view_in_pieces() -> None:
