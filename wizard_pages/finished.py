@@ -19,14 +19,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import Qt, QUrl, Signal
-from PySide6.QtGui import QColor, QDesktopServices, QFontDatabase, QPalette
+from PySide6.QtGui import QDesktopServices, QFontDatabase, QPalette
 from PySide6.QtWidgets import (
-    QAbstractItemView,
     QHBoxLayout,
     QHeaderView,
     QLabel,
-    QListWidget,
-    QListWidgetItem,
     QPushButton,
     QSizePolicy,
     QStyle,
@@ -37,13 +34,14 @@ from PySide6.QtWidgets import (
 
 from app.errors import CancelledError, ShieldwrightError
 from app.gui.page import WizardPage
-from app.gui.presentation import human_size, is_dark
+from app.gui.presentation import human_size
 from app.gui.provision_state import ProvisionState, TrustedFile
 from app.gui.shielding_state import ShieldingState
 from app.gui.state import WizardState
 from app.gui.tasks import TaskRunner
 from app.gui.widgets.adaptive_box import AdaptiveBox
 from app.gui.widgets.certificate_details import thumbprint_hex
+from app.gui.widgets.check_list import CheckList
 from app.gui.widgets.progress_panel import ProgressPanel
 from app.gui.widgets.tables import setup_readonly_table
 from app.template.verify import verify_template
@@ -234,13 +232,8 @@ class FinishedPage(WizardPage):
         font = self.checks_caption.font()
         font.setBold(True)
         self.checks_caption.setFont(font)
-        self.checks = QListWidget(self)
-        self.checks.setObjectName("verifyChecks")
+        self.checks = CheckList(self, name="verifyChecks")
         self.checks.setAccessibleName(self.tr("Verification checks"))
-        self.checks.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
-        self.checks.setWordWrap(True)
-        self.checks.setSpacing(2)
-        self.checks.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
 
         layout = self.body_layout()
         layout.setSpacing(6)
@@ -347,48 +340,20 @@ class FinishedPage(WizardPage):
         return next((a for a in self.artifacts if a.role == role), None)
 
     def _show_checks(self, report: Any) -> None:
-        self.checks.clear()
         if report is None:
-            item = QListWidgetItem(
-                self.style().standardIcon(QStyle.StandardPixmap.SP_MessageBoxInformation),
+            self.checks.show_note(
                 self.tr(
                     "Not verified yet. Verify checks the partition table, the ESP, the UKI's signature, the "
                     "catalog's signature and every block, and the LUKS2 headers."
                 ),
+                icon=QStyle.StandardPixmap.SP_MessageBoxInformation,
             )
-            item.setForeground(self.palette().brush(QPalette.ColorRole.PlaceholderText))
-            item.setData(Qt.ItemDataRole.UserRole, None)
-            self.checks.addItem(item)
-            return
-        bad = QColor(255, 110, 110) if is_dark(self.palette()) else QColor(190, 30, 30)
-        for check in getattr(report, "checks", []):
-            mark = "✓" if check.ok else "✗"
-            detail = getattr(check, "detail", "") or ""
-            text = f"{mark} {check.name}" + (f" — {detail}" if detail else "")
-            # The ✓/✗ glyph is the cue (not colour alone); a failed check is also red and bold.
-            item = QListWidgetItem(text)
-            if not check.ok:
-                item.setForeground(bad)
-                font = item.font()
-                font.setBold(True)
-                item.setFont(font)
-            item.setData(Qt.ItemDataRole.UserRole, bool(check.ok))
-            item.setData(
-                Qt.ItemDataRole.AccessibleTextRole,
-                (self.tr("Passed: %1") if check.ok else self.tr("Failed: %1")).replace("%1", text[2:]),
-            )
-            item.setToolTip(text)
-            self.checks.addItem(item)
+        else:
+            self.checks.show_checks(getattr(report, "checks", []))
 
     def check_rows(self) -> list[tuple[bool, str]]:
         """``(passed, text)`` per check shown (empty before a verification)."""
-        rows = []
-        for i in range(self.checks.count()):
-            item = self.checks.item(i)
-            ok = item.data(Qt.ItemDataRole.UserRole)
-            if ok is not None:
-                rows.append((bool(ok), item.text()))
-        return rows
+        return self.checks.rows()
 
     # -- actions ----------------------------------------------------------------------------------
 
