@@ -98,7 +98,7 @@ def test_detection_is_by_content_not_name(small_disk_formats, tmp_path):
         assert img.format == "vhdx"
 
 
-@pytest.mark.parametrize("fmt", ["vhdx", "qcow2"])
+@pytest.mark.parametrize("fmt", ["raw", "vhd", "vhdx", "qcow2"])  # raw and fixed VHD: the file's holes
 def test_allocated_ranges_skip_unwritten_regions(small_disk_formats, raw_bytes, fmt):
     with open_image(small_disk_formats[fmt]) as img:
         ranges = list(img.allocated_ranges())

@@ -164,6 +164,46 @@ class FileImage(DiskImage):
         self.close()
 
 
+class LinearImage(FileImage):
+    """An image whose virtual disk is the first :attr:`virtual_size` bytes of its file, as they are: a raw
+    image, or a fixed VHD (its footer follows the data). Subclasses set ``virtual_size``.
+
+    :meth:`allocated_ranges` asks the filesystem for the file's data extents (SEEK_DATA/SEEK_HOLE), so a
+    sparse file is copied and hashed without reading its holes; where that is not supported it says "all
+    of it", which is always correct.
+    """
+
+    def read(self, offset: int, length: int) -> bytes:
+        self._check_range(offset, length)
+        if not length:
+            return b""
+        return self._pread(length, offset)
+
+    def readinto(self, offset: int, buffer: memoryview) -> None:
+        self._check_range(offset, len(buffer))
+        if len(buffer):
+            self._pread_into(buffer, offset)
+
+    def linear_file(self) -> tuple[int, int] | None:
+        return (self._fd, 0) if self._fd >= 0 else None  # the file is the disk, from its start
+
+    def allocated_ranges(self) -> Iterator[tuple[int, int]]:
+        size = self.virtual_size
+        if not size:
+            return
+        # A private fd: lseek moves the file position, which read() (pread) never relies on anyway.
+        try:
+            fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            yield (0, size)
+            return
+        try:
+            spans = list(data_spans(fd, 0, size))
+        finally:
+            os.close(fd)
+        yield from ((start, stop - start) for start, stop in spans)
+
+
 class MappedImage(FileImage):
     """A container whose virtual disk is a sequence of mapped units; subclasses supply the mapping.
 

@@ -11,7 +11,7 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
-from app.disk.formats._common import FileImage
+from app.disk.formats._common import LinearImage
 from app.errors import CorruptImageError, TruncatedImageError, UnsupportedImageError
 
 FOOTER_SIZE = 512
@@ -107,8 +107,9 @@ def build_footer(size: int, timestamp: int, unique_id: bytes) -> bytes:
     return bytes(raw)
 
 
-class VhdImage(FileImage):
-    """A fixed VHD, read as the raw data in front of its footer."""
+class VhdImage(LinearImage):
+    """A fixed VHD, read as the raw data in front of its footer (a sparse file's holes skipped, as a raw
+    image's)."""
 
     format = "vhd"
 
@@ -145,17 +146,3 @@ class VhdImage(FileImage):
             self.close()
             raise
         self.virtual_size = footer.current_size
-
-    def read(self, offset: int, length: int) -> bytes:
-        self._check_range(offset, length)
-        if not length:
-            return b""
-        return self._pread(length, offset)
-
-    def readinto(self, offset: int, buffer: memoryview) -> None:
-        self._check_range(offset, len(buffer))
-        if len(buffer):
-            self._pread_into(buffer, offset)
-
-    def linear_file(self) -> tuple[int, int] | None:
-        return (self._fd, 0) if self._fd >= 0 else None  # the data first, the footer after it
