@@ -396,7 +396,7 @@ def _build_screenshots(
                 time.sleep(0.03)
             return original(self, offset, length)
 
-        RawImage.read = read  # type: ignore[method-assign]
+        RawImage.read = read  # type: ignore[method-assign,assignment]
         try:
             wizard.next()  # the commit button: Generate
             page = wizard.generate_page
